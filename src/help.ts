@@ -1,0 +1,18 @@
+import {Command, Help} from '@oclif/core'
+import {EXIT_CODE_TABLE} from './lib/errors.js'
+
+function exitCodeSection(): string {
+  const rows = EXIT_CODE_TABLE.map(([code, meaning]) => `  ${String(code).padEnd(6)}${meaning}`)
+  return ['EXIT CODES', ...rows].join('\n')
+}
+
+/** oclif's help, plus the exit-code table on the root help and on every command's help. */
+export default class RegopsHelp extends Help {
+  override formatRoot(): string {
+    return `${super.formatRoot()}\n\n${exitCodeSection()}`
+  }
+
+  override formatCommand(command: Command.Loadable): string {
+    return `${super.formatCommand(command)}\n${exitCodeSection()}\n`
+  }
+}

@@ -1,0 +1,36 @@
+import {UsageError} from '../errors.js'
+
+const UNIT_MS: Record<string, number> = {ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000}
+
+/** Parses '90s', '15m', '24h', '7d', '1h30m' or a bare number of seconds into milliseconds. */
+export function parseDuration(text: string, what = 'duration'): number {
+  const trimmed = String(text).trim()
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000)
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy
+  let total = 0
+  let consumed = 0
+  let match: RegExpExecArray | null
+  while ((match = re.exec(trimmed)) !== null) {
+    total += Number(match[1]) * UNIT_MS[match[2]]
+    consumed = re.lastIndex
+  }
+  if (consumed !== trimmed.length || trimmed.length === 0) {
+    throw new UsageError(`invalid ${what} '${text}': use a number with a unit, e.g. 30s, 15m, 24h, 7d, 1h30m`)
+  }
+  return Math.round(total)
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, p: 1e15, pb: 1e15,
+  kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40, pib: 2 ** 50,
+}
+
+/** Parses '500MiB', '2TB', '1048576' into bytes. */
+export function parseSize(text: string, what = 'size'): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(String(text))
+  const unit = match?.[2]?.toLowerCase() || 'b'
+  if (!match || SIZE_UNITS[unit] === undefined) {
+    throw new UsageError(`invalid ${what} '${text}': use a number with an optional unit, e.g. 500MiB, 2TB`)
+  }
+  return Math.round(Number(match[1]) * SIZE_UNITS[unit])
+}

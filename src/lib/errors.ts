@@ -1,0 +1,138 @@
+/**
+ * One error hierarchy for the whole tool. Every error a user can see carries the exit code
+ * of the documented table (design §9), so the base command maps errors to codes in one place.
+ */
+export const ExitCode = {
+  /** done, and clean */
+  Ok: 0,
+  /** done, and it found something: orphans in dry-run, drift, a threshold breached */
+  Found: 1,
+  /** usage or configuration error: nothing was done */
+  Usage: 2,
+  /** partial: some objects failed and were recorded; the job can be resumed */
+  Partial: 3,
+  /** refused: a precondition failed (lock held, schema not current, unsafe settings) */
+  Refused: 4,
+  /** interrupted by SIGINT after saving a checkpoint */
+  Interrupted: 130,
+  /** interrupted by SIGTERM after saving a checkpoint */
+  Terminated: 143,
+} as const
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode]
+
+export const EXIT_CODE_TABLE: ReadonlyArray<readonly [number, string]> = [
+  [ExitCode.Ok, 'done, and clean'],
+  [ExitCode.Found, 'done, and it found something: orphans found in dry-run, drift, a threshold breached'],
+  [ExitCode.Usage, 'usage or configuration error: nothing was done'],
+  [ExitCode.Partial, 'partial: some objects failed and were recorded; the job can be resumed'],
+  [ExitCode.Refused, 'refused: a precondition failed (lock held, schema not current, unsafe settings)'],
+  [ExitCode.Interrupted, 'interrupted by SIGINT after saving a checkpoint'],
+  [ExitCode.Terminated, 'interrupted by SIGTERM after saving a checkpoint'],
+]
+
+export interface RegopsErrorOptions {
+  /** machine-readable code, e.g. CONFIG_INVALID */
+  code?: string
+  /** what the operator can do next */
+  hint?: string
+  cause?: unknown
+  /** structured detail for --json (never secrets) */
+  details?: Record<string, unknown>
+}
+
+export class RegopsError extends Error {
+  readonly exitCode: number
+  readonly code: string
+  readonly hint?: string
+  readonly details?: Record<string, unknown>
+
+  constructor(message: string, exitCode: number, options: RegopsErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : {cause: options.cause})
+    this.name = new.target.name
+    this.exitCode = exitCode
+    this.code = options.code ?? 'REGOPS_ERROR'
+    this.hint = options.hint
+    this.details = options.details
+  }
+}
+
+/** Bad flags or arguments. Nothing was done. */
+export class UsageError extends RegopsError {
+  constructor(message: string, options: RegopsErrorOptions = {}) {
+    super(message, ExitCode.Usage, {code: 'USAGE', ...options})
+  }
+}
+
+/** The configuration is malformed; names the field and, when known, the file and line. */
+export class ConfigError extends RegopsError {
+  readonly field?: string
+  readonly file?: string
+  readonly line?: number
+
+  constructor(message: string, where: {field?: string; file?: string; line?: number} = {}, options: RegopsErrorOptions = {}) {
+    const location = [where.file, where.line === undefined ? undefined : `line ${where.line}`].filter(Boolean).join(':')
+    const prefix = [where.field ? `${where.field}` : undefined, location ? `(${location})` : undefined].filter(Boolean).join(' ')
+    super(prefix ? `config ${prefix}: ${message}` : `config: ${message}`, ExitCode.Usage, {
+      code: 'CONFIG_INVALID',
+      ...options,
+      details: {field: where.field, file: where.file, line: where.line, ...options.details},
+    })
+    this.field = where.field
+    this.file = where.file
+    this.line = where.line
+  }
+}
+
+/** A precondition failed: a lock is held, the schema is not current, settings are unsafe. */
+export class RefusedError extends RegopsError {
+  constructor(message: string, options: RegopsErrorOptions = {}) {
+    super(message, ExitCode.Refused, {code: 'REFUSED', ...options})
+  }
+}
+
+/** Input data (a key, a link file, a manifest) that cannot be parsed. Carries where it was found. */
+export class InvalidInputError extends RegopsError {
+  readonly key?: string
+  constructor(message: string, key?: string, options: RegopsErrorOptions = {}) {
+    super(key ? `${message} (at ${key})` : message, ExitCode.Usage, {code: 'INVALID_INPUT', ...options, details: {key, ...options.details}})
+    this.key = key
+  }
+}
+
+/** A storage or network operation that failed after retries. */
+export class StorageError extends RegopsError {
+  readonly region?: string
+  readonly key?: string
+  constructor(message: string, where: {region?: string; key?: string} = {}, options: RegopsErrorOptions = {}) {
+    super(message, ExitCode.Partial, {code: 'STORAGE', ...options, details: {...where, ...options.details}})
+    this.region = where.region
+    this.key = where.key
+  }
+}
+
+/** An object that does not exist. Sweeps and walks tolerate these: the object may have gone mid-walk. */
+export class NotFoundError extends StorageError {
+  constructor(key: string, region?: string) {
+    super(`not found: ${key}`, {key, region}, {code: 'NOT_FOUND'})
+  }
+}
+
+/** A job was interrupted by a signal after saving its checkpoint. */
+export class InterruptedError extends RegopsError {
+  constructor(signal: 'SIGINT' | 'SIGTERM', jobId?: string) {
+    super(
+      `interrupted by ${signal}${jobId ? `; checkpoint saved, resume with --resume ${jobId}` : ''}`,
+      signal === 'SIGINT' ? ExitCode.Interrupted : ExitCode.Terminated,
+      {code: 'INTERRUPTED', details: {signal, jobId}},
+    )
+  }
+}
+
+export function isRegopsError(error: unknown): error is RegopsError {
+  return error instanceof RegopsError
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message
+  return String(error)
+}

@@ -1,0 +1,60 @@
+import {redact, redactValue} from './redact.js'
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent'
+export type LogFormat = 'text' | 'json'
+
+const LEVELS: Record<LogLevel, number> = {debug: 10, info: 20, warn: 30, error: 40, silent: 100}
+
+/**
+ * Structured log lines on stderr. JSON lines when there is no TTY (Argo, CronJobs collect them),
+ * short text lines for a person at a terminal. stdout is reserved for the command's result.
+ */
+export class Logger {
+  constructor(
+    readonly level: LogLevel = 'info',
+    readonly format: LogFormat = process.stderr.isTTY ? 'text' : 'json',
+    private readonly write: (line: string) => void = (line) => process.stderr.write(line),
+    private readonly bindings: Record<string, unknown> = {},
+  ) {}
+
+  child(bindings: Record<string, unknown>): Logger {
+    return new Logger(this.level, this.format, this.write, {...this.bindings, ...bindings})
+  }
+
+  enabled(level: LogLevel): boolean {
+    return LEVELS[level] >= LEVELS[this.level]
+  }
+
+  debug(msg: string, fields?: Record<string, unknown>): void {
+    this.log('debug', msg, fields)
+  }
+
+  info(msg: string, fields?: Record<string, unknown>): void {
+    this.log('info', msg, fields)
+  }
+
+  warn(msg: string, fields?: Record<string, unknown>): void {
+    this.log('warn', msg, fields)
+  }
+
+  error(msg: string, fields?: Record<string, unknown>): void {
+    this.log('error', msg, fields)
+  }
+
+  private log(level: Exclude<LogLevel, 'silent'>, msg: string, fields: Record<string, unknown> = {}): void {
+    if (!this.enabled(level)) return
+    const all = redactValue({...this.bindings, ...fields})
+    if (this.format === 'json') {
+      this.write(JSON.stringify({ts: new Date().toISOString(), level, msg: redact(msg), ...all}) + '\n')
+      return
+    }
+    const extra = Object.entries(all)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+      .join(' ')
+    this.write(`${level === 'info' ? '' : `${level}: `}${redact(msg)}${extra ? ` ${extra}` : ''}\n`)
+  }
+}
+
+/** A logger that writes nothing; for library code called without one. */
+export const silentLogger = new Logger('silent', 'json', () => {})

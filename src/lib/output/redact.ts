@@ -1,0 +1,73 @@
+/**
+ * Every secret regops learns (passwords, secret keys, tokens, passwords inside URLs) is registered
+ * here, and every byte regops writes passes through `redact`. Redacting at the writer rather than at
+ * each call site means a secret that leaks into an error message from a library is still masked.
+ */
+const MASK = '***'
+const secrets = new Set<string>()
+
+export function registerSecret(value: string | undefined | null): void {
+  // Very short values would mask innocent text ("a", "1"); they are not credible secrets either.
+  if (!value || value.length < 4) return
+  secrets.add(value)
+  try {
+    const encoded = encodeURIComponent(value)
+    if (encoded !== value) secrets.add(encoded)
+  } catch {
+    // lone surrogates cannot be URI-encoded; the raw value is still registered
+  }
+}
+
+/** Registers the password of a URL (postgres://user:pass@host) and returns the URL with it masked. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password) {
+      registerSecret(decodeURIComponent(parsed.password))
+      parsed.password = MASK
+      return parsed.toString().replace(encodeURIComponent(MASK), MASK)
+    }
+    return url
+  } catch {
+    return redact(url)
+  }
+}
+
+export function redact(text: string): string {
+  if (secrets.size === 0 || !text) return text
+  let out = text
+  // Longest first, so a secret that contains another is masked whole.
+  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
+    if (out.includes(secret)) out = out.split(secret).join(MASK)
+  }
+  // Passwords in URLs that were never registered (e.g. from a library's error text).
+  return out.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)([^@\s/]+)@/gi, `$1${MASK}@`)
+}
+
+/** Deep-redacts a JSON-able value (used for --json output and structured logs). */
+export function redactValue<T>(value: T): T {
+  if (typeof value === 'string') return redact(value) as T
+  if (Array.isArray(value)) return value.map((item) => redactValue(item)) as T
+  if (value && typeof value === 'object' && !(value instanceof Date) && !Buffer.isBuffer(value)) {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) out[k] = redactValue(v)
+    return out as T
+  }
+  return value
+}
+
+export const REDACTED = MASK
+
+/** Environment variables whose values are credentials wherever they are set. */
+const SECRET_ENV = [
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'PGPASSWORD',
+  'REGOPS_REGISTRY_PASSWORD',
+  'REGISTRY_PASSWORD',
+]
+
+export function registerEnvironmentSecrets(env: NodeJS.ProcessEnv = process.env): void {
+  for (const name of SECRET_ENV) registerSecret(env[name])
+  for (const name of ['DATABASE_URL', 'REGOPS_DATABASE_URL']) if (env[name]) redactUrl(env[name]!)
+}

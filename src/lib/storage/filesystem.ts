@@ -1,0 +1,202 @@
+import {mkdir, open, readdir, rename, rm, rmdir, stat, unlink, copyFile, writeFile, type FileHandle} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
+import {pipeline} from 'node:stream/promises'
+import {Readable} from 'node:stream'
+import {randomUUID} from 'node:crypto'
+import pLimit, {type LimitFunction} from 'p-limit'
+import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
+import type {DeleteResult, ListOptions, ObjectInfo, StorageDriver} from './driver.js'
+
+/**
+ * The distribution layout on a local filesystem. Listing yields the same byte order as S3 for the
+ * same tree: a directory's entries are visited in the order of `name + '/'` for directories and
+ * `name` for files, which is the order of the full keys (a naive walk puts `a/b` before `a-b/c`).
+ */
+export class FilesystemDriver implements StorageDriver {
+  readonly kind = 'file' as const
+  readonly location: string
+  private readonly limit: LimitFunction
+
+  constructor(
+    readonly region: string,
+    private readonly root: string,
+    concurrency = 16,
+  ) {
+    this.location = `file://${root}`
+    this.limit = pLimit(concurrency)
+  }
+
+  private pathOf(key: string): string {
+    if (key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '.')) {
+      throw new InvalidInputError(`key escapes the storage root`, key)
+    }
+    return join(this.root, key)
+  }
+
+  async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    const slash = prefix.lastIndexOf('/')
+    const dirKey = slash >= 0 ? prefix.slice(0, slash + 1) : ''
+    const namePrefix = prefix.slice(dirKey.length)
+    yield* this.walk(dirKey, namePrefix, options)
+  }
+
+  private async *walk(dirKey: string, namePrefix: string, options: ListOptions): AsyncIterable<ObjectInfo> {
+    options.signal?.throwIfAborted()
+    const entries = await this.readDir(dirKey)
+    const sorted = entries
+      .filter((entry) => entry.name.startsWith(namePrefix) && !entry.name.startsWith('.regops-tmp-'))
+      .map((entry) => ({entry, sortKey: Buffer.from(entry.isDirectory() ? `${entry.name}/` : entry.name)}))
+      .sort((a, b) => Buffer.compare(a.sortKey, b.sortKey))
+    const startAfter = options.startAfter
+    for (const {entry} of sorted) {
+      const key = `${dirKey}${entry.name}`
+      if (entry.isDirectory()) {
+        const childPrefix = `${key}/`
+        // The whole subtree sorts before startAfter: skip it without reading it.
+        if (startAfter !== undefined && Buffer.compare(Buffer.from(childPrefix), Buffer.from(startAfter)) < 0 && !startAfter.startsWith(childPrefix)) continue
+        yield* this.walk(childPrefix, '', options)
+      } else if (entry.isFile()) {
+        if (startAfter !== undefined && Buffer.compare(Buffer.from(key), Buffer.from(startAfter)) <= 0) continue
+        const info = await this.stat(key)
+        if (info) yield info
+      }
+    }
+  }
+
+  private async readDir(dirKey: string) {
+    try {
+      return await this.limit(() => readdir(dirKey === '' ? this.root : this.pathOf(dirKey), {withFileTypes: true}))
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      // A directory that vanished mid-walk (or never existed) simply has no keys.
+      if (code === 'ENOENT' || code === 'ENOTDIR') return []
+      throw new StorageError(`cannot list ${dirKey || '/'}: ${code ?? error}`, {region: this.region, key: dirKey}, {cause: error})
+    }
+  }
+
+  async *listDirectories(prefix: string, options: ListOptions = {}): AsyncIterable<string> {
+    const entries = await this.readDir(prefix)
+    const dirs = entries
+      .filter((entry) => entry.isDirectory() && !entry.name.startsWith('.regops-tmp-'))
+      .map((entry) => `${prefix}${entry.name}/`)
+      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+    for (const dir of dirs) {
+      if (options.startAfter !== undefined && Buffer.compare(Buffer.from(dir), Buffer.from(options.startAfter)) <= 0) continue
+      yield dir
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const st = await this.limit(() => stat(this.pathOf(key)))
+      if (!st.isFile()) return undefined
+      return {key, size: st.size, lastModified: st.mtime}
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
+      throw new StorageError(`cannot stat: ${code ?? error}`, {region: this.region, key}, {cause: error})
+    }
+  }
+
+  async read(key: string, range?: {start: number; end?: number}): Promise<Readable> {
+    let handle: FileHandle
+    try {
+      handle = await open(this.pathOf(key), 'r')
+    } catch (error) {
+      throw this.mapError(error, key, 'read')
+    }
+    return handle.createReadStream({start: range?.start, end: range?.end, autoClose: true})
+  }
+
+  async readSmall(key: string, limit: number): Promise<Buffer> {
+    return this.limit(async () => {
+      let handle: FileHandle | undefined
+      try {
+        handle = await open(this.pathOf(key), 'r')
+        const st = await handle.stat()
+        if (st.size > limit) throw new InvalidInputError(`object is ${st.size} bytes, more than the ${limit} expected`, key, {code: 'TOO_LARGE'})
+        return await handle.readFile()
+      } catch (error) {
+        throw this.mapError(error, key, 'read')
+      } finally {
+        await handle?.close()
+      }
+    })
+  }
+
+  async write(key: string, body: Buffer | Readable, _size?: number): Promise<void> {
+    const path = this.pathOf(key)
+    const tmp = join(dirname(path), `.regops-tmp-${randomUUID()}`)
+    try {
+      await mkdir(dirname(path), {recursive: true})
+      if (Buffer.isBuffer(body)) await writeFile(tmp, body)
+      else {
+        const handle = await open(tmp, 'w')
+        try {
+          await pipeline(body, handle.createWriteStream())
+        } finally {
+          await handle.close().catch(() => {})
+        }
+      }
+      await rename(tmp, path)
+    } catch (error) {
+      await rm(tmp, {force: true}).catch(() => {})
+      throw this.mapError(error, key, 'write')
+    }
+  }
+
+  async deleteMany(keys: string[]): Promise<DeleteResult> {
+    const result: DeleteResult = {deleted: [], errors: []}
+    await Promise.all(
+      keys.map((key) =>
+        this.limit(async () => {
+          try {
+            await unlink(this.pathOf(key))
+            await this.pruneEmptyParents(key)
+            result.deleted.push(key)
+          } catch (error) {
+            const code = (error as NodeJS.ErrnoException).code
+            if (code === 'ENOENT') result.deleted.push(key)
+            else result.errors.push({key, message: code ?? String(error)})
+          }
+        }),
+      ),
+    )
+    return result
+  }
+
+  /** Removes directories left empty by a delete (distribution removes the blob's directory too). */
+  private async pruneEmptyParents(key: string): Promise<void> {
+    const parts = key.split('/')
+    // Never remove the top-level layout directories (blobs/, repositories/).
+    for (let depth = parts.length - 1; depth > 2; depth--) {
+      try {
+        await rmdir(this.pathOf(parts.slice(0, depth).join('/')))
+      } catch {
+        return
+      }
+    }
+  }
+
+  async copy(sourceKey: string, targetKey: string): Promise<void> {
+    const target = this.pathOf(targetKey)
+    const tmp = join(dirname(target), `.regops-tmp-${randomUUID()}`)
+    try {
+      await mkdir(dirname(target), {recursive: true})
+      await copyFile(this.pathOf(sourceKey), tmp)
+      await rename(tmp, target)
+    } catch (error) {
+      await rm(tmp, {force: true}).catch(() => {})
+      throw this.mapError(error, sourceKey, 'copy')
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private mapError(error: unknown, key: string, op: string): Error {
+    if (error instanceof InvalidInputError || error instanceof StorageError) return error
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return new NotFoundError(key, this.region)
+    return new StorageError(`cannot ${op}: ${code ?? error}`, {region: this.region, key}, {cause: error})
+  }
+}

@@ -1,0 +1,269 @@
+import {Agent as HttpAgent} from 'node:http'
+import {Agent as HttpsAgent} from 'node:https'
+import type {Readable} from 'node:stream'
+import {
+  S3Client,
+  ListObjectsV2Command,
+  HeadObjectCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  DeleteObjectsCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCopyCommand,
+  CompleteMultipartUploadCommand,
+  AbortMultipartUploadCommand,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3'
+import {NodeHttpHandler} from '@smithy/node-http-handler'
+import pLimit, {type LimitFunction} from 'p-limit'
+import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
+import type {S3RegionConfig} from '../config/config.js'
+import type {DeleteResult, ListOptions, ObjectInfo, StorageDriver} from './driver.js'
+
+/** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
+const MAX_SINGLE_COPY = 5 * 1024 ** 3
+const COPY_PART_SIZE = 512 * 1024 ** 2
+
+/**
+ * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Retries use the SDK's
+ * adaptive mode, which backs off on 503 SlowDown and throttles itself, and retries connection resets;
+ * `concurrency` caps requests in flight from this process to the bucket.
+ */
+export class S3Driver implements StorageDriver {
+  readonly kind = 's3' as const
+  readonly location: string
+  readonly client: S3Client
+  private readonly limit: LimitFunction
+  private readonly base: string
+
+  constructor(private readonly config: S3RegionConfig, clientOverrides: Partial<S3ClientConfig> = {}) {
+    this.region = config.name
+    this.base = config.prefix ? `${config.prefix}/` : ''
+    this.location = `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` at ${config.endpoint}` : ''}`
+    this.limit = pLimit(config.concurrency)
+    const agentOptions = {keepAlive: true, maxSockets: config.concurrency}
+    this.client = new S3Client({
+      region: config.region,
+      endpoint: config.endpoint,
+      forcePathStyle: config.forcePathStyle,
+      credentials:
+        config.accessKeyId && config.secretAccessKey ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey} : undefined,
+      requestChecksumCalculation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
+      responseChecksumValidation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
+      retryMode: 'adaptive',
+      maxAttempts: 8,
+      requestHandler: new NodeHttpHandler({
+        httpAgent: new HttpAgent(agentOptions),
+        httpsAgent: new HttpsAgent(agentOptions),
+        connectionTimeout: 5_000,
+        requestTimeout: 120_000,
+      }),
+      ...clientOverrides,
+    })
+  }
+
+  readonly region: string
+
+  private fullKey(key: string): string {
+    return `${this.base}${key}`
+  }
+
+  private relativeKey(full: string): string {
+    return full.slice(this.base.length)
+  }
+
+  async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    let token: string | undefined
+    do {
+      options.signal?.throwIfAborted()
+      const page = await this.send('list', prefix, () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.config.bucket,
+            Prefix: this.fullKey(prefix),
+            StartAfter: token === undefined && options.startAfter !== undefined ? this.fullKey(options.startAfter) : undefined,
+            ContinuationToken: token,
+            MaxKeys: 1000,
+          }),
+          {abortSignal: options.signal},
+        ),
+      )
+      for (const object of page.Contents ?? []) {
+        if (!object.Key) continue
+        yield {key: this.relativeKey(object.Key), size: Number(object.Size ?? 0), lastModified: object.LastModified ?? new Date(0)}
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined
+    } while (token)
+  }
+
+  async *listDirectories(prefix: string, options: ListOptions = {}): AsyncIterable<string> {
+    let token: string | undefined
+    do {
+      options.signal?.throwIfAborted()
+      const page = await this.send('list', prefix, () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.config.bucket,
+            Prefix: this.fullKey(prefix),
+            Delimiter: '/',
+            StartAfter: token === undefined && options.startAfter !== undefined ? this.fullKey(options.startAfter) : undefined,
+            ContinuationToken: token,
+            MaxKeys: 1000,
+          }),
+          {abortSignal: options.signal},
+        ),
+      )
+      for (const common of page.CommonPrefixes ?? []) {
+        if (common.Prefix) yield this.relativeKey(common.Prefix)
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined
+    } while (token)
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const head = await this.send('stat', key, () => this.client.send(new HeadObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(key)})))
+      return {key, size: Number(head.ContentLength ?? 0), lastModified: head.LastModified ?? new Date(0)}
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined
+      throw error
+    }
+  }
+
+  async read(key: string, range?: {start: number; end?: number}): Promise<Readable> {
+    const response = await this.send('read', key, () =>
+      this.client.send(
+        new GetObjectCommand({
+          Bucket: this.config.bucket,
+          Key: this.fullKey(key),
+          Range: range ? `bytes=${range.start}-${range.end ?? ''}` : undefined,
+        }),
+      ),
+    )
+    return response.Body as Readable
+  }
+
+  async readSmall(key: string, limit: number): Promise<Buffer> {
+    return this.send('read', key, async () => {
+      const response = await this.client.send(new GetObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(key)}))
+      const body = response.Body as Readable
+      if (Number(response.ContentLength ?? 0) > limit) {
+        body.destroy()
+        throw new InvalidInputError(`object is ${response.ContentLength} bytes, more than the ${limit} expected`, key, {code: 'TOO_LARGE'})
+      }
+      const chunks: Buffer[] = []
+      for await (const chunk of body) chunks.push(chunk as Buffer)
+      return Buffer.concat(chunks)
+    })
+  }
+
+  async write(key: string, body: Buffer | Readable, size?: number): Promise<void> {
+    const length = Buffer.isBuffer(body) ? body.length : size
+    if (length === undefined) throw new InvalidInputError('a streamed write needs its size', key)
+    await this.send('write', key, () =>
+      this.client.send(new PutObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(key), Body: body, ContentLength: length})),
+    )
+  }
+
+  async deleteMany(keys: string[]): Promise<DeleteResult> {
+    const result: DeleteResult = {deleted: [], errors: []}
+    const batches: string[][] = []
+    for (let i = 0; i < keys.length; i += 1000) batches.push(keys.slice(i, i + 1000))
+    await Promise.all(
+      batches.map(async (batch) => {
+        try {
+          const response = await this.send('delete', batch[0], () =>
+            this.client.send(
+              new DeleteObjectsCommand({
+                Bucket: this.config.bucket,
+                Delete: {Objects: batch.map((key) => ({Key: this.fullKey(key)})), Quiet: true},
+              }),
+            ),
+          )
+          const failed = new Map((response.Errors ?? []).map((e) => [this.relativeKey(e.Key ?? ''), `${e.Code}: ${e.Message}`]))
+          for (const key of batch) {
+            const message = failed.get(key)
+            if (message === undefined) result.deleted.push(key)
+            else result.errors.push({key, message})
+          }
+        } catch (error) {
+          for (const key of batch) result.errors.push({key, message: (error as Error).message})
+        }
+      }),
+    )
+    return result
+  }
+
+  async copy(sourceKey: string, targetKey: string): Promise<void> {
+    const info = await this.stat(sourceKey)
+    if (!info) throw new NotFoundError(sourceKey, this.region)
+    const copySource = `${this.config.bucket}/${this.fullKey(sourceKey)}`.split('/').map(encodeURIComponent).join('/')
+    if (info.size <= MAX_SINGLE_COPY) {
+      await this.send('copy', sourceKey, () =>
+        this.client.send(new CopyObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey), CopySource: copySource})),
+      )
+      return
+    }
+    const upload = await this.send('copy', targetKey, () =>
+      this.client.send(new CreateMultipartUploadCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey)})),
+    )
+    try {
+      const parts: Array<{ETag: string; PartNumber: number}> = []
+      for (let start = 0, part = 1; start < info.size; start += COPY_PART_SIZE, part++) {
+        const end = Math.min(info.size, start + COPY_PART_SIZE) - 1
+        const response = await this.send('copy', sourceKey, () =>
+          this.client.send(
+            new UploadPartCopyCommand({
+              Bucket: this.config.bucket,
+              Key: this.fullKey(targetKey),
+              UploadId: upload.UploadId,
+              PartNumber: part,
+              CopySource: copySource,
+              CopySourceRange: `bytes=${start}-${end}`,
+            }),
+          ),
+        )
+        parts.push({ETag: response.CopyPartResult?.ETag ?? '', PartNumber: part})
+      }
+      await this.send('copy', targetKey, () =>
+        this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(targetKey),
+            UploadId: upload.UploadId,
+            MultipartUpload: {Parts: parts},
+          }),
+        ),
+      )
+    } catch (error) {
+      await this.client
+        .send(new AbortMultipartUploadCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey), UploadId: upload.UploadId}))
+        .catch(() => {})
+      throw error
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy()
+  }
+
+  /** One request under the concurrency cap, with S3 errors turned into regops errors. */
+  private async send<T>(op: string, key: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.limit(fn)
+    } catch (error) {
+      throw this.mapError(error, key, op)
+    }
+  }
+
+  private mapError(error: unknown, key: string, op: string): Error {
+    if (error instanceof InvalidInputError || error instanceof StorageError) return error
+    const e = error as {name?: string; Code?: string; message?: string; $metadata?: {httpStatusCode?: number}; code?: string}
+    const status = e.$metadata?.httpStatusCode
+    if (status === 404 || e.name === 'NoSuchKey' || e.name === 'NotFound') return new NotFoundError(key, this.region)
+    const what = e.name && e.name !== 'Error' ? e.name : (e.code ?? 'error')
+    const detail = status ? `HTTP ${status} ${what}` : `${what}: ${e.message ?? String(error)}`
+    return new StorageError(`${op} failed on ${this.location}: ${detail}`, {region: this.region, key}, {cause: error, code: status === 403 ? 'FORBIDDEN' : 'STORAGE'})
+  }
+}
