@@ -8,8 +8,9 @@ function exitCodeSection(): string {
 
 /** oclif's help, plus the exit-code table on the root help and on every command's help. */
 export default class RegopsHelp extends Help {
-  override formatRoot(): string {
-    return `${super.formatRoot()}\n\n${exitCodeSection()}`
+  protected override async showRootHelp(): Promise<void> {
+    await super.showRootHelp()
+    this.log(`\n${exitCodeSection()}`)
   }
 
   override formatCommand(command: Command.Loadable): string {

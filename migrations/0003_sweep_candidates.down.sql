@@ -1,0 +1,1 @@
+DROP TABLE regops_sweep_candidates;

@@ -1,0 +1,130 @@
+import {randomUUID} from 'node:crypto'
+import {request} from 'undici'
+import type {RegopsConfig} from '../config/config.js'
+import {errorMessage} from '../errors.js'
+import {openDatabase} from '../metadata/db.js'
+import {migrationStatus} from '../metadata/migrations.js'
+import {redact, redactUrl} from '../output/redact.js'
+import {openDriver} from '../storage/index.js'
+
+export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip'
+
+export interface DoctorCheck {
+  component: 'database' | 'region' | 'registry'
+  name: string
+  target: string
+  status: CheckStatus
+  detail: string
+  ms: number
+}
+
+export interface DoctorResult {
+  kind: 'doctor'
+  ok: boolean
+  checks: DoctorCheck[]
+}
+
+export interface DoctorOptions {
+  writeCheck: boolean
+  timeoutMs: number
+}
+
+/** Reachability and permissions of everything the configuration names, one check each. */
+export async function runDoctor(config: RegopsConfig, options: DoctorOptions): Promise<DoctorResult> {
+  const tasks: Array<Promise<DoctorCheck>> = []
+  if (config.database) tasks.push(timed('database', 'postgres', redactUrl(config.database.url), options.timeoutMs, () => checkDatabase(config.database!.url)))
+  else tasks.push(Promise.resolve(skip('database', 'postgres', 'not configured (database.url or DATABASE_URL)')))
+  for (const region of Object.values(config.regions)) {
+    tasks.push(timed('region', region.name, region.url, options.timeoutMs, () => checkRegion(config, region.name, options.writeCheck)))
+  }
+  if (config.registry) tasks.push(timed('registry', 'registry', config.registry.url, options.timeoutMs, () => checkRegistry(config.registry!.url)))
+  else tasks.push(Promise.resolve(skip('registry', 'registry', 'not configured (registry.url)')))
+  const checks = await Promise.all(tasks)
+  return {kind: 'doctor', ok: checks.every((c) => c.status !== 'fail'), checks}
+}
+
+function skip(component: DoctorCheck['component'], name: string, detail: string): DoctorCheck {
+  return {component, name, target: '-', status: 'skip', detail, ms: 0}
+}
+
+async function timed(
+  component: DoctorCheck['component'],
+  name: string,
+  target: string,
+  timeoutMs: number,
+  fn: () => Promise<{status: CheckStatus; detail: string}>,
+): Promise<DoctorCheck> {
+  const started = performance.now()
+  let timer: NodeJS.Timeout | undefined
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+    })
+    const outcome = await Promise.race([fn(), timeout])
+    return {component, name, target, ...outcome, ms: Math.round(performance.now() - started)}
+  } catch (error) {
+    return {component, name, target, status: 'fail', detail: redact(errorMessage(error)), ms: Math.round(performance.now() - started)}
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function checkDatabase(url: string): Promise<{status: CheckStatus; detail: string}> {
+  const db = openDatabase(url, {max: 1, connectTimeoutMs: 5000})
+  try {
+    const version = await db.query<{server_version: string}>('show server_version')
+    const status = await migrationStatus(db)
+    const pending = status.migrations.filter((m) => m.state === 'pending').length
+    const drifted = status.migrations.filter((m) => m.state === 'drifted' || m.state === 'missing-file').length
+    const schema = `schema v${status.current}${pending ? `, ${pending} pending` : ''}${drifted ? `, ${drifted} drifted` : ''}`
+    const detail = `PostgreSQL ${version.rows[0].server_version}; ${schema}`
+    if (drifted) return {status: 'fail', detail}
+    return {status: pending ? 'warn' : 'ok', detail: pending ? `${detail} (run: regops db migrate up)` : detail}
+  } finally {
+    await db.close()
+  }
+}
+
+async function checkRegion(config: RegopsConfig, name: string, writeCheck: boolean): Promise<{status: CheckStatus; detail: string}> {
+  const driver = openDriver(config.regions[name])
+  try {
+    const steps: string[] = []
+    let sample: string | undefined
+    for await (const object of driver.list('')) {
+      sample = object.key
+      break
+    }
+    steps.push(sample ? 'list' : 'list (empty)')
+    if (sample) {
+      const stream = await driver.read(sample, {start: 0, end: 0})
+      for await (const _ of stream) {
+        // one byte is enough to prove read permission
+      }
+      steps.push('read')
+    }
+    if (writeCheck) {
+      const key = `_regops/doctor/${randomUUID()}`
+      await driver.write(key, Buffer.from('regops doctor write check\n'))
+      const back = await driver.readSmall(key, 1024)
+      if (!back.toString().startsWith('regops doctor')) throw new Error(`wrote ${key} but read back different content`)
+      const deleted = await driver.deleteMany([key])
+      if (deleted.errors.length > 0) throw new Error(`wrote ${key} but could not delete it: ${deleted.errors[0].message}`)
+      steps.push('write', 'delete')
+    }
+    return {status: 'ok', detail: `${steps.join(', ')} ok on ${driver.location}`}
+  } finally {
+    await driver.close()
+  }
+}
+
+async function checkRegistry(url: string): Promise<{status: CheckStatus; detail: string}> {
+  const response = await request(`${url}/v2/`, {method: 'GET', headersTimeout: 10_000, bodyTimeout: 10_000})
+  const apiVersion = response.headers['docker-distribution-api-version']
+  await response.body.dump()
+  if (response.statusCode === 200) return {status: 'ok', detail: `GET /v2/ 200${apiVersion ? ` (${apiVersion})` : ''}`}
+  if (response.statusCode === 401) {
+    const challenge = String(response.headers['www-authenticate'] ?? '').split(' ')[0]
+    return {status: 'ok', detail: `GET /v2/ 401: reachable, ${challenge || 'auth'} authentication required`}
+  }
+  return {status: 'fail', detail: `GET /v2/ answered HTTP ${response.statusCode}`}
+}

@@ -1,0 +1,9 @@
+import type {RegopsConfig} from '../config/config.js'
+import {UsageError} from '../errors.js'
+import {openDatabase, type Db} from './db.js'
+
+/** The configured database, or a usage error that says where to configure it. */
+export function openConfiguredDatabase(config: RegopsConfig, applicationName = 'regops'): Db {
+  if (!config.database) throw new UsageError('no database configured: set database.url in the config, DATABASE_URL, or --database-url')
+  return openDatabase(config.database.url, {applicationName})
+}

@@ -1,0 +1,148 @@
+import {hostname} from 'node:os'
+import type {Db} from './db.js'
+import {RefusedError, UsageError} from '../errors.js'
+
+export type JobStatus = 'pending' | 'running' | 'done' | 'failed' | 'interrupted'
+
+export interface Job<C = Record<string, unknown>> {
+  id: string
+  kind: string
+  params: Record<string, unknown>
+  shardIndex: number
+  shardCount: number
+  status: JobStatus
+  checkpoint: C | null
+  stats: Record<string, unknown>
+  owner: string | null
+  heartbeatAt: Date | null
+  createdAt: Date
+  startedAt: Date | null
+  finishedAt: Date | null
+  error: string | null
+}
+
+/** A running job whose heartbeat is older than this is taken to be dead (its pod was killed). */
+export const STALE_HEARTBEAT_MS = 60_000
+const HEARTBEAT_EVERY_MS = 10_000
+
+function toJob<C>(row: Record<string, unknown>): Job<C> {
+  return {
+    id: String(row.id),
+    kind: row.kind as string,
+    params: (row.params ?? {}) as Record<string, unknown>,
+    shardIndex: row.shard_index as number,
+    shardCount: row.shard_count as number,
+    status: row.status as JobStatus,
+    checkpoint: (row.checkpoint ?? null) as C | null,
+    stats: (row.stats ?? {}) as Record<string, unknown>,
+    owner: (row.owner ?? null) as string | null,
+    heartbeatAt: (row.heartbeat_at ?? null) as Date | null,
+    createdAt: row.created_at as Date,
+    startedAt: (row.started_at ?? null) as Date | null,
+    finishedAt: (row.finished_at ?? null) as Date | null,
+    error: (row.error ?? null) as string | null,
+  }
+}
+
+export function ownerId(): string {
+  return `${process.env.HOSTNAME ?? hostname()}:${process.pid}`
+}
+
+export async function createJob(
+  db: Db,
+  kind: string,
+  params: Record<string, unknown>,
+  shard: {index: number; count: number} = {index: 0, count: 1},
+): Promise<Job> {
+  const result = await db.query(
+    `INSERT INTO regops_jobs (kind, params, shard_index, shard_count, status, owner, heartbeat_at, started_at)
+     VALUES ($1, $2, $3, $4, 'running', $5, now(), now()) RETURNING *`,
+    [kind, JSON.stringify(params), shard.index, shard.count, ownerId()],
+  )
+  return toJob(result.rows[0])
+}
+
+export async function getJob<C = Record<string, unknown>>(db: Db, id: string): Promise<Job<C>> {
+  if (!/^\d+$/.test(id)) throw new UsageError(`invalid job id '${id}': a number, as shown by 'regops jobs list'`)
+  const result = await db.query('SELECT * FROM regops_jobs WHERE id = $1', [id])
+  if (result.rowCount === 0) throw new UsageError(`no job ${id} (see 'regops jobs list')`)
+  return toJob<C>(result.rows[0])
+}
+
+export async function listJobs(db: Db, opts: {kind?: string; limit?: number} = {}): Promise<Job[]> {
+  const result = await db.query(
+    `SELECT * FROM regops_jobs WHERE ($1::text IS NULL OR kind = $1) ORDER BY id DESC LIMIT $2`,
+    [opts.kind ?? null, opts.limit ?? 50],
+  )
+  return result.rows.map((row) => toJob(row))
+}
+
+/**
+ * Takes over a job to resume it. Refused when it is finished, of another kind, or still running
+ * with a fresh heartbeat (two workers on one checkpoint would each redo the other's work).
+ */
+export async function resumeJob<C>(db: Db, id: string, kind: string): Promise<Job<C>> {
+  const job = await getJob<C>(db, id)
+  if (job.kind !== kind) throw new UsageError(`job ${id} is a ${job.kind} job, not ${kind}`)
+  if (job.status === 'done') throw new RefusedError(`job ${id} is already done; start a new run instead of --resume`)
+  const result = await db.query(
+    `UPDATE regops_jobs SET status = 'running', owner = $2, heartbeat_at = now(), error = NULL, finished_at = NULL
+     WHERE id = $1 AND (status <> 'running' OR heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => $3))
+     RETURNING *`,
+    [id, ownerId(), STALE_HEARTBEAT_MS / 1000],
+  )
+  if (result.rowCount === 0) {
+    throw new RefusedError(`job ${id} is running on ${job.owner ?? 'another worker'} (heartbeat ${job.heartbeatAt?.toISOString()})`, {
+      hint: `wait for it, or for its heartbeat to be older than ${STALE_HEARTBEAT_MS / 1000}s if that worker is dead`,
+    })
+  }
+  return toJob<C>(result.rows[0])
+}
+
+export async function saveCheckpoint(db: Db, id: string, checkpoint: unknown, stats: unknown): Promise<void> {
+  await db.query('UPDATE regops_jobs SET checkpoint = $2, stats = $3, heartbeat_at = now() WHERE id = $1', [id, JSON.stringify(checkpoint), JSON.stringify(stats)])
+}
+
+export async function finishJob(db: Db, id: string, status: Exclude<JobStatus, 'pending' | 'running'>, stats: unknown, error?: string): Promise<void> {
+  await db.query('UPDATE regops_jobs SET status = $2, stats = $3, error = $4, finished_at = now(), heartbeat_at = now() WHERE id = $1', [
+    id,
+    status,
+    JSON.stringify(stats),
+    error ?? null,
+  ])
+}
+
+/** Keeps a job's heartbeat fresh while it runs. */
+export function startHeartbeat(db: Db, id: string): () => void {
+  const timer = setInterval(() => {
+    db.query('UPDATE regops_jobs SET heartbeat_at = now() WHERE id = $1', [id]).catch(() => {})
+  }, HEARTBEAT_EVERY_MS)
+  timer.unref()
+  return () => clearInterval(timer)
+}
+
+/**
+ * SIGINT/SIGTERM abort the signal instead of killing the process, so the job saves its checkpoint
+ * and exits 130/143. A second signal kills at once.
+ */
+export function interruptOnSignals(): {signal: AbortSignal; received: () => 'SIGINT' | 'SIGTERM' | undefined; dispose(): void} {
+  const controller = new AbortController()
+  let received: 'SIGINT' | 'SIGTERM' | undefined
+  const handler = (sig: 'SIGINT' | 'SIGTERM') => {
+    if (received) process.exit(sig === 'SIGINT' ? 130 : 143)
+    received = sig
+    controller.abort(new Error(`interrupted by ${sig}`))
+  }
+  const onInt = () => handler('SIGINT')
+  const onTerm = () => handler('SIGTERM')
+  process.on('SIGINT', onInt)
+  process.on('SIGTERM', onTerm)
+  return {
+    signal: controller.signal,
+    received: () => received,
+    dispose() {
+      process.off('SIGINT', onInt)
+      process.off('SIGTERM', onTerm)
+    },
+  }
+}

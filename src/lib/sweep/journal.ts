@@ -1,0 +1,118 @@
+import type {Db} from '../metadata/db.js'
+
+export type JournalAction = 'delete' | 'quarantine' | 'restore' | 'purge' | 'rescue' | 'delete-manifest' | 'delete-upload'
+
+export interface JournalEntry {
+  action: JournalAction
+  region: string
+  key: string
+  digest?: string
+  size?: number
+  detail?: Record<string, unknown>
+}
+
+export interface IntentRow {
+  id: string
+  action: JournalAction
+  region: string
+  key: string
+  digest: string | null
+  size: number | null
+  detail: Record<string, unknown>
+  at: Date
+}
+
+/** Writes the intents of a batch before any object is touched; returns their ids in order. */
+export async function journalIntents(db: Db, jobId: string | null, entries: JournalEntry[]): Promise<string[]> {
+  if (entries.length === 0) return []
+  const result = await db.query<{id: string}>(
+    `INSERT INTO regops_journal (job_id, action, phase, region, key, digest, size, detail)
+     SELECT $1, a, 'intent', r, k, d, s, x
+     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::jsonb[]) WITH ORDINALITY AS t(a, r, k, d, s, x, n)
+     ORDER BY n
+     RETURNING id`,
+    [
+      jobId,
+      entries.map((e) => e.action),
+      entries.map((e) => e.region),
+      entries.map((e) => e.key),
+      entries.map((e) => e.digest ?? null),
+      entries.map((e) => e.size ?? null),
+      entries.map((e) => JSON.stringify(e.detail ?? {})),
+    ],
+  )
+  // RETURNING follows insertion order, which follows ORDER BY n.
+  return result.rows.map((row) => String(row.id))
+}
+
+/**
+ * Records the outcome of one intent, and in the same transaction the sweep candidate's state, so a
+ * crash leaves either both or neither: a resumed job never acts twice or journals twice.
+ */
+export async function journalOutcome(
+  db: Db,
+  jobId: string | null,
+  intentId: string,
+  phase: 'done' | 'failed',
+  detail: Record<string, unknown>,
+  candidate?: {kind: 'blob' | 'manifest'; key: string; state: 'done' | 'failed'},
+): Promise<void> {
+  await db.transaction(async (client) => {
+    await client.query(
+      `INSERT INTO regops_journal (job_id, intent_id, action, phase, region, key, digest, size, detail)
+       SELECT job_id, id, action, $2, region, key, digest, size, detail || $3::jsonb FROM regops_journal WHERE id = $1`,
+      [intentId, phase, JSON.stringify(detail)],
+    )
+    if (candidate && jobId) {
+      await client.query(`UPDATE regops_sweep_candidates SET state = $4 WHERE job_id = $1 AND kind = $2 AND key = $3`, [jobId, candidate.kind, candidate.key, candidate.state])
+    }
+  })
+}
+
+/** Intents of a job with no outcome: the process died between acting and recording. */
+export async function unfinishedIntents(db: Db, jobId: string): Promise<IntentRow[]> {
+  const result = await db.query(
+    `SELECT i.id, i.action, i.region, i.key, i.digest, i.size, i.detail, i.at FROM regops_journal i
+     WHERE i.job_id = $1 AND i.phase = 'intent'
+       AND NOT EXISTS (SELECT 1 FROM regops_journal o WHERE o.intent_id = i.id)
+     ORDER BY i.id`,
+    [jobId],
+  )
+  return result.rows.map((row) => ({
+    id: String(row.id),
+    action: row.action,
+    region: row.region,
+    key: row.key,
+    digest: row.digest,
+    size: row.size === null ? null : Number(row.size),
+    detail: row.detail ?? {},
+    at: row.at,
+  }))
+}
+
+export interface JournalRow extends IntentRow {
+  jobId: string | null
+  intentId: string | null
+  phase: 'intent' | 'done' | 'failed'
+}
+
+export async function listJournal(db: Db, opts: {jobId?: string; digest?: string; limit?: number} = {}): Promise<JournalRow[]> {
+  const result = await db.query(
+    `SELECT * FROM regops_journal WHERE ($1::bigint IS NULL OR job_id = $1) AND ($2::text IS NULL OR digest = $2)
+     ORDER BY id LIMIT $3`,
+    [opts.jobId ?? null, opts.digest ?? null, opts.limit ?? 1000],
+  )
+  return result.rows.map((row) => ({
+    id: String(row.id),
+    jobId: row.job_id === null ? null : String(row.job_id),
+    intentId: row.intent_id === null ? null : String(row.intent_id),
+    phase: row.phase,
+    action: row.action,
+    region: row.region,
+    key: row.key,
+    digest: row.digest,
+    size: row.size === null ? null : Number(row.size),
+    detail: row.detail ?? {},
+    at: row.at,
+  }))
+}

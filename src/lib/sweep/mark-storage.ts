@@ -1,0 +1,125 @@
+import pLimit from 'p-limit'
+import type {StorageDriver} from '../storage/driver.js'
+import {
+  listLayerLinks,
+  listRepositories,
+  listRevisionLinks,
+  listTags,
+  problemOf,
+  readRevision,
+  type LinkEntry,
+  type Problem,
+} from '../storage/repositories.js'
+
+export type MarkReason = 'manifest' | 'reference' | 'young-link'
+
+export interface UntaggedManifest {
+  repository: string
+  digest: string
+  revisionKey: string
+  lastModified: string
+}
+
+export interface StorageMarkOptions {
+  /** links younger than this protect their blob (an upload may be about to get its manifest) */
+  cutoff: Date
+  /** only revisions and links modified at or after this instant are read (the re-check before acting) */
+  since?: Date
+  /** untagged manifests (not reachable from a tag through index children) are left unmarked and reported */
+  deleteUntagged?: boolean
+  concurrency: number
+  signal?: AbortSignal
+  mark: (digest: string, reason: MarkReason) => void
+  onProblem: (problem: Problem) => void
+  onRepository?: (repository: string, manifests: number) => void
+}
+
+export interface StorageMarkResult {
+  repositories: number
+  manifests: number
+  youngLinks: number
+  untagged: UntaggedManifest[]
+}
+
+/**
+ * The mark phase of the `storage` strategy: every repository's manifest revisions are read and every
+ * digest they reference is marked; so is every blob with a `_layers` link newer than the cutoff.
+ * Repositories are walked in parallel, and within one repository manifests are read in parallel.
+ */
+export async function markFromStorage(driver: StorageDriver, opts: StorageMarkOptions): Promise<StorageMarkResult> {
+  const result: StorageMarkResult = {repositories: 0, manifests: 0, youngLinks: 0, untagged: []}
+  const repoLimit = pLimit(Math.max(1, Math.min(16, Math.ceil(opts.concurrency / 4))))
+  const readLimit = pLimit(opts.concurrency)
+  const pending: Array<Promise<void>> = []
+  try {
+    for await (const repository of listRepositories(driver, opts.onProblem, opts.signal)) {
+      result.repositories++
+      pending.push(repoLimit(() => markRepository(driver, repository, opts, readLimit, result)))
+      // Keep the queue of walked-but-not-marked repositories short (bounded memory).
+      if (pending.length >= 256) await Promise.all(pending.splice(0, 128))
+    }
+  } catch (error) {
+    opts.onProblem(problemOf(error, 'storage-error', 'repositories/'))
+  }
+  await Promise.all(pending)
+  return result
+}
+
+async function markRepository(
+  driver: StorageDriver,
+  repository: string,
+  opts: StorageMarkOptions,
+  readLimit: ReturnType<typeof pLimit>,
+  result: StorageMarkResult,
+): Promise<void> {
+  opts.signal?.throwIfAborted()
+  const problem = (p: Problem) => opts.onProblem(p)
+  try {
+    // Young _layers links protect their blobs: a push links its layers before it puts the manifest.
+    for await (const link of listLayerLinks(driver, repository, problem)) {
+      if (link.lastModified >= opts.cutoff || (opts.since && link.lastModified >= opts.since)) {
+        opts.mark(link.digest, 'young-link')
+        result.youngLinks++
+      }
+    }
+    const revisions: LinkEntry[] = []
+    for await (const link of listRevisionLinks(driver, repository, problem)) {
+      if (!opts.since || link.lastModified >= opts.since) revisions.push(link)
+    }
+    const reads = await Promise.all(revisions.map((link) => readLimit(() => readRevision(driver, repository, link))))
+    result.manifests += reads.length
+
+    let keep = (_digest: string) => true
+    if (opts.deleteUntagged && !opts.since) {
+      const tags = await listTags(driver, repository, problem)
+      const byDigest = new Map(reads.map((r) => [r.digest, r]))
+      const reachable = new Set<string>()
+      const stack = tags.map((t) => t.digest).filter((d): d is string => d !== undefined)
+      while (stack.length > 0) {
+        const digest = stack.pop()!
+        if (reachable.has(digest)) continue
+        reachable.add(digest)
+        // Children of a tagged index are reachable (distribution's -m forgot this: issue #3178).
+        for (const child of byDigest.get(digest)?.manifest?.manifests ?? []) stack.push(child.digest)
+      }
+      keep = (digest) => {
+        if (reachable.has(digest)) return true
+        const read = byDigest.get(digest)!
+        // Young manifests may be the children of an index still being pushed; unreadable ones are unknown.
+        if (read.revisionModified >= opts.cutoff || read.problems.length > 0 || tags.some((t) => t.digest === undefined)) return true
+        result.untagged.push({repository, digest, revisionKey: read.revisionKey, lastModified: read.revisionModified.toISOString()})
+        return false
+      }
+    }
+    for (const read of reads) {
+      for (const p of read.problems) problem(p)
+      if (!keep(read.digest)) continue
+      opts.mark(read.digest, 'manifest')
+      for (const ref of read.manifest?.references ?? []) opts.mark(ref, 'reference')
+    }
+    opts.onRepository?.(repository, reads.length)
+  } catch (error) {
+    if (opts.signal?.aborted) throw error
+    problem(problemOf(error, 'storage-error', `repositories/${repository}/`, {repository}))
+  }
+}
