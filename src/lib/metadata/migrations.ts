@@ -1,0 +1,591 @@
+// Own small engine rather than node-pg-migrate: we need checksummed plain-SQL files with drift refusal, one advisory-locked session per run, a transaction per file and dry-run SQL output — less code here than bending a JS-migration framework to it.
+/**
+ * Schema migrations of the metadata database.
+ *
+ * Files: `<dir>/NNNN_name.up.sql` + `NNNN_name.down.sql`, versions 1..N without gaps or duplicates.
+ * Bookkeeping: regops_schema_migrations (version, name, checksum = sha256 of the up file with CRLF
+ * normalised to LF, applied_at, execution_ms).
+ *
+ * A run (up or down) takes a PostgreSQL session advisory lock (MIGRATION_LOCK_KEY) on ONE dedicated
+ * connection and keeps it until the end; a second run waits up to lockTimeoutMs and is then refused
+ * (exit 4). Each file runs in its own transaction together with its bookkeeping row, so a failing file
+ * leaves nothing of itself behind and the files before it stay applied. A file must not contain its
+ * own BEGIN/COMMIT. Applied files whose checksum changed ("drifted") are refused before anything runs.
+ * Advisory locks are per session: run migrations on a direct connection or a session-mode pooler,
+ * not through PgBouncer in transaction mode.
+ */
+import {createHash} from 'node:crypto'
+import {mkdir, readdir, readFile, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {ExitCode, RefusedError, RegopsError, UsageError} from '../errors.js'
+import type {Db, DbClient} from './db.js'
+
+/** The package's migrations/ directory (same path from src/lib/metadata and dist/lib/metadata). */
+export const DEFAULT_MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations/', import.meta.url))
+
+export const MIGRATIONS_TABLE = 'regops_schema_migrations'
+
+/** pg_try_advisory_lock key: the bytes 'regops' + 0x0001, a positive bigint. */
+export const MIGRATION_LOCK_KEY = '8243111596538413057'
+const LOCK_KEY_HI = Number(BigInt(MIGRATION_LOCK_KEY) >> 32n)
+const LOCK_KEY_LO = Number(BigInt(MIGRATION_LOCK_KEY) & 0xffffffffn)
+
+export const DEFAULT_LOCK_TIMEOUT_MS = 30_000
+
+const FILE_RE = /^(\d{4})_([a-z0-9][a-z0-9_]*)\.(up|down)\.sql$/
+const TX_CONTROL_RE = /^[ \t]*(BEGIN|COMMIT|ROLLBACK|START[ \t]+TRANSACTION)[ \t]*(TRANSACTION|WORK)?[ \t]*;/im
+
+export interface Migration {
+  version: number
+  name: string
+  /** up file name, e.g. 0001_registry_metadata.up.sql */
+  file: string
+  downFile: string
+  upPath: string
+  downPath: string
+  upSql: string
+  downSql: string
+  /** sha256 (hex) of the up file, CRLF normalised to LF */
+  checksum: string
+}
+
+export interface AppliedRow {
+  version: number
+  name: string
+  checksum: string
+  appliedAt: Date
+  executionMs: number
+}
+
+export interface MigrationRef {
+  version: number
+  name: string
+  file: string
+}
+
+export interface MigrationRun extends MigrationRef {
+  ms: number
+}
+
+export interface MigrateUpResult {
+  kind: 'migrate-up'
+  dryRun: boolean
+  /** highest applied version before the run (0 = none) */
+  from: number
+  /** highest applied version after the run (dry run: after it would have run) */
+  to: number
+  /** what this run applies (dry run: would apply), in order */
+  planned: MigrationRef[]
+  /** what it applied ([] on dry run) */
+  applied: MigrationRun[]
+  /** what is still pending after the run (beyond `to`) */
+  pending: MigrationRef[]
+  /** dry run only: the SQL of each planned file, with a header comment */
+  sql?: string[]
+}
+
+export interface MigrateDownResult {
+  kind: 'migrate-down'
+  dryRun: boolean
+  from: number
+  to: number
+  planned: MigrationRef[]
+  reverted: MigrationRun[]
+  sql?: string[]
+}
+
+export type MigrationState = 'applied' | 'pending' | 'drifted' | 'missing-file'
+
+export interface MigrationStatusEntry {
+  version: number
+  name: string
+  state: MigrationState
+  /** file checksum (recorded checksum when the file is missing) */
+  checksum: string
+  /** recorded checksum, when applied */
+  recordedChecksum: string | null
+  appliedAt: string | null
+  executionMs: number | null
+}
+
+export interface MigrationStatus {
+  kind: 'migrate-status'
+  /** highest applied version (0 = none) */
+  current: number
+  /** highest version among the files */
+  latest: number
+  migrations: MigrationStatusEntry[]
+}
+
+export interface MigrateUpOptions {
+  /** apply up to and including this version (default: all) */
+  to?: number
+  dryRun?: boolean
+  dir?: string
+  lockTimeoutMs?: number
+  /** called after each applied migration (progress output) */
+  onApplied?: (run: MigrationRun) => void
+}
+
+export interface MigrateDownOptions {
+  /** how many of the latest applied migrations to revert (default 1) */
+  steps?: number
+  /** revert everything above this version instead (0 = all); overrides steps */
+  to?: number
+  dryRun?: boolean
+  dir?: string
+  lockTimeoutMs?: number
+  onReverted?: (run: MigrationRun) => void
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+function checksumOf(sql: string): string {
+  return createHash('sha256').update(sql.replace(/\r\n/g, '\n'), 'utf8').digest('hex')
+}
+
+function stripBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text
+}
+
+/** Reads and validates a migrations directory. A malformed set is a UsageError naming the file. */
+export async function loadMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): Promise<Migration[]> {
+  let entries: string[]
+  try {
+    entries = await readdir(dir)
+  } catch (error) {
+    throw new UsageError(`cannot read the migrations directory ${dir}: ${(error as Error).message}`, {code: 'MIGRATIONS_DIR'})
+  }
+  const ups = new Map<number, {name: string; file: string}>()
+  const downs = new Map<number, {name: string; file: string}>()
+  for (const file of entries.sort()) {
+    if (!file.endsWith('.sql') || file.startsWith('.')) continue
+    const m = FILE_RE.exec(file)
+    if (!m) {
+      throw new UsageError(`migration file ${file} is misnamed: expected NNNN_name.up.sql or NNNN_name.down.sql (lower-case name)`, {
+        code: 'MIGRATION_FILES',
+        details: {file, dir},
+      })
+    }
+    const version = Number(m[1])
+    if (version === 0) throw new UsageError(`migration file ${file}: versions start at 0001`, {code: 'MIGRATION_FILES', details: {file}})
+    const target = m[3] === 'up' ? ups : downs
+    const seen = target.get(version)
+    if (seen) {
+      throw new UsageError(`duplicate migration version ${m[1]}: ${seen.file} and ${file}`, {code: 'MIGRATION_FILES', details: {file}})
+    }
+    target.set(version, {name: m[2], file})
+  }
+  for (const [version, down] of downs) {
+    if (!ups.has(version)) throw new UsageError(`migration file ${down.file} has no matching .up.sql`, {code: 'MIGRATION_FILES', details: {file: down.file}})
+  }
+  const versions = [...ups.keys()].sort((a, b) => a - b)
+  const migrations: Migration[] = []
+  for (const [index, version] of versions.entries()) {
+    const up = ups.get(version)!
+    if (version !== index + 1) {
+      throw new UsageError(`migration ${up.file}: version ${String(index + 1).padStart(4, '0')} is missing before it (no gaps allowed)`, {
+        code: 'MIGRATION_FILES',
+        details: {file: up.file},
+      })
+    }
+    const down = downs.get(version)
+    if (!down) throw new UsageError(`migration file ${up.file} has no matching .down.sql`, {code: 'MIGRATION_FILES', details: {file: up.file}})
+    if (down.name !== up.name) {
+      throw new UsageError(`migration files ${up.file} and ${down.file} disagree on the name`, {code: 'MIGRATION_FILES', details: {file: down.file}})
+    }
+    const upPath = path.join(dir, up.file)
+    const downPath = path.join(dir, down.file)
+    const [upSql, downSql] = await Promise.all([readFile(upPath, 'utf8'), readFile(downPath, 'utf8')]).then(([a, b]) => [stripBom(a), stripBom(b)])
+    for (const [file, sql] of [[up.file, upSql], [down.file, downSql]] as const) {
+      const tx = TX_CONTROL_RE.exec(sql)
+      if (tx) {
+        throw new UsageError(`migration file ${file} contains "${tx[0].trim()}": each migration already runs in one transaction`, {
+          code: 'MIGRATION_FILES',
+          details: {file},
+        })
+      }
+    }
+    migrations.push({version, name: up.name, file: up.file, downFile: down.file, upPath, downPath, upSql, downSql, checksum: checksumOf(upSql)})
+  }
+  return migrations
+}
+
+/** Writes the next-numbered empty pair NNNN_<name>.{up,down}.sql into dir. */
+export async function createMigration(dir: string, name: string): Promise<{version: number; name: string; upPath: string; downPath: string}> {
+  const slug = name.trim().toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '')
+  if (!slug) throw new UsageError(`migration name ${JSON.stringify(name)} has no letters or digits`, {code: 'MIGRATION_NAME'})
+  if (slug.length > 80) throw new UsageError(`migration name is too long (${slug.length} > 80 characters)`, {code: 'MIGRATION_NAME'})
+  await mkdir(dir, {recursive: true})
+  const existing = await loadMigrations(dir)
+  const version = existing.length + 1
+  if (version > 9999) throw new UsageError('no migration versions left (9999 used)', {code: 'MIGRATION_NAME'})
+  const base = `${String(version).padStart(4, '0')}_${slug}`
+  const upPath = path.join(dir, `${base}.up.sql`)
+  const downPath = path.join(dir, `${base}.down.sql`)
+  const header = (direction: string): string =>
+    `-- ${base} (${direction}). Runs in one transaction with its bookkeeping row: no BEGIN/COMMIT here.\n`
+  try {
+    await writeFile(upPath, header('up'), {flag: 'wx'})
+    await writeFile(downPath, `${header('down')}-- Must drop exactly what ${base}.up.sql creates.\n`, {flag: 'wx'})
+  } catch (error) {
+    throw new UsageError(`cannot create ${base}: ${(error as Error).message}`, {code: 'MIGRATION_NAME'})
+  }
+  return {version, name: slug, upPath, downPath}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Database side
+
+interface Queryable {
+  query: DbClient['query']
+}
+
+const BOOKKEEPING_DDL = `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (
+  version integer PRIMARY KEY,
+  name text NOT NULL,
+  checksum text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now(),
+  execution_ms integer NOT NULL
+)`
+
+async function readApplied(q: Queryable): Promise<AppliedRow[]> {
+  const present = await q.query<{present: boolean}>(`SELECT to_regclass($1) IS NOT NULL AS present`, [MIGRATIONS_TABLE])
+  if (!present.rows[0]?.present) return []
+  const rows = await q.query<{version: number; name: string; checksum: string; applied_at: Date; execution_ms: number}>(
+    `SELECT version, name, checksum, applied_at, execution_ms FROM ${MIGRATIONS_TABLE} ORDER BY version`,
+  )
+  return rows.rows.map((r) => ({version: r.version, name: r.name, checksum: r.checksum, appliedAt: r.applied_at, executionMs: r.execution_ms}))
+}
+
+function ref(m: Migration): MigrationRef {
+  return {version: m.version, name: m.name, file: m.file}
+}
+
+function vname(version: number): string {
+  return String(version).padStart(4, '0')
+}
+
+function buildStatus(migrations: Migration[], applied: AppliedRow[]): MigrationStatus {
+  const byVersion = new Map(applied.map((a) => [a.version, a]))
+  const entries: MigrationStatusEntry[] = []
+  for (const m of migrations) {
+    const a = byVersion.get(m.version)
+    byVersion.delete(m.version)
+    entries.push({
+      version: m.version,
+      name: m.name,
+      state: !a ? 'pending' : a.checksum === m.checksum && a.name === m.name ? 'applied' : 'drifted',
+      checksum: m.checksum,
+      recordedChecksum: a?.checksum ?? null,
+      appliedAt: a ? a.appliedAt.toISOString() : null,
+      executionMs: a?.executionMs ?? null,
+    })
+  }
+  for (const a of byVersion.values()) {
+    entries.push({
+      version: a.version,
+      name: a.name,
+      state: 'missing-file',
+      checksum: a.checksum,
+      recordedChecksum: a.checksum,
+      appliedAt: a.appliedAt.toISOString(),
+      executionMs: a.executionMs,
+    })
+  }
+  entries.sort((x, y) => x.version - y.version)
+  return {
+    kind: 'migrate-status',
+    current: applied.reduce((max, a) => Math.max(max, a.version), 0),
+    latest: migrations.length === 0 ? 0 : migrations[migrations.length - 1].version,
+    migrations: entries,
+  }
+}
+
+/** Refuses (exit 4) when the recorded history does not match the files. */
+function assertConsistent(status: MigrationStatus, dir: string, migrations: Migration[]): void {
+  const drifted = status.migrations.find((e) => e.state === 'drifted')
+  if (drifted) {
+    const file = migrations.find((m) => m.version === drifted.version)?.file ?? `${vname(drifted.version)}_${drifted.name}.up.sql`
+    throw new RefusedError(
+      `migration ${vname(drifted.version)} (${file}) has drifted: the file changed after it was applied (checksum ${drifted.checksum.slice(0, 12)}… ≠ recorded ${String(drifted.recordedChecksum).slice(0, 12)}…)`,
+      {
+        code: 'MIGRATION_DRIFTED',
+        hint: 'restore the applied file and put the change in a new migration (regops db migrate create NAME)',
+        details: {version: drifted.version, file: path.join(dir, file), checksum: drifted.checksum, recordedChecksum: drifted.recordedChecksum},
+      },
+    )
+  }
+  const missing = status.migrations.find((e) => e.state === 'missing-file')
+  if (missing) {
+    throw new RefusedError(
+      `migration ${vname(missing.version)} (${missing.name}) is applied in the database but has no file in ${dir}: the database is newer than this regops`,
+      {code: 'MIGRATION_MISSING_FILE', hint: 'upgrade regops to a version that has this migration', details: {version: missing.version, name: missing.name}},
+    )
+  }
+  const firstPending = status.migrations.find((e) => e.state === 'pending')
+  if (firstPending && firstPending.version < status.current) {
+    throw new RefusedError(
+      `migration ${vname(firstPending.version)} (${firstPending.name}) is pending but ${vname(status.current)} is already applied (out of order)`,
+      {code: 'MIGRATION_OUT_OF_ORDER', hint: 'renumber the new migration after the applied ones', details: {version: firstPending.version}},
+    )
+  }
+}
+
+function lineOf(sql: string, position: number | undefined): number | undefined {
+  if (!position || position < 1) return undefined
+  return sql.slice(0, position - 1).split('\n').length
+}
+
+function migrationFailed(m: Migration, direction: 'up' | 'down', error: unknown, done: MigrationRun[]): RegopsError {
+  const e = error as {message?: string; code?: string; position?: string; where?: string}
+  const file = direction === 'up' ? m.file : m.downFile
+  const sql = direction === 'up' ? m.upSql : m.downSql
+  const line = lineOf(sql, e.position === undefined ? undefined : Number(e.position))
+  return new RegopsError(`migration ${file} failed${line ? ` at line ${line}` : ''}: ${e.message ?? String(error)}; it was rolled back`, ExitCode.Partial, {
+    code: 'MIGRATION_FAILED',
+    hint: done.length > 0
+      ? `${done.map((d) => vname(d.version)).join(', ')} ${done.length === 1 ? 'was' : 'were'} applied before it and stay${done.length === 1 ? 's' : ''}; fix the file and run again`
+      : 'nothing was applied; fix the file and run again',
+    details: {version: m.version, file: direction === 'up' ? m.upPath : m.downPath, line, sqlstate: e.code, where: e.where, done: done.map((d) => d.version)},
+  })
+}
+
+async function acquireLock(client: DbClient, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + Math.max(0, timeoutMs)
+  let delay = 50
+  for (;;) {
+    const r = await client.query<{locked: boolean}>(`SELECT pg_try_advisory_lock(${MIGRATION_LOCK_KEY}) AS locked`)
+    if (r.rows[0]?.locked) return
+    const left = deadline - Date.now()
+    if (left <= 0) break
+    await new Promise((resolve) => setTimeout(resolve, Math.min(delay, left)))
+    delay = Math.min(delay * 2, 500)
+  }
+  const holder = await client
+    .query<{pid: number; application_name: string | null; client_addr: string | null; backend_start: Date | null}>(
+      `SELECT l.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start
+         FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1
+        LIMIT 1`,
+      [LOCK_KEY_HI, LOCK_KEY_LO],
+    )
+    .then((r) => r.rows[0])
+    .catch(() => undefined)
+  const who = holder
+    ? ` (pid ${holder.pid}${holder.application_name ? `, ${holder.application_name}` : ''}${holder.client_addr ? ` from ${holder.client_addr}` : ''}${holder.backend_start ? `, connected ${holder.backend_start.toISOString()}` : ''})`
+    : ''
+  throw new RefusedError(`another migration holds the lock${who}; waited ${Math.round(timeoutMs / 1000)}s`, {
+    code: 'MIGRATION_LOCKED',
+    hint: 'wait for the other run to finish, then run again',
+    details: {lockKey: MIGRATION_LOCK_KEY, holderPid: holder?.pid, holderApplication: holder?.application_name ?? undefined},
+  })
+}
+
+/** Runs fn on one dedicated connection holding the migration advisory lock. */
+async function withMigrationLock<T>(db: Db, timeoutMs: number, fn: (client: DbClient) => Promise<T>): Promise<T> {
+  return db.withClient(async (client) => {
+    await acquireLock(client, timeoutMs)
+    try {
+      return await fn(client)
+    } finally {
+      // If the connection died the server has already released the lock with the session.
+      await client.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`).catch(() => undefined)
+    }
+  })
+}
+
+function sqlFor(m: Migration, direction: 'up' | 'down'): string {
+  const file = direction === 'up' ? m.file : m.downFile
+  const sql = direction === 'up' ? m.upSql : m.downSql
+  const after = direction === 'up'
+    ? `then records version ${m.version} (sha256 ${m.checksum}) in ${MIGRATIONS_TABLE}`
+    : `then deletes version ${m.version} from ${MIGRATIONS_TABLE}`
+  return `-- ${file}: runs in one transaction, ${after}\n${sql.endsWith('\n') ? sql : `${sql}\n`}`
+}
+
+async function runInTransaction(client: DbClient, sql: string, bookkeeping: () => {text: string; values: unknown[]}): Promise<void> {
+  await client.query('BEGIN')
+  try {
+    await client.query(sql)
+    const {text, values} = bookkeeping()
+    await client.query(text, values)
+    await client.query('COMMIT')
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined)
+    throw error
+  }
+}
+
+function checkVersionOption(value: number | undefined, label: string): void {
+  if (value === undefined) return
+  if (!Number.isInteger(value) || value < 0) throw new UsageError(`${label} must be a whole number ≥ 0, got ${value}`, {code: 'USAGE'})
+}
+
+function planUp(migrations: Migration[], status: MigrationStatus, to: number | undefined): Migration[] {
+  if (to !== undefined && to > status.latest) {
+    throw new UsageError(`there is no migration ${vname(to)}; the latest is ${vname(status.latest)}`)
+  }
+  if (to !== undefined && to < status.current) {
+    throw new UsageError(`target ${vname(to)} is below the current version ${vname(status.current)}; use regops db migrate down`)
+  }
+  const limit = to ?? status.latest
+  const pendingVersions = new Set(status.migrations.filter((e) => e.state === 'pending').map((e) => e.version))
+  return migrations.filter((m) => pendingVersions.has(m.version) && m.version <= limit)
+}
+
+/** Applies pending migrations (all, or up to `to`), each in its own transaction, under the lock. */
+export async function migrateUp(db: Db, opts: MigrateUpOptions = {}): Promise<MigrateUpResult> {
+  checkVersionOption(opts.to, 'the target version')
+  const dir = opts.dir ?? DEFAULT_MIGRATIONS_DIR
+  const migrations = await loadMigrations(dir)
+  const result = (status: MigrationStatus, planned: Migration[], applied: MigrationRun[], dryRun: boolean): MigrateUpResult => {
+    const to = dryRun ? (planned.length > 0 ? planned[planned.length - 1].version : status.current) : applied.reduce((max, a) => Math.max(max, a.version), status.current)
+    return {
+      kind: 'migrate-up',
+      dryRun,
+      from: status.current,
+      to,
+      planned: planned.map(ref),
+      applied,
+      pending: migrations.filter((m) => m.version > to && status.migrations.some((e) => e.version === m.version && e.state === 'pending')).map(ref),
+      ...(dryRun ? {sql: planned.map((m) => sqlFor(m, 'up'))} : {}),
+    }
+  }
+
+  if (opts.dryRun) {
+    const status = buildStatus(migrations, await db.withClient((c) => readApplied(c)))
+    assertConsistent(status, dir, migrations)
+    return result(status, planUp(migrations, status, opts.to), [], true)
+  }
+
+  return withMigrationLock(db, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, async (client) => {
+    await client.query(BOOKKEEPING_DDL)
+    const status = buildStatus(migrations, await readApplied(client))
+    assertConsistent(status, dir, migrations)
+    const planned = planUp(migrations, status, opts.to)
+    const applied: MigrationRun[] = []
+    for (const m of planned) {
+      const started = performance.now()
+      try {
+        await runInTransaction(client, m.upSql, () => ({
+          text: `INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, execution_ms) VALUES ($1, $2, $3, $4)`,
+          values: [m.version, m.name, m.checksum, Math.round(performance.now() - started)],
+        }))
+      } catch (error) {
+        throw migrationFailed(m, 'up', error, applied)
+      }
+      const run = {...ref(m), ms: Math.round(performance.now() - started)}
+      applied.push(run)
+      opts.onApplied?.(run)
+    }
+    return result(status, planned, applied, false)
+  })
+}
+
+function planDown(migrations: Migration[], status: MigrationStatus, opts: MigrateDownOptions): Migration[] {
+  const appliedVersions = status.migrations.filter((e) => e.state === 'applied').map((e) => e.version).sort((a, b) => b - a)
+  let versions: number[]
+  if (opts.to !== undefined) {
+    if (opts.to > status.current) throw new UsageError(`target ${vname(opts.to)} is above the current version ${vname(status.current)}; use regops db migrate up`)
+    versions = appliedVersions.filter((v) => v > opts.to!)
+  } else {
+    const steps = opts.steps ?? 1
+    if (!Number.isInteger(steps) || steps < 1) throw new UsageError(`steps must be a whole number ≥ 1, got ${steps}`)
+    if (steps > appliedVersions.length) {
+      throw new UsageError(`cannot revert ${steps} migration${steps === 1 ? '' : 's'}: only ${appliedVersions.length} ${appliedVersions.length === 1 ? 'is' : 'are'} applied`)
+    }
+    versions = appliedVersions.slice(0, steps)
+  }
+  const byVersion = new Map(migrations.map((m) => [m.version, m]))
+  return versions.map((v) => byVersion.get(v)!)
+}
+
+/** Reverts the latest applied migrations (default 1) in reverse order, each in its own transaction. */
+export async function migrateDown(db: Db, opts: MigrateDownOptions = {}): Promise<MigrateDownResult> {
+  checkVersionOption(opts.to, 'the target version')
+  const dir = opts.dir ?? DEFAULT_MIGRATIONS_DIR
+  const migrations = await loadMigrations(dir)
+  const result = (status: MigrationStatus, planned: Migration[], reverted: MigrationRun[], dryRun: boolean): MigrateDownResult => {
+    const lowest = dryRun ? planned.at(-1)?.version : reverted.at(-1)?.version
+    const below = lowest === undefined ? status.current : status.migrations.filter((e) => e.state === 'applied' && e.version < lowest).reduce((max, e) => Math.max(max, e.version), 0)
+    return {
+      kind: 'migrate-down',
+      dryRun,
+      from: status.current,
+      to: below,
+      planned: planned.map(ref),
+      reverted,
+      ...(dryRun ? {sql: planned.map((m) => sqlFor(m, 'down'))} : {}),
+    }
+  }
+
+  if (opts.dryRun) {
+    const status = buildStatus(migrations, await db.withClient((c) => readApplied(c)))
+    assertConsistent(status, dir, migrations)
+    return result(status, planDown(migrations, status, opts), [], true)
+  }
+
+  return withMigrationLock(db, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, async (client) => {
+    const status = buildStatus(migrations, await readApplied(client))
+    assertConsistent(status, dir, migrations)
+    const planned = planDown(migrations, status, opts)
+    const reverted: MigrationRun[] = []
+    for (const m of planned) {
+      const started = performance.now()
+      try {
+        await runInTransaction(client, m.downSql, () => ({text: `DELETE FROM ${MIGRATIONS_TABLE} WHERE version = $1`, values: [m.version]}))
+      } catch (error) {
+        throw migrationFailed(m, 'down', error, reverted)
+      }
+      const run = {...ref(m), ms: Math.round(performance.now() - started)}
+      reverted.push(run)
+      opts.onReverted?.(run)
+    }
+    return result(status, planned, reverted, false)
+  })
+}
+
+/** Applied / pending / drifted / missing-file per version. Reads only; takes no lock. */
+export async function migrationStatus(db: Db, opts: {dir?: string} = {}): Promise<MigrationStatus> {
+  const migrations = await loadMigrations(opts.dir ?? DEFAULT_MIGRATIONS_DIR)
+  return buildStatus(migrations, await db.withClient((c) => readApplied(c)))
+}
+
+/**
+ * Refuses (exit 4) unless every migration file is applied and unchanged and the database has nothing
+ * this regops does not know. Commands call it before touching the metadata database.
+ */
+export async function assertSchemaCurrent(db: Db, opts: {dir?: string} = {}): Promise<MigrationStatus> {
+  const status = await migrationStatus(db, opts)
+  const by = (state: MigrationState): MigrationStatusEntry[] => status.migrations.filter((e) => e.state === state)
+  const drifted = by('drifted')
+  const missing = by('missing-file')
+  const pending = by('pending')
+  const list = (entries: MigrationStatusEntry[]): string => entries.map((e) => `${vname(e.version)}_${e.name}`).join(', ')
+  if (drifted.length > 0) {
+    throw new RefusedError(`metadata schema has drifted migrations: ${list(drifted)}`, {
+      code: 'SCHEMA_DRIFTED',
+      hint: 'run regops db migrate status; an applied migration file was changed',
+      details: {drifted: drifted.map((e) => e.version)},
+    })
+  }
+  if (missing.length > 0) {
+    throw new RefusedError(`metadata schema is newer than this regops (unknown applied migrations: ${list(missing)})`, {
+      code: 'SCHEMA_NEWER',
+      hint: 'upgrade regops',
+      details: {unknown: missing.map((e) => e.version)},
+    })
+  }
+  if (pending.length > 0) {
+    throw new RefusedError(`metadata schema is not current: ${pending.length} pending migration${pending.length === 1 ? '' : 's'} (${list(pending)})`, {
+      code: 'SCHEMA_NOT_CURRENT',
+      hint: 'run regops db migrate up',
+      details: {current: status.current, latest: status.latest, pending: pending.map((e) => e.version)},
+    })
+  }
+  return status
+}
