@@ -104,26 +104,26 @@ interface SweepCheckpoint {
  */
 export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsResult> {
   const started = performance.now()
-  const acting = opts.mode !== 'dry-run'
   const {driver, db, logger} = opts
+  const shard = opts.shard ?? {index: 0, count: 1}
+  let job: Job<SweepCheckpoint> | undefined
+  let checkpoint: SweepCheckpoint | null = null
+  if (opts.resumeJobId) {
+    if (!db) throw new UsageError('--resume needs the database that holds the job')
+    job = await resumeJob<SweepCheckpoint>(db, opts.resumeJobId, 'sweep-blobs')
+    checkpoint = job.checkpoint
+    // A resumed job runs with the settings it was started with, not with this invocation's flags.
+    opts = {...opts, ...pickResumable(job.params)}
+    logger.info('resuming sweep', {job: job.id, phase: checkpoint?.phase ?? 'plan', mode: opts.mode})
+  }
+  const acting = opts.mode !== 'dry-run'
   if (opts.minAgeMs < 3_600_000 && !opts.force) {
     throw new RefusedError(`--min-age below 1h is unsafe on a live registry (pushes in flight): pass --force to accept it`)
   }
   if (opts.strategy === 'metadata' && !db) throw new UsageError('--strategy metadata needs a database (database.url or DATABASE_URL)')
   if (acting && !db) throw new UsageError(`--${opts.mode} needs a database: the journal and the checkpoint live in PostgreSQL`)
   if (opts.strategy === 'metadata' && opts.deleteUntagged) throw new UsageError('--delete-untagged works with --strategy storage only')
-
-  const shard = opts.shard ?? {index: 0, count: 1}
-  let job: Job<SweepCheckpoint> | undefined
-  let checkpoint: SweepCheckpoint | null = null
-  if (db && opts.resumeJobId) {
-    job = await resumeJob<SweepCheckpoint>(db, opts.resumeJobId, 'sweep-blobs')
-    checkpoint = job.checkpoint
-    Object.assign(opts, pickResumable(job.params))
-    logger.info('resuming sweep', {job: job.id, phase: checkpoint?.phase ?? 'plan'})
-  } else if (db && acting) {
-    job = (await createJob(db, 'sweep-blobs', resumableParams(opts), shard)) as unknown as Job<SweepCheckpoint>
-  }
+  if (!job && db && acting) job = (await createJob(db, 'sweep-blobs', resumableParams(opts), shard)) as unknown as Job<SweepCheckpoint>
   const stopHeartbeat = db && job ? startHeartbeat(db, job.id) : () => {}
 
   const now = opts.now ?? new Date()

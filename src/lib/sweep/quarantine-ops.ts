@@ -1,0 +1,172 @@
+import type {Db} from '../metadata/db.js'
+import {errorMessage} from '../errors.js'
+import type {Logger} from '../output/logger.js'
+import type {StorageDriver} from '../storage/driver.js'
+import {markFromStorage} from './mark-storage.js'
+import {referencedAmong} from './references.js'
+import {journalIntents, journalOutcome, type JournalAction} from './journal.js'
+import type {Problem} from '../storage/repositories.js'
+
+export interface QuarantineEntry {
+  /** journal id of the quarantine's outcome row */
+  entry: string
+  jobId: string | null
+  digest: string
+  key: string
+  quarantineKey: string
+  size: number
+  quarantinedAt: string
+}
+
+/** Blobs quarantined in a region and neither restored, rescued nor purged since. */
+export async function quarantinedEntries(db: Db, region: string, filter: {jobId?: string; digest?: string; olderThan?: Date} = {}): Promise<QuarantineEntry[]> {
+  const result = await db.query(
+    `SELECT o.id AS entry, o.job_id, i.digest, i.key, i.detail->>'quarantineKey' AS quarantine_key, i.size, o.at
+     FROM regops_journal o JOIN regops_journal i ON i.id = o.intent_id
+     WHERE o.action = 'quarantine' AND o.phase = 'done' AND i.region = $1
+       AND ($2::bigint IS NULL OR o.job_id = $2) AND ($3::text IS NULL OR i.digest = $3)
+       AND ($4::timestamptz IS NULL OR o.at < $4)
+       AND NOT EXISTS (
+         SELECT 1 FROM regops_journal r
+         WHERE r.action IN ('restore', 'rescue', 'purge') AND r.phase = 'done' AND r.detail->>'quarantineEntry' = o.id::text)
+     ORDER BY i.digest, o.id`,
+    [region, filter.jobId ?? null, filter.digest ?? null, filter.olderThan ?? null],
+  )
+  return result.rows.map((row) => ({
+    entry: String(row.entry),
+    jobId: row.job_id === null ? null : String(row.job_id),
+    digest: row.digest,
+    key: row.key,
+    quarantineKey: row.quarantine_key,
+    size: Number(row.size ?? 0),
+    quarantinedAt: (row.at as Date).toISOString(),
+  }))
+}
+
+export interface QuarantineOpResult {
+  kind: 'sweep-restore' | 'sweep-purge'
+  region: string
+  dryRun: boolean
+  entries: number
+  restored: number
+  rescued: number
+  purged: number
+  bytes: number
+  failed: Array<{digest: string; key: string; message: string}>
+  items: Array<{digest: string; action: 'restore' | 'rescue' | 'purge' | 'keep'; key: string; quarantineKey: string; size: number}>
+  problems: Problem[]
+}
+
+/** Moves a quarantined blob back to its place in the blob store, journaled. */
+async function moveBack(driver: StorageDriver, entry: QuarantineEntry): Promise<void> {
+  const present = await driver.stat(entry.key)
+  if (!present || present.size !== entry.size) {
+    await driver.copy(entry.quarantineKey, entry.key)
+    const back = await driver.stat(entry.key)
+    if (!back || back.size !== entry.size) throw new Error(`restored copy of ${entry.key} has the wrong size; the quarantine copy was kept`)
+  }
+  const outcome = await driver.deleteMany([entry.quarantineKey])
+  if (outcome.errors.length > 0) throw new Error(outcome.errors[0].message)
+}
+
+async function act(
+  db: Db,
+  driver: StorageDriver,
+  action: JournalAction,
+  entry: QuarantineEntry,
+  fn: () => Promise<void>,
+  result: QuarantineOpResult,
+): Promise<boolean> {
+  const [intent] = await journalIntents(db, null, [
+    {action, region: driver.region, key: entry.key, digest: entry.digest, size: entry.size, detail: {quarantineEntry: entry.entry, quarantineKey: entry.quarantineKey}},
+  ])
+  try {
+    await fn()
+    await journalOutcome(db, null, intent, 'done', {})
+    return true
+  } catch (error) {
+    result.failed.push({digest: entry.digest, key: entry.key, message: errorMessage(error)})
+    await journalOutcome(db, null, intent, 'failed', {error: errorMessage(error)})
+    return false
+  }
+}
+
+/** `sweep restore`: every quarantined blob of a job, or one digest, back where it was. */
+export async function restoreQuarantine(opts: {
+  db: Db
+  driver: StorageDriver
+  jobId?: string
+  digest?: string
+  dryRun?: boolean
+  logger: Logger
+}): Promise<QuarantineOpResult> {
+  const entries = await quarantinedEntries(opts.db, opts.driver.region, {jobId: opts.jobId, digest: opts.digest})
+  const result: QuarantineOpResult = {kind: 'sweep-restore', region: opts.driver.region, dryRun: Boolean(opts.dryRun), entries: entries.length, restored: 0, rescued: 0, purged: 0, bytes: 0, failed: [], items: [], problems: []}
+  for (const entry of entries) {
+    result.items.push({digest: entry.digest, action: 'restore', key: entry.key, quarantineKey: entry.quarantineKey, size: entry.size})
+    if (opts.dryRun) continue
+    if (await act(opts.db, opts.driver, 'restore', entry, () => moveBack(opts.driver, entry), result)) {
+      result.restored++
+      result.bytes += entry.size
+    }
+  }
+  return result
+}
+
+/**
+ * `sweep purge`: deletes quarantined blobs whose hold time has passed, after a fresh check that
+ * nothing references them; a blob referenced again is rescued (moved back) instead.
+ */
+export async function purgeQuarantine(opts: {
+  db: Db
+  driver: StorageDriver
+  holdForMs: number
+  strategy: 'storage' | 'metadata'
+  dryRun: boolean
+  concurrency?: number
+  jobId?: string
+  logger: Logger
+  now?: Date
+}): Promise<QuarantineOpResult> {
+  const now = opts.now ?? new Date()
+  const entries = await quarantinedEntries(opts.db, opts.driver.region, {jobId: opts.jobId, olderThan: new Date(now.getTime() - opts.holdForMs)})
+  const result: QuarantineOpResult = {kind: 'sweep-purge', region: opts.driver.region, dryRun: opts.dryRun, entries: entries.length, restored: 0, rescued: 0, purged: 0, bytes: 0, failed: [], items: [], problems: []}
+  if (entries.length === 0) return result
+  const wanted = new Set(entries.map((e) => e.digest))
+  const referenced = opts.strategy === 'metadata' ? await referencedAmong(opts.db, [...wanted]) : new Set<string>()
+  let incomplete = false
+  if (opts.strategy === 'storage') {
+    await markFromStorage(opts.driver, {
+      // Any link at all protects here: a quarantined blob that some repository links again is wanted.
+      cutoff: new Date(now.getTime() + 86_400_000),
+      concurrency: opts.concurrency ?? 32,
+      mark: (digest) => {
+        if (wanted.has(digest)) referenced.add(digest)
+      },
+      onProblem: (problem) => {
+        incomplete = true
+        result.problems.push(problem)
+      },
+    })
+  }
+  for (const entry of entries) {
+    const rescue = referenced.has(entry.digest)
+    // An incomplete mark means a reference may have been missed: leave it in quarantine, purge nothing.
+    const action = rescue ? 'rescue' : incomplete ? 'keep' : 'purge'
+    result.items.push({digest: entry.digest, action, key: entry.key, quarantineKey: entry.quarantineKey, size: entry.size})
+    if (opts.dryRun || action === 'keep') continue
+    if (rescue) {
+      if (await act(opts.db, opts.driver, 'rescue', entry, () => moveBack(opts.driver, entry), result)) result.rescued++
+    } else {
+      const purge = async () => {
+        const outcome = await opts.driver.deleteMany([entry.quarantineKey])
+        if (outcome.errors.length > 0) throw new Error(outcome.errors[0].message)
+      }
+      if (await act(opts.db, opts.driver, 'purge', entry, purge, result)) {
+        result.purged++
+        result.bytes += entry.size
+      }
+    }
+  }
+  return result
+}
