@@ -492,7 +492,9 @@ async function recheckReferences(ctx: ActContext, digests: string[]): Promise<Se
     const wanted = new Set(digests)
     await markFromStorage(ctx.driver, {
       cutoff: ctx.cutoff,
-      since: new Date(ctx.markStart.getTime() - CLOCK_SKEW_MS),
+      // What may have appeared since the mark listed it. Never earlier than the cutoff: links older than
+      // that were seen by the mark, and an operator who forced --min-age 0 gets what was before the start.
+      since: new Date(Math.max(ctx.cutoff.getTime(), ctx.markStart.getTime() - CLOCK_SKEW_MS)),
       concurrency: ctx.concurrency ?? 32,
       signal: ctx.signal,
       mark: (digest) => {

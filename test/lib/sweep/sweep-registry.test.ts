@@ -1,0 +1,160 @@
+// The sweep against Debian's docker-registry (distribution 2.8), on filesystem and on S3 (radosgw),
+// with the registry's own `garbage-collect --dry-run` as the oracle.
+import {after, before, describe, test} from 'node:test'
+import assert from 'node:assert/strict'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {sharedPostgres} from '../../helpers/postgres.js'
+import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js'
+import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
+import {deleteManifest, pullImage, pushImage, pushIndex, randomBlob, uploadOrphanBlob} from '../../helpers/images.js'
+import {runCli, startCli} from '../../helpers/cli.js'
+import {ageTree} from '../../../src/lib/quickstart/sample.js'
+
+const cleanups: Array<() => Promise<void>> = []
+after(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {})
+})
+
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  cleanups.push(() => rm(dir, {recursive: true, force: true}))
+  return dir
+}
+
+interface Scenario {
+  tags: Array<{repo: string; tag: string}>
+  orphansByApi: string[]
+}
+
+/** Images with shared layers, a multi-arch index, a manifest deleted through the API, and orphan uploads. */
+async function populate(url: string): Promise<Scenario> {
+  const shared = randomBlob(3000, 'shared-base')
+  await pushImage(url, 'library/web', 'v1', {layers: [shared, randomBlob(2000, 'web-v1')], seed: 'web-v1'})
+  await pushImage(url, 'library/web', 'v2', {layers: [shared, randomBlob(2000, 'web-v2')], seed: 'web-v2', mediaType: 'oci'})
+  const amd = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'amd')], seed: 'amd', platform: {os: 'linux', architecture: 'amd64'}})
+  const arm = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'arm')], seed: 'arm', platform: {os: 'linux', architecture: 'arm64'}})
+  await pushIndex(url, 'team/multi', 'latest', [amd, arm], 'oci')
+  const doomed = await pushImage(url, 'team/old', 'gone', {layers: [shared, randomBlob(2500, 'doomed')], seed: 'doomed'})
+  await pushImage(url, 'team/old', 'kept', {layers: [randomBlob(800, 'kept')], seed: 'kept'})
+  await deleteManifest(url, 'team/old', doomed.manifestDigest)
+  const o1 = await uploadOrphanBlob(url, 'library/web', 4000, 'orphan-1')
+  const o2 = await uploadOrphanBlob(url, 'team/old', 4100, 'orphan-2')
+  return {
+    tags: [
+      {repo: 'library/web', tag: 'v1'},
+      {repo: 'library/web', tag: 'v2'},
+      {repo: 'team/multi', tag: 'latest'},
+      {repo: 'team/old', tag: 'kept'},
+    ],
+    orphansByApi: [doomed.manifestDigest, doomed.configDigest, doomed.layerDigests[1], o1.digest, o2.digest].sort(),
+  }
+}
+
+async function candidates(report: string): Promise<string[]> {
+  return (await readFile(report, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line))
+    .filter((c) => c.kind === 'blob')
+    .map((c) => c.digest as string)
+    .sort()
+}
+
+async function assertAllPull(url: string, tags: Scenario['tags']): Promise<void> {
+  for (const {repo, tag} of tags) {
+    const pulled = await pullImage(url, repo, tag)
+    assert.ok(pulled.ok, `${repo}:${tag} pulls in full: ${pulled.errors.join('; ')}`)
+  }
+}
+
+for (const kind of ['filesystem', 's3'] as const) {
+  describe(`sweep vs docker-registry garbage-collect (${kind})`, () => {
+    let registry: RegistryServer
+    let rgw: RadosgwServer | undefined
+    let config: string
+    let dir: string
+    let scenario: Scenario
+
+    before(async () => {
+      dir = await tempDir(`regops-oracle-${kind}-`)
+      const dbUrl = await (await sharedPostgres()).createDatabase()
+      let region: string
+      if (kind === 's3') {
+        rgw = await startRadosgw({buckets: ['registry']})
+        cleanups.push(() => rgw!.stop())
+        registry = await startRegistry({storage: {kind: 's3', endpoint: rgw.endpoint, bucket: 'registry', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region}})
+        region = `{url: "s3://registry/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
+      } else {
+        registry = await startRegistry({storage: {kind: 'filesystem', root: join(dir, 'storage')}})
+        region = `{url: "file://${join(dir, 'storage', 'docker', 'registry', 'v2')}"}`
+      }
+      cleanups.push(() => registry.stop())
+      config = join(dir, 'regops.yaml')
+      await writeFile(config, `regions:\n  main: ${region}\ndatabase:\n  url: ${dbUrl}\n`)
+      scenario = await populate(registry.url)
+      const migrated = await runCli(['db', 'migrate', 'up', '--config', config, '--json'])
+      assert.equal(migrated.code, 0, migrated.stderr)
+    })
+
+    test('dry-run finds exactly what garbage-collect --dry-run would delete', async () => {
+      const gc = await registry.garbageCollect({dryRun: true})
+      assert.equal(gc.exitCode, 0, gc.output)
+      assert.deepEqual(gc.eligibleBlobs, scenario.orphansByApi, 'the oracle agrees with the scenario')
+      const report = join(dir, 'storage-strategy.jsonl')
+      const res = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--report', report, '--json'])
+      assert.equal(res.code, 1, res.stderr)
+      assert.equal(res.json.markComplete, true)
+      assert.deepEqual(await candidates(report), gc.eligibleBlobs)
+    })
+
+    test('--delete removes them; every tag still pulls; garbage-collect finds nothing more', async () => {
+      const res = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--delete', '--report', join(dir, 'delete.jsonl'), '--json'])
+      assert.equal(res.code, 0, res.stdout + res.stderr)
+      assert.equal(res.json.acted.deleted, scenario.orphansByApi.length)
+      await assertAllPull(registry.url, scenario.tags)
+      const gc = await registry.garbageCollect({dryRun: true})
+      assert.equal(gc.exitCode, 0, gc.output)
+      assert.deepEqual(gc.eligibleBlobs, [])
+      const journal = await runCli(['journal', '--config', config, '--job', res.json.jobId, '--json'])
+      assert.equal(journal.json.entries.filter((e: {phase: string}) => e.phase === 'done').length, scenario.orphansByApi.length)
+    })
+  })
+}
+
+describe('sweep while the registry takes pushes (filesystem)', () => {
+  test('images pushed during --delete pull in full; a fresh upload without a manifest is untouched', async () => {
+    const dir = await tempDir('regops-live-')
+    const root = join(dir, 'storage')
+    const registry = await startRegistry({storage: {kind: 'filesystem', root}})
+    cleanups.push(() => registry.stop())
+    const dbUrl = await (await sharedPostgres()).createDatabase()
+    const config = join(dir, 'regops.yaml')
+    await writeFile(config, `regions:\n  main: {url: "file://${join(root, 'docker', 'registry', 'v2')}"}\ndatabase:\n  url: ${dbUrl}\n`)
+    assert.equal((await runCli(['db', 'migrate', 'up', '--config', config])).code, 0)
+
+    const scenario = await populate(registry.url)
+    // Many old orphans, so the delete phase lasts while pushes go on.
+    for (let i = 0; i < 300; i++) await uploadOrphanBlob(registry.url, 'bulk/orphans', 64, `bulk-${i}`)
+    await ageTree(root, new Date(Date.now() - 3 * 86_400_000))
+    const fresh = await uploadOrphanBlob(registry.url, 'library/web', 999, 'fresh-upload')
+
+    const sweep = startCli(['sweep', 'blobs', '--config', config, '--delete', '--report', join(dir, 'live.jsonl'), '--json'])
+    const pushed: Scenario['tags'] = []
+    let done = false
+    sweep.done.then(() => (done = true))
+    // Pushes that reuse the shared base layer (whose blob is old) race the sweep.
+    for (let i = 0; i < 40 && !done; i++) {
+      await pushImage(registry.url, `live/app${i % 4}`, `t${i}`, {layers: [randomBlob(3000, 'shared-base'), randomBlob(700, `live-${i}`)], seed: `live-${i}`})
+      pushed.push({repo: `live/app${i % 4}`, tag: `t${i}`})
+    }
+    const res = await sweep.done
+    assert.equal(res.code, 0, res.stdout + res.stderr)
+    assert.ok(res.json.acted.deleted >= 300, `deleted ${res.json.acted.deleted}`)
+    assert.ok(pushed.length > 0)
+    await assertAllPull(registry.url, [...scenario.tags, ...pushed])
+    const freshRes = await fetch(`${registry.url}/v2/library/web/blobs/${fresh.digest}`, {method: 'HEAD'})
+    assert.equal(freshRes.status, 200, 'the fresh upload is still there')
+  })
+})
