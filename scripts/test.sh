@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 [ -d node_modules ] || npm ci
-npx tsc -p tsconfig.json
+npm run build --silent
 mapfile -t files < <(if [ "$#" -gt 0 ]; then printf '%s\n' "$@"; else find test -name '*.test.ts' | sort; fi)
 exec node --import tsx --test --test-concurrency=2 --test-timeout=900000 --test-reporter=spec "${files[@]}"
