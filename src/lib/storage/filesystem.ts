@@ -1,4 +1,5 @@
 import {mkdir, open, readdir, rename, rm, rmdir, stat, unlink, copyFile, writeFile, type FileHandle} from 'node:fs/promises'
+import {readdirSync, readFileSync, statSync, type Dirent} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {Readable} from 'node:stream'
@@ -12,10 +13,19 @@ import type {DeleteResult, ListOptions, ObjectInfo, StorageDriver} from './drive
  * same tree: a directory's entries are visited in the order of `name + '/'` for directories and
  * `name` for files, which is the order of the full keys (a naive walk puts `a/b` before `a-b/c`).
  */
+interface DirEntry {
+  name: string
+  dir: boolean
+  sortKey: Buffer
+  /** files only; undefined when the file vanished between readdir and stat */
+  info?: ObjectInfo
+}
+
 export class FilesystemDriver implements StorageDriver {
   readonly kind = 'file' as const
   readonly location: string
   private readonly limit: LimitFunction
+  private entriesRead = 0
 
   constructor(
     readonly region: string,
@@ -40,27 +50,70 @@ export class FilesystemDriver implements StorageDriver {
     yield* this.walk(dirKey, namePrefix, options)
   }
 
+  /**
+   * Depth-first in key order, with an explicit stack (nested generators cost a hop per level per
+   * key); memory is one directory per level.
+   */
   private async *walk(dirKey: string, namePrefix: string, options: ListOptions): AsyncIterable<ObjectInfo> {
-    options.signal?.throwIfAborted()
-    const entries = await this.readDir(dirKey)
-    const sorted = entries
-      .filter((entry) => entry.name.startsWith(namePrefix) && !entry.name.startsWith('.regops-tmp-'))
-      .map((entry) => ({entry, sortKey: Buffer.from(entry.isDirectory() ? `${entry.name}/` : entry.name)}))
-      .sort((a, b) => Buffer.compare(a.sortKey, b.sortKey))
-    const startAfter = options.startAfter
-    for (const {entry} of sorted) {
-      const key = `${dirKey}${entry.name}`
-      if (entry.isDirectory()) {
-        const childPrefix = `${key}/`
-        // The whole subtree sorts before startAfter: skip it without reading it.
-        if (startAfter !== undefined && Buffer.compare(Buffer.from(childPrefix), Buffer.from(startAfter)) < 0 && !startAfter.startsWith(childPrefix)) continue
-        yield* this.walk(childPrefix, '', options)
-      } else if (entry.isFile()) {
-        if (startAfter !== undefined && Buffer.compare(Buffer.from(key), Buffer.from(startAfter)) <= 0) continue
-        const info = await this.stat(key)
-        if (info) yield info
-      }
+    const startAfter = options.startAfter === undefined ? undefined : Buffer.from(options.startAfter)
+    const keep = (key: string, entry: DirEntry): boolean => {
+      if (startAfter === undefined) return true
+      const k = Buffer.from(entry.dir ? `${key}/` : key)
+      // A subtree that sorts wholly before startAfter, or a key at or before it: skip without reading.
+      if (entry.dir) return !(Buffer.compare(k, startAfter) < 0 && !options.startAfter!.startsWith(`${key}/`))
+      return Buffer.compare(k, startAfter) > 0
     }
+    const stack: Array<{dirKey: string; entries: DirEntry[]; next: number}> = []
+    const push = async (key: string, prefix: string) => {
+      options.signal?.throwIfAborted()
+      const entries = (await this.readEntries(key)).filter((e) => e.name.startsWith(prefix) && keep(`${key}${e.name}`, e))
+      stack.push({dirKey: key, entries, next: 0})
+    }
+    await push(dirKey, namePrefix)
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]
+      if (top.next >= top.entries.length) {
+        stack.pop()
+        continue
+      }
+      const entry = top.entries[top.next++]
+      if (entry.dir) await push(`${top.dirKey}${entry.name}/`, '')
+      else if (entry.info) yield entry.info
+    }
+  }
+
+  /**
+   * One directory: its entries in key order, with the stat of every file. Synchronous syscalls on
+   * purpose: on a local filesystem readdir and stat take microseconds, and the thread-pool round trip
+   * of their async forms cost five times more than the syscalls (21k-file tree: 2.2 s async, 0.41 s
+   * sync, `find` 0.44 s). The walk yields to the event loop between directories.
+   */
+  private async readEntries(dirKey: string): Promise<DirEntry[]> {
+    if (++this.entriesRead % 64 === 0) await new Promise((resolve) => setImmediate(resolve))
+    const dir = dirKey === '' ? this.root : this.pathOf(dirKey)
+    let dirents: Dirent[]
+    try {
+      dirents = readdirSync(dir, {withFileTypes: true})
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      // A directory that vanished mid-walk (or never existed) simply has no keys.
+      if (code === 'ENOENT' || code === 'ENOTDIR') return []
+      throw new StorageError(`cannot list ${dirKey || '/'}: ${code ?? error}`, {region: this.region, key: dirKey}, {cause: error})
+    }
+    const entries: DirEntry[] = []
+    for (const d of dirents) {
+      if (!(d.isDirectory() || d.isFile()) || d.name.startsWith('.regops-tmp-')) continue
+      const entry: DirEntry = {name: d.name, dir: d.isDirectory(), sortKey: Buffer.from(d.isDirectory() ? `${d.name}/` : d.name)}
+      if (!entry.dir) {
+        const key = `${dirKey}${d.name}`
+        const st = statSync(join(dir, d.name), {throwIfNoEntry: false})
+        // A file deleted between readdir and stat is simply gone.
+        if (!st) continue
+        entry.info = {key, size: st.size, lastModified: st.mtime}
+      }
+      entries.push(entry)
+    }
+    return entries.sort((a, b) => Buffer.compare(a.sortKey, b.sortKey))
   }
 
   private async readDir(dirKey: string) {
@@ -108,20 +161,17 @@ export class FilesystemDriver implements StorageDriver {
     return handle.createReadStream({start: range?.start, end: range?.end, autoClose: true})
   }
 
+  /** Synchronous for the same reason as readEntries: small objects (links, manifests) on local disk. */
   async readSmall(key: string, limit: number): Promise<Buffer> {
-    return this.limit(async () => {
-      let handle: FileHandle | undefined
-      try {
-        handle = await open(this.pathOf(key), 'r')
-        const st = await handle.stat()
-        if (st.size > limit) throw new InvalidInputError(`object is ${st.size} bytes, more than the ${limit} expected`, key, {code: 'TOO_LARGE'})
-        return await handle.readFile()
-      } catch (error) {
-        throw this.mapError(error, key, 'read')
-      } finally {
-        await handle?.close()
-      }
-    })
+    const path = this.pathOf(key)
+    try {
+      const st = statSync(path)
+      if (!st.isFile()) throw Object.assign(new Error('not a file'), {code: 'EISDIR'})
+      if (st.size > limit) throw new InvalidInputError(`object is ${st.size} bytes, more than the ${limit} expected`, key, {code: 'TOO_LARGE'})
+      return readFileSync(path)
+    } catch (error) {
+      throw this.mapError(error, key, 'read')
+    }
   }
 
   async write(key: string, body: Buffer | Readable, _size?: number): Promise<void> {

@@ -12,6 +12,8 @@ import {shardOfDigest} from '../storage/layout.js'
  */
 export class ShardSpill {
   private readonly streams = new Map<string, WriteStream>()
+  /** pending lines per shard, written in chunks: one write per digest costs more than the walk */
+  private readonly pending = new Map<string, string[]>()
   private closed = false
   count = 0
 
@@ -29,18 +31,28 @@ export class ShardSpill {
     if (!digest.startsWith('sha256:')) return
     const shard = shardOfDigest(digest)
     if (!this.shards.has(shard)) return
+    let lines = this.pending.get(shard)
+    if (!lines) this.pending.set(shard, (lines = []))
+    lines.push(digest.slice(7))
+    this.count++
+    if (lines.length >= 1024) this.flush(shard, lines)
+  }
+
+  private flush(shard: string, lines: string[]): void {
+    if (lines.length === 0) return
     let stream = this.streams.get(shard)
     if (!stream) {
       stream = createWriteStream(join(this.dir, shard), {flags: 'a'})
       this.streams.set(shard, stream)
     }
-    stream.write(`${digest.slice(7)}\n`)
-    this.count++
+    stream.write(lines.join('\n') + '\n')
+    lines.length = 0
   }
 
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    for (const [shard, lines] of this.pending) this.flush(shard, lines)
     await Promise.all(
       [...this.streams.values()].map(async (stream) => {
         stream.end()
