@@ -6,8 +6,9 @@ import {S3Driver} from './s3.js'
 
 export type {StorageDriver, ObjectInfo, ListOptions, DeleteResult} from './driver.js'
 
-export function openDriver(region: RegionConfig): StorageDriver {
-  return region.kind === 'file' ? new FilesystemDriver(region.name, region.root, region.concurrency) : new S3Driver(region)
+export function openDriver(region: RegionConfig, opts: {maxAttempts?: number} = {}): StorageDriver {
+  if (region.kind === 'file') return new FilesystemDriver(region.name, region.root, region.concurrency)
+  return new S3Driver(region, opts.maxAttempts === undefined ? {} : {maxAttempts: opts.maxAttempts})
 }
 
 /** The driver of a named region, or of the primary region when no name is given. */
