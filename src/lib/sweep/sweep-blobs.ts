@@ -287,8 +287,23 @@ async function planSweep(ctx: PlanContext): Promise<void> {
     }
     await spill?.close()
 
-    // A resumed plan starts over: candidates of an earlier, unfinished plan may be stale.
-    if (db && ctx.job) await db.query(`DELETE FROM regops_sweep_candidates WHERE job_id = $1 AND state = 'pending'`, [ctx.job.id])
+    // A resumed plan keeps the candidates of the prefixes it finished (the act phase re-checks each one
+    // against everything written since the original start) and redoes the others.
+    const planned = new Set(ctx.checkpoint?.planned ?? [])
+    if (db && ctx.job) {
+      await db.query(
+        `DELETE FROM regops_sweep_candidates WHERE job_id = $1 AND state = 'pending'
+           AND (kind = 'manifest' OR NOT (substring(digest from 8 for 2) = ANY($2::text[])))`,
+        [ctx.job.id, [...planned]],
+      )
+    }
+    let checkpointing = Promise.resolve()
+    const checkpointShard = (shard: string) => {
+      planned.add(shard)
+      if (!db || !ctx.job) return
+      const state = {phase: 'plan', markStart: ctx.markStart.toISOString(), cutoff: ctx.cutoff.toISOString(), planned: [...planned], result: snapshot(result)}
+      checkpointing = checkpointing.then(() => saveCheckpoint(db, ctx.job!.id, state, state.result))
+    }
     for (const manifest of untagged) {
       const candidate: SweepCandidate = {
         kind: 'manifest',
@@ -310,6 +325,10 @@ async function planSweep(ctx: PlanContext): Promise<void> {
       ctx.shards.map((shard) =>
         limit(async () => {
           ctx.signal?.throwIfAborted()
+          if (planned.has(shard)) {
+            ctx.progress('plan', ++done)
+            return
+          }
           const refs = spill ? await spill.read(shard) : await referencedDigestsFromDb(db!, shard)
           const candidates: SweepCandidate[] = []
           let i = 0
@@ -350,22 +369,31 @@ async function planSweep(ctx: PlanContext): Promise<void> {
             report?.write(JSON.stringify(c) + '\n')
           }
           if (db && ctx.job) await insertCandidates(db, ctx.job.id, candidates)
-          done++
-          ctx.progress('plan', done)
+          checkpointShard(shard)
+          ctx.progress('plan', ++done)
         }),
       ),
     )
+    await checkpointing
   } finally {
     await closeReport(report)
     await spill?.dispose()
   }
 }
 
+/**
+ * The earliest start of the latest complete import: the import jobs sharing params.group, every shard
+ * 0..n-1 of them done, none limited to some repositories (params.complete). A group with a shard
+ * missing, failed or running, or an import of a few repositories, does not count: the database would
+ * lack references.
+ */
 async function lastImportStart(db: Db): Promise<Date | undefined> {
   const result = await db.query<{started_at: Date}>(
     `SELECT min(started_at) AS started_at FROM regops_jobs
-     WHERE kind = 'import' AND status = 'done'
-       AND params->>'group' = (SELECT params->>'group' FROM regops_jobs WHERE kind = 'import' AND status = 'done' ORDER BY finished_at DESC LIMIT 1)`,
+      WHERE kind = 'import' AND status = 'done' AND params ? 'group' AND coalesce(params->>'complete', 'true') = 'true'
+      GROUP BY params->>'group', shard_count
+     HAVING count(DISTINCT shard_index) = shard_count
+      ORDER BY max(finished_at) DESC LIMIT 1`,
   )
   return result.rows[0]?.started_at ?? undefined
 }
