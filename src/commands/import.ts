@@ -116,7 +116,7 @@ function renderImport(r: ImportResult): string {
       ]],
     ),
   ]
-  for (const p of r.problems.slice(0, 20)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message}`)
+  for (const p of r.problems.slice(0, 20)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message.replace(` (at ${p.key})`, '')}`)
   if (r.problemCount > 20) lines.push(`... and ${r.problemCount - 20} more problems (see --json)`)
   for (const f of r.failed.slice(0, 20)) lines.push(`failed: ${f.repository}: ${f.message}`)
   if (r.dryRun) {
