@@ -1,7 +1,7 @@
 // bench/sweep: regops sweep blobs (dry-run) vs docker-registry garbage-collect --dry-run vs a bare
 // sequential listing of the same keys, on the same store, at two sizes, on the filesystem and on S3
 // (radosgw). Run: node --import tsx bench/sweep.ts [--sizes 10000,100000] [--backends fs,s3]
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -65,6 +65,7 @@ try {
     if (backend === 's3') rgw = await startRadosgw({memstoreBytes: 8 * 1024 ** 3})
     for (const size of sizes) {
       const dir = join(work, `${backend}-${size}`)
+      await mkdir(dir, {recursive: true})
       let driver: StorageDriver
       let region: string
       let storage: string

@@ -80,7 +80,7 @@ async function markRepository(
       (async () => {
         // Young _layers links protect their blobs: a push links its layers before it puts the manifest.
         for await (const link of listLayerLinks(driver, repository, problem)) {
-          if (link.lastModified >= opts.cutoff || (opts.since && link.lastModified >= opts.since)) {
+          if (link.lastModified >= opts.cutoff) {
             opts.mark(link.digest, 'young-link')
             result.youngLinks++
           }

@@ -109,6 +109,16 @@ for (const kind of ['filesystem', 's3'] as const) {
       assert.deepEqual(await candidates(report), gc.eligibleBlobs)
     })
 
+    test('after an import, --strategy metadata finds the same set', async () => {
+      const gc = await registry.garbageCollect({dryRun: true})
+      const imported = await runCli(['import', '--config', config, '--json'])
+      assert.equal(imported.code, 0, imported.stdout + imported.stderr)
+      const report = join(dir, 'metadata-strategy.jsonl')
+      const res = await runCli(['sweep', 'blobs', '--config', config, '--strategy', 'metadata', '--min-age', '0', '--force', '--report', report, '--json'])
+      assert.equal(res.code, 1, res.stdout + res.stderr)
+      assert.deepEqual(await candidates(report), gc.eligibleBlobs)
+    })
+
     test('--delete removes them; every tag still pulls; garbage-collect finds nothing more', async () => {
       const res = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--delete', '--report', join(dir, 'delete.jsonl'), '--json'])
       assert.equal(res.code, 0, res.stdout + res.stderr)
