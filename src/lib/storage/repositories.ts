@@ -47,24 +47,41 @@ export function problemOf(error: unknown, kind: Problem['kind'], key: string, ex
  * One LIST per directory, never a listing of every link.
  */
 export async function* listRepositories(driver: StorageDriver, onProblem: (p: Problem) => void, signal?: AbortSignal): AsyncIterable<string> {
-  async function* visit(prefix: string): AsyncIterable<string> {
-    const children: string[] = []
-    for await (const dir of driver.listDirectories(prefix, {signal})) children.push(dir)
-    const names = children.map((c) => c.slice(prefix.length, -1))
-    const isRepo = names.some((n) => n === '_manifests' || n === '_layers' || n === '_uploads')
-    if (isRepo) {
+  const children = async (prefix: string): Promise<string[]> => {
+    const out: string[] = []
+    for await (const dir of driver.listDirectories(prefix, {signal})) out.push(dir)
+    return out
+  }
+  // The listings of the next siblings are started while one is visited: one LIST per directory, but
+  // not one round trip at a time (95 repositories on S3: 0.6 s sequential).
+  async function* visit(prefix: string, listing: Promise<string[]>): AsyncIterable<string> {
+    const dirs = await listing
+    const names = dirs.map((c) => c.slice(prefix.length, -1))
+    if (names.some((n) => n === '_manifests' || n === '_layers' || n === '_uploads')) {
       const name = prefix.slice(REPOSITORIES_PREFIX.length, -1)
       if (isRepositoryName(name)) yield name
       else onProblem({kind: 'invalid-repository-name', key: prefix, message: `invalid repository name '${name}': skipped`})
     }
-    for (const child of children) {
-      const name = child.slice(prefix.length, -1)
-      if (name.startsWith('_')) continue
-      yield* visit(child)
+    const nested = dirs.filter((dir) => !dir.slice(prefix.length).startsWith('_'))
+    const ahead = new Map<number, Promise<string[]>>()
+    const start = (i: number) => {
+      if (i < nested.length && !ahead.has(i)) {
+        const promise = children(nested[i])
+        promise.catch(() => {}) // awaited in turn
+        ahead.set(i, promise)
+      }
+    }
+    for (let i = 0; i < nested.length; i++) {
+      for (let j = i; j < i + LISTING_AHEAD; j++) start(j)
+      yield* visit(nested[i], ahead.get(i)!)
+      ahead.delete(i)
     }
   }
-  yield* visit(REPOSITORIES_PREFIX)
+  yield* visit(REPOSITORIES_PREFIX, children(REPOSITORIES_PREFIX))
 }
+
+/** Directory listings started ahead of the walk. */
+const LISTING_AHEAD = 16
 
 export interface LinkEntry {
   digest: string
@@ -196,4 +213,71 @@ export async function readRevision(driver: StorageDriver, repository: string, li
     read.problems.push(problemOf(error, 'bad-manifest', blobKey, {repository, digest: link.digest}))
   }
   return read
+}
+
+/** The keys of one repository, from a flat listing: what the mark needs, without a LIST per kind. */
+export interface RepositoryKeys {
+  repository: string
+  revisions: LinkEntry[]
+  /** current tag links (their content is not read here) */
+  tagLinks: Array<{tag: string; key: string; lastModified: Date}>
+  /** _layers links, digest from the path */
+  layerLinks: LinkEntry[]
+}
+
+/**
+ * Every repository under `prefix` (a top-level namespace such as `repositories/library/`, or
+ * `repositories/` itself), from one flat listing, grouped by repository. A repository's own keys are
+ * contiguous in byte order (its components after the name start with '_', which no name component
+ * does), so a group is complete when the next key belongs to another repository. About one LIST per
+ * thousand keys, instead of several LISTs per repository.
+ */
+export async function* listRepositoryGroups(
+  driver: StorageDriver,
+  prefix: string,
+  onProblem: (p: Problem) => void,
+  signal?: AbortSignal,
+): AsyncIterable<RepositoryKeys> {
+  let current: RepositoryKeys | undefined
+  for await (const object of driver.list(prefix, {signal})) {
+    let spec
+    try {
+      spec = parseKey(object.key)
+    } catch (error) {
+      onProblem(problemOf(error, 'invalid-key', object.key))
+      continue
+    }
+    if (spec.kind === 'blob-data') continue
+    if (current?.repository !== spec.repository) {
+      if (current) yield current
+      current = {repository: spec.repository, revisions: [], tagLinks: [], layerLinks: []}
+    }
+    if (spec.kind === 'manifest-revision-link') current.revisions.push({digest: spec.digest, key: object.key, lastModified: object.lastModified})
+    else if (spec.kind === 'layer-link') current.layerLinks.push({digest: spec.digest, key: object.key, lastModified: object.lastModified})
+    else if (spec.kind === 'tag-current-link') current.tagLinks.push({tag: spec.tag, key: object.key, lastModified: object.lastModified})
+  }
+  if (current) yield current
+}
+
+/** Reads the current links of tags found by a listing. */
+export async function readTagLinks(
+  driver: StorageDriver,
+  repository: string,
+  links: RepositoryKeys['tagLinks'],
+  onProblem: (p: Problem) => void,
+  concurrency = 16,
+): Promise<TagEntry[]> {
+  const limit = pLimit(concurrency)
+  return Promise.all(
+    links.map((link) =>
+      limit(async (): Promise<TagEntry> => {
+        try {
+          return {...link, digest: parseLink(await driver.readSmall(link.key, 1024), link.key)}
+        } catch (error) {
+          onProblem(problemOf(error, error instanceof InvalidInputError ? 'corrupt-link' : 'storage-error', link.key, {repository}))
+          return {...link}
+        }
+      }),
+    ),
+  )
 }

@@ -3,9 +3,6 @@ import {Agent as HttpsAgent} from 'node:https'
 import type {Readable} from 'node:stream'
 import {
   S3Client,
-  ListObjectsV2Command,
-  HeadObjectCommand,
-  GetObjectCommand,
   PutObjectCommand,
   DeleteObjectsCommand,
   CopyObjectCommand,
@@ -20,6 +17,7 @@ import pLimit, {type LimitFunction} from 'p-limit'
 import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
 import type {S3RegionConfig} from '../config/config.js'
 import type {DeleteResult, ListOptions, ObjectInfo, StorageDriver} from './driver.js'
+import {S3HttpError, S3ReadPath} from './s3-read.js'
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3
@@ -61,7 +59,13 @@ export class S3Driver implements StorageDriver {
       }),
       ...clientOverrides,
     })
+    const staticCredentials = config.accessKeyId && config.secretAccessKey ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey} : undefined
+    // Without keys in the config, the SDK's default chain (environment, profile, IRSA) resolves and refreshes them.
+    const provider = async () => staticCredentials ?? (await this.client.config.credentials())
+    this.readPath = new S3ReadPath(config, provider, Number(clientOverrides.maxAttempts ?? 8))
   }
+
+  private readonly readPath: S3ReadPath
 
   readonly region: string
 
@@ -78,22 +82,14 @@ export class S3Driver implements StorageDriver {
     do {
       options.signal?.throwIfAborted()
       const page = await this.send('list', prefix, () =>
-        this.client.send(
-          new ListObjectsV2Command({
-            Bucket: this.config.bucket,
-            Prefix: this.fullKey(prefix),
-            StartAfter: token === undefined && options.startAfter !== undefined ? this.fullKey(options.startAfter) : undefined,
-            ContinuationToken: token,
-            MaxKeys: 1000,
-          }),
-          {abortSignal: options.signal},
-        ),
+        this.readPath.list(this.fullKey(prefix), {
+          token,
+          startAfter: options.startAfter === undefined ? undefined : this.fullKey(options.startAfter),
+          signal: options.signal,
+        }),
       )
-      for (const object of page.Contents ?? []) {
-        if (!object.Key) continue
-        yield {key: this.relativeKey(object.Key), size: Number(object.Size ?? 0), lastModified: object.LastModified ?? new Date(0)}
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined
+      for (const object of page.contents) yield {key: this.relativeKey(object.key), size: object.size, lastModified: object.lastModified}
+      token = page.nextToken
     } while (token)
   }
 
@@ -102,59 +98,38 @@ export class S3Driver implements StorageDriver {
     do {
       options.signal?.throwIfAborted()
       const page = await this.send('list', prefix, () =>
-        this.client.send(
-          new ListObjectsV2Command({
-            Bucket: this.config.bucket,
-            Prefix: this.fullKey(prefix),
-            Delimiter: '/',
-            StartAfter: token === undefined && options.startAfter !== undefined ? this.fullKey(options.startAfter) : undefined,
-            ContinuationToken: token,
-            MaxKeys: 1000,
-          }),
-          {abortSignal: options.signal},
-        ),
+        this.readPath.list(this.fullKey(prefix), {
+          token,
+          delimiter: '/',
+          startAfter: options.startAfter === undefined ? undefined : this.fullKey(options.startAfter),
+          signal: options.signal,
+        }),
       )
-      for (const common of page.CommonPrefixes ?? []) {
-        if (common.Prefix) yield this.relativeKey(common.Prefix)
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined
+      for (const common of page.prefixes) yield this.relativeKey(common)
+      token = page.nextToken
     } while (token)
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
-    try {
-      const head = await this.send('stat', key, () => this.client.send(new HeadObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(key)})))
-      return {key, size: Number(head.ContentLength ?? 0), lastModified: head.LastModified ?? new Date(0)}
-    } catch (error) {
-      if (error instanceof NotFoundError) return undefined
-      throw error
-    }
+    const head = await this.send('stat', key, () => this.readPath.head(this.fullKey(key)))
+    return head ? {key, ...head} : undefined
   }
 
   async read(key: string, range?: {start: number; end?: number}): Promise<Readable> {
-    const response = await this.send('read', key, () =>
-      this.client.send(
-        new GetObjectCommand({
-          Bucket: this.config.bucket,
-          Key: this.fullKey(key),
-          Range: range ? `bytes=${range.start}-${range.end ?? ''}` : undefined,
-        }),
-      ),
-    )
-    return response.Body as Readable
+    return (await this.send('read', key, () => this.readPath.get(this.fullKey(key), {range}))).body
   }
 
   async readSmall(key: string, limit: number): Promise<Buffer> {
     return this.send('read', key, async () => {
-      const response = await this.client.send(new GetObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(key)}))
-      const body = response.Body as Readable
-      if (Number(response.ContentLength ?? 0) > limit) {
-        body.destroy()
-        throw new InvalidInputError(`object is ${response.ContentLength} bytes, more than the ${limit} expected`, key, {code: 'TOO_LARGE'})
+      try {
+        const {body} = await this.readPath.get(this.fullKey(key), {limit})
+        const chunks: Buffer[] = []
+        for await (const chunk of body) chunks.push(chunk as Buffer)
+        return Buffer.concat(chunks)
+      } catch (error) {
+        if (error instanceof RangeError) throw new InvalidInputError(`object is ${error.message} bytes, more than the ${limit} expected`, key, {code: 'TOO_LARGE'})
+        throw error
       }
-      const chunks: Buffer[] = []
-      for await (const chunk of body) chunks.push(chunk as Buffer)
-      return Buffer.concat(chunks)
     })
   }
 
@@ -246,6 +221,7 @@ export class S3Driver implements StorageDriver {
 
   async close(): Promise<void> {
     this.client.destroy()
+    await this.readPath.close()
   }
 
   /** One request under the concurrency cap, with S3 errors turned into regops errors. */
@@ -259,11 +235,13 @@ export class S3Driver implements StorageDriver {
 
   private mapError(error: unknown, key: string, op: string): Error {
     if (error instanceof InvalidInputError || error instanceof StorageError) return error
-    const e = error as {name?: string; Code?: string; message?: string; $metadata?: {httpStatusCode?: number}; code?: string}
-    const status = e.$metadata?.httpStatusCode
-    if (status === 404 || e.name === 'NoSuchKey' || e.name === 'NotFound') return new NotFoundError(key, this.region)
+    const e = error as {name?: string; Code?: string; message?: string; $metadata?: {httpStatusCode?: number}; code?: string; status?: number}
+    const status = e.$metadata?.httpStatusCode ?? (error instanceof S3HttpError ? error.status : undefined)
+    const code = error instanceof S3HttpError ? error.code : e.name
+    // A missing bucket is a configuration problem, not a missing object.
+    if (code !== 'NoSuchBucket' && (status === 404 || code === 'NoSuchKey' || code === 'NotFound')) return new NotFoundError(key, this.region)
     const what = e.name && e.name !== 'Error' ? e.name : (e.code ?? 'error')
-    const detail = status ? `HTTP ${status} ${what}` : `${what}: ${e.message ?? String(error)}`
+    const detail = error instanceof S3HttpError ? error.message : status ? `HTTP ${status} ${what}` : `${what}: ${e.message ?? String(error)}`
     return new StorageError(`${op} failed on ${this.location}: ${detail}`, {region: this.region, key}, {cause: error, code: status === 403 ? 'FORBIDDEN' : 'STORAGE'})
   }
 }

@@ -1,15 +1,7 @@
 import pLimit from 'p-limit'
 import type {StorageDriver} from '../storage/driver.js'
-import {
-  listLayerLinks,
-  listRepositories,
-  listRevisionLinks,
-  listTags,
-  problemOf,
-  readRevision,
-  type LinkEntry,
-  type Problem,
-} from '../storage/repositories.js'
+import {REPOSITORIES_PREFIX} from '../storage/layout.js'
+import {listRepositoryGroups, problemOf, readRevision, readTagLinks, type Problem, type RepositoryKeys} from '../storage/repositories.js'
 
 export type MarkReason = 'manifest' | 'reference' | 'young-link'
 
@@ -48,50 +40,58 @@ export interface StorageMarkResult {
  */
 export async function markFromStorage(driver: StorageDriver, opts: StorageMarkOptions): Promise<StorageMarkResult> {
   const result: StorageMarkResult = {repositories: 0, manifests: 0, youngLinks: 0, untagged: []}
-  const repoLimit = pLimit(Math.max(1, Math.min(16, Math.ceil(opts.concurrency / 4))))
+  const namespaceLimit = pLimit(Math.max(1, Math.min(16, Math.ceil(opts.concurrency / 4))))
   const readLimit = pLimit(opts.concurrency)
-  const pending: Array<Promise<void>> = []
+  // One flat listing per top-level namespace, namespaces in parallel: repositories are grouped from
+  // the sorted keys, and each group's manifests are read while the listing goes on.
+  const namespaces: string[] = []
   try {
-    for await (const repository of listRepositories(driver, opts.onProblem, opts.signal)) {
-      result.repositories++
-      pending.push(repoLimit(() => markRepository(driver, repository, opts, readLimit, result)))
-      // Keep the queue of walked-but-not-marked repositories short (bounded memory).
-      if (pending.length >= 256) await Promise.all(pending.splice(0, 128))
-    }
+    for await (const dir of driver.listDirectories(REPOSITORIES_PREFIX, {signal: opts.signal})) namespaces.push(dir)
   } catch (error) {
-    opts.onProblem(problemOf(error, 'storage-error', 'repositories/'))
+    opts.onProblem(problemOf(error, 'storage-error', REPOSITORIES_PREFIX))
+    return result
   }
-  await Promise.all(pending)
+  await Promise.all(
+    namespaces.map((namespace) =>
+      namespaceLimit(async () => {
+        const pending: Array<Promise<void>> = []
+        try {
+          for await (const group of listRepositoryGroups(driver, namespace, opts.onProblem, opts.signal)) {
+            result.repositories++
+            pending.push(markRepository(driver, group, opts, readLimit, result))
+            // Bounded: at most a few repositories read behind the listing.
+            if (pending.length >= 8) await pending.shift()
+          }
+        } catch (error) {
+          if (opts.signal?.aborted) throw error
+          opts.onProblem(problemOf(error, 'storage-error', namespace))
+        }
+        await Promise.all(pending)
+      }),
+    ),
+  )
   return result
 }
 
 async function markRepository(
   driver: StorageDriver,
-  repository: string,
+  group: RepositoryKeys,
   opts: StorageMarkOptions,
   readLimit: ReturnType<typeof pLimit>,
   result: StorageMarkResult,
 ): Promise<void> {
   opts.signal?.throwIfAborted()
+  const {repository} = group
   const problem = (p: Problem) => opts.onProblem(p)
   try {
-    const revisions: LinkEntry[] = []
-    await Promise.all([
-      (async () => {
-        // Young _layers links protect their blobs: a push links its layers before it puts the manifest.
-        for await (const link of listLayerLinks(driver, repository, problem)) {
-          if (link.lastModified >= opts.cutoff) {
-            opts.mark(link.digest, 'young-link')
-            result.youngLinks++
-          }
-        }
-      })(),
-      (async () => {
-        for await (const link of listRevisionLinks(driver, repository, problem)) {
-          if (!opts.since || link.lastModified >= opts.since) revisions.push(link)
-        }
-      })(),
-    ])
+    // Young _layers links protect their blobs: a push links its layers before it puts the manifest.
+    for (const link of group.layerLinks) {
+      if (link.lastModified >= opts.cutoff) {
+        opts.mark(link.digest, 'young-link')
+        result.youngLinks++
+      }
+    }
+    const revisions = opts.since ? group.revisions.filter((link) => link.lastModified >= opts.since!) : group.revisions
     // The digest in a revision link's path is what the mark needs; the link's content is not read
     // (import validates it). A corrupt link still keeps its manifest, which is the safe side.
     const reads = await Promise.all(revisions.map((link) => readLimit(() => readRevision(driver, repository, link, {verifyLink: false}))))
@@ -99,7 +99,7 @@ async function markRepository(
 
     let keep = (_digest: string) => true
     if (opts.deleteUntagged && !opts.since) {
-      const tags = await listTags(driver, repository, problem)
+      const tags = await readTagLinks(driver, repository, group.tagLinks, problem)
       const byDigest = new Map(reads.map((r) => [r.digest, r]))
       const reachable = new Set<string>()
       const stack = tags.map((t) => t.digest).filter((d): d is string => d !== undefined)

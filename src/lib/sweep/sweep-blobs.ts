@@ -8,7 +8,7 @@ import {createJob, finishJob, resumeJob, saveCheckpoint, startHeartbeat, type Jo
 import {InterruptedError, RefusedError, UsageError, errorMessage} from '../errors.js'
 import type {Logger} from '../output/logger.js'
 import type {StorageDriver} from '../storage/driver.js'
-import {blobShardPrefix, parseKey, pathFor, quarantineKey, shardsFor, tagsPrefix} from '../storage/layout.js'
+import {blobAlgorithmPrefix, parseKey, pathFor, quarantineKey, shardsFor, tagsPrefix} from '../storage/layout.js'
 import {listTags, problemOf, readRevision, type Problem} from '../storage/repositories.js'
 import {markFromStorage, type UntaggedManifest} from './mark-storage.js'
 import {referencedAmong, referencedDigestsFromDb} from './references.js'
@@ -319,60 +319,89 @@ async function planSweep(ctx: PlanContext): Promise<void> {
       if (db && ctx.job) await insertCandidates(db, ctx.job.id, [candidate])
     }
 
-    const limit = pLimit(Math.max(1, Math.min(16, concurrency)))
-    let done = 0
+    // The prefixes are split into a few contiguous ranges, each read as one listing that runs across
+    // prefix boundaries: a LIST returns up to 1,000 keys whatever the prefix, so a small bucket costs a
+    // few requests instead of 256, and a large one still gets `ranges` listings in parallel.
+    const todo = ctx.shards.filter((shard) => !planned.has(shard))
+    const rangeCount = Math.max(1, Math.min(todo.length, 16, Math.ceil(concurrency / 2)))
+    const ranges = Array.from({length: rangeCount}, (_, r) => todo.slice(Math.floor((r * todo.length) / rangeCount), Math.floor(((r + 1) * todo.length) / rangeCount))).filter(
+      (range) => range.length > 0,
+    )
+    let done = ctx.shards.length - todo.length
+    ctx.progress('plan', done)
+
+    const finishShard = async (shard: string, candidates: SweepCandidate[]) => {
+      for (const c of candidates) {
+        result.candidates.count++
+        result.candidates.bytes += c.size
+        report?.write(JSON.stringify(c) + '\n')
+      }
+      if (db && ctx.job) await insertCandidates(db, ctx.job.id, candidates)
+      checkpointShard(shard)
+      ctx.progress('plan', ++done)
+    }
+
     await Promise.all(
-      ctx.shards.map((shard) =>
-        limit(async () => {
-          ctx.signal?.throwIfAborted()
-          if (planned.has(shard)) {
-            ctx.progress('plan', ++done)
-            return
+      ranges.map(async (range) => {
+        const wanted = new Set(range)
+        let index = 0 // range[index] is the shard being merged
+        let refs: string[] = []
+        let i = 0
+        let candidates: SweepCandidate[] = []
+        const load = async () => {
+          refs = spill ? await spill.read(range[index]) : await referencedDigestsFromDb(db!, range[index])
+          i = 0
+          candidates = []
+        }
+        /** Completes every shard of the range before `shard` (those without a single blob included). */
+        const advanceTo = async (shard: string) => {
+          while (index < range.length && range[index] < shard) {
+            await finishShard(range[index], candidates)
+            index++
+            if (index < range.length) await load()
           }
-          const refs = spill ? await spill.read(shard) : await referencedDigestsFromDb(db!, shard)
-          const candidates: SweepCandidate[] = []
-          let i = 0
-          try {
-            for await (const object of driver.list(blobShardPrefix(shard), {signal: ctx.signal})) {
-              let digest: string
-              try {
-                const spec = parseKey(object.key)
-                if (spec.kind !== 'blob-data') throw new Error(`not a blob: ${spec.kind}`)
-                digest = spec.digest
-              } catch (error) {
-                ctx.onProblem(problemOf(error, 'invalid-key', object.key))
-                continue
-              }
-              result.scanned.blobs++
-              result.scanned.bytes += object.size
-              while (i < refs.length && refs[i] < digest) i++
-              if ((i < refs.length && refs[i] === digest) || delta?.has(digest)) {
-                result.referenced++
-                continue
-              }
-              if (object.lastModified >= ctx.cutoff) {
-                result.tooYoung.count++
-                result.tooYoung.bytes += object.size
-                continue
-              }
-              candidates.push({kind: 'blob', digest, key: object.key, size: object.size, lastModified: object.lastModified.toISOString(), reason: 'unreferenced'})
+        }
+        await load()
+        const algorithmPrefix = blobAlgorithmPrefix()
+        try {
+          for await (const object of driver.list(algorithmPrefix, {startAfter: `${algorithmPrefix}${range[0]}`, signal: ctx.signal})) {
+            const shard = object.key.slice(algorithmPrefix.length, algorithmPrefix.length + 2)
+            if (shard > range[range.length - 1]) break
+            let digest: string
+            try {
+              const spec = parseKey(object.key)
+              if (spec.kind !== 'blob-data') throw new Error(`not a blob: ${spec.kind}`)
+              digest = spec.digest
+            } catch (error) {
+              ctx.onProblem(problemOf(error, 'invalid-key', object.key))
+              continue
             }
-          } catch (error) {
-            if (ctx.signal?.aborted) throw error
-            result.markComplete = false
-            ctx.onProblem(problemOf(error, 'storage-error', blobShardPrefix(shard)))
-            return
+            await advanceTo(shard)
+            // A prefix finished by an earlier, resumed run: its candidates are already recorded.
+            if (!wanted.has(shard)) continue
+            result.scanned.blobs++
+            result.scanned.bytes += object.size
+            while (i < refs.length && refs[i] < digest) i++
+            if ((i < refs.length && refs[i] === digest) || delta?.has(digest)) {
+              result.referenced++
+              continue
+            }
+            if (object.lastModified >= ctx.cutoff) {
+              result.tooYoung.count++
+              result.tooYoung.bytes += object.size
+              continue
+            }
+            candidates.push({kind: 'blob', digest, key: object.key, size: object.size, lastModified: object.lastModified.toISOString(), reason: 'unreferenced'})
           }
-          for (const c of candidates) {
-            result.candidates.count++
-            result.candidates.bytes += c.size
-            report?.write(JSON.stringify(c) + '\n')
-          }
-          if (db && ctx.job) await insertCandidates(db, ctx.job.id, candidates)
-          checkpointShard(shard)
-          ctx.progress('plan', ++done)
-        }),
-      ),
+        } catch (error) {
+          if (ctx.signal?.aborted) throw error
+          // The rest of this range is unknown: no checkpoint for it, and acting is refused.
+          result.markComplete = false
+          ctx.onProblem(problemOf(error, 'storage-error', `${algorithmPrefix}${range[index]}/`))
+          return
+        }
+        await advanceTo('~') // past the last shard: completes the rest of the range
+      }),
     )
     await checkpointing
   } finally {
