@@ -53,7 +53,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
     if (flags.shard && flags.shard.count > 1 && !flags.group && !flags.resume && !dryRun) {
       this.logger.warn('sharded import without --group: each shard is its own import group, so the metadata sweep will not count them as one complete import; pass the same --group to every shard')
     }
-    const driver = openRegion(config, flags.region)
+    const driver = await openRegion(config, flags.region)
     const repoConcurrency = flags['repository-concurrency']
     const db = dryRun ? undefined : openDatabase(config.database!.url, {applicationName: 'regops-import', max: repoConcurrency * 2 + 3})
     const interrupt = interruptOnSignals()

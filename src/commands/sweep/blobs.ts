@@ -48,7 +48,7 @@ A mark that could not read every manifest refuses to act (exit 4).`
     const {flags} = await this.parse(SweepBlobs)
     const config = this.loadConfig({databaseUrl: flags['database-url']})
     const mode = flags.delete ? 'delete' : flags.quarantine ? 'quarantine' : 'dry-run'
-    const driver = openRegion(config, flags.region)
+    const driver = await openRegion(config, flags.region)
     const needsDb = mode !== 'dry-run' || flags.strategy === 'metadata' || flags.resume !== undefined
     if (needsDb && !config.database) throw new UsageError(`${flags.resume ? '--resume' : mode === 'dry-run' ? '--strategy metadata' : `--${mode}`} needs a database (database.url, DATABASE_URL or --database-url)`)
     const db = needsDb ? openDatabase(config.database!.url) : undefined
@@ -58,6 +58,7 @@ A mark that could not read every manifest refuses to act (exit 4).`
       if (db) await assertSchemaCurrent(db)
       const result = await sweepBlobs({
         driver,
+        region: config.regions[driver.region],
         db,
         strategy: flags.strategy,
         mode,

@@ -30,7 +30,7 @@ export default class SweepPurge extends RegopsCommand<QuarantineOpResult> {
     if (holdForMs < 3_600_000 && !flags.force) {
       throw new RefusedError('--hold-for below 1h leaves no time to notice a mistake: pass --force to accept it')
     }
-    const driver = openRegion(config, flags.region)
+    const driver = await openRegion(config, flags.region)
     const db = openConfiguredDatabase(config)
     try {
       await assertSchemaCurrent(db)

@@ -25,7 +25,7 @@ export default class SweepRestore extends RegopsCommand<QuarantineOpResult> {
     if (!flags.job && !flags.digest) throw new UsageError('name what to restore: --job ID or --digest sha256:…')
     if (flags.digest) assertDigest(flags.digest, '--digest')
     const config = this.loadConfig({databaseUrl: flags['database-url']})
-    const driver = openRegion(config, flags.region)
+    const driver = await openRegion(config, flags.region)
     const db = openConfiguredDatabase(config)
     try {
       await assertSchemaCurrent(db)

@@ -27,7 +27,7 @@ export default class SweepUploadsCommand extends RegopsCommand<SweepUploadsResul
     if (olderThanMs < 3_600_000 && !flags.force) {
       throw new RefusedError('--older-than below 1h would cut off uploads in progress: pass --force to accept it')
     }
-    const driver = openRegion(config, flags.region)
+    const driver = await openRegion(config, flags.region)
     const db = flags.delete ? openConfiguredDatabase(config) : undefined
     try {
       if (db) await assertSchemaCurrent(db)

@@ -87,7 +87,7 @@ async function checkDatabase(url: string): Promise<{status: CheckStatus; detail:
 
 async function checkRegion(config: RegopsConfig, name: string, writeCheck: boolean): Promise<{status: CheckStatus; detail: string}> {
   // Two attempts: a doctor reports a dead endpoint in seconds instead of backing off for a minute.
-  const driver = openDriver(config.regions[name], {maxAttempts: 2})
+  const driver = await openDriver(config.regions[name], {maxAttempts: 2})
   try {
     const steps: string[] = []
     let sample: string | undefined

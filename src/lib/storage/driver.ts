@@ -11,6 +11,12 @@ export interface ListOptions {
   /** yield only keys strictly greater than this one (S3 StartAfter semantics) */
   startAfter?: string
   signal?: AbortSignal
+  /**
+   * A hint: directory prefixes (ending in '/') for which this returns true hold nothing the caller
+   * wants. A driver that can skip a subtree cheaply (the filesystem) does; one that cannot (S3, whose
+   * listing is flat) may still yield their keys, and the caller ignores them.
+   */
+  prune?: (directoryKey: string) => boolean
 }
 
 export interface DeleteResult {

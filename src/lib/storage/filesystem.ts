@@ -77,7 +77,10 @@ export class FilesystemDriver implements StorageDriver {
         continue
       }
       const entry = top.entries[top.next++]
-      if (entry.dir) await push(`${top.dirKey}${entry.name}/`, '')
+      if (entry.dir) {
+        const child = `${top.dirKey}${entry.name}/`
+        if (!options.prune?.(child)) await push(child, '')
+      }
       else if (entry.info) yield entry.info
     }
   }

@@ -2,17 +2,18 @@ import type {RegionConfig, RegopsConfig} from '../config/config.js'
 import {UsageError} from '../errors.js'
 import type {StorageDriver} from './driver.js'
 import {FilesystemDriver} from './filesystem.js'
-import {S3Driver} from './s3.js'
 
 export type {StorageDriver, ObjectInfo, ListOptions, DeleteResult} from './driver.js'
 
-export function openDriver(region: RegionConfig, opts: {maxAttempts?: number} = {}): StorageDriver {
+/** The S3 driver (and the AWS SDK behind it) is loaded only when a region needs it: a third of start-up. */
+export async function openDriver(region: RegionConfig, opts: {maxAttempts?: number} = {}): Promise<StorageDriver> {
   if (region.kind === 'file') return new FilesystemDriver(region.name, region.root, region.concurrency)
+  const {S3Driver} = await import('./s3.js')
   return new S3Driver(region, opts.maxAttempts === undefined ? {} : {maxAttempts: opts.maxAttempts})
 }
 
 /** The driver of a named region, or of the primary region when no name is given. */
-export function openRegion(config: RegopsConfig, name?: string): StorageDriver {
+export async function openRegion(config: RegopsConfig, name?: string): Promise<StorageDriver> {
   const regionName = name ?? config.primary
   if (!regionName) {
     const known = Object.keys(config.regions)

@@ -56,7 +56,7 @@ export async function markFromStorage(driver: StorageDriver, opts: StorageMarkOp
       namespaceLimit(async () => {
         const pending: Array<Promise<void>> = []
         try {
-          for await (const group of listRepositoryGroups(driver, namespace, opts.onProblem, opts.signal)) {
+          for await (const group of listRepositoryGroups(driver, namespace, opts.onProblem, {signal: opts.signal, tags: opts.deleteUntagged})) {
             result.repositories++
             pending.push(markRepository(driver, group, opts, readLimit, result))
             // Bounded: at most a few repositories read behind the listing.

@@ -1,84 +1,91 @@
-import {createWriteStream, type WriteStream} from 'node:fs'
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {appendFileSync, mkdtempSync} from 'node:fs'
+import {readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {once} from 'node:events'
 import {shardOfDigest} from '../storage/layout.js'
 
 /**
- * The mark set of a storage walk, spilled to one file per two-hex shard instead of held in memory.
- * The sweep reads back one shard at a time (sorted, deduplicated), so memory is one shard's marks,
- * about 1/256 of the whole, however large the registry is.
+ * Lines kept per two-hex shard in files instead of memory: the mark set of a storage walk, and the
+ * blob listing taken while the mark runs. The sweep reads back one shard at a time, so memory is one
+ * shard's worth, about 1/256 of the whole, however large the registry is. Lines are buffered and
+ * appended in chunks (a write per line costs more than the walk that produced it). Appends are
+ * synchronous so that another thread (the filesystem listing worker) can share the directory.
  */
-export class ShardSpill {
-  private readonly streams = new Map<string, WriteStream>()
-  /** pending lines per shard, written in chunks: one write per digest costs more than the walk */
+export class ShardLines {
   private readonly pending = new Map<string, string[]>()
-  private closed = false
   count = 0
 
-  private constructor(
+  constructor(
     readonly dir: string,
     private readonly shards: ReadonlySet<string>,
+    private readonly suffix = '',
   ) {}
 
-  static async create(shards: Iterable<string>): Promise<ShardSpill> {
-    return new ShardSpill(await mkdtemp(join(tmpdir(), 'regops-marks-')), new Set(shards))
+  static create(shards: Iterable<string>, label: string): ShardLines {
+    return new ShardLines(mkdtempSync(join(tmpdir(), `regops-${label}-`)), new Set(shards))
   }
 
-  /** Records a sha256 digest as referenced. Digests outside this worker's shards are dropped. */
-  add(digest: string): void {
-    if (!digest.startsWith('sha256:')) return
-    const shard = shardOfDigest(digest)
+  /** Another view of the same directory, for a second kind of line (its own file per shard). */
+  sibling(suffix: string): ShardLines {
+    return new ShardLines(this.dir, this.shards, suffix)
+  }
+
+  wants(shard: string): boolean {
+    return this.shards.has(shard)
+  }
+
+  add(shard: string, line: string): void {
     if (!this.shards.has(shard)) return
     let lines = this.pending.get(shard)
     if (!lines) this.pending.set(shard, (lines = []))
-    lines.push(digest.slice(7))
+    lines.push(line)
     this.count++
     if (lines.length >= 1024) this.flush(shard, lines)
   }
 
-  private flush(shard: string, lines: string[]): void {
-    if (lines.length === 0) return
-    let stream = this.streams.get(shard)
-    if (!stream) {
-      stream = createWriteStream(join(this.dir, shard), {flags: 'a'})
-      this.streams.set(shard, stream)
-    }
-    stream.write(lines.join('\n') + '\n')
+  /** Writes what is buffered for a shard (the shard's lines are then complete on disk, if it is done). */
+  flush(shard: string, lines = this.pending.get(shard)): void {
+    if (!lines || lines.length === 0) return
+    appendFileSync(join(this.dir, shard + this.suffix), lines.join('\n') + '\n')
     lines.length = 0
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return
-    this.closed = true
+  flushAll(): void {
     for (const [shard, lines] of this.pending) this.flush(shard, lines)
-    await Promise.all(
-      [...this.streams.values()].map(async (stream) => {
-        stream.end()
-        await once(stream, 'close')
-      }),
-    )
   }
 
-  /** The shard's marked digests, sorted in byte order and deduplicated. */
+  /** The shard's lines in the order written. */
   async read(shard: string): Promise<string[]> {
-    await this.close()
-    let text: string
+    this.flush(shard)
     try {
-      text = await readFile(join(this.dir, shard), 'utf8')
+      return (await readFile(join(this.dir, shard + this.suffix), 'utf8')).split('\n').filter(Boolean)
     } catch {
       return []
     }
-    const hexes = text.split('\n').filter(Boolean)
+  }
+
+  async dispose(): Promise<void> {
+    await rm(this.dir, {recursive: true, force: true})
+  }
+}
+
+/** The mark set: referenced sha256 digests, read back sorted and deduplicated. */
+export class MarkSpill {
+  constructor(readonly lines: ShardLines) {}
+
+  add(digest: string): void {
+    if (digest.startsWith('sha256:')) this.lines.add(shardOfDigest(digest), digest.slice(7))
+  }
+
+  get count(): number {
+    return this.lines.count
+  }
+
+  async read(shard: string): Promise<string[]> {
+    const hexes = await this.lines.read(shard)
     hexes.sort()
     const out: string[] = []
     for (const hex of hexes) if (out[out.length - 1] !== `sha256:${hex}`) out.push(`sha256:${hex}`)
     return out
-  }
-
-  async dispose(): Promise<void> {
-    await this.close()
-    await rm(this.dir, {recursive: true, force: true})
   }
 }

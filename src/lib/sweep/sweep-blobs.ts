@@ -8,11 +8,13 @@ import {createJob, finishJob, resumeJob, saveCheckpoint, startHeartbeat, type Jo
 import {InterruptedError, RefusedError, UsageError, errorMessage} from '../errors.js'
 import type {Logger} from '../output/logger.js'
 import type {StorageDriver} from '../storage/driver.js'
-import {blobAlgorithmPrefix, parseKey, pathFor, quarantineKey, shardsFor, tagsPrefix} from '../storage/layout.js'
+import type {RegionConfig} from '../config/config.js'
+import {parseKey, pathFor, quarantineKey, shardsFor, tagsPrefix} from '../storage/layout.js'
 import {listTags, problemOf, readRevision, type Problem} from '../storage/repositories.js'
 import {markFromStorage, type UntaggedManifest} from './mark-storage.js'
 import {referencedAmong, referencedDigestsFromDb} from './references.js'
-import {ShardSpill} from './spill.js'
+import {MarkSpill, ShardLines} from './spill.js'
+import {enumerateBlobs, enumerateBlobsInWorker, parseListedBlob} from './enumerate.js'
 import {journalIntents, journalOutcome, unfinishedIntents, type JournalAction} from './journal.js'
 
 export type SweepStrategy = 'storage' | 'metadata'
@@ -24,6 +26,8 @@ const MAX_PROBLEMS_IN_RESULT = 100
 
 export interface SweepBlobsOptions {
   driver: StorageDriver
+  /** the driver's region configuration: lets a filesystem listing run on a worker thread */
+  region?: RegionConfig
   db?: Db
   strategy: SweepStrategy
   mode: SweepMode
@@ -244,7 +248,13 @@ interface PlanContext extends SweepBlobsOptions {
 async function planSweep(ctx: PlanContext): Promise<void> {
   const {driver, db, result, logger} = ctx
   const concurrency = ctx.concurrency ?? 32
-  const spill = ctx.strategy === 'storage' ? await ShardSpill.create(ctx.shards) : undefined
+  // A resumed plan keeps the candidates of the prefixes it finished (the act phase re-checks each one
+  // against everything written since the original start) and redoes the others.
+  const planned = new Set(ctx.checkpoint?.planned ?? [])
+  const todo = ctx.shards.filter((shard) => !planned.has(shard))
+  const files = ShardLines.create(todo, 'sweep')
+  const marks = new MarkSpill(files)
+  const listing = files.sibling('.blobs')
   const report = await openReport(ctx.reportFile)
   try {
     let untagged: UntaggedManifest[] = []
@@ -254,55 +264,59 @@ async function planSweep(ctx: PlanContext): Promise<void> {
       result.markComplete = false
       ctx.onProblem(problem)
     }
-    if (spill) {
-      const marked = await markFromStorage(driver, {
-        cutoff: ctx.cutoff,
-        deleteUntagged: ctx.deleteUntagged,
-        concurrency,
-        signal: ctx.signal,
-        mark: (digest) => spill.add(digest),
-        onProblem: markProblem,
-      })
-      result.marked = {repositories: marked.repositories, manifests: marked.manifests, youngLinks: marked.youngLinks}
-      untagged = marked.untagged
-      logger.info('mark done', {repositories: marked.repositories, manifests: marked.manifests, marks: spill.count})
-    } else if (!ctx.metadataAuthoritative) {
-      // The database knows what was imported; storage may have changed since. Re-walk what is newer.
-      const since = await lastImportStart(db!)
-      if (!since) {
-        throw new RefusedError('no finished import in this database: --strategy metadata would miss every reference', {
-          hint: 'run regops import first, or pass --metadata-authoritative if the registry itself writes this database',
+    const mark = async () => {
+      if (ctx.strategy === 'storage') {
+        const marked = await markFromStorage(driver, {
+          cutoff: ctx.cutoff,
+          deleteUntagged: ctx.deleteUntagged,
+          concurrency,
+          signal: ctx.signal,
+          mark: (digest) => marks.add(digest),
+          onProblem: markProblem,
         })
+        marks.lines.flushAll()
+        result.marked = {repositories: marked.repositories, manifests: marked.manifests, youngLinks: marked.youngLinks}
+        untagged = marked.untagged
+        logger.info('mark done', {repositories: marked.repositories, manifests: marked.manifests, marks: marks.count})
+      } else if (!ctx.metadataAuthoritative) {
+        // The database knows what was imported; storage may have changed since. Re-walk what is newer.
+        const since = await lastImportStart(db!)
+        if (!since) {
+          throw new RefusedError('no finished import in this database: --strategy metadata would miss every reference', {
+            hint: 'run regops import first, or pass --metadata-authoritative if the registry itself writes this database',
+          })
+        }
+        delta = new Set()
+        const marked = await markFromStorage(driver, {
+          cutoff: ctx.cutoff,
+          since: new Date(Math.min(since.getTime(), ctx.markStart.getTime()) - CLOCK_SKEW_MS),
+          concurrency,
+          signal: ctx.signal,
+          mark: (digest) => delta!.add(digest),
+          onProblem: markProblem,
+        })
+        result.marked = {repositories: marked.repositories, manifests: marked.manifests, youngLinks: marked.youngLinks}
       }
-      delta = new Set()
-      const marked = await markFromStorage(driver, {
-        cutoff: ctx.cutoff,
-        since: new Date(Math.min(since.getTime(), ctx.markStart.getTime()) - CLOCK_SKEW_MS),
-        concurrency,
-        signal: ctx.signal,
-        mark: (digest) => delta!.add(digest),
-        onProblem: markProblem,
-      })
-      result.marked = {repositories: marked.repositories, manifests: marked.manifests, youngLinks: marked.youngLinks}
     }
-    await spill?.close()
+    // The blob listing runs while the mark does (on a second thread for a filesystem region). Listing
+    // first is the safe order anyway: a blob that appears later is not a candidate of this run.
+    const listingOptions = {concurrency, signal: ctx.signal, onProblem: ctx.onProblem}
+    const [, enumerated] = await Promise.all([
+      mark(),
+      driver.kind === 'file' && ctx.region && todo.length > 0
+        ? enumerateBlobsInWorker(ctx.region, todo, listing, listingOptions)
+        : enumerateBlobs(driver, todo, listing, listingOptions),
+    ])
+    logger.info('listing done', {prefixes: enumerated.completed.length, blobs: listing.count})
+    const listed = new Set(enumerated.completed)
+    if (enumerated.failed) result.markComplete = false
 
-    // A resumed plan keeps the candidates of the prefixes it finished (the act phase re-checks each one
-    // against everything written since the original start) and redoes the others.
-    const planned = new Set(ctx.checkpoint?.planned ?? [])
     if (db && ctx.job) {
       await db.query(
         `DELETE FROM regops_sweep_candidates WHERE job_id = $1 AND state = 'pending'
            AND (kind = 'manifest' OR NOT (substring(digest from 8 for 2) = ANY($2::text[])))`,
         [ctx.job.id, [...planned]],
       )
-    }
-    let checkpointing = Promise.resolve()
-    const checkpointShard = (shard: string) => {
-      planned.add(shard)
-      if (!db || !ctx.job) return
-      const state = {phase: 'plan', markStart: ctx.markStart.toISOString(), cutoff: ctx.cutoff.toISOString(), planned: [...planned], result: snapshot(result)}
-      checkpointing = checkpointing.then(() => saveCheckpoint(db, ctx.job!.id, state, state.result))
     }
     for (const manifest of untagged) {
       const candidate: SweepCandidate = {
@@ -319,94 +333,50 @@ async function planSweep(ctx: PlanContext): Promise<void> {
       if (db && ctx.job) await insertCandidates(db, ctx.job.id, [candidate])
     }
 
-    // The prefixes are split into a few contiguous ranges, each read as one listing that runs across
-    // prefix boundaries: a LIST returns up to 1,000 keys whatever the prefix, so a small bucket costs a
-    // few requests instead of 256, and a large one still gets `ranges` listings in parallel.
-    const todo = ctx.shards.filter((shard) => !planned.has(shard))
-    const rangeCount = Math.max(1, Math.min(todo.length, 16, Math.ceil(concurrency / 2)))
-    const ranges = Array.from({length: rangeCount}, (_, r) => todo.slice(Math.floor((r * todo.length) / rangeCount), Math.floor(((r + 1) * todo.length) / rangeCount))).filter(
-      (range) => range.length > 0,
-    )
+    let checkpointing = Promise.resolve()
     let done = ctx.shards.length - todo.length
     ctx.progress('plan', done)
-
-    const finishShard = async (shard: string, candidates: SweepCandidate[]) => {
+    for (const shard of todo) {
+      ctx.signal?.throwIfAborted()
+      // A prefix whose listing did not finish: unknown, so no checkpoint (and acting is refused).
+      if (!listed.has(shard)) continue
+      const refs = ctx.strategy === 'storage' ? await marks.read(shard) : await referencedDigestsFromDb(db!, shard)
+      const candidates: SweepCandidate[] = []
+      let i = 0
+      for (const line of await listing.read(shard)) {
+        const blob = parseListedBlob(line)
+        const digest = `sha256:${blob.hex}`
+        result.scanned.blobs++
+        result.scanned.bytes += blob.size
+        while (i < refs.length && refs[i] < digest) i++
+        if ((i < refs.length && refs[i] === digest) || delta?.has(digest)) {
+          result.referenced++
+          continue
+        }
+        if (blob.lastModified >= ctx.cutoff.getTime()) {
+          result.tooYoung.count++
+          result.tooYoung.bytes += blob.size
+          continue
+        }
+        candidates.push({kind: 'blob', digest, key: pathFor({kind: 'blob-data', digest}), size: blob.size, lastModified: new Date(blob.lastModified).toISOString(), reason: 'unreferenced'})
+      }
       for (const c of candidates) {
         result.candidates.count++
         result.candidates.bytes += c.size
         report?.write(JSON.stringify(c) + '\n')
       }
       if (db && ctx.job) await insertCandidates(db, ctx.job.id, candidates)
-      checkpointShard(shard)
+      planned.add(shard)
+      if (db && ctx.job) {
+        const state = {phase: 'plan', markStart: ctx.markStart.toISOString(), cutoff: ctx.cutoff.toISOString(), planned: [...planned], result: snapshot(result)}
+        checkpointing = checkpointing.then(() => saveCheckpoint(db, ctx.job!.id, state, state.result))
+      }
       ctx.progress('plan', ++done)
     }
-
-    await Promise.all(
-      ranges.map(async (range) => {
-        const wanted = new Set(range)
-        let index = 0 // range[index] is the shard being merged
-        let refs: string[] = []
-        let i = 0
-        let candidates: SweepCandidate[] = []
-        const load = async () => {
-          refs = spill ? await spill.read(range[index]) : await referencedDigestsFromDb(db!, range[index])
-          i = 0
-          candidates = []
-        }
-        /** Completes every shard of the range before `shard` (those without a single blob included). */
-        const advanceTo = async (shard: string) => {
-          while (index < range.length && range[index] < shard) {
-            await finishShard(range[index], candidates)
-            index++
-            if (index < range.length) await load()
-          }
-        }
-        await load()
-        const algorithmPrefix = blobAlgorithmPrefix()
-        try {
-          for await (const object of driver.list(algorithmPrefix, {startAfter: `${algorithmPrefix}${range[0]}`, signal: ctx.signal})) {
-            const shard = object.key.slice(algorithmPrefix.length, algorithmPrefix.length + 2)
-            if (shard > range[range.length - 1]) break
-            let digest: string
-            try {
-              const spec = parseKey(object.key)
-              if (spec.kind !== 'blob-data') throw new Error(`not a blob: ${spec.kind}`)
-              digest = spec.digest
-            } catch (error) {
-              ctx.onProblem(problemOf(error, 'invalid-key', object.key))
-              continue
-            }
-            await advanceTo(shard)
-            // A prefix finished by an earlier, resumed run: its candidates are already recorded.
-            if (!wanted.has(shard)) continue
-            result.scanned.blobs++
-            result.scanned.bytes += object.size
-            while (i < refs.length && refs[i] < digest) i++
-            if ((i < refs.length && refs[i] === digest) || delta?.has(digest)) {
-              result.referenced++
-              continue
-            }
-            if (object.lastModified >= ctx.cutoff) {
-              result.tooYoung.count++
-              result.tooYoung.bytes += object.size
-              continue
-            }
-            candidates.push({kind: 'blob', digest, key: object.key, size: object.size, lastModified: object.lastModified.toISOString(), reason: 'unreferenced'})
-          }
-        } catch (error) {
-          if (ctx.signal?.aborted) throw error
-          // The rest of this range is unknown: no checkpoint for it, and acting is refused.
-          result.markComplete = false
-          ctx.onProblem(problemOf(error, 'storage-error', `${algorithmPrefix}${range[index]}/`))
-          return
-        }
-        await advanceTo('~') // past the last shard: completes the rest of the range
-      }),
-    )
     await checkpointing
   } finally {
     await closeReport(report)
-    await spill?.dispose()
+    await files.dispose()
   }
 }
 

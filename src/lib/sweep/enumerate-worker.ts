@@ -1,0 +1,19 @@
+import {parentPort, workerData} from 'node:worker_threads'
+import type {RegionConfig} from '../config/config.js'
+import {openDriver} from '../storage/index.js'
+import {enumerateBlobs} from './enumerate.js'
+import {ShardLines} from './spill.js'
+
+const {region, shards, dir, suffix, concurrency} = workerData as {region: RegionConfig; shards: string[]; dir: string; suffix: string; concurrency: number}
+const driver = await openDriver(region)
+try {
+  const done = await enumerateBlobs(driver, shards, new ShardLines(dir, new Set(shards), suffix), {
+    concurrency,
+    onProblem: (problem) => parentPort!.postMessage({problem}),
+  })
+  parentPort!.postMessage({done})
+} catch (error) {
+  parentPort!.postMessage({error: (error as Error).message})
+} finally {
+  await driver.close()
+}

@@ -1,0 +1,112 @@
+import {Worker} from 'node:worker_threads'
+import type {RegionConfig} from '../config/config.js'
+import type {StorageDriver} from '../storage/driver.js'
+import {blobAlgorithmPrefix, parseKey} from '../storage/layout.js'
+import {problemOf, type Problem} from '../storage/repositories.js'
+import {ShardLines} from './spill.js'
+
+export interface EnumerateResult {
+  /** shards whose listing is complete on disk */
+  completed: string[]
+  /** a listing failed: the shards after the failure point in its range are not complete */
+  failed: boolean
+}
+
+/** One line of the blob listing: `<hex> <size> <mtime ms>`. */
+export interface ListedBlob {
+  hex: string
+  size: number
+  lastModified: number
+}
+
+export function parseListedBlob(line: string): ListedBlob {
+  const [hex, size, mtime] = line.split(' ')
+  return {hex, size: Number(size), lastModified: Number(mtime)}
+}
+
+/**
+ * Lists the blob store over `shards` into per-shard files. The shards are split into a few contiguous
+ * ranges, each read as one listing that runs across prefix boundaries: a LIST returns up to 1,000 keys
+ * whatever the prefix, so a small bucket costs a few requests instead of 256, and a large one still
+ * gets `ranges` listings in parallel.
+ */
+export async function enumerateBlobs(
+  driver: StorageDriver,
+  shards: string[],
+  out: ShardLines,
+  opts: {concurrency: number; signal?: AbortSignal; onProblem: (p: Problem) => void},
+): Promise<EnumerateResult> {
+  const rangeCount = Math.max(1, Math.min(shards.length, 16, Math.ceil(opts.concurrency / 2)))
+  const ranges = Array.from({length: rangeCount}, (_, r) => shards.slice(Math.floor((r * shards.length) / rangeCount), Math.floor(((r + 1) * shards.length) / rangeCount))).filter(
+    (range) => range.length > 0,
+  )
+  const result: EnumerateResult = {completed: [], failed: false}
+  const algorithmPrefix = blobAlgorithmPrefix()
+  await Promise.all(
+    ranges.map(async (range) => {
+      let index = 0
+      const advanceTo = (shard: string) => {
+        while (index < range.length && range[index] < shard) {
+          out.flush(range[index])
+          result.completed.push(range[index++])
+        }
+      }
+      try {
+        for await (const object of driver.list(algorithmPrefix, {startAfter: `${algorithmPrefix}${range[0]}`, signal: opts.signal})) {
+          const shard = object.key.slice(algorithmPrefix.length, algorithmPrefix.length + 2)
+          if (shard > range[range.length - 1]) break
+          let hex: string
+          try {
+            const spec = parseKey(object.key)
+            if (spec.kind !== 'blob-data') throw new Error(`not a blob: ${spec.kind}`)
+            hex = spec.digest.slice(7)
+          } catch (error) {
+            opts.onProblem(problemOf(error, 'invalid-key', object.key))
+            continue
+          }
+          advanceTo(shard)
+          out.add(shard, `${hex} ${object.size} ${object.lastModified.getTime()}`)
+        }
+      } catch (error) {
+        if (opts.signal?.aborted) throw error
+        result.failed = true
+        opts.onProblem(problemOf(error, 'storage-error', `${algorithmPrefix}${range[index]}/`))
+        return
+      }
+      advanceTo('~') // past the last shard: the rest of the range is complete
+    }),
+  )
+  return result
+}
+
+/**
+ * The same listing in a worker thread, for a filesystem region: its syscalls are synchronous (see the
+ * filesystem driver), so the listing and the mark only overlap on two threads.
+ */
+export async function enumerateBlobsInWorker(
+  region: RegionConfig,
+  shards: string[],
+  out: ShardLines,
+  opts: {concurrency: number; signal?: AbortSignal; onProblem: (p: Problem) => void},
+): Promise<EnumerateResult> {
+  // Under tsx (tests) this module is the .ts source; built, it is .js.
+  const self = new URL(import.meta.url)
+  const file = new URL(self.pathname.endsWith('.ts') ? './enumerate-worker.ts' : './enumerate-worker.js', self)
+  const worker = new Worker(file, {workerData: {region, shards, dir: out.dir, suffix: '.blobs', concurrency: opts.concurrency}, execArgv: process.execArgv})
+  const abort = () => void worker.terminate()
+  opts.signal?.addEventListener('abort', abort, {once: true})
+  try {
+    return await new Promise<EnumerateResult>((resolve, reject) => {
+      worker.on('message', (message: {problem?: Problem; done?: EnumerateResult; error?: string}) => {
+        if (message.problem) opts.onProblem(message.problem)
+        if (message.done) resolve(message.done)
+        if (message.error) reject(new Error(message.error))
+      })
+      worker.on('error', reject)
+      worker.on('exit', (code) => reject(new Error(`blob listing worker exited with ${code}`)))
+    })
+  } finally {
+    opts.signal?.removeEventListener('abort', abort)
+    await worker.terminate()
+  }
+}
