@@ -11,6 +11,9 @@ import {shardOfDigest} from '../storage/layout.js'
  * appended in chunks (a write per line costs more than the walk that produced it). Appends are
  * synchronous so that another thread (the filesystem listing worker) can share the directory.
  */
+/** Lines buffered per shard: at most 256 × this many lines are in memory, whatever the registry's size. */
+const FLUSH_LINES = 128
+
 export class ShardLines {
   private readonly pending = new Map<string, string[]>()
   count = 0
@@ -40,7 +43,7 @@ export class ShardLines {
     if (!lines) this.pending.set(shard, (lines = []))
     lines.push(line)
     this.count++
-    if (lines.length >= 1024) this.flush(shard, lines)
+    if (lines.length >= FLUSH_LINES) this.flush(shard, lines)
   }
 
   /** Writes what is buffered for a shard (the shard's lines are then complete on disk, if it is done). */

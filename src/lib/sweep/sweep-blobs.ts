@@ -363,7 +363,8 @@ async function planSweep(ctx: PlanContext): Promise<void> {
       for (const c of candidates) {
         result.candidates.count++
         result.candidates.bytes += c.size
-        report?.write(JSON.stringify(c) + '\n')
+        // Respect the file's backpressure: millions of candidates must not pile up in memory.
+        if (report && !report.write(JSON.stringify(c) + '\n')) await once(report, 'drain')
       }
       if (db && ctx.job) await insertCandidates(db, ctx.job.id, candidates)
       planned.add(shard)
