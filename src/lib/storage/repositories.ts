@@ -11,6 +11,7 @@ import {
   parseLink,
   pathFor,
   tagsPrefix,
+  type PathSpec,
 } from './layout.js'
 import {parseManifest, type ParsedManifest} from './manifest.js'
 
@@ -39,6 +40,16 @@ export interface Problem {
 
 export function problemOf(error: unknown, kind: Problem['kind'], key: string, extra: Partial<Problem> = {}): Problem {
   return {kind, key, message: errorMessage(error), ...extra}
+}
+
+/** The spec of a key, or undefined after reporting it: one bad key never stops a walk. */
+export function parseKeyOrReport(key: string, onProblem: (p: Problem) => void, repository?: string): PathSpec | undefined {
+  try {
+    return parseKey(key)
+  } catch (error) {
+    onProblem(problemOf(error, 'invalid-key', key, repository ? {repository} : {}))
+    return undefined
+  }
 }
 
 /**
@@ -107,13 +118,8 @@ async function* listDigestLinks(
   onProblem: (p: Problem) => void,
 ): AsyncIterable<LinkEntry> {
   for await (const object of driver.list(prefix)) {
-    let spec
-    try {
-      spec = parseKey(object.key)
-    } catch (error) {
-      onProblem(problemOf(error, 'invalid-key', object.key, {repository}))
-      continue
-    }
+    const spec = parseKeyOrReport(object.key, onProblem, repository)
+    if (!spec) continue
     if (spec.kind !== kind) {
       onProblem({kind: 'invalid-key', key: object.key, repository, message: `unexpected ${spec.kind} under ${prefix}`})
       continue
@@ -132,31 +138,12 @@ export interface TagEntry {
 
 /** The tags of a repository with the digest each currently points at (one read per tag). */
 export async function listTags(driver: StorageDriver, repository: string, onProblem: (p: Problem) => void, concurrency = 16): Promise<TagEntry[]> {
-  const entries: TagEntry[] = []
+  const links: RepositoryKeys['tagLinks'] = []
   for await (const object of driver.list(tagsPrefix(repository))) {
-    let spec
-    try {
-      spec = parseKey(object.key)
-    } catch (error) {
-      onProblem(problemOf(error, 'invalid-key', object.key, {repository}))
-      continue
-    }
-    if (spec.kind === 'tag-current-link') entries.push({tag: spec.tag, key: object.key, lastModified: object.lastModified})
+    const spec = parseKeyOrReport(object.key, onProblem, repository)
+    if (spec?.kind === 'tag-current-link') links.push({tag: spec.tag, key: object.key, lastModified: object.lastModified})
   }
-  const limit = pLimit(concurrency)
-  await Promise.all(
-    entries.map((entry) =>
-      limit(async () => {
-        try {
-          entry.digest = parseLink(await driver.readSmall(entry.key, 1024), entry.key)
-        } catch (error) {
-          const kind = error instanceof InvalidInputError ? 'corrupt-link' : 'storage-error'
-          onProblem(problemOf(error, kind, entry.key, {repository}))
-        }
-      }),
-    ),
-  )
-  return entries
+  return readTagLinks(driver, repository, links, onProblem, concurrency)
 }
 
 export interface ManifestRead {
@@ -242,14 +229,8 @@ export async function* listRepositoryGroups(
   // Uploads never matter here, and tags only when asked: on a filesystem that is half the directories.
   const prune = (dir: string) => dir.endsWith('/_uploads/') || (!opts.tags && dir.endsWith('/_manifests/tags/'))
   for await (const object of driver.list(prefix, {signal: opts.signal, prune})) {
-    let spec
-    try {
-      spec = parseKey(object.key)
-    } catch (error) {
-      onProblem(problemOf(error, 'invalid-key', object.key))
-      continue
-    }
-    if (spec.kind === 'blob-data') continue
+    const spec = parseKeyOrReport(object.key, onProblem)
+    if (!spec || spec.kind === 'blob-data') continue
     if (current?.repository !== spec.repository) {
       if (current) yield current
       current = {repository: spec.repository, revisions: [], tagLinks: [], layerLinks: []}

@@ -1,8 +1,8 @@
 import {Worker} from 'node:worker_threads'
 import type {RegionConfig} from '../config/config.js'
 import type {StorageDriver} from '../storage/driver.js'
-import {blobAlgorithmPrefix, parseKey} from '../storage/layout.js'
-import {problemOf, type Problem} from '../storage/repositories.js'
+import {blobAlgorithmPrefix} from '../storage/layout.js'
+import {parseKeyOrReport, problemOf, type Problem} from '../storage/repositories.js'
 import {ShardLines} from './spill.js'
 
 export interface EnumerateResult {
@@ -55,17 +55,14 @@ export async function enumerateBlobs(
         for await (const object of driver.list(algorithmPrefix, {startAfter: `${algorithmPrefix}${range[0]}`, signal: opts.signal})) {
           const shard = object.key.slice(algorithmPrefix.length, algorithmPrefix.length + 2)
           if (shard > range[range.length - 1]) break
-          let hex: string
-          try {
-            const spec = parseKey(object.key)
-            if (spec.kind !== 'blob-data') throw new Error(`not a blob: ${spec.kind}`)
-            hex = spec.digest.slice(7)
-          } catch (error) {
-            opts.onProblem(problemOf(error, 'invalid-key', object.key))
+          const spec = parseKeyOrReport(object.key, opts.onProblem)
+          if (!spec) continue
+          if (spec.kind !== 'blob-data') {
+            opts.onProblem({kind: 'invalid-key', key: object.key, message: `not a blob: ${spec.kind}`})
             continue
           }
           advanceTo(shard)
-          out.add(shard, `${hex} ${object.size} ${object.lastModified.getTime()}`)
+          out.add(shard, `${spec.digest.slice(7)} ${object.size} ${object.lastModified.getTime()}`)
         }
       } catch (error) {
         if (opts.signal?.aborted) throw error

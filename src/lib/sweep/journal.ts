@@ -78,16 +78,7 @@ export async function unfinishedIntents(db: Db, jobId: string): Promise<IntentRo
      ORDER BY i.id`,
     [jobId],
   )
-  return result.rows.map((row) => ({
-    id: String(row.id),
-    action: row.action,
-    region: row.region,
-    key: row.key,
-    digest: row.digest,
-    size: row.size === null ? null : Number(row.size),
-    detail: row.detail ?? {},
-    at: row.at,
-  }))
+  return result.rows.map((row) => toJournalRow(row))
 }
 
 export interface JournalRow extends IntentRow {
@@ -102,11 +93,15 @@ export async function listJournal(db: Db, opts: {jobId?: string; digest?: string
      ORDER BY id LIMIT $3`,
     [opts.jobId ?? null, opts.digest ?? null, opts.limit ?? 1000],
   )
-  return result.rows.map((row) => ({
+  return result.rows.map((row) => toJournalRow(row))
+}
+
+function toJournalRow(row: Record<string, any>): JournalRow {
+  return {
     id: String(row.id),
-    jobId: row.job_id === null ? null : String(row.job_id),
-    intentId: row.intent_id === null ? null : String(row.intent_id),
-    phase: row.phase,
+    jobId: row.job_id == null ? null : String(row.job_id),
+    intentId: row.intent_id == null ? null : String(row.intent_id),
+    phase: row.phase ?? 'intent',
     action: row.action,
     region: row.region,
     key: row.key,
@@ -114,5 +109,5 @@ export async function listJournal(db: Db, opts: {jobId?: string; digest?: string
     size: row.size === null ? null : Number(row.size),
     detail: row.detail ?? {},
     at: row.at,
-  }))
+  }
 }
