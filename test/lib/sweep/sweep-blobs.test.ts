@@ -155,6 +155,15 @@ describe('sweep blobs on a filesystem store', () => {
     for (const o of sample.orphans) assert.ok(await driver.stat(pathFor({kind: 'blob-data', digest: o.digest})))
   })
 
+  test('--shard i/n: three workers together find exactly what one finds', async () => {
+    const {driver, sample} = await sampleStore()
+    const parts = await Promise.all([0, 1, 2].map((index) => sweepBlobs({...base, driver, mode: 'dry-run', shard: {index, count: 3}})))
+    assert.deepEqual(parts.map((p) => p.shards.prefixes), [85, 85, 86])
+    assert.equal(parts.reduce((n, p) => n + p.candidates.count, 0), sample.orphans.length)
+    const whole = await sweepBlobs({...base, driver, mode: 'dry-run'})
+    assert.equal(parts.reduce((n, p) => n + p.scanned.blobs, 0), whole.scanned.blobs)
+  })
+
   test('--delete-untagged removes an untagged manifest but never a child of a tagged index', async () => {
     const {root, driver, sample} = await sampleStore()
     const {db} = await freshDb()
@@ -244,6 +253,38 @@ describe('sweep blobs through the CLI', () => {
     for (const row of journal.rows) assert.deepEqual([row.intents, row.done], [1, 1], `${row.digest} journaled exactly once`)
     const status = (await db.query(`SELECT status FROM regops_jobs WHERE id = $1`, [job.id])).rows[0].status
     assert.equal(status, 'done')
+  })
+
+  test('SIGTERM during --delete saves the checkpoint and exits 143; --resume finishes the job', async () => {
+    const store = join(root, 'store-term')
+    const driver = new FilesystemDriver('local', store)
+    const w = new LayoutWriter(driver, 64)
+    await Promise.all(Array.from({length: 2000}, (_, i) => w.writeOrphan(undefined, `term-${i}`, 32)))
+    await ageTree(store, new Date(Date.now() - 3 * DAY))
+    const {url: termDb} = await freshDb()
+    const cfg = join(root, 'term.yaml')
+    await writeFile(cfg, `regions:\n  local: {url: "file://${store}"}\ndatabase:\n  url: ${termDb}\n`)
+    const db = openDatabase(termDb, {max: 2})
+    cleanups.push(() => db.close())
+    const run = startCli(['sweep', 'blobs', '--config', cfg, '--delete', '--json'])
+    for (let i = 0; i < 600; i++) {
+      const n = await db.query(`SELECT count(*)::int AS n FROM regops_journal WHERE phase = 'done'`)
+      if (n.rows[0].n > 100) break
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    run.child.kill('SIGTERM')
+    const stopped = await run.done
+    assert.equal(stopped.code, 143, stopped.stdout + stopped.stderr)
+    assert.equal(stopped.json.error.code, 'INTERRUPTED')
+    const job = (await db.query(`SELECT id, status FROM regops_jobs ORDER BY id DESC LIMIT 1`)).rows[0]
+    assert.equal(job.status, 'interrupted')
+    const resumed = await runCli(['sweep', 'blobs', '--config', cfg, '--resume', String(job.id), '--json'])
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr)
+    const left: string[] = []
+    for await (const o of driver.list('blobs/')) left.push(o.key)
+    assert.deepEqual(left, [])
+    const counts = (await db.query(`SELECT count(*) FILTER (WHERE phase = 'intent')::int AS i, count(*) FILTER (WHERE phase = 'done')::int AS d FROM regops_journal WHERE job_id = $1`, [job.id])).rows[0]
+    assert.deepEqual([counts.i, counts.d], [2000, 2000])
   })
 
   test('dry-run via the CLI exits 1 with candidates, writes the report, and --json is a plain result', async () => {
