@@ -114,21 +114,18 @@ function renderSweep(r: SweepBlobsResult): string {
   const verb = r.mode === 'dry-run' ? 'would remove' : r.mode === 'delete' ? 'deleted' : 'quarantined'
   const lines = [
     renderTable(
-      ['region', 'strategy', 'mode', 'scanned', 'referenced', 'too young', 'candidates', 'candidate bytes', 'acted', 'skipped', 'problems', 'time'],
-      [[
-        r.region,
-        r.strategy,
-        r.mode,
-        r.scanned.blobs,
-        r.referenced,
-        r.tooYoung.count,
-        r.candidates.count + (r.candidates.manifests ? ` (+${r.candidates.manifests} manifests)` : ''),
-        formatBytes(r.candidates.bytes),
-        r.acted.deleted + r.acted.quarantined + r.acted.manifestsDeleted,
-        r.skipped.referencedAgain + r.skipped.changed + r.skipped.gone,
-        r.problemCount,
-        formatDuration(r.durationMs),
-      ]],
+      ['sweep', r.jobId ? `job ${r.jobId}` : ''],
+      [
+        ['region / strategy / mode', `${r.region} / ${r.strategy} / ${r.mode}`],
+        ['blobs scanned', `${r.scanned.blobs} (${formatBytes(r.scanned.bytes)})`],
+        ['referenced', r.referenced],
+        ['younger than the cutoff', `${r.tooYoung.count} (cutoff ${r.cutoff})`],
+        ['candidates', `${r.candidates.count} (${formatBytes(r.candidates.bytes)})${r.candidates.manifests ? `, and ${r.candidates.manifests} untagged manifests` : ''}`],
+        ['acted', r.acted.deleted + r.acted.quarantined + r.acted.manifestsDeleted],
+        ['skipped at re-check', `${r.skipped.referencedAgain} referenced again, ${r.skipped.changed} changed, ${r.skipped.gone} gone`],
+        ['problems', r.problemCount],
+        ['time', formatDuration(r.durationMs)],
+      ],
     ),
   ]
   for (const p of r.problems.slice(0, 20)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message}`)

@@ -15,7 +15,8 @@ export type Cell = string | number | bigint | boolean | null | undefined
 export function renderTable(head: string[], rows: Cell[][], tty = stdoutIsTTY()): string {
   const text = rows.map((row) => row.map((cell) => (cell === null || cell === undefined ? '' : String(cell))))
   if (!tty) return [head, ...text].map((row) => row.join('\t')).join('\n')
-  const table = new Table({head, style: {head: ['bold'], border: []}})
+  // No rule between body rows: compact enough for an 80-column terminal.
+  const table = new Table({head, style: {head: ['bold'], border: []}, chars: {mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': ''}})
   for (const row of text) table.push(row)
   return redact(table.toString())
 }

@@ -1,4 +1,5 @@
 import {redact, redactValue} from './redact.js'
+import {writeAboveSpinner} from './progress.js'
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent'
 export type LogFormat = 'text' | 'json'
@@ -13,7 +14,7 @@ export class Logger {
   constructor(
     readonly level: LogLevel = 'info',
     readonly format: LogFormat = process.stderr.isTTY ? 'text' : 'json',
-    private readonly write: (line: string) => void = (line) => process.stderr.write(line),
+    private readonly write: (line: string) => void = (line) => writeAboveSpinner(line),
     private readonly bindings: Record<string, unknown> = {},
   ) {}
 

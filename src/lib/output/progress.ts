@@ -12,17 +12,37 @@ export interface Progress {
   stop(): void
 }
 
+let active: Ora | undefined
+
+/** Writes a line to stderr without tearing the spinner: clear it, write, draw it again. */
+export function writeAboveSpinner(line: string): void {
+  if (!active?.isSpinning) {
+    process.stderr.write(line)
+    return
+  }
+  active.clear()
+  process.stderr.write(line)
+  active.render()
+}
+
 export function startProgress(text: string, logger: Logger, opts: {enabled?: boolean; intervalMs?: number} = {}): Progress {
-  const tty = Boolean(process.stderr.isTTY) && opts.enabled !== false
+  // A terminal that reports no width (a bare pty) makes ora's line arithmetic loop: no spinner there.
+  const tty = Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0 && opts.enabled !== false
   if (tty) {
-    const spinner: Ora = ora({text, stream: process.stderr}).start()
+    // discardStdin off: ora would put stdin in raw mode to swallow keys, which spins on a closed stdin.
+    const spinner: Ora = ora({text, stream: process.stderr, discardStdin: false}).start()
+    active = spinner
+    const done = (fn: () => void) => {
+      fn()
+      if (active === spinner) active = undefined
+    }
     return {
       update: (t) => {
         spinner.text = t
       },
-      succeed: (t) => spinner.succeed(t),
-      fail: (t) => spinner.fail(t),
-      stop: () => spinner.stop(),
+      succeed: (t) => done(() => spinner.succeed(t)),
+      fail: (t) => done(() => spinner.fail(t)),
+      stop: () => done(() => spinner.stop()),
     }
   }
   const interval = opts.intervalMs ?? 10_000

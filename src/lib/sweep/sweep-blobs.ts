@@ -276,7 +276,7 @@ async function planSweep(ctx: PlanContext): Promise<void> {
         marks.lines.flushAll()
         result.marked = {repositories: marked.repositories, manifests: marked.manifests, youngLinks: marked.youngLinks}
         untagged = marked.untagged
-        logger.info('mark done', {repositories: marked.repositories, manifests: marked.manifests, marks: marks.count})
+        logger.debug('mark done', {repositories: marked.repositories, manifests: marked.manifests, marks: marks.count})
       } else if (!ctx.metadataAuthoritative) {
         // The database knows what was imported; storage may have changed since. Re-walk what is newer.
         const since = await lastImportStart(db!)
@@ -306,7 +306,7 @@ async function planSweep(ctx: PlanContext): Promise<void> {
         ? enumerateBlobsInWorker(ctx.region, todo, listing, listingOptions)
         : enumerateBlobs(driver, todo, listing, listingOptions),
     ])
-    logger.info('listing done', {prefixes: enumerated.completed.length, blobs: listing.count})
+    logger.debug('listing done', {prefixes: enumerated.completed.length})
     const listed = new Set(enumerated.completed)
     if (enumerated.failed) result.markComplete = false
 
