@@ -3,7 +3,7 @@ import {mkdir} from 'node:fs/promises'
 import {dirname} from 'node:path'
 import {once} from 'node:events'
 import type {Db} from '../metadata/db.js'
-import {createJob, finishJob, resumeJob, saveCheckpoint, startHeartbeat, type Job} from '../metadata/jobs.js'
+import {createJob, finishJob, getJob, resumeJob, saveCheckpoint, startHeartbeat, type Job} from '../metadata/jobs.js'
 import {InterruptedError, RefusedError, UsageError, errorMessage} from '../errors.js'
 import type {Logger} from '../output/logger.js'
 import type {StorageDriver} from '../storage/driver.js'
@@ -113,6 +113,10 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
   let checkpoint: SweepCheckpoint | null = null
   if (opts.resumeJobId) {
     if (!db) throw new UsageError('--resume needs the database that holds the job')
+    const found = await getJob<SweepCheckpoint>(db, opts.resumeJobId)
+    if (found.params.region !== undefined && found.params.region !== driver.region) {
+      throw new UsageError(`job ${found.id} swept region '${String(found.params.region)}', not '${driver.region}': pass --region ${String(found.params.region)}`)
+    }
     job = await resumeJob<SweepCheckpoint>(db, opts.resumeJobId, 'sweep-blobs')
     checkpoint = job.checkpoint
     // A resumed job runs with the settings it was started with, not with this invocation's flags.
