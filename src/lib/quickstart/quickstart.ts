@@ -94,11 +94,11 @@ export async function quickstart(opts: {dir: string; logger: Logger; onStep?: (s
       import: {repositories: imported.repositories, manifests: imported.manifests, tags: imported.tags, blobs: imported.blobs},
       sweeps: {storage: pick(sweepStorage), metadata: pick(sweepMetadata)},
       next: [
-        `regops sweep blobs --config ${config}        # the same dry-run sweep, from the CLI`,
-        `regops sweep uploads --config ${config}      # abandoned uploads`,
-        `regops config show --config ${config}        # what regops reads, secrets as ***`,
-        'regops doctor --write-check                  # reachability and permissions, with your own regops.yaml',
-        'regops --help                                # every command, and the exit codes',
+        `npx regops sweep blobs --config ${config}     # the same dry-run sweep, from the CLI`,
+        `npx regops sweep uploads --config ${config}   # abandoned uploads`,
+        `npx regops config show --config ${config}     # what regops reads, secrets as ***`,
+        'npx regops doctor --write-check              # reachability and permissions, with your own regops.yaml',
+        'npx regops --help                            # every command, and the exit codes',
       ],
     }
   } finally {
