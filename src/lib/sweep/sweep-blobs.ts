@@ -509,7 +509,11 @@ async function actSweep(ctx: ActContext): Promise<void> {
           detail: action === 'quarantine' ? {quarantineKey: quarantineKey(ctx.quarantinePrefix, row.digest)} : row.repository ? {repository: row.repository} : {},
         })),
       )
-      await Promise.all(go.map((row, i) => performAndRecord(ctx, row, action, intents[i])))
+      // Deletes go to storage as one batched request (S3 DeleteObjects takes 1,000 keys); each outcome is
+      // still journaled per object.
+      const deleted = action === 'delete' ? await driver.deleteMany(go.map((row) => row.key)) : undefined
+      const deleteErrors = new Map((deleted?.errors ?? []).map((e) => [e.key, e.message]))
+      await Promise.all(go.map((row, i) => performAndRecord(ctx, row, action, intents[i], deleted ? deleteErrors.get(row.key) ?? null : undefined)))
       ctx.progress('act', 0)
     }
   }
@@ -579,12 +583,14 @@ async function protectReferencesOf(ctx: ActContext, row: CandidateRow): Promise<
   }
 }
 
-async function performAndRecord(ctx: ActContext, row: CandidateRow, action: JournalAction, intentId: string): Promise<void> {
+/** `deleteError`: for a delete already sent in a batch, null when it succeeded or its error message. */
+async function performAndRecord(ctx: ActContext, row: CandidateRow, action: JournalAction, intentId: string, deleteError?: string | null): Promise<void> {
   const {db, job, driver, result} = ctx
   try {
     if (action === 'delete-manifest') await deleteManifestLinks(driver, row.repository!, row.digest, row.key)
     else if (action === 'quarantine') await quarantineBlob(driver, row.key, quarantineKey(ctx.quarantinePrefix, row.digest))
-    else {
+    else if (deleteError) throw new Error(deleteError)
+    else if (deleteError === undefined) {
       const outcome = await driver.deleteMany([row.key])
       if (outcome.errors.length > 0) throw new Error(outcome.errors[0].message)
     }
