@@ -1,5 +1,5 @@
 import {Command, Flags, Interfaces, Errors} from '@oclif/core'
-import {EXIT_CODE_TABLE, ExitCode, RegopsError, errorMessage} from './lib/errors.js'
+import {ExitCode, RegopsError, errorMessage} from './lib/errors.js'
 import {Logger, type LogFormat, type LogLevel} from './lib/output/logger.js'
 import {redact, redactValue} from './lib/output/redact.js'
 import {loadConfig, locateConfigFile, type ConfigOverrides, type RegopsConfig} from './lib/config/config.js'
@@ -98,9 +98,4 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     // Message already written (masked); exit quietly with the code.
     throw new Errors.ExitError(exit)
   }
-}
-
-/** The exit-code table as it appears in --help and in the README. */
-export function exitCodeHelp(): string {
-  return EXIT_CODE_TABLE.map(([code, meaning]) => `  ${String(code).padEnd(9)}${meaning}`).join('\n')
 }

@@ -128,10 +128,6 @@ export class InterruptedError extends RegopsError {
   }
 }
 
-export function isRegopsError(error: unknown): error is RegopsError {
-  return error instanceof RegopsError
-}
-
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message
   return String(error)

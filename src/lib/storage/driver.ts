@@ -1,4 +1,5 @@
 import type {Readable} from 'node:stream'
+import {NotFoundError} from '../errors.js'
 
 export interface ObjectInfo {
   /** key relative to the region's registry root */
@@ -57,10 +58,7 @@ export interface StorageDriver {
 /** Copies one object between two drivers (regions), streaming. */
 export async function copyBetween(source: StorageDriver, target: StorageDriver, key: string, targetKey = key): Promise<ObjectInfo> {
   const info = await source.stat(key)
-  if (!info) {
-    const {NotFoundError} = await import('../errors.js')
-    throw new NotFoundError(key, source.region)
-  }
+  if (!info) throw new NotFoundError(key, source.region)
   const stream = await source.read(key)
   await target.write(targetKey, stream, info.size)
   return info

@@ -102,17 +102,10 @@ function assertUuid(uuid: string): string {
 }
 
 /** Prefixes for listing. All end in '/'. */
-export const BLOBS_PREFIX = 'blobs/'
 export const REPOSITORIES_PREFIX = 'repositories/'
 
 export function blobAlgorithmPrefix(algorithm: Algorithm = 'sha256'): string {
   return `blobs/${algorithm}/`
-}
-
-/** The listing prefix of one blob shard: the two-hex fan-out directory. */
-export function blobShardPrefix(shard: string, algorithm: Algorithm = 'sha256'): string {
-  if (!/^[0-9a-f]{2}$/.test(shard)) throw new InvalidInputError(`invalid shard '${shard}': two lowercase hex digits`)
-  return `blobs/${algorithm}/${shard}/`
 }
 
 export function repositoryPrefix(repository: string): string {

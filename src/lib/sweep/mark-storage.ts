@@ -23,7 +23,6 @@ export interface StorageMarkOptions {
   signal?: AbortSignal
   mark: (digest: string, reason: MarkReason) => void
   onProblem: (problem: Problem) => void
-  onRepository?: (repository: string, manifests: number) => void
 }
 
 export interface StorageMarkResult {
@@ -125,7 +124,6 @@ async function markRepository(
       opts.mark(read.digest, 'manifest')
       for (const ref of read.manifest?.references ?? []) opts.mark(ref, 'reference')
     }
-    opts.onRepository?.(repository, reads.length)
   } catch (error) {
     if (opts.signal?.aborted) throw error
     problem(problemOf(error, 'storage-error', `repositories/${repository}/`, {repository}))

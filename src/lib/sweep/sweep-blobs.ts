@@ -484,9 +484,14 @@ async function actSweep(ctx: ActContext): Promise<void> {
       ).rows
       if (rows.length === 0) break
       const keep = kind === 'blob' ? await recheckReferences(ctx, rows.map((r) => r.digest)) : new Set<string>()
+      // Blob re-checks are independent stats: in parallel (the driver caps requests in flight), not
+      // one round trip after another. Manifest re-checks read tags and are rare: one at a time.
+      const skips: Array<string | undefined> = []
+      if (kind === 'blob') skips.push(...(await Promise.all(rows.map((row) => recheckBlob(ctx, row, keep)))))
+      else for (const row of rows) skips.push(await recheckManifest(ctx, row))
       const go: CandidateRow[] = []
-      for (const row of rows) {
-        const skip = kind === 'blob' ? await recheckBlob(ctx, row, keep) : await recheckManifest(ctx, row)
+      for (const [i, row] of rows.entries()) {
+        const skip = skips[i]
         if (skip) {
           await db.query(`UPDATE regops_sweep_candidates SET state = 'skipped', note = $4 WHERE job_id = $1 AND kind = $2 AND key = $3`, [job.id, kind, row.key, skip])
           if (skip === 'gone') result.skipped.gone++
