@@ -1,6 +1,6 @@
 /**
  * One error hierarchy for the whole tool. Every error a user can see carries the exit code
- * of the documented table (design §9), so the base command maps errors to codes in one place.
+ * of the documented table (README, "Output and exit codes"), so the base command maps errors to codes in one place.
  */
 export const ExitCode = {
   /** done, and clean */
@@ -13,6 +13,8 @@ export const ExitCode = {
   Partial: 3,
   /** refused: a precondition failed (lock held, schema not current, unsafe settings) */
   Refused: 4,
+  /** internal error: a bug in regops (sysexits EX_SOFTWARE); a running job can be resumed */
+  Internal: 70,
   /** interrupted by SIGINT after saving a checkpoint */
   Interrupted: 130,
   /** interrupted by SIGTERM after saving a checkpoint */
@@ -26,6 +28,7 @@ export const EXIT_CODE_TABLE: ReadonlyArray<readonly [number, string]> = [
   [ExitCode.Usage, 'usage or configuration error: nothing was done'],
   [ExitCode.Partial, 'partial: some objects failed and were recorded; the job can be resumed'],
   [ExitCode.Refused, 'refused: a precondition failed (lock held, schema not current, unsafe settings)'],
+  [ExitCode.Internal, 'internal error: a bug in regops; the job, if one was running, can be resumed'],
   [ExitCode.Interrupted, 'interrupted by SIGINT after saving a checkpoint'],
   [ExitCode.Terminated, 'interrupted by SIGTERM after saving a checkpoint'],
 ]
@@ -114,6 +117,34 @@ export class StorageError extends RegopsError {
 export class NotFoundError extends StorageError {
   constructor(key: string, region?: string) {
     super(`not found: ${key}`, {key, region}, {code: 'NOT_FOUND'})
+  }
+}
+
+/**
+ * A running job stopped on a failure that is not about its input (the database went away, storage
+ * failed past its retries). What it finished is checkpointed, so it exits "partial" and says how to resume.
+ */
+export class JobFailedError extends RegopsError {
+  readonly jobId: string
+  constructor(jobId: string, cause: unknown) {
+    super(`job ${jobId} stopped: ${errorMessage(cause)}`, ExitCode.Partial, {
+      code: 'JOB_FAILED',
+      cause,
+      hint: `its checkpoint is saved: fix the cause, then resume with --resume ${jobId}`,
+      details: {jobId},
+    })
+    this.jobId = jobId
+  }
+}
+
+/** A bug in regops: never reported as a usage error ("nothing was done" may be false). */
+export class InternalError extends RegopsError {
+  constructor(cause: unknown) {
+    super(`internal error: ${errorMessage(cause)}`, ExitCode.Internal, {
+      code: 'INTERNAL',
+      cause,
+      hint: 'this is a bug in regops; a running job keeps its checkpoint and can be resumed with --resume',
+    })
   }
 }
 
