@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {openConfiguredDatabase} from '../../lib/metadata/connect.js'
-import {listJobs, type Job} from '../../lib/metadata/jobs.js'
+import {listJobs, type Job} from '../../lib/jobs/store.js'
 import {renderTable} from '../../lib/output/format.js'
 import {databaseUrlFlag} from '../../lib/output/flags.js'
 

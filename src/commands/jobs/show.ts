@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {openConfiguredDatabase} from '../../lib/metadata/connect.js'
-import {getJob, type Job} from '../../lib/metadata/jobs.js'
+import {getJob, type Job} from '../../lib/jobs/store.js'
 import {renderPairs} from '../../lib/output/format.js'
 import {databaseUrlFlag} from '../../lib/output/flags.js'
 

@@ -1,17 +1,17 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {ExitCode, UsageError} from '../../lib/errors.js'
+import {ExitCode, RefusedError, UsageError} from '../../lib/errors.js'
 import {parseDuration, parseSize} from '../../lib/config/duration.js'
 import {openDatabase} from '../../lib/metadata/db.js'
 import {assertSchemaCurrent} from '../../lib/metadata/migrations.js'
-import {interruptOnSignals} from '../../lib/metadata/jobs.js'
+import {interruptOnSignals} from '../../lib/jobs/signals.js'
 import {formatBytes, formatDuration, renderTable} from '../../lib/output/format.js'
 import {databaseUrlFlag, regionFlag, shardFlag} from '../../lib/output/flags.js'
 import {startProgress} from '../../lib/output/progress.js'
 import {writeMetrics} from '../../lib/output/metrics.js'
 import {openRegion} from '../../lib/storage/index.js'
-import {sweepBlobs, type SweepBlobsResult} from '../../lib/sweep/sweep-blobs.js'
-import {resolveQuarantine} from '../../lib/sweep/quarantine.js'
+import {sweepBlobs, type SweepBlobsResult, type SweepProgress} from '../../lib/sweep/sweep-blobs.js'
+import {resolveQuarantine} from '../../lib/sweep/quarantine-prefix.js'
 
 export default class SweepBlobs extends RegopsCommand<SweepBlobsResult> {
   static override summary = 'Find orphaned blobs; quarantine or delete them only when asked.'
@@ -45,9 +45,13 @@ A mark that could not read every manifest refuses to act (exit 4).`
   }
 
   public async run(): Promise<SweepBlobsResult> {
-    const {flags} = await this.parse(SweepBlobs)
+    const {flags, metadata} = await this.parse(SweepBlobs)
     const config = this.loadConfig({databaseUrl: flags['database-url']})
     const mode = flags.delete ? 'delete' : flags.quarantine ? 'quarantine' : 'dry-run'
+    const minAgeMs = flags['min-age'] ? parseDuration(flags['min-age'], '--min-age') : config.sweep.minAgeMs
+    if (minAgeMs < 3_600_000 && !flags.force && (!flags.resume || flags['min-age'])) {
+      throw new RefusedError(`--min-age below 1h is unsafe on a live registry (pushes in flight): pass --force to accept it`)
+    }
     const driver = await openRegion(config, flags.region)
     const needsDb = mode !== 'dry-run' || flags.strategy === 'metadata' || flags.resume !== undefined
     if (needsDb && !config.database) throw new UsageError(`${flags.resume ? '--resume' : mode === 'dry-run' ? '--strategy metadata' : `--${mode}`} needs a database (database.url, DATABASE_URL or --database-url)`)
@@ -56,30 +60,36 @@ A mark that could not read every manifest refuses to act (exit 4).`
     const progress = startProgress('sweeping', this.logger, {enabled: !this.jsonEnabled()})
     try {
       if (db) await assertSchemaCurrent(db)
-      const result = await sweepBlobs({
+      const common = {
         driver,
         region: config.regions[driver.region],
-        db,
-        strategy: flags.strategy,
-        mode,
-        minAgeMs: flags['min-age'] ? parseDuration(flags['min-age'], '--min-age') : config.sweep.minAgeMs,
-        force: flags.force,
-        deleteUntagged: flags['delete-untagged'],
-        maxDeletes: flags['max-deletes'],
-        maxBytes: flags['max-bytes'] ? parseSize(flags['max-bytes'], '--max-bytes') : undefined,
         shard: flags.shard,
-        resumeJobId: flags.resume,
         reportFile: flags.report ?? `regops-sweep-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
-        quarantinePrefix: resolveQuarantine(config.sweep.quarantine, driver.region),
         concurrency: flags.concurrency,
-        metadataAuthoritative: flags['metadata-authoritative'],
         logger: this.logger,
         signal: interrupt.signal,
-        onProgress: (p) =>
+        onProgress: (p: SweepProgress) =>
           progress.update(
             `${p.phase}: ${p.shardsDone}/${p.shards} prefixes, ${p.scanned} blobs scanned (${Math.round(p.scanned / Math.max(0.001, p.elapsedMs / 1000))}/s), ${p.candidates} candidates${p.acted ? `, ${p.acted} acted` : ''}`,
           ),
-      })
+      }
+      // A resume states only what was given on the command line: the job keeps its own settings.
+      const stated = {
+        strategy: metadata.flags.strategy?.setFromDefault ? undefined : flags.strategy,
+        minAgeMs: flags['min-age'] ? minAgeMs : undefined,
+        deleteUntagged: flags['delete-untagged'] || undefined,
+        maxDeletes: flags['max-deletes'],
+        maxBytes: flags['max-bytes'] ? parseSize(flags['max-bytes'], '--max-bytes') : undefined,
+        metadataAuthoritative: flags['metadata-authoritative'] || undefined,
+      }
+      const settings = {...stated, strategy: flags.strategy, minAgeMs, quarantinePrefix: resolveQuarantine(config.sweep.quarantine, driver.region)}
+      const result = await sweepBlobs(
+        flags.resume
+          ? {...common, ...stated, mode: mode === 'dry-run' ? undefined : mode, db: db!, resume: flags.resume}
+          : mode === 'dry-run'
+            ? {...common, ...settings, mode, db}
+            : {...common, ...settings, mode, db: db!},
+      )
       progress.stop()
       if (flags['metrics-file']) await writeMetrics(flags['metrics-file'], 'sweep', {region: result.region, strategy: result.strategy, mode: result.mode}, {
         objects_scanned: result.scanned.blobs,

@@ -7,7 +7,7 @@ import {assertSchemaCurrent} from '../../lib/metadata/migrations.js'
 import {formatBytes, renderTable} from '../../lib/output/format.js'
 import {databaseUrlFlag, regionFlag} from '../../lib/output/flags.js'
 import {openRegion} from '../../lib/storage/index.js'
-import {purgeQuarantine, type QuarantineOpResult} from '../../lib/sweep/quarantine-ops.js'
+import {purgeQuarantine, type QuarantineOpResult} from '../../lib/sweep/restore-purge.js'
 
 export default class SweepPurge extends RegopsCommand<QuarantineOpResult> {
   static override summary = 'Finish quarantines whose hold time has passed: delete what is still unreferenced, rescue what is referenced again.'

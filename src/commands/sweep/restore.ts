@@ -7,7 +7,7 @@ import {formatBytes, renderTable} from '../../lib/output/format.js'
 import {databaseUrlFlag, regionFlag} from '../../lib/output/flags.js'
 import {assertDigest} from '../../lib/storage/layout.js'
 import {openRegion} from '../../lib/storage/index.js'
-import {restoreQuarantine, type QuarantineOpResult} from '../../lib/sweep/quarantine-ops.js'
+import {restoreQuarantine, type QuarantineOpResult} from '../../lib/sweep/restore-purge.js'
 
 export default class SweepRestore extends RegopsCommand<QuarantineOpResult> {
   static override summary = 'Undo a quarantine: move the blobs of a sweep job, or one digest, back into the blob store.'

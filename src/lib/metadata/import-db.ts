@@ -19,13 +19,13 @@ import {pathFor} from '../storage/layout.js'
 /** media_types.media_type is 1..255 characters; anything else is recorded as this. */
 export const FALLBACK_MEDIA_TYPE = 'application/octet-stream'
 
-type Queryable = Pick<DbClient, 'query'>
+export type Queryable = Pick<DbClient, 'query'>
 
 /**
  * Runs one of the import's statements as a named prepared statement: planned once per connection
  * instead of once per call (planning over 64 hash partitions costs more than running these).
  */
-async function run<R extends QueryResultRow = QueryResultRow>(on: Db | Queryable, name: string, text: string, values: unknown[]): Promise<QueryResult<R>> {
+export async function run<R extends QueryResultRow = QueryResultRow>(on: Db | Queryable, name: string, text: string, values: unknown[]): Promise<QueryResult<R>> {
   const config = {name: `regops_import_${name}`, text, values}
   if ('withClient' in on) return on.withClient((client) => client.query<R>(config))
   return on.query<R>(config)
@@ -266,161 +266,4 @@ export async function insertLayers(client: DbClient, repo: RepositoryRow, rows: 
     [repo.namespaceId, repo.repositoryId, rows.map((r) => r.manifestId), rows.map((r) => r.position), rows.map((r) => r.digest), rows.map((r) => r.size), rows.map((r) => r.mediaTypeId)],
   )
   return r.rowCount ?? 0
-}
-
-/**
- * Per-session scratch tables of one repository's import (ON COMMIT DELETE ROWS: emptied by the commit
- * or rollback that ends the repository's transaction): index → child edges waiting for the child's id,
- * and, when re-importing, the digests storage still has (to prune rows that storage no longer has).
- */
-const scratchReady = new WeakSet<DbClient>()
-
-export async function prepareScratch(client: DbClient): Promise<void> {
-  if (scratchReady.has(client)) return
-  await client.query(`SET LOCAL client_min_messages = warning`)
-  await client.query(
-    `CREATE TEMP TABLE IF NOT EXISTS regops_import_edges (parent_id bigint NOT NULL, parent_digest text COLLATE "C" NOT NULL, child_digest text COLLATE "C" NOT NULL) ON COMMIT DELETE ROWS`,
-  )
-  await client.query(`CREATE TEMP TABLE IF NOT EXISTS regops_import_seen (kind "char" NOT NULL, digest text COLLATE "C" NOT NULL) ON COMMIT DELETE ROWS`)
-  scratchReady.add(client)
-}
-
-/** After a rollback: the scratch tables may have been created by the transaction that rolled back. */
-export function forgetScratch(client: DbClient): void {
-  scratchReady.delete(client)
-}
-
-export async function addEdges(client: DbClient, edges: Array<{parentId: string; parentDigest: string; childDigest: string}>): Promise<number> {
-  if (edges.length === 0) return 0
-  await run(client, 'edges_insert',
-    `INSERT INTO regops_import_edges (parent_id, parent_digest, child_digest) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])`,
-    [edges.map((e) => e.parentId), edges.map((e) => e.parentDigest), edges.map((e) => e.childDigest)],
-  )
-  return edges.length
-}
-
-/** Remembers digests storage has ('m' manifest revisions, 'b' _layers links), for pruning. */
-export async function addSeen(client: DbClient, kind: 'm' | 'b', digests: string[]): Promise<void> {
-  if (digests.length === 0) return
-  await run(client, 'seen_insert', `INSERT INTO regops_import_seen (kind, digest) SELECT $1, d FROM unnest($2::text[]) AS d`, [kind, digests])
-}
-
-/** Index → child edges whose child is a manifest of the repository become manifest_references. */
-export async function insertReferences(
-  client: DbClient,
-  repo: RepositoryRow,
-): Promise<{resolved: number; inserted: number; missing: Array<{parentDigest: string; childDigest: string}>}> {
-  const r = await run(client, 'references_insert',
-    `INSERT INTO manifest_references (top_level_namespace_id, repository_id, parent_id, child_id)
-     SELECT DISTINCT $1::bigint, $2::bigint, e.parent_id, m.id
-       FROM regops_import_edges e
-       JOIN manifests m ON m.top_level_namespace_id = $1 AND m.repository_id = $2 AND m.digest = e.child_digest
-      WHERE m.id <> e.parent_id
-      ORDER BY 3, 4
-     ON CONFLICT (top_level_namespace_id, repository_id, parent_id, child_id) DO NOTHING`,
-    [repo.namespaceId, repo.repositoryId],
-  )
-  const counts = await run<{resolved: string}>(client, 'references_count',
-    `SELECT count(DISTINCT (e.parent_id, m.id)) AS resolved FROM regops_import_edges e
-       JOIN manifests m ON m.top_level_namespace_id = $1 AND m.repository_id = $2 AND m.digest = e.child_digest
-      WHERE m.id <> e.parent_id`,
-    [repo.namespaceId, repo.repositoryId],
-  )
-  const missing = await run<{parent_digest: string; child_digest: string}>(client, 'references_missing',
-    `SELECT DISTINCT e.parent_digest, e.child_digest FROM regops_import_edges e
-      WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.top_level_namespace_id = $1 AND m.repository_id = $2 AND m.digest = e.child_digest)
-      ORDER BY 1, 2 LIMIT 1000`,
-    [repo.namespaceId, repo.repositoryId],
-  )
-  return {
-    resolved: Number(counts.rows[0].resolved),
-    inserted: r.rowCount ?? 0,
-    missing: missing.rows.map((row) => ({parentDigest: row.parent_digest, childDigest: row.child_digest})),
-  }
-}
-
-export async function insertRepositoryBlobs(client: DbClient, repo: RepositoryRow, links: Array<{digest: string; createdAt: Date}>): Promise<number> {
-  if (links.length === 0) return 0
-  const sorted = [...links].sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0))
-  const r = await run(client, 'repository_blobs_insert',
-    `INSERT INTO repository_blobs (top_level_namespace_id, repository_id, blob_digest, created_at)
-     SELECT $1, $2, t.d, t.c FROM unnest($3::text[], $4::timestamptz[]) WITH ORDINALITY AS t(d, c, n) ORDER BY t.n
-     ON CONFLICT (top_level_namespace_id, repository_id, blob_digest) DO NOTHING`,
-    [repo.namespaceId, repo.repositoryId, sorted.map((l) => l.digest), sorted.map((l) => l.createdAt)],
-  )
-  return r.rowCount ?? 0
-}
-
-/**
- * Tags → manifests of the repository. A moved tag is updated (and only then gets updated_at);
- * tags whose digest is not a manifest of the repository come back as dangling.
- */
-export async function upsertTags(
-  client: DbClient,
-  repo: RepositoryRow,
-  tags: Array<{name: string; digest: string; createdAt: Date}>,
-): Promise<{imported: number; inserted: number; updated: number; dangling: Set<string>}> {
-  if (tags.length === 0) return {imported: 0, inserted: 0, updated: 0, dangling: new Set()}
-  const sorted = [...tags].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-  const params = [repo.namespaceId, repo.repositoryId, sorted.map((t) => t.name), sorted.map((t) => t.digest), sorted.map((t) => t.createdAt)]
-  const ins = await run(client, 'tags_insert',
-    `INSERT INTO tags (top_level_namespace_id, repository_id, manifest_id, name, created_at)
-     SELECT $1, $2, m.id, t.name, t.ca
-       FROM unnest($3::text[], $4::text[], $5::timestamptz[]) WITH ORDINALITY AS t(name, digest, ca, n)
-       JOIN manifests m ON m.top_level_namespace_id = $1 AND m.repository_id = $2 AND m.digest = t.digest
-      ORDER BY t.n
-     ON CONFLICT (top_level_namespace_id, repository_id, name) DO NOTHING`,
-    params,
-  )
-  const upd = await run(client, 'tags_update',
-    `UPDATE tags SET manifest_id = m.id, updated_at = now()
-       FROM unnest($3::text[], $4::text[], $5::timestamptz[]) AS t(name, digest, ca)
-       JOIN manifests m ON m.top_level_namespace_id = $1 AND m.repository_id = $2 AND m.digest = t.digest
-      WHERE tags.top_level_namespace_id = $1 AND tags.repository_id = $2 AND tags.name = t.name AND tags.manifest_id <> m.id`,
-    params,
-  )
-  const found = await run<{digest: string}>(client, 'tags_found',
-    'SELECT digest FROM manifests WHERE top_level_namespace_id = $1 AND repository_id = $2 AND digest = ANY($3::text[])',
-    [repo.namespaceId, repo.repositoryId, [...new Set(sorted.map((t) => t.digest))]],
-  )
-  const present = new Set(found.rows.map((row) => row.digest))
-  const dangling = new Set(sorted.filter((t) => !present.has(t.digest)).map((t) => t.name))
-  return {imported: sorted.length - dangling.size, inserted: ins.rowCount ?? 0, updated: upd.rowCount ?? 0, dangling}
-}
-
-export interface PruneCounts {
-  manifests: number
-  tags: number
-  repositoryBlobs: number
-}
-
-/**
- * Re-import of a repository already in the database: removes what storage no longer has: tags whose
- * current link is gone, manifests whose revision link is gone (their layers, tags and index edges
- * go with them), and repository_blobs whose _layers link is gone. Only called after a complete walk
- * of the repository (a listing that failed fails the whole repository instead).
- */
-export async function pruneRepository(client: DbClient, repo: RepositoryRow, tagNames: string[]): Promise<PruneCounts> {
-  const tags = await run(client, 'prune_tags', `DELETE FROM tags WHERE top_level_namespace_id = $1 AND repository_id = $2 AND NOT (name = ANY($3::text[]))`, [
-    repo.namespaceId,
-    repo.repositoryId,
-    tagNames,
-  ])
-  const gone = `SELECT m.id FROM manifests m WHERE m.top_level_namespace_id = $1 AND m.repository_id = $2
-                  AND NOT EXISTS (SELECT 1 FROM regops_import_seen s WHERE s.kind = 'm' AND s.digest = m.digest)`
-  // A child that is gone takes its edges with it (the child foreign key has no ON DELETE).
-  await run(client, 'prune_references', `DELETE FROM manifest_references WHERE top_level_namespace_id = $1 AND repository_id = $2 AND child_id IN (${gone})`, [
-    repo.namespaceId,
-    repo.repositoryId,
-  ])
-  const manifests = await run(client, 'prune_manifests', `DELETE FROM manifests WHERE top_level_namespace_id = $1 AND repository_id = $2 AND id IN (${gone})`, [
-    repo.namespaceId,
-    repo.repositoryId,
-  ])
-  const blobs = await run(client, 'prune_repository_blobs',
-    `DELETE FROM repository_blobs rb WHERE rb.top_level_namespace_id = $1 AND rb.repository_id = $2
-        AND NOT EXISTS (SELECT 1 FROM regops_import_seen s WHERE s.kind = 'b' AND s.digest = rb.blob_digest)`,
-    [repo.namespaceId, repo.repositoryId],
-  )
-  return {manifests: manifests.rowCount ?? 0, tags: tags.rowCount ?? 0, repositoryBlobs: blobs.rowCount ?? 0}
 }

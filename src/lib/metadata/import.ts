@@ -12,76 +12,22 @@
  * - Bad input is a Problem with its key, never a crash: the rest is imported.
  */
 import {createHash, randomUUID} from 'node:crypto'
-import pLimit from 'p-limit'
-import type {Db, DbClient} from './db.js'
-import {createJob, finishJob, resumeJob, saveCheckpoint, startHeartbeat, type Job} from './jobs.js'
-import {
-  addEdges,
-  addSeen,
-  cleanMediaType,
-  ensureBlobs,
-  ensureRepository,
-  forgetScratch,
-  insertLayers,
-  insertReferences,
-  insertRepositoryBlobs,
-  MediaTypeIds,
-  prepareScratch,
-  pruneRepository,
-  upsertManifests,
-  upsertTags,
-  type BlobWant,
-  type LayerRow,
-  type ManifestRow,
-  type RepositoryRow,
-} from './import-db.js'
-import {InterruptedError, UsageError, errorMessage} from '../errors.js'
+import type {Db} from './db.js'
+import {MediaTypeIds} from './import-db.js'
+import {addCounts, addWrites, zeroCounts, zeroWrites, type ImportCounts, type ImportProblem, type ImportWrites} from './import-counts.js'
+import {importRepository, type ImportShared, type RepositoryOutcome} from './import-repository.js'
+import {dryRunRepository} from './import-dry-run.js'
+import {CheckpointWindow} from './import-window.js'
+import {UsageError, errorMessage} from '../errors.js'
+import {runJob, type JobEnd, type RunningJob} from '../jobs/runner.js'
 import {silentLogger, type Logger} from '../output/logger.js'
 import {compareKeys, type StorageDriver} from '../storage/driver.js'
-import {isRepositoryName, pathFor} from '../storage/layout.js'
-import {MediaTypes, type ParsedManifest} from '../storage/manifest.js'
-import {listLayerLinks, listRepositories, listRevisionLinks, listTags, readRevision, type LinkEntry, type ManifestRead, type Problem} from '../storage/repositories.js'
+import {isRepositoryName} from '../storage/layout.js'
+import {listRepositories, type Problem} from '../storage/repositories.js'
+
+export type {ImportCounts, ImportProblem, ImportProblemKind, ImportWrites} from './import-counts.js'
 
 export const IMPORT_JOB_KIND = 'import'
-
-export type ImportProblemKind = Problem['kind'] | 'unknown-media-type' | 'missing-blob' | 'dangling-layer-link' | 'dangling-tag' | 'missing-child'
-
-/** Something in storage the import could not take as it is; reported with its key, the rest is imported. */
-export interface ImportProblem extends Omit<Problem, 'kind'> {
-  kind: ImportProblemKind
-}
-
-export interface ImportCounts {
-  /** repositories imported */
-  repositories: number
-  /** manifests imported (in the database after the run, whether this run wrote them or not) */
-  manifests: number
-  /** tags imported */
-  tags: number
-  /** blob rows this run created (0 on a re-run over an unchanged store); dry-run: blobs referenced or linked, per repository */
-  blobs: number
-  /** layer rows of the imported manifests */
-  layers: number
-  /** index → child edges (manifest_references) */
-  references: number
-  /** _layers links imported (repository_blobs) */
-  repositoryBlobs: number
-}
-
-/** Rows this run inserted, updated or deleted. All zero on a re-run over an unchanged store. */
-export interface ImportWrites {
-  namespaces: number
-  repositories: number
-  mediaTypes: number
-  blobs: number
-  manifests: number
-  layers: number
-  references: number
-  repositoryBlobs: number
-  tagsInserted: number
-  tagsUpdated: number
-  deleted: {manifests: number; tags: number; repositoryBlobs: number}
-}
 
 export interface ImportResult extends ImportCounts {
   kind: 'import'
@@ -142,15 +88,6 @@ export interface ImportOptions {
   onProgress?: (p: ImportProgress) => void
 }
 
-interface ImportCheckpoint {
-  after: string | null
-  counts: ImportCounts
-  written: ImportWrites
-  problemCount: number
-}
-
-const MAX_BATCH_PAYLOAD_BYTES = 8 * 1024 * 1024
-
 /** Stable shard of a repository: first 4 bytes of sha256(name), big-endian, mod count. */
 export function shardOfRepository(name: string, count: number): number {
   if (count <= 1) return 0
@@ -174,612 +111,230 @@ export function repositoryFilter(filters: string[] | undefined): (name: string) 
   return (name) => exact.has(name) || prefixes.some((p) => name.startsWith(p))
 }
 
-function zeroCounts(): ImportCounts {
-  return {repositories: 0, manifests: 0, tags: 0, blobs: 0, layers: 0, references: 0, repositoryBlobs: 0}
-}
-
-function zeroWrites(): ImportWrites {
-  return {
-    namespaces: 0,
-    repositories: 0,
-    mediaTypes: 0,
-    blobs: 0,
-    manifests: 0,
-    layers: 0,
-    references: 0,
-    repositoryBlobs: 0,
-    tagsInserted: 0,
-    tagsUpdated: 0,
-    deleted: {manifests: 0, tags: 0, repositoryBlobs: 0},
-  }
-}
-
-function addCounts(into: ImportCounts, more: ImportCounts): void {
-  for (const key of Object.keys(zeroCounts()) as Array<keyof ImportCounts>) into[key] += more[key]
-}
-
-function addWrites(into: ImportWrites, more: ImportWrites): void {
-  for (const key of Object.keys(zeroWrites()) as Array<keyof ImportWrites>) {
-    if (key === 'deleted') {
-      into.deleted.manifests += more.deleted.manifests
-      into.deleted.tags += more.deleted.tags
-      into.deleted.repositoryBlobs += more.deleted.repositoryBlobs
-    } else into[key] += more[key]
-  }
-}
-
-function validSize(size: number | undefined): number | undefined {
-  return size !== undefined && Number.isSafeInteger(size) && size >= 0 ? size : undefined
-}
-
-function aborted(signal: AbortSignal | undefined): boolean {
-  return Boolean(signal?.aborted)
-}
-
-/** A repository failure that is not about one object: the repository is rolled back and retried on resume. */
-class RepositoryFailure extends Error {}
-
-interface RepositoryOutcome {
+interface ImportCheckpoint {
+  after: string | null
   counts: ImportCounts
   written: ImportWrites
-}
-
-interface Shared {
-  opts: ImportOptions
-  driver: StorageDriver
-  db?: Db
-  mediaTypes?: MediaTypeIds
-  namespaces: Map<string, string>
-  concurrency: number
-  batchSize: number
-  report: (p: ImportProblem) => void
-  progress: () => void
-  live: {manifests: number; blobs: number}
-}
-
-/** The media type a manifest is recorded under (an OCI manifest when the payload names none it could). */
-function manifestMediaType(m: ParsedManifest): string {
-  return cleanMediaType(m.mediaType) ?? MediaTypes.ociManifest
-}
-
-function layerMediaType(m: ParsedManifest, mediaType: string | undefined): string {
-  if (mediaType !== undefined) return cleanMediaType(mediaType)!
-  return m.class === 'schema1' ? MediaTypes.dockerLayer : 'application/octet-stream'
-}
-
-async function importRepository(shared: Shared, name: string): Promise<RepositoryOutcome> {
-  const {driver, opts} = shared
-  const signal = opts.signal
-  const counts = zeroCounts()
-  const written = zeroWrites()
-  counts.repositories = 1
-  const failOnStorage = (p: Problem | ImportProblem): void => {
-    if (p.kind === 'storage-error') throw new RepositoryFailure(`storage error at ${p.key}: ${p.message}`)
-  }
-  if (!shared.db) return dryRunRepository(shared, name)
-  const db: Db = shared.db
-
-  const repoRow = await ensureRepository(db, name, shared.namespaces)
-  if (!repoRow.existed) written.repositories++
-  if (repoRow.createdNamespace) written.namespaces++
-
-  await db.transaction(async (client) => {
-    try {
-      await importInTransaction(client)
-    } catch (error) {
-      forgetScratch(client)
-      throw error
-    }
-  })
-  return {counts, written}
-
-  async function importInTransaction(client: DbClient): Promise<void> {
-    await prepareScratch(client)
-    const prune = repoRow.existed
-    let edges = 0
-
-    // 1. manifest revisions, in batches (of batchSize links, or fewer when their payloads are large)
-    let batch: LinkEntry[] = []
-    const flush = async (): Promise<void> => {
-      if (batch.length === 0) return
-      const links = batch
-      batch = []
-      if (prune) await addSeen(client, 'm', links.map((l) => l.digest))
-      let pending: ManifestRead[] = []
-      let bytes = 0
-      for (let i = 0; i < links.length; i += shared.concurrency) {
-        if (aborted(signal)) throw signal!.reason
-        const reads = await Promise.all(links.slice(i, i + shared.concurrency).map((link) => readRevision(driver, name, link)))
-        pending.push(...reads)
-        for (const r of reads) bytes += r.payload?.length ?? 0
-        if (bytes >= MAX_BATCH_PAYLOAD_BYTES) {
-          edges += await writeManifests(shared, client, repoRow, pending, counts, written, failOnStorage)
-          pending = []
-          bytes = 0
-        }
-      }
-      edges += await writeManifests(shared, client, repoRow, pending, counts, written, failOnStorage)
-      shared.progress()
-    }
-    for await (const link of listRevisionLinks(driver, name, (p) => {
-      failOnStorage(p)
-      shared.report(p)
-    })) {
-      batch.push(link)
-      if (batch.length >= shared.batchSize) await flush()
-    }
-    await flush()
-
-    // 2. _layers links → repository_blobs
-    let links: LinkEntry[] = []
-    const flushLinks = async (): Promise<void> => {
-      if (links.length === 0) return
-      const chunk = links
-      links = []
-      if (aborted(signal)) throw signal!.reason
-      if (prune) await addSeen(client, 'b', chunk.map((l) => l.digest))
-      const wants = new Map<string, BlobWant>()
-      for (const l of chunk) wants.set(l.digest, {mediaTypeId: null, linkOnly: true})
-      const known = await ensureBlobs(db, driver, wants, shared.concurrency)
-      const present: Array<{digest: string; createdAt: Date}> = []
-      for (const l of chunk) {
-        const blob = known.get(l.digest)
-        if (blob?.inserted) {
-          written.blobs++
-          counts.blobs++
-          shared.live.blobs++
-        }
-        if (blob) present.push({digest: l.digest, createdAt: l.lastModified})
-        else shared.report({kind: 'dangling-layer-link', key: l.key, repository: name, digest: l.digest, message: `_layers link to ${l.digest}, whose blob data is not in storage: not imported`})
-      }
-      written.repositoryBlobs += await insertRepositoryBlobs(client, repoRow, present)
-      counts.repositoryBlobs += present.length
-    }
-    for await (const link of listLayerLinks(driver, name, (p) => {
-      failOnStorage(p)
-      shared.report(p)
-    })) {
-      links.push(link)
-      if (links.length >= 1000) await flushLinks()
-    }
-    await flushLinks()
-
-    // 3. index → child references (the children may have come in any batch)
-    const refs = edges > 0 ? await insertReferences(client, repoRow) : {resolved: 0, inserted: 0, missing: []}
-    counts.references += refs.resolved
-    written.references += refs.inserted
-    for (const m of refs.missing) {
-      shared.report({
-        kind: 'missing-child',
-        key: pathFor({kind: 'blob-data', digest: m.parentDigest}),
-        repository: name,
-        digest: m.parentDigest,
-        message: `index references ${m.childDigest}, which is not a manifest of ${name}: edge not imported`,
-      })
-    }
-
-    // 4. tags (current links)
-    if (aborted(signal)) throw signal!.reason
-    const tagProblems: Problem[] = []
-    const tags = await listTags(driver, name, (p) => tagProblems.push(p), shared.concurrency)
-    for (const p of tagProblems) {
-      failOnStorage(p)
-      shared.report(p)
-    }
-    const readable = tags.filter((t) => t.digest !== undefined)
-    const dangling = new Set<string>()
-    for (let i = 0; i < readable.length; i += 1000) {
-      const chunk = readable.slice(i, i + 1000)
-      const result = await upsertTags(client, repoRow, chunk.map((t) => ({name: t.tag, digest: t.digest!, createdAt: t.lastModified})))
-      counts.tags += result.imported
-      written.tagsInserted += result.inserted
-      written.tagsUpdated += result.updated
-      for (const tag of result.dangling) dangling.add(tag)
-    }
-    for (const t of readable) {
-      if (dangling.has(t.tag)) {
-        shared.report({kind: 'dangling-tag', key: t.key, repository: name, digest: t.digest, message: `tag ${t.tag} points at ${t.digest}, which is not a manifest of ${name}: not imported`})
-      }
-    }
-
-    // 5. a re-import removes what storage no longer has
-    if (prune) {
-      const keep = tags.filter((t) => t.digest === undefined || !dangling.has(t.tag)).map((t) => t.tag)
-      const deleted = await pruneRepository(client, repoRow, keep)
-      written.deleted.manifests += deleted.manifests
-      written.deleted.tags += deleted.tags
-      written.deleted.repositoryBlobs += deleted.repositoryBlobs
-    }
-  }
-}
-
-async function writeManifests(
-  shared: Shared,
-  client: DbClient,
-  repo: RepositoryRow,
-  reads: ManifestRead[],
-  counts: ImportCounts,
-  written: ImportWrites,
-  failOnStorage: (p: Problem) => void,
-): Promise<number> {
-  const {db, driver} = shared
-  const mediaTypes = shared.mediaTypes!
-  const name = reads[0]?.repository
-  const parsed: Array<{read: ManifestRead; manifest: ParsedManifest; payload: Buffer}> = []
-  for (const read of reads) {
-    for (const p of read.problems) {
-      failOnStorage(p)
-      shared.report(p)
-    }
-    if (read.manifest && read.payload) parsed.push({read, manifest: read.manifest, payload: read.payload})
-  }
-  if (parsed.length === 0) return 0
-
-  // media types (unknown ones are inserted)
-  const types = new Set<string>()
-  for (const {manifest: m, read} of parsed) {
-    types.add(manifestMediaType(m))
-    if (m.class === 'unknown') {
-      shared.report({
-        kind: 'unknown-media-type',
-        key: pathFor({kind: 'blob-data', digest: read.digest}),
-        repository: name,
-        digest: read.digest,
-        message: `manifest media type '${m.mediaType}' is not one regops knows: imported with its descriptors, media type recorded`,
-      })
-    }
-    if (m.config?.mediaType) types.add(cleanMediaType(m.config.mediaType)!)
-    for (const l of m.layers) types.add(layerMediaType(m, l.mediaType))
-  }
-  await mediaTypes.resolve(types)
-  if (mediaTypes.added > 0) {
-    written.mediaTypes += mediaTypes.added
-    mediaTypes.added = 0
-  }
-
-  // blobs: every manifest blob, config and layer
-  const wants = new Map<string, BlobWant>()
-  const want = (digest: string, size: number | undefined, mediaTypeId: number | null): void => {
-    const prev = wants.get(digest)
-    if (!prev) {
-      wants.set(digest, {size, mediaTypeId, linkOnly: false})
-      return
-    }
-    if (prev.size === undefined) prev.size = size
-    if (mediaTypeId !== null && (prev.mediaTypeId === null || mediaTypeId < prev.mediaTypeId)) prev.mediaTypeId = mediaTypeId
-  }
-  for (const {manifest: m, read, payload} of parsed) {
-    want(read.digest, payload.length, mediaTypes.id(manifestMediaType(m)))
-    if (m.config) want(m.config.digest, validSize(m.config.size), mediaTypes.idOrNull(cleanMediaType(m.config.mediaType)))
-    for (const l of m.layers) want(l.digest, validSize(l.size), mediaTypes.id(layerMediaType(m, l.mediaType)))
-  }
-  const known = await ensureBlobs(db!, driver, wants, shared.concurrency)
-  for (const [digest, blob] of known) {
-    if (blob.inserted) {
-      written.blobs++
-      counts.blobs++
-      shared.live.blobs++
-    }
-    if (!blob.present) {
-      shared.report({
-        kind: 'missing-blob',
-        key: pathFor({kind: 'blob-data', digest}),
-        repository: name,
-        digest,
-        message: `referenced blob ${digest} is not in storage: recorded with the size its descriptor gives`,
-      })
-    }
-  }
-
-  // manifests
-  const rows: ManifestRow[] = parsed.map(({manifest: m, read, payload}) => ({
-    digest: read.digest,
-    mediaTypeId: mediaTypes.id(manifestMediaType(m)),
-    schemaVersion: m.class === 'schema1' || m.schemaVersion === 1 ? 1 : 2,
-    payload,
-    configDigest: m.config?.digest ?? null,
-    configMediaTypeId: mediaTypes.idOrNull(cleanMediaType(m.config?.mediaType)),
-    subjectDigest: m.subject?.digest ?? null,
-    createdAt: read.revisionModified,
-  }))
-  const {ids, inserted} = await upsertManifests(client, repo, rows)
-  written.manifests += inserted.size
-  counts.manifests += parsed.length
-  shared.live.manifests += parsed.length
-
-  // layers of the new manifests (an existing manifest got its layers in the same transaction)
-  const layers: LayerRow[] = []
-  const edges: Array<{parentId: string; parentDigest: string; childDigest: string}> = []
-  for (const {manifest: m, read} of parsed) {
-    const id = ids.get(read.digest)!
-    counts.layers += m.layers.length
-    if (inserted.has(read.digest)) {
-      m.layers.forEach((l, position) => {
-        layers.push({
-          manifestId: id,
-          position,
-          digest: l.digest,
-          size: validSize(l.size) || known.get(l.digest)?.size || 0,
-          mediaTypeId: mediaTypes.id(layerMediaType(m, l.mediaType)),
-        })
-      })
-    }
-    for (const child of m.manifests) edges.push({parentId: id, parentDigest: read.digest, childDigest: child.digest})
-  }
-  written.layers += await insertLayers(client, repo, layers)
-  return addEdges(client, edges)
-}
-
-/** The walk without a database: counts what an import would find, and every problem. */
-async function dryRunRepository(shared: Shared, name: string): Promise<RepositoryOutcome> {
-  const {driver, opts} = shared
-  const counts = zeroCounts()
-  counts.repositories = 1
-  const readLimit = pLimit(shared.concurrency)
-  const manifests = new Set<string>()
-  const blobs = new Set<string>()
-  const children: Array<{parent: string; child: string}> = []
-  let batch: LinkEntry[] = []
-  const flush = async (): Promise<void> => {
-    const links = batch
-    batch = []
-    if (aborted(opts.signal)) throw opts.signal!.reason
-    const reads = await Promise.all(links.map((link) => readLimit(() => readRevision(driver, name, link))))
-    for (const read of reads) {
-      for (const p of read.problems) shared.report(p)
-      const m = read.manifest
-      if (!m) continue
-      if (m.class === 'unknown') {
-        shared.report({kind: 'unknown-media-type', key: pathFor({kind: 'blob-data', digest: read.digest}), repository: name, digest: read.digest, message: `manifest media type '${m.mediaType}' is not one regops knows`})
-      }
-      manifests.add(read.digest)
-      counts.manifests++
-      shared.live.manifests++
-      counts.layers += m.layers.length
-      blobs.add(read.digest)
-      if (m.config) blobs.add(m.config.digest)
-      for (const l of m.layers) blobs.add(l.digest)
-      for (const c of m.manifests) children.push({parent: read.digest, child: c.digest})
-    }
-    shared.progress()
-  }
-  for await (const link of listRevisionLinks(driver, name, shared.report)) {
-    batch.push(link)
-    if (batch.length >= shared.batchSize) await flush()
-  }
-  await flush()
-  for await (const link of listLayerLinks(driver, name, shared.report)) {
-    counts.repositoryBlobs++
-    blobs.add(link.digest)
-  }
-  for (const {parent, child} of children) {
-    if (manifests.has(child) && child !== parent) counts.references++
-    else if (!manifests.has(child)) shared.report({kind: 'missing-child', key: pathFor({kind: 'blob-data', digest: parent}), repository: name, digest: parent, message: `index references ${child}, which is not a manifest of ${name}`})
-  }
-  const tags = await listTags(driver, name, shared.report, shared.concurrency)
-  for (const t of tags) {
-    if (t.digest === undefined) continue
-    if (manifests.has(t.digest)) counts.tags++
-    else shared.report({kind: 'dangling-tag', key: t.key, repository: name, digest: t.digest, message: `tag ${t.tag} points at ${t.digest}, which is not a manifest of ${name}`})
-  }
-  counts.blobs = blobs.size
-  shared.live.blobs += blobs.size
-  return {counts, written: zeroWrites()}
+  problemCount: number
 }
 
 /**
  * Imports the storage of one region into the metadata database (or, with dryRun, only walks it and
- * counts). Throws InterruptedError when the signal aborts (after saving the checkpoint).
+ * counts). A signal stops it after the repositories in flight, with the checkpoint saved.
  */
 export async function importStorage(opts: ImportOptions): Promise<ImportResult> {
-  const started = Date.now()
-  const logger = opts.logger ?? silentLogger
   const {driver, db} = opts
   const dryRun = Boolean(opts.dryRun)
   if (!dryRun && !db) throw new UsageError('import needs a database (database.url, DATABASE_URL or --database-url); --dry-run walks storage without one')
   if (dryRun && opts.resumeJobId) throw new UsageError('--resume and --dry-run do not go together: a dry-run writes no job')
+  const shard = opts.shard
+  if (shard && (shard.count < 1 || shard.index < 0 || shard.index >= shard.count)) throw new UsageError(`invalid shard ${shard.index}/${shard.count}`)
+  const filters = opts.repositories && opts.repositories.length > 0 ? [...opts.repositories] : undefined
+  // A resume states only what was given; a new job stores its group (shared by its shards), and whether it covers everything.
+  const params = opts.resumeJobId
+    ? {repositories: filters, group: opts.group}
+    : {group: dryRun ? opts.group : (opts.group ?? randomUUID()), location: driver.location, repositories: filters ?? null, complete: filters === undefined}
+  return runJob<ImportCheckpoint, ImportResult>(
+    dryRun ? undefined : db,
+    {kind: IMPORT_JOB_KIND, params, shard, resume: opts.resumeJobId, region: driver.region, signal: opts.signal, logger: opts.logger ?? silentLogger},
+    (job) => new ImportRun(opts, job, dryRun).run(),
+  )
+}
 
-  let shard = opts.shard ?? {index: 0, count: 1}
-  let filters = opts.repositories && opts.repositories.length > 0 ? [...opts.repositories] : undefined
-  let group = opts.group
-  let job: Job<ImportCheckpoint> | undefined
-  let base: ImportCheckpoint = {after: null, counts: zeroCounts(), written: zeroWrites(), problemCount: 0}
+/** One run of an import job: the walk over repositories, a few at once, and the in-order checkpoint. */
+class ImportRun {
+  private readonly started = Date.now()
+  private readonly logger: Logger
+  private readonly base: ImportCheckpoint
+  private readonly result: ImportResult
+  private readonly shared: ImportShared
+  private readonly runCounts = zeroCounts()
+  private readonly runWrites = zeroWrites()
+  private readonly window = new CheckpointWindow<RepositoryOutcome>()
+  private readonly checkpointed: ImportCheckpoint
+  private current: string | undefined
+  private dirty = false
+  private lastSave = 0
+  private saving: Promise<void> = Promise.resolve()
 
-  if (db && opts.resumeJobId) {
-    const resumed = await resumeJob<ImportCheckpoint>(db, opts.resumeJobId, IMPORT_JOB_KIND)
-    job = resumed
-    const params = resumed.params as {group?: string; region?: string; repositories?: string[] | null}
-    if (params.region !== undefined && params.region !== driver.region) {
-      await finishJob(db, resumed.id, 'failed', resumed.stats, `resumed against region ${driver.region}`).catch(() => {})
-      throw new UsageError(`job ${resumed.id} imported region '${params.region}', not '${driver.region}': pass --region ${params.region}`)
+  constructor(
+    private readonly opts: ImportOptions,
+    private readonly job: RunningJob<ImportCheckpoint>,
+    private readonly dryRun: boolean,
+  ) {
+    this.logger = opts.logger ?? silentLogger
+    const cp = job.checkpoint
+    this.base = cp
+      ? {
+          after: cp.after,
+          counts: {...zeroCounts(), ...cp.counts},
+          written: {...zeroWrites(), ...cp.written, deleted: {...zeroWrites().deleted, ...cp.written?.deleted}},
+          problemCount: cp.problemCount ?? 0,
+        }
+      : {after: null, counts: zeroCounts(), written: zeroWrites(), problemCount: 0}
+    this.checkpointed = {...this.base, counts: {...this.base.counts}, written: structuredClone(this.base.written)}
+    const params = job.params as {group?: string; repositories?: string[] | null}
+    this.result = {
+      kind: 'import',
+      jobId: job.id ?? undefined,
+      group: params.group,
+      dryRun,
+      region: opts.driver.region,
+      location: opts.driver.location,
+      shard: job.shard,
+      filters: params.repositories ?? undefined,
+      resumedAfter: this.base.after ?? undefined,
+      checkpoint: this.base.after ?? undefined,
+      ...zeroCounts(),
+      written: zeroWrites(),
+      failed: [],
+      problems: [],
+      problemCount: 0,
+      durationMs: 0,
     }
-    shard = {index: resumed.shardIndex, count: resumed.shardCount}
-    filters = params.repositories ?? undefined
-    group = params.group
-    const cp = resumed.checkpoint
-    if (cp) base = {after: cp.after, counts: {...zeroCounts(), ...cp.counts}, written: {...zeroWrites(), ...cp.written, deleted: {...zeroWrites().deleted, ...cp.written?.deleted}}, problemCount: cp.problemCount ?? 0}
+    this.shared = this.makeShared()
   }
-  const selected = repositoryFilter(filters)
-  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count) throw new UsageError(`invalid shard ${shard.index}/${shard.count}`)
 
-  if (db && !dryRun && !job) {
-    group ??= randomUUID()
-    job = (await createJob(
+  private makeShared(): ImportShared {
+    const {opts, result, logger} = this
+    const maxProblems = opts.maxProblems ?? 1000
+    const db = this.dryRun ? undefined : opts.db
+    const shared: ImportShared = {
+      driver: opts.driver,
       db,
-      IMPORT_JOB_KIND,
-      {group, region: driver.region, location: driver.location, repositories: filters ?? null, complete: filters === undefined},
-      shard,
-    )) as unknown as Job<ImportCheckpoint>
-  }
-  const stopHeartbeat = db && job ? startHeartbeat(db, job.id) : () => {}
-
-  const result: ImportResult = {
-    kind: 'import',
-    jobId: job?.id,
-    group,
-    dryRun,
-    region: driver.region,
-    location: driver.location,
-    shard,
-    filters,
-    resumedAfter: base.after ?? undefined,
-    checkpoint: base.after ?? undefined,
-    ...zeroCounts(),
-    written: zeroWrites(),
-    failed: [],
-    problems: [],
-    problemCount: 0,
-    durationMs: 0,
-  }
-  const maxProblems = opts.maxProblems ?? 1000
-  const runCounts = zeroCounts()
-  const runWrites = zeroWrites()
-  let current: string | undefined
-  const shared: Shared = {
-    opts,
-    driver,
-    db: dryRun ? undefined : db,
-    mediaTypes: dryRun || !db ? undefined : new MediaTypeIds(db),
-    namespaces: new Map(),
-    concurrency: opts.concurrency ?? 16,
-    batchSize: opts.batchSize ?? 200,
-    live: {manifests: 0, blobs: 0},
-    report(p) {
-      result.problemCount++
-      if (result.problems.length < maxProblems) result.problems.push(p)
-      logger.debug('problem', {problem: p.kind, key: p.key, message: p.message})
-    },
-    progress() {
-      opts.onProgress?.({
-        repositories: runCounts.repositories,
-        manifests: shared.live.manifests,
-        blobs: shared.live.blobs,
-        problems: result.problemCount,
-        failed: result.failed.length,
-        current,
-        elapsedMs: Date.now() - started,
-      })
-    },
+      mediaTypes: db ? new MediaTypeIds(db) : undefined,
+      namespaces: new Map(),
+      concurrency: opts.concurrency ?? 16,
+      batchSize: opts.batchSize ?? 200,
+      signal: this.job.signal,
+      live: {manifests: 0, blobs: 0},
+      report(p) {
+        result.problemCount++
+        if (result.problems.length < maxProblems) result.problems.push(p)
+        logger.debug('problem', {problem: p.kind, key: p.key, message: p.message})
+      },
+      progress: () => {
+        opts.onProgress?.({
+          repositories: this.runCounts.repositories,
+          manifests: shared.live.manifests,
+          blobs: shared.live.blobs,
+          problems: result.problemCount,
+          failed: result.failed.length,
+          current: this.current,
+          elapsedMs: Date.now() - this.started,
+        })
+      },
+    }
+    return shared
   }
 
-  // In-order checkpoint over repositories imported concurrently.
-  interface Entry {
-    name: string
-    state: 'running' | 'done' | 'failed' | 'aborted'
-    outcome?: RepositoryOutcome
+  async run(): Promise<JobEnd<ImportResult>> {
+    const {result, job} = this
+    await this.walk()
+    this.advance()
+    await this.save(true)
+    result.checkpoint = this.checkpointed.after ?? undefined
+    addCounts(result, this.base.counts)
+    addCounts(result, this.runCounts)
+    addWrites(result.written, this.base.written)
+    addWrites(result.written, this.runWrites)
+    result.durationMs = Date.now() - this.started
+    const stats = {
+      counts: Object.fromEntries(Object.keys(zeroCounts()).map((k) => [k, result[k as keyof ImportCounts]])),
+      written: result.written,
+      problemCount: this.base.problemCount + result.problemCount,
+      failed: result.failed.length,
+      durationMs: result.durationMs,
+    }
+    job.showStats(() => ({...stats, checkpoint: this.checkpointed}))
+    // Stopped by a signal (or a lost heartbeat): the checkpoint is saved; the runner ends the job.
+    job.signal.throwIfAborted()
+    // The checkpoint stays as saved: a failed job resumes after its last complete repository.
+    const failure = result.failed.length > 0 ? `${result.failed.length} repositories failed; resume with --resume ${job.id}` : undefined
+    return {result, stats, failure}
   }
-  const window: Entry[] = []
-  const checkpointed: ImportCheckpoint = {after: base.after, counts: {...base.counts}, written: structuredClone(base.written), problemCount: base.problemCount}
-  let blocked = false
-  let dirty = false
-  let lastSave = 0
-  let saving: Promise<void> = Promise.resolve()
-  const checkpointEveryMs = opts.checkpointEveryMs ?? 500
-  const save = (force = false): Promise<void> => {
-    if (!db || !job || dryRun || !dirty) return saving
-    if (!force && Date.now() - lastSave < checkpointEveryMs) return saving
-    dirty = false
-    lastSave = Date.now()
-    const snapshot = {...checkpointed, counts: {...checkpointed.counts}, written: structuredClone(checkpointed.written), problemCount: base.problemCount + result.problemCount}
-    const jobId = job.id
-    saving = saving.then(() => saveCheckpoint(db, jobId, snapshot, snapshot).catch((error) => logger.warn('could not save the checkpoint', {job: jobId, error: errorMessage(error)})))
-    return saving
-  }
-  const advance = (): void => {
-    while (!blocked && window.length > 0 && window[0].state !== 'running') {
-      const head = window[0]
-      if (head.state !== 'done') {
-        blocked = true
-        window.length = 0
-        break
+
+  /** Lists the repositories and imports those of this shard, a few at once. */
+  private async walk(): Promise<void> {
+    const {opts, job, shared, result, logger} = this
+    const selected = repositoryFilter(result.filters)
+    const after = this.base.after
+    // Each repository in flight holds one connection for its transaction and borrows a second one for
+    // the shared rows (blobs, media types): more repositories than the pool can serve would wait forever.
+    const poolMax = opts.db?.pool.options.max ?? 10
+    const repositoryConcurrency = Math.max(1, Math.min(opts.repositoryConcurrency ?? 4, this.dryRun ? Infinity : Math.floor((poolMax - 1) / 2)))
+    const inflight = new Set<Promise<void>>()
+    try {
+      for await (const name of listRepositories(opts.driver, (p: Problem) => shared.report(p), job.signal)) {
+        if (job.signal.aborted) break
+        if (!selected(name)) continue
+        if (shardOfRepository(name, job.shard.count) !== job.shard.index) continue
+        if (after !== null && compareRepositories(name, after) <= 0) continue
+        this.current = name
+        const tracked: Promise<void> = this.importOne(name).finally(() => {
+          inflight.delete(tracked)
+          this.advance()
+        })
+        inflight.add(tracked)
+        if (inflight.size >= repositoryConcurrency) await Promise.race(inflight)
       }
-      window.shift()
-      checkpointed.after = head.name
-      addCounts(checkpointed.counts, head.outcome!.counts)
-      addWrites(checkpointed.written, head.outcome!.written)
-      dirty = true
+    } catch (error) {
+      if (!job.signal.aborted) {
+        // The repository listing itself failed: what was imported stays, the job is resumable.
+        result.failed.push({repository: '(listing)', message: errorMessage(error)})
+        logger.error('listing repositories failed', {error: errorMessage(error)})
+      }
+    } finally {
+      await Promise.allSettled([...inflight])
     }
-    void save()
   }
 
-  // Each repository in flight holds one connection for its transaction and borrows a second one for
-  // the shared rows (blobs, media types): more repositories than the pool can serve would wait forever.
-  const poolMax = db?.pool.options.max ?? 10
-  const repositoryConcurrency = Math.max(1, Math.min(opts.repositoryConcurrency ?? 4, dryRun ? Infinity : Math.floor((poolMax - 1) / 2)))
-  const inflight = new Set<Promise<void>>()
-  const listProblem = (p: Problem): void => shared.report(p)
-  try {
-    for await (const name of listRepositories(driver, listProblem, opts.signal)) {
-      if (aborted(opts.signal)) break
-      if (!selected(name)) continue
-      if (shardOfRepository(name, shard.count) !== shard.index) continue
-      if (base.after !== null && compareRepositories(name, base.after) <= 0) continue
-      const entry: Entry = {name, state: 'running'}
-      // Once a repository failed the checkpoint cannot pass it: stop remembering the ones after it.
-      if (!blocked) window.push(entry)
-      current = name
-      const task = importRepository(shared, name).then(
-        (outcome) => {
-          entry.state = 'done'
-          entry.outcome = outcome
-          addCounts(runCounts, outcome.counts)
-          addWrites(runWrites, outcome.written)
-          shared.progress()
-        },
-        (error: unknown) => {
-          if (aborted(opts.signal)) {
-            entry.state = 'aborted'
-            return
-          }
-          entry.state = 'failed'
-          const message = errorMessage(error)
-          result.failed.push({repository: name, message})
-          logger.error('repository import failed; it is retried on --resume', {repository: name, error: message})
-        },
-      )
-      const tracked: Promise<void> = task.finally(() => {
-        inflight.delete(tracked)
-        advance()
-      })
-      inflight.add(tracked)
-      if (inflight.size >= repositoryConcurrency) await Promise.race(inflight)
+  private async importOne(name: string): Promise<void> {
+    const slot = this.window.start(name)
+    const shared = this.shared
+    try {
+      const outcome = shared.db ? await importRepository({...shared, db: shared.db}, name) : await dryRunRepository(shared, name)
+      slot.done(outcome)
+      addCounts(this.runCounts, outcome.counts)
+      addWrites(this.runWrites, outcome.written)
+      shared.progress()
+    } catch (error) {
+      slot.failed()
+      if (this.job.signal.aborted) return
+      const message = errorMessage(error)
+      this.result.failed.push({repository: name, message})
+      this.logger.error('repository import failed; it is retried on --resume', {repository: name, error: message})
     }
-  } catch (error) {
-    if (!aborted(opts.signal)) {
-      // The repository listing itself failed: what was imported stays, the job is resumable.
-      result.failed.push({repository: '(listing)', message: errorMessage(error)})
-      logger.error('listing repositories failed', {error: errorMessage(error)})
-    }
-  } finally {
-    await Promise.allSettled([...inflight])
-    stopHeartbeat()
-  }
-  advance()
-  await save(true)
-
-  result.checkpoint = checkpointed.after ?? undefined
-  addCounts(result, base.counts)
-  addCounts(result, runCounts)
-  addWrites(result.written, base.written)
-  addWrites(result.written, runWrites)
-  result.durationMs = Date.now() - started
-  const stats = {
-    counts: Object.fromEntries(Object.keys(zeroCounts()).map((k) => [k, result[k as keyof ImportCounts]])),
-    written: result.written,
-    problemCount: base.problemCount + result.problemCount,
-    failed: result.failed.length,
-    durationMs: result.durationMs,
   }
 
-  if (aborted(opts.signal)) {
-    if (db && job) await finishJob(db, job.id, 'interrupted', {...stats, checkpoint: checkpointed}).catch(() => {})
-    const reason = String((opts.signal!.reason as Error | undefined)?.message ?? '')
-    throw new InterruptedError(reason.includes('SIGTERM') ? 'SIGTERM' : 'SIGINT', job?.id)
+  /** Moves the checkpoint past the repositories now complete in listing order. */
+  private advance(): void {
+    for (const {name, outcome} of this.window.advance()) {
+      this.checkpointed.after = name
+      addCounts(this.checkpointed.counts, outcome.counts)
+      addWrites(this.checkpointed.written, outcome.written)
+      this.dirty = true
+    }
+    void this.save()
   }
-  if (db && job) {
-    // The checkpoint stays as saved: a failed job resumes after its last complete prefix.
-    if (result.failed.length > 0) await finishJob(db, job.id, 'failed', stats, `${result.failed.length} repositories failed; resume with --resume ${job.id}`)
-    else await finishJob(db, job.id, 'done', stats)
+
+  /** Writes the checkpoint at most every checkpointEveryMs (default 500 ms), and at the end. */
+  private save(force = false): Promise<void> {
+    const {job, checkpointed} = this
+    if (job.id === null || !this.dirty) return this.saving
+    if (!force && Date.now() - this.lastSave < (this.opts.checkpointEveryMs ?? 500)) return this.saving
+    this.dirty = false
+    this.lastSave = Date.now()
+    const snapshot = {
+      ...checkpointed,
+      counts: {...checkpointed.counts},
+      written: structuredClone(checkpointed.written),
+      problemCount: this.base.problemCount + this.result.problemCount,
+    }
+    const jobId = job.id
+    this.saving = this.saving.then(() =>
+      job.save(snapshot, snapshot).catch((error: unknown) => this.logger.warn('could not save the checkpoint', {job: jobId, error: errorMessage(error)})),
+    )
+    return this.saving
   }
-  return result
 }

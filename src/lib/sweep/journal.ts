@@ -111,3 +111,26 @@ function toJournalRow(row: Record<string, any>): JournalRow {
     at: row.at,
   }
 }
+
+/**
+ * What a job has done, counted from its journal: the outcomes of every run of the job, so a resumed
+ * job's summary counts the whole job and not only its last run.
+ */
+export async function journaledOutcomes(db: Db, jobId: string): Promise<{deleted: number; quarantined: number; manifestsDeleted: number; bytes: number; failed: number}> {
+  const result = await db.query<{action: JournalAction; phase: 'done' | 'failed'; n: number; bytes: string | null}>(
+    `SELECT action, phase, count(*)::int AS n, sum(size) AS bytes FROM regops_journal
+     WHERE job_id = $1 AND phase IN ('done', 'failed') GROUP BY action, phase`,
+    [jobId],
+  )
+  const counts = {deleted: 0, quarantined: 0, manifestsDeleted: 0, bytes: 0, failed: 0}
+  for (const row of result.rows) {
+    if (row.phase === 'failed') counts.failed += row.n
+    else if (row.action === 'delete-manifest') counts.manifestsDeleted += row.n
+    else if (row.action === 'delete' || row.action === 'quarantine') {
+      if (row.action === 'delete') counts.deleted += row.n
+      else counts.quarantined += row.n
+      counts.bytes += Number(row.bytes ?? 0)
+    }
+  }
+  return counts
+}

@@ -5,6 +5,7 @@ import type {StorageDriver} from '../storage/driver.js'
 import {uploadsPrefix} from '../storage/layout.js'
 import {listRepositories, problemOf, type Problem} from '../storage/repositories.js'
 import {journalIntents, journalOutcome} from './journal.js'
+import {deleteObjects} from './vacuum.js'
 
 export interface AbandonedUpload {
   repository: string
@@ -99,8 +100,7 @@ export async function sweepUploads(opts: {
       if (!opts.delete || !opts.db) continue
       const [intent] = await journalIntents(opts.db, null, [{action: 'delete-upload', region: opts.driver.region, key: dir, size: bytes, detail: {repository, uuid, objects: keys.length}}])
       try {
-        const outcome = await opts.driver.deleteMany(keys)
-        if (outcome.errors.length > 0) throw new Error(outcome.errors[0].message)
+        await deleteObjects(opts.driver, keys)
         await journalOutcome(opts.db, null, intent, 'done', {})
         result.deleted++
       } catch (error) {

@@ -14,7 +14,7 @@ import {LayoutWriter, seededBytes, sha256} from '../../../src/lib/sample/layout-
 import {pathFor} from '../../../src/lib/storage/layout.js'
 import {writeSampleRegistry, ageTree} from '../../../src/lib/quickstart/sample.js'
 import {sweepBlobs} from '../../../src/lib/sweep/sweep-blobs.js'
-import {purgeQuarantine, restoreQuarantine} from '../../../src/lib/sweep/quarantine-ops.js'
+import {purgeQuarantine, restoreQuarantine} from '../../../src/lib/sweep/restore-purge.js'
 import {Logger} from '../../../src/lib/output/logger.js'
 import {RefusedError} from '../../../src/lib/errors.js'
 
@@ -147,9 +147,14 @@ describe('sweep blobs on a filesystem store', () => {
   })
 
   test('unsafe settings are refused: --min-age under 1h without --force, caps exceeded', async () => {
-    const {driver, sample} = await sampleStore()
+    const {root, driver, sample} = await sampleStore()
     const {db} = await freshDb()
-    await assert.rejects(sweepBlobs({...base, driver, mode: 'dry-run', minAgeMs: 60_000}), (e: unknown) => e instanceof RefusedError)
+    // The one-hour guard belongs to the flag layer (the service trusts minAgeMs): refused before anything runs.
+    const cfg = join(root, 'regops.yaml')
+    await writeFile(cfg, `regions:\n  local: {url: "file://${root}"}\n`)
+    const unsafe = await runCli(['sweep', 'blobs', '--config', cfg, '--min-age', '10m', '--json'])
+    assert.equal(unsafe.code, 4, unsafe.stdout + unsafe.stderr)
+    assert.match(unsafe.json.error.message, /--min-age below 1h/)
     await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete', maxDeletes: sample.orphans.length - 1}), /exceed --max-deletes/)
     await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete', maxBytes: 100}), /exceed --max-bytes/)
     for (const o of sample.orphans) assert.ok(await driver.stat(pathFor({kind: 'blob-data', digest: o.digest})))

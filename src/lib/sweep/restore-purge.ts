@@ -6,6 +6,7 @@ import {markFromStorage} from './mark-storage.js'
 import {referencedAmong} from './references.js'
 import {journalIntents, journalOutcome, type JournalAction} from './journal.js'
 import type {Problem} from '../storage/repositories.js'
+import {deleteObjects, moveBack} from './vacuum.js'
 
 export interface QuarantineEntry {
   /** journal id of the quarantine's outcome row */
@@ -57,19 +58,8 @@ export interface QuarantineOpResult {
   problems: Problem[]
 }
 
-/** Moves a quarantined blob back to its place in the blob store, journaled. */
-async function moveBack(driver: StorageDriver, entry: QuarantineEntry): Promise<void> {
-  const present = await driver.stat(entry.key)
-  if (!present || present.size !== entry.size) {
-    await driver.copy(entry.quarantineKey, entry.key)
-    const back = await driver.stat(entry.key)
-    if (!back || back.size !== entry.size) throw new Error(`restored copy of ${entry.key} has the wrong size; the quarantine copy was kept`)
-  }
-  const outcome = await driver.deleteMany([entry.quarantineKey])
-  if (outcome.errors.length > 0) throw new Error(outcome.errors[0].message)
-}
-
-async function act(
+/** Journals the intent, runs the move or delete, journals its outcome; false (and noted in the result) if it failed. */
+async function journaled(
   db: Db,
   driver: StorageDriver,
   action: JournalAction,
@@ -105,7 +95,7 @@ export async function restoreQuarantine(opts: {
   for (const entry of entries) {
     result.items.push({digest: entry.digest, action: 'restore', key: entry.key, quarantineKey: entry.quarantineKey, size: entry.size})
     if (opts.dryRun) continue
-    if (await act(opts.db, opts.driver, 'restore', entry, () => moveBack(opts.driver, entry), result)) {
+    if (await journaled(opts.db, opts.driver, 'restore', entry, () => moveBack(opts.driver, entry), result)) {
       result.restored++
       result.bytes += entry.size
     }
@@ -156,13 +146,9 @@ export async function purgeQuarantine(opts: {
     result.items.push({digest: entry.digest, action, key: entry.key, quarantineKey: entry.quarantineKey, size: entry.size})
     if (opts.dryRun || action === 'keep') continue
     if (rescue) {
-      if (await act(opts.db, opts.driver, 'rescue', entry, () => moveBack(opts.driver, entry), result)) result.rescued++
+      if (await journaled(opts.db, opts.driver, 'rescue', entry, () => moveBack(opts.driver, entry), result)) result.rescued++
     } else {
-      const purge = async () => {
-        const outcome = await opts.driver.deleteMany([entry.quarantineKey])
-        if (outcome.errors.length > 0) throw new Error(outcome.errors[0].message)
-      }
-      if (await act(opts.db, opts.driver, 'purge', entry, purge, result)) {
+      if (await journaled(opts.db, opts.driver, 'purge', entry, () => deleteObjects(opts.driver, [entry.quarantineKey]), result)) {
         result.purged++
         result.bytes += entry.size
       }

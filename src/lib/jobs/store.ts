@@ -1,6 +1,6 @@
 import {hostname} from 'node:os'
-import type {Db} from './db.js'
-import {RefusedError, UsageError} from '../errors.js'
+import type {Db} from '../metadata/db.js'
+import {RefusedError, UsageError, errorMessage} from '../errors.js'
 
 export type JobStatus = 'pending' | 'running' | 'done' | 'failed' | 'interrupted'
 
@@ -99,50 +99,58 @@ export async function resumeJob<C>(db: Db, id: string, kind: string): Promise<Jo
   return toJob<C>(result.rows[0])
 }
 
+/**
+ * Saves a checkpoint (and the stats `jobs show` prints). Only the job's owner writes it: a worker whose job
+ * was taken over after its heartbeat went stale must not overwrite the new owner's progress.
+ */
 export async function saveCheckpoint(db: Db, id: string, checkpoint: unknown, stats: unknown): Promise<void> {
-  await db.query('UPDATE regops_jobs SET checkpoint = $2, stats = $3, heartbeat_at = now() WHERE id = $1', [id, JSON.stringify(checkpoint), JSON.stringify(stats)])
-}
-
-export async function finishJob(db: Db, id: string, status: Exclude<JobStatus, 'pending' | 'running'>, stats: unknown, error?: string): Promise<void> {
-  await db.query('UPDATE regops_jobs SET status = $2, stats = $3, error = $4, finished_at = now(), heartbeat_at = now() WHERE id = $1', [
+  const result = await db.query('UPDATE regops_jobs SET checkpoint = $2, stats = $3, heartbeat_at = now() WHERE id = $1 AND owner = $4', [
     id,
-    status,
+    JSON.stringify(checkpoint),
     JSON.stringify(stats),
-    error ?? null,
+    ownerId(),
   ])
+  if (result.rowCount === 0) throw takenOver(id)
 }
 
-/** Keeps a job's heartbeat fresh while it runs. */
-export function startHeartbeat(db: Db, id: string): () => void {
-  const timer = setInterval(() => {
-    db.query('UPDATE regops_jobs SET heartbeat_at = now() WHERE id = $1', [id]).catch(() => {})
-  }, HEARTBEAT_EVERY_MS)
-  timer.unref()
-  return () => clearInterval(timer)
+/** Ends a job; like a checkpoint, only its owner may. */
+export async function finishJob(db: Db, id: string, status: Exclude<JobStatus, 'pending' | 'running'>, stats: unknown, error?: string): Promise<void> {
+  const result = await db.query(
+    'UPDATE regops_jobs SET status = $2, stats = $3, error = $4, finished_at = now(), heartbeat_at = now() WHERE id = $1 AND owner = $5',
+    [id, status, JSON.stringify(stats), error ?? null, ownerId()],
+  )
+  if (result.rowCount === 0) throw takenOver(id)
+}
+
+function takenOver(id: string): RefusedError {
+  return new RefusedError(`job ${id} is no longer owned by this worker (${ownerId()}): another worker resumed it, so this one stopped`)
 }
 
 /**
- * SIGINT/SIGTERM abort the signal instead of killing the process, so the job saves its checkpoint
- * and exits 130/143. A second signal kills at once.
+ * Keeps a job's heartbeat fresh while it runs, as long as this worker still owns the job. `onLost` is
+ * called once when an update fails or finds the job taken over: after a minute without a heartbeat
+ * another worker may resume the job, so this one must stop rather than act beside it.
  */
-export function interruptOnSignals(): {signal: AbortSignal; received: () => 'SIGINT' | 'SIGTERM' | undefined; dispose(): void} {
-  const controller = new AbortController()
-  let received: 'SIGINT' | 'SIGTERM' | undefined
-  const handler = (sig: 'SIGINT' | 'SIGTERM') => {
-    if (received) process.exit(sig === 'SIGINT' ? 130 : 143)
-    received = sig
-    controller.abort(new Error(`interrupted by ${sig}`))
+export function startHeartbeat(db: Db, id: string, onLost: (reason: Error) => void, everyMs = HEARTBEAT_EVERY_MS): () => void {
+  const owner = ownerId()
+  let stopped = false
+  const lose = (reason: Error) => {
+    if (stopped) return
+    stopped = true
+    clearInterval(timer)
+    onLost(reason)
   }
-  const onInt = () => handler('SIGINT')
-  const onTerm = () => handler('SIGTERM')
-  process.on('SIGINT', onInt)
-  process.on('SIGTERM', onTerm)
-  return {
-    signal: controller.signal,
-    received: () => received,
-    dispose() {
-      process.off('SIGINT', onInt)
-      process.off('SIGTERM', onTerm)
-    },
+  const timer = setInterval(() => {
+    db.query('UPDATE regops_jobs SET heartbeat_at = now() WHERE id = $1 AND owner = $2', [id, owner]).then(
+      (result) => {
+        if (result.rowCount === 0) lose(new Error(`job ${id} is no longer owned by this worker (${owner})`))
+      },
+      (error: unknown) => lose(new Error(`the heartbeat of job ${id} could not be written: ${errorMessage(error)}`, {cause: error})),
+    )
+  }, everyMs)
+  timer.unref()
+  return () => {
+    stopped = true
+    clearInterval(timer)
   }
 }

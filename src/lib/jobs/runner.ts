@@ -1,0 +1,190 @@
+import type {Db} from '../metadata/db.js'
+import {InterruptedError, JobFailedError, RegopsError, UsageError, errorMessage} from '../errors.js'
+import type {Logger} from '../output/logger.js'
+import {createJob, finishJob, getJob, resumeJob, saveCheckpoint, startHeartbeat, type Job} from './store.js'
+import {stopSignalOf} from './signals.js'
+
+export interface Shard {
+  index: number
+  count: number
+}
+
+export interface JobSpec {
+  kind: string
+  /**
+   * A new job: its settings, stored with it. A resume: the settings this invocation states (undefined =
+   * not stated); any that differ from the job's are refused, since a job runs with the settings it started with.
+   */
+  params: Record<string, unknown>
+  shard?: Shard
+  /** the id of a job to resume instead of starting one */
+  resume?: string
+  /** the region the run works on; stored with a new job, and a job of another region is not resumed */
+  region: string
+  /** aborted by SIGINT/SIGTERM (see signals.ts): the job ends 'interrupted' */
+  signal?: AbortSignal
+  logger: Logger
+}
+
+export interface RunningJob<C> {
+  /** null when the run keeps no job (no database: a dry-run) */
+  id: string | null
+  /** the job's settings: on a resume, those it was started with */
+  params: Record<string, unknown>
+  shard: Shard
+  /** where a resumed job stopped; null for a new one */
+  checkpoint: C | null
+  /** aborted on a stop signal, and when the heartbeat is lost (another worker may take the job over) */
+  signal: AbortSignal
+  save(checkpoint: C, stats: unknown): Promise<void>
+  /** what the job row shows if the run ends on an error or a signal */
+  showStats(stats: () => unknown): void
+}
+
+export interface JobEnd<R> {
+  result: R
+  stats: unknown
+  /** set when the run finished but some of its work failed: the job ends 'failed' (resumable) */
+  failure?: string
+}
+
+/**
+ * Runs `body` as a job: creates it, or resumes one after checking its kind, region and settings; keeps
+ * its heartbeat; saves checkpoints; and finishes it done, failed or interrupted. Without a database the
+ * body runs with no job (a dry-run), with the same signal handling. Errors: a regops error passes
+ * through; a stop signal becomes InterruptedError (130/143); a bug (TypeError...) is rethrown as it is;
+ * anything else (PostgreSQL, storage, network) becomes JobFailedError (exit 3, resumable). The job is
+ * marked failed or interrupted in every case, when the database still answers.
+ */
+export async function runJob<C, R>(db: Db | undefined, spec: JobSpec, body: (job: RunningJob<C>) => Promise<JobEnd<R>>): Promise<R> {
+  if (!db) return runWithoutJob(spec, body)
+  const job = spec.resume ? await takeOver<C>(db, spec, spec.resume) : ((await createJob(db, spec.kind, {...spec.params, region: spec.region}, spec.shard)) as Job<C>)
+  if (spec.resume) spec.logger.info(`resuming ${spec.kind}`, {job: job.id})
+  const controller = new AbortController()
+  const forwardStop = () => controller.abort(spec.signal!.reason)
+  if (spec.signal?.aborted) forwardStop()
+  else spec.signal?.addEventListener('abort', forwardStop, {once: true})
+  const stopHeartbeat = startHeartbeat(db, job.id, (reason) => {
+    spec.logger.error('heartbeat lost: stopping so that no other worker acts beside this one', {job: job.id, error: reason.message})
+    controller.abort(reason)
+  })
+  let stats: () => unknown = () => job.stats
+  const finish = async (status: 'failed' | 'interrupted', error?: string) => {
+    await finishJob(db, job.id, status, stats(), error).catch((failure: unknown) =>
+      spec.logger.warn(`could not mark job ${job.id} ${status}`, {job: job.id, error: errorMessage(failure)}),
+    )
+  }
+  try {
+    const end = await body({
+      id: job.id,
+      params: job.params,
+      shard: {index: job.shardIndex, count: job.shardCount},
+      checkpoint: job.checkpoint,
+      signal: controller.signal,
+      save: (checkpoint, latest) => saveCheckpoint(db, job.id, checkpoint, latest),
+      showStats: (fn) => (stats = fn),
+    })
+    stats = () => end.stats
+    await finishJob(db, job.id, end.failure ? 'failed' : 'done', end.stats, end.failure)
+    return end.result
+  } catch (error) {
+    const stop = stopSignalOf(spec.signal)
+    if (stop) {
+      await finish('interrupted')
+      throw new InterruptedError(stop, job.id)
+    }
+    // A lost heartbeat aborts the body, which then throws whatever the abort reached first: report the cause.
+    const cause = controller.signal.aborted ? controller.signal.reason : error
+    await finish('failed', errorMessage(cause))
+    if (cause instanceof RegopsError || isBug(cause)) throw cause
+    throw new JobFailedError(job.id, cause)
+  } finally {
+    stopHeartbeat()
+    spec.signal?.removeEventListener('abort', forwardStop)
+  }
+}
+
+async function runWithoutJob<C, R>(spec: JobSpec, body: (job: RunningJob<C>) => Promise<JobEnd<R>>): Promise<R> {
+  if (spec.resume) throw new UsageError('--resume needs the database that holds the job (database.url, DATABASE_URL or --database-url)')
+  const signal = spec.signal ?? new AbortController().signal
+  try {
+    const end = await body({
+      id: null,
+      params: {...spec.params, region: spec.region},
+      shard: spec.shard ?? {index: 0, count: 1},
+      checkpoint: null,
+      signal,
+      save: async () => {},
+      showStats: () => {},
+    })
+    return end.result
+  } catch (error) {
+    const stop = stopSignalOf(spec.signal)
+    if (stop) throw new InterruptedError(stop)
+    throw error
+  }
+}
+
+/**
+ * Checks a job before taking it over: the kind, the region and the stated settings must match. A
+ * mismatch is a usage error and leaves the job as it was (it is still someone's to resume correctly).
+ */
+async function takeOver<C>(db: Db, spec: JobSpec, id: string): Promise<Job<C>> {
+  const found = await getJob(db, id)
+  if (found.kind !== spec.kind) throw new UsageError(`job ${found.id} is a ${found.kind} job, not ${spec.kind}`)
+  const region = found.params.region
+  if (region !== undefined && region !== spec.region) {
+    throw new UsageError(`job ${found.id} ran on region '${String(region)}', not '${spec.region}': pass --region ${String(region)}`)
+  }
+  const stated = spec.shard ? {...spec.params, shard: spec.shard} : spec.params
+  const differing = differingParams({...found.params, shard: {index: found.shardIndex, count: found.shardCount}}, stated)
+  if (differing.length > 0) {
+    const named = differing.map((d) => `${d.name} (job: ${d.job}, given: ${d.given})`).join(', ')
+    throw new UsageError(`job ${found.id} runs with the settings it started with; this invocation differs in ${named}`, {
+      hint: `leave those out of --resume ${found.id}, or start a new job`,
+      details: {differing},
+    })
+  }
+  return resumeJob<C>(db, id, spec.kind)
+}
+
+export interface DifferingParam {
+  name: string
+  job: string
+  given: string
+}
+
+/** The stated settings (undefined = not stated) whose value differs from the job's, in the order stated. */
+export function differingParams(job: Record<string, unknown>, stated: Record<string, unknown>): DifferingParam[] {
+  const differing: DifferingParam[] = []
+  for (const [name, given] of Object.entries(stated)) {
+    if (given === undefined) continue
+    const held = job[name]
+    if (canonical(held) !== canonical(given)) differing.push({name, job: held === undefined ? '(not set)' : canonical(held), given: canonical(given)})
+  }
+  return differing
+}
+
+/** JSON with object keys sorted, so that settings compare by value whatever order they were written in. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  )
+}
+
+/**
+ * Errors that mean a mistake in regops' own code. Everything else that reaches the runner comes from
+ * what the job talks to (PostgreSQL, storage, the network, local files), which a resume can get past.
+ * fetch reports a network failure as a TypeError with the system error as its cause: that one is not a bug.
+ */
+export function isBug(error: unknown): boolean {
+  if (error instanceof TypeError) return !(error.cause instanceof Error && typeof (error.cause as {code?: unknown}).code === 'string')
+  return (
+    error instanceof RangeError ||
+    error instanceof ReferenceError ||
+    error instanceof SyntaxError ||
+    error instanceof EvalError ||
+    error instanceof URIError ||
+    (error instanceof Error && (error as {code?: unknown}).code === 'ERR_ASSERTION')
+  )
+}

@@ -1,0 +1,195 @@
+import type {RegionConfig} from '../config/config.js'
+import type {Db} from '../metadata/db.js'
+import {RefusedError} from '../errors.js'
+import type {Logger} from '../output/logger.js'
+import type {StorageDriver} from '../storage/driver.js'
+import type {Problem} from '../storage/repositories.js'
+import {markFromStorage, type UntaggedManifest} from './mark-storage.js'
+import {referencedDigestsFromDb} from './references.js'
+import {MarkSpill, ShardLines} from './spill.js'
+import {enumerateBlobs, enumerateBlobsInWorker, type EnumerateResult} from './enumerate.js'
+import {mergePrefix} from './merge.js'
+import {dropUnplannedCandidates, insertCandidates} from './candidates.js'
+import {CandidateReport} from './report.js'
+import {CLOCK_SKEW_MS, type SweepBlobsResult, type SweepCandidate, type SweepSettings} from './types.js'
+
+export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUntagged' | 'metadataAuthoritative'> {
+  driver: StorageDriver
+  region?: RegionConfig
+  /** the database of the metadata strategy */
+  db?: Db
+  /** an acting job: candidates go to its table, and a checkpoint (taken at once, written later) after each prefix */
+  job?: {db: Db; id: string; checkpointAfter: (planned: string[]) => () => Promise<void>}
+  prefixes: string[]
+  /** prefixes a resumed job planned already */
+  planned: string[]
+  cutoff: Date
+  markStart: Date
+  concurrency: number
+  reportFile?: string
+  signal: AbortSignal
+  logger: Logger
+  result: SweepBlobsResult
+  onProblem: (problem: Problem) => void
+  onProgress: (phase: 'mark' | 'plan', planned: number) => void
+}
+
+interface Marked {
+  /** the mark set of the storage strategy, spilled per prefix */
+  marks: MarkSpill
+  /** metadata strategy: references found in storage since the last import */
+  delta?: Set<string>
+  untagged: UntaggedManifest[]
+}
+
+/**
+ * The plan: marks what is referenced while listing the blobs of the prefixes still to plan, then
+ * merges each prefix. Candidates go to the report, and for an acting job to its candidate table.
+ */
+export async function planSweep(ctx: PlanContext): Promise<void> {
+  const planned = new Set(ctx.planned)
+  const todo = ctx.prefixes.filter((prefix) => !planned.has(prefix))
+  const files = ShardLines.create(todo, 'sweep')
+  const listing = files.sibling('.blobs')
+  const report = await CandidateReport.open(ctx.reportFile)
+  try {
+    ctx.onProgress('mark', 0)
+    // The blob listing runs while the mark does (on a second thread for a filesystem region). Listing
+    // first is the safe order anyway: a blob that appears later is not a candidate of this run.
+    const [marked, enumerated] = await Promise.all([mark(ctx, new MarkSpill(files)), listBlobs(ctx, todo, listing)])
+    ctx.logger.debug('listing done', {prefixes: enumerated.completed.length})
+    if (enumerated.failed) ctx.result.markComplete = false
+    // A resumed plan keeps the candidates of the prefixes it finished (the act phase re-checks each one
+    // against everything written since the original start) and redoes the others.
+    if (ctx.job) await dropUnplannedCandidates(ctx.job.db, ctx.job.id, [...planned])
+    await recordUntagged(ctx, marked.untagged, report)
+    await mergePrefixes(ctx, todo, new Set(enumerated.completed), marked, listing, planned, report)
+  } finally {
+    await report?.close()
+    await files.dispose()
+  }
+}
+
+function listBlobs(ctx: PlanContext, todo: string[], listing: ShardLines): Promise<EnumerateResult> {
+  const options = {concurrency: ctx.concurrency, signal: ctx.signal, onProblem: ctx.onProblem}
+  return ctx.driver.kind === 'file' && ctx.region && todo.length > 0
+    ? enumerateBlobsInWorker(ctx.region, todo, listing, options)
+    : enumerateBlobs(ctx.driver, todo, listing, options)
+}
+
+async function mark(ctx: PlanContext, marks: MarkSpill): Promise<Marked> {
+  const {result} = ctx
+  const markProblem = (problem: Problem) => {
+    result.markComplete = false
+    ctx.onProblem(problem)
+  }
+  if (ctx.strategy === 'storage') {
+    const marked = await markFromStorage(ctx.driver, {
+      cutoff: ctx.cutoff,
+      deleteUntagged: ctx.deleteUntagged,
+      concurrency: ctx.concurrency,
+      signal: ctx.signal,
+      mark: (digest) => marks.add(digest),
+      onProblem: markProblem,
+    })
+    marks.lines.flushAll()
+    result.marked = {repositories: marked.repositories, manifests: marked.manifests, youngLinks: marked.youngLinks}
+    ctx.logger.debug('mark done', {repositories: marked.repositories, manifests: marked.manifests, marks: marks.count})
+    return {marks, untagged: marked.untagged}
+  }
+  if (ctx.metadataAuthoritative) return {marks, untagged: []}
+  // The database knows what was imported; storage may have changed since. Re-walk what is newer.
+  const since = await lastImportStart(ctx.db!)
+  if (!since) {
+    throw new RefusedError('no finished import in this database: --strategy metadata would miss every reference', {
+      hint: 'run regops import first, or pass --metadata-authoritative if the registry itself writes this database',
+    })
+  }
+  const delta = new Set<string>()
+  const marked = await markFromStorage(ctx.driver, {
+    cutoff: ctx.cutoff,
+    since: new Date(Math.min(since.getTime(), ctx.markStart.getTime()) - CLOCK_SKEW_MS),
+    concurrency: ctx.concurrency,
+    signal: ctx.signal,
+    mark: (digest) => delta.add(digest),
+    onProblem: markProblem,
+  })
+  result.marked = {repositories: marked.repositories, manifests: marked.manifests, youngLinks: marked.youngLinks}
+  return {marks, delta, untagged: []}
+}
+
+async function recordUntagged(ctx: PlanContext, untagged: UntaggedManifest[], report: CandidateReport | undefined): Promise<void> {
+  for (const manifest of untagged) {
+    const candidate: SweepCandidate = {
+      kind: 'manifest',
+      digest: manifest.digest,
+      key: manifest.revisionKey,
+      size: 0,
+      lastModified: manifest.lastModified,
+      repository: manifest.repository,
+      reason: 'untagged',
+    }
+    ctx.result.candidates.manifests++
+    await report?.write(candidate)
+    if (ctx.job) await insertCandidates(ctx.job.db, ctx.job.id, [candidate])
+  }
+}
+
+async function mergePrefixes(
+  ctx: PlanContext,
+  todo: string[],
+  listed: Set<string>,
+  marked: Marked,
+  listing: ShardLines,
+  planned: Set<string>,
+  report: CandidateReport | undefined,
+): Promise<void> {
+  const {result} = ctx
+  let checkpointing = Promise.resolve()
+  let done = ctx.prefixes.length - todo.length
+  ctx.onProgress('plan', done)
+  for (const prefix of todo) {
+    ctx.signal.throwIfAborted()
+    // A prefix whose listing did not finish: unknown, so no checkpoint (and acting is refused).
+    if (!listed.has(prefix)) continue
+    const references = ctx.strategy === 'storage' ? await marked.marks.read(prefix) : await referencedDigestsFromDb(ctx.db!, prefix)
+    const merged = mergePrefix(await listing.read(prefix), references, ctx.cutoff.getTime(), marked.delta)
+    result.scanned.blobs += merged.scanned.blobs
+    result.scanned.bytes += merged.scanned.bytes
+    result.referenced += merged.referenced
+    result.tooYoung.count += merged.tooYoung.count
+    result.tooYoung.bytes += merged.tooYoung.bytes
+    for (const candidate of merged.candidates) {
+      result.candidates.count++
+      result.candidates.bytes += candidate.size
+      const drain = report?.write(candidate)
+      if (drain) await drain
+    }
+    planned.add(prefix)
+    if (ctx.job) {
+      const job = ctx.job
+      await insertCandidates(job.db, job.id, merged.candidates)
+      // The checkpoint holds the counters as they are now; it is written behind the next prefix's merge.
+      checkpointing = checkpointing.then(job.checkpointAfter([...planned]))
+    }
+    ctx.onProgress('plan', ++done)
+  }
+  await checkpointing
+}
+
+/**
+ * The earliest start of the latest complete import: the import jobs sharing params.group, every shard
+ * 0..n-1 of them done, none limited to some repositories (params.complete). A group with a shard
+ * missing, failed or running, or an import of a few repositories, does not count: the database would
+ * lack references.
+ */
+async function lastImportStart(db: Db): Promise<Date | undefined> {
+  const result = await db.query<{started_at: Date}>(
+    `SELECT min(started_at) AS started_at FROM regops_jobs
+      WHERE kind = 'import' AND status = 'done' AND params ? 'group' AND coalesce(params->>'complete', 'true') = 'true'
+      GROUP BY params->>'group', shard_count
+     HAVING count(DISTINCT shard_index) = shard_count
+      ORDER BY max(finished_at) DESC LIMIT 1`,
+  )
+  return result.rows[0]?.started_at ?? undefined
+}

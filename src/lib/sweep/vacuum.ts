@@ -1,0 +1,52 @@
+import type {StorageDriver} from '../storage/driver.js'
+import {parseKey, tagsPrefix} from '../storage/layout.js'
+
+/**
+ * The storage primitives of the sweep and of its undo: they know how to remove or move an object and
+ * nothing about why. Every caller journals the intent before and the outcome after.
+ */
+
+/** Deletes the keys, throwing the first failure (a missing object counts as deleted, as in the driver). */
+export async function deleteObjects(driver: StorageDriver, keys: string[]): Promise<void> {
+  const outcome = await driver.deleteMany(keys)
+  if (outcome.errors.length > 0) throw new Error(outcome.errors[0].message)
+}
+
+/** Moves a blob to its quarantine key: copy, check the copy's size, then delete the original. */
+export async function quarantineBlob(driver: StorageDriver, key: string, quarantineKey: string): Promise<void> {
+  const source = await driver.stat(key)
+  if (source) {
+    await driver.copy(key, quarantineKey)
+    const copy = await driver.stat(quarantineKey)
+    if (!copy || copy.size !== source.size) throw new Error(`quarantine copy ${quarantineKey} is not complete; the blob was left in place`)
+    await deleteObjects(driver, [key])
+    return
+  }
+  // Already moved (a resumed action): the quarantine copy must exist.
+  if (!(await driver.stat(quarantineKey))) throw new Error(`neither ${key} nor its quarantine copy exists`)
+}
+
+/** Moves a quarantined blob back to its place in the blob store (unless an intact copy is already there). */
+export async function moveBack(driver: StorageDriver, item: {key: string; quarantineKey: string; size: number}): Promise<void> {
+  const present = await driver.stat(item.key)
+  if (!present || present.size !== item.size) {
+    await driver.copy(item.quarantineKey, item.key)
+    const back = await driver.stat(item.key)
+    if (!back || back.size !== item.size) throw new Error(`restored copy of ${item.key} has the wrong size; the quarantine copy was kept`)
+  }
+  await deleteObjects(driver, [item.quarantineKey])
+}
+
+/** Removes an untagged manifest from a repository the way distribution does: its revision link and tag index entries. */
+export async function deleteManifestLinks(driver: StorageDriver, repository: string, digest: string, revisionKey: string): Promise<void> {
+  const keys = [revisionKey]
+  for await (const object of driver.list(tagsPrefix(repository))) {
+    try {
+      const spec = parseKey(object.key)
+      if (spec.kind === 'tag-index-link' && spec.digest === digest) keys.push(object.key)
+    } catch {
+      // not ours to judge here; the sweep's walk reported it
+    }
+  }
+  await deleteObjects(driver, keys)
+}
