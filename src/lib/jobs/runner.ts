@@ -1,4 +1,4 @@
-import type {Db} from '../metadata/db.js'
+import {DatabaseConnectionError, type Db} from '../metadata/db.js'
 import {InterruptedError, JobFailedError, RegopsError, UsageError, errorMessage} from '../errors.js'
 import type {Logger} from '../output/logger.js'
 import {createJob, finishJob, getJob, resumeJob, saveCheckpoint, startHeartbeat, type Job} from './store.js'
@@ -96,7 +96,8 @@ export async function runJob<C, R>(db: Db | undefined, spec: JobSpec, body: (job
     // A lost heartbeat aborts the body, which then throws whatever the abort reached first: report the cause.
     const cause = controller.signal.aborted ? controller.signal.reason : error
     await finish('failed', errorMessage(cause))
-    if (cause instanceof RegopsError || isBug(cause)) throw cause
+    // Losing the database mid-job is not "nothing was done" (that error's exit 2): the job is partial.
+    if ((cause instanceof RegopsError && !(cause instanceof DatabaseConnectionError)) || isBug(cause)) throw cause
     throw new JobFailedError(job.id, cause)
   } finally {
     stopHeartbeat()

@@ -203,9 +203,18 @@ export function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Db {
     opts.onIdleError?.(new DatabaseConnectionError(scrub(`metadata database connection lost (${redactedUrl}): ${error.message}`, secrets)))
   })
 
+  // A checked-out client whose server connection is killed between two queries emits 'error' with no
+  // listener (the pool listens only while it is idle), which would crash the process; the loss still
+  // reaches the caller through its next query.
+  const listened = new WeakSet<pg.PoolClient>()
   const connect = async (): Promise<pg.PoolClient> => {
     try {
-      return await pool.connect()
+      const client = await pool.connect()
+      if (!listened.has(client)) {
+        listened.add(client)
+        client.on('error', () => {})
+      }
+      return client
     } catch (error) {
       throw wrapConnectError(error)
     }
