@@ -20,7 +20,9 @@ export type FaultAction =
   /** forward, but cut the body after this many bytes and destroy the socket */
   | { kind: 'truncate'; bytes: number }
   /** forward, announcing a Content-Length larger than the body */
-  | { kind: 'wrong-length' };
+  | { kind: 'wrong-length' }
+  /** forward, with the server's clock shifted: Date and Last-Modified headers moved by this many ms */
+  | { kind: 'shift-clock'; ms: number };
 
 export interface ProxiedRequest {
   method: string;
@@ -102,6 +104,12 @@ export async function startFaultProxy(opts: { target: string; rules?: FaultRule[
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
         const headers = { ...up.headers };
+        if (action.kind === 'shift-clock') {
+          for (const name of ['date', 'last-modified'] as const) {
+            const value = up.headers[name];
+            if (value) headers[name] = new Date(Date.parse(value) + action.ms).toUTCString();
+          }
+        }
         if (action.kind === 'wrong-length') {
           const length = Number(up.headers['content-length'] ?? 0);
           headers['content-length'] = String(length + 100);
