@@ -21,7 +21,10 @@ export type FaultAction =
   | { kind: 'truncate'; bytes: number }
   /** forward, announcing a Content-Length larger than the body */
   | { kind: 'wrong-length' }
-  /** forward, with the server's clock shifted: Date and Last-Modified headers moved by this many ms */
+  /**
+   * forward, with the server's clock shifted by this many ms: Date and Last-Modified headers, and the
+   * <LastModified> of a ListObjectsV2 body (so a listing can show objects as days old: S3's ageTree)
+   */
   | { kind: 'shift-clock'; ms: number };
 
 export interface ProxiedRequest {
@@ -113,6 +116,22 @@ export async function startFaultProxy(opts: { target: string; rules?: FaultRule[
         if (action.kind === 'wrong-length') {
           const length = Number(up.headers['content-length'] ?? 0);
           headers['content-length'] = String(length + 100);
+        }
+        if (action.kind === 'shift-clock' && String(up.headers['content-type'] ?? '').includes('xml')) {
+          const chunks: Buffer[] = [];
+          up.on('data', (chunk: Buffer) => chunks.push(chunk));
+          up.on('end', () => {
+            const body = Buffer.from(
+              Buffer.concat(chunks)
+                .toString('utf8')
+                .replace(/<LastModified>([^<]+)<\/LastModified>/g, (_, when: string) => `<LastModified>${new Date(Date.parse(when) + action.ms).toISOString()}</LastModified>`),
+            );
+            delete headers['transfer-encoding'];
+            headers['content-length'] = String(body.length);
+            res.writeHead(up.statusCode ?? 502, headers);
+            res.end(body);
+          });
+          return;
         }
         res.writeHead(up.statusCode ?? 502, headers);
         if (action.kind === 'truncate') {
