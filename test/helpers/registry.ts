@@ -36,6 +36,8 @@ export interface StartRegistryOptions {
   uploadPurging?: boolean;
   /** storage.maintenance.readonly.enabled (default false) */
   readOnly?: boolean;
+  /** storage.cache.blobdescriptor: none (default: no cache section), inmemory (the stock config), or a redis at addr */
+  cache?: 'inmemory' | { redis: string };
   /** log.level (default warn) */
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** ms to wait for GET /v2/ == 200 (default 15000) */
@@ -103,10 +105,12 @@ export function registryConfig(opts: StartRegistryOptions & { port: number; root
     uploadpurging: { enabled: opts.uploadPurging ?? false },
     readonly: { enabled: opts.readOnly ?? false },
   };
+  if (opts.cache) storage.cache = { blobdescriptor: opts.cache === 'inmemory' ? 'inmemory' : 'redis' };
   return {
     version: 0.1,
     log: { level: opts.logLevel ?? 'warn', accesslog: { disabled: true }, formatter: 'text' },
     storage,
+    ...(opts.cache && opts.cache !== 'inmemory' ? { redis: { addr: opts.cache.redis, db: 0 } } : {}),
     http: { addr: `127.0.0.1:${opts.port}`, secret: 'regops-test-secret' },
     health: { storagedriver: { enabled: false } },
   };

@@ -1,0 +1,212 @@
+// A fault-injecting HTTP proxy on 127.0.0.1 for tests: it forwards to a real server (radosgw, the
+// registry) and, for the requests a rule matches, answers 503 SlowDown or another status, resets the
+// connection, stalls, truncates the body or lies in Content-Length. Seeded, so a failing trial replays.
+//
+// SigV4 signs the Host header: the proxy forwards the client's Host unchanged, so a request signed for
+// the proxy's address verifies at radosgw (which checks the signature, not that the host is its own).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type FaultAction =
+  | { kind: 'pass' }
+  /** an S3-style XML error (503 SlowDown, 500 InternalError, 403 AccessDenied, ...) */
+  | { kind: 'status'; status: number; code?: string; retryAfterSeconds?: number }
+  /** answer with this body instead of forwarding (e.g. a DeleteResult naming per-key errors) */
+  | { kind: 'reply'; status: number; body: string; contentType?: string }
+  /** destroy the client's socket before any response */
+  | { kind: 'reset' }
+  /** hold the request this long, then forward it */
+  | { kind: 'stall'; ms: number }
+  /** forward, but cut the body after this many bytes and destroy the socket */
+  | { kind: 'truncate'; bytes: number }
+  /** forward, announcing a Content-Length larger than the body */
+  | { kind: 'wrong-length' }
+  /**
+   * forward, with the server's clock shifted by this many ms: Date and Last-Modified headers, and the
+   * <LastModified> of a ListObjectsV2 body (so a listing can show objects as days old: S3's ageTree)
+   */
+  | { kind: 'shift-clock'; ms: number };
+
+export interface ProxiedRequest {
+  method: string;
+  /** path without the query */
+  path: string;
+  query: URLSearchParams;
+  headers: http.IncomingHttpHeaders;
+}
+
+export interface FaultRule {
+  name: string;
+  match: (req: ProxiedRequest) => boolean;
+  action: FaultAction;
+  /** apply to at most this many matching requests (default: all) */
+  times?: number;
+  /** apply to this fraction of matching requests, drawn from the seeded generator (default 1) */
+  fraction?: number;
+}
+
+export interface FaultLogEntry {
+  method: string;
+  url: string;
+  rule?: string;
+  action: FaultAction['kind'];
+}
+
+export interface FaultProxy {
+  /** http://127.0.0.1:PORT */
+  endpoint: string;
+  port: number;
+  seed: number;
+  /** every request seen, in order, with the rule that fired (if any) */
+  log: FaultLogEntry[];
+  /** how many times each rule fired */
+  fired(rule: string): number;
+  setRules(rules: FaultRule[]): void;
+  close(): Promise<void>;
+}
+
+/** mulberry32: small, fast, and the same sequence for the same seed on every machine. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function s3ErrorBody(code: string, status: number): string {
+  return `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected ${status} by the test proxy</Message><RequestId>fault-proxy</RequestId></Error>`;
+}
+
+const DEFAULT_CODES: Record<number, string> = { 403: 'AccessDenied', 404: 'NoSuchKey', 500: 'InternalError', 503: 'SlowDown' };
+
+export async function startFaultProxy(opts: { target: string; rules?: FaultRule[]; seed?: number }): Promise<FaultProxy> {
+  const target = new URL(opts.target);
+  const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const random = seededRandom(seed);
+  let rules = opts.rules ?? [];
+  const counts = new Map<string, number>();
+  const log: FaultLogEntry[] = [];
+
+  const choose = (req: ProxiedRequest): FaultRule | undefined => {
+    for (const rule of rules) {
+      if (!rule.match(req)) continue;
+      if (rule.times !== undefined && (counts.get(rule.name) ?? 0) >= rule.times) continue;
+      if (rule.fraction !== undefined && random() >= rule.fraction) continue;
+      counts.set(rule.name, (counts.get(rule.name) ?? 0) + 1);
+      return rule;
+    }
+    return undefined;
+  };
+
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse, action: FaultAction): void => {
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        const headers = { ...up.headers };
+        if (action.kind === 'shift-clock') {
+          for (const name of ['date', 'last-modified'] as const) {
+            const value = up.headers[name];
+            if (value) headers[name] = new Date(Date.parse(value) + action.ms).toUTCString();
+          }
+        }
+        if (action.kind === 'wrong-length') {
+          const length = Number(up.headers['content-length'] ?? 0);
+          headers['content-length'] = String(length + 100);
+        }
+        if (action.kind === 'shift-clock' && String(up.headers['content-type'] ?? '').includes('xml')) {
+          const chunks: Buffer[] = [];
+          up.on('data', (chunk: Buffer) => chunks.push(chunk));
+          up.on('end', () => {
+            const body = Buffer.from(
+              Buffer.concat(chunks)
+                .toString('utf8')
+                .replace(/<LastModified>([^<]+)<\/LastModified>/g, (_, when: string) => `<LastModified>${new Date(Date.parse(when) + action.ms).toISOString()}</LastModified>`),
+            );
+            delete headers['transfer-encoding'];
+            headers['content-length'] = String(body.length);
+            res.writeHead(up.statusCode ?? 502, headers);
+            res.end(body);
+          });
+          return;
+        }
+        res.writeHead(up.statusCode ?? 502, headers);
+        if (action.kind === 'truncate') {
+          let sent = 0;
+          up.on('data', (chunk: Buffer) => {
+            const room = action.bytes - sent;
+            if (room > 0) res.write(chunk.subarray(0, room));
+            sent += chunk.length;
+            if (sent >= action.bytes) {
+              up.destroy();
+              res.socket?.destroy();
+            }
+          });
+          up.on('end', () => res.socket?.destroy());
+          return;
+        }
+        if (action.kind === 'wrong-length') {
+          up.on('data', (chunk: Buffer) => res.write(chunk));
+          up.on('end', () => res.socket?.destroy());
+          return;
+        }
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.socket?.destroy());
+    req.pipe(upstream);
+  };
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    const seen: ProxiedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers };
+    const rule = choose(seen);
+    const action: FaultAction = rule?.action ?? { kind: 'pass' };
+    log.push({ method: seen.method, url: req.url ?? '/', rule: rule?.name, action: action.kind });
+    switch (action.kind) {
+      case 'status': {
+        req.resume();
+        const body = s3ErrorBody(action.code ?? DEFAULT_CODES[action.status] ?? 'InjectedError', action.status);
+        const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) };
+        if (action.retryAfterSeconds !== undefined) headers['retry-after'] = String(action.retryAfterSeconds);
+        res.writeHead(action.status, headers);
+        res.end(req.method === 'HEAD' ? undefined : body);
+        return;
+      }
+      case 'reply':
+        req.resume();
+        res.writeHead(action.status, { 'content-type': action.contentType ?? 'application/xml', 'content-length': Buffer.byteLength(action.body) });
+        res.end(req.method === 'HEAD' ? undefined : action.body);
+        return;
+      case 'reset':
+        req.socket.destroy();
+        return;
+      case 'stall':
+        setTimeout(() => forward(req, res, { kind: 'pass' }), action.ms);
+        return;
+      default:
+        forward(req, res, action);
+    }
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    seed,
+    log,
+    fired: (name) => counts.get(name) ?? 0,
+    setRules(next) {
+      rules = next;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
