@@ -41,7 +41,9 @@ export interface PullReport {
   startedAt: string
   elapsedMs: number
   pulls: PullCounts
-  /** started pulls per second over the scheduled span */
+  /** pulls started before the scheduled span ended (late starts from an overloaded host are not) */
+  startedInSpan: number
+  /** startedInSpan per second of the scheduled span */
   achievedRate: number
   /** how late the scheduler started the latest pull (ms): large when this host could not keep up */
   maxStartLagMs: number
