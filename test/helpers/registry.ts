@@ -42,6 +42,10 @@ export interface StartRegistryOptions {
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** ms to wait for GET /v2/ == 200 (default 15000) */
   timeoutMs?: number;
+  /** auth.token: bearer tokens from this realm, signed by a key in rootcertbundle (see token-issuer.ts) */
+  auth?: { realm: string; service: string; issuer: string; rootcertbundle: string };
+  /** storage.redirect.disable false: blob GETs answer 307 to a presigned storage URL (default: no redirect) */
+  redirect?: boolean;
 }
 
 export interface GcResult {
@@ -100,7 +104,7 @@ export function registryConfig(opts: StartRegistryOptions & { port: number; root
           },
         };
   storage.delete = { enabled: opts.deleteEnabled ?? true };
-  storage.redirect = { disable: true };
+  storage.redirect = { disable: !opts.redirect };
   storage.maintenance = {
     uploadpurging: { enabled: opts.uploadPurging ?? false },
     readonly: { enabled: opts.readOnly ?? false },
@@ -113,6 +117,7 @@ export function registryConfig(opts: StartRegistryOptions & { port: number; root
     ...(opts.cache && opts.cache !== 'inmemory' ? { redis: { addr: opts.cache.redis, db: 0 } } : {}),
     http: { addr: `127.0.0.1:${opts.port}`, secret: 'regops-test-secret' },
     health: { storagedriver: { enabled: false } },
+    ...(opts.auth ? { auth: { token: opts.auth } } : {}),
   };
 }
 
@@ -171,7 +176,7 @@ export async function startRegistry(opts: StartRegistryOptions): Promise<Registr
         daemon = d;
         await waitFor(
           `docker-registry at ${url}`,
-          async () => (await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) })).status === 200,
+          async () => (await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) })).status === (opts.auth ? 401 : 200),
           {
             timeoutMs: opts.timeoutMs ?? 15_000,
             intervalMs: 20,

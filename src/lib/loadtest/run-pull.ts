@@ -1,0 +1,265 @@
+import {setMaxListeners} from 'node:events'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {RefusedError} from '../errors.js'
+import {ArrivalSchedule} from './arrivals.js'
+import {ImagePicker, type ImageChoice} from './image-mix.js'
+import {StageFailure, pullImage, type Platform} from './pull-flow.js'
+import {PullError, RegistryClient, isLoopback} from './registry-client.js'
+import {emptyCounts, stagesToReport, type PullReport} from './report.js'
+import {newStageSet} from './stage-stats.js'
+import {evaluateThresholds, type Threshold} from './thresholds.js'
+
+export type LoadModel =
+  | {kind: 'open'; schedule: ArrivalSchedule; maxInFlight: number; rate?: number; stages?: Array<{durationMs: number; target: number}>}
+  | {kind: 'closed'; vus: number; durationMs?: number}
+
+export interface PullLoadtestOptions {
+  registry: {url: string; username?: string; password?: string}
+  /** the images, or how many to take from the registry's catalog */
+  images: ImageChoice[] | {fromCatalog: number}
+  zipf: number
+  model: LoadModel
+  maxPulls?: number
+  manifestsOnly: boolean
+  verify: boolean
+  parallelism: number
+  platform: Platform
+  pingEveryPull: boolean
+  thresholds: Threshold[]
+  abortOnFail: boolean
+  timeoutMs: number
+  maxRedirects: number
+  /** how long pulls still running at the end may take to finish before they are cut off */
+  graceMs: number
+  loopbackOnly: boolean
+  /** called once a second with the figures so far (live progress) */
+  onProgress?: (progress: LoadProgress) => void
+  signal?: AbortSignal
+}
+
+export interface LoadProgress {
+  elapsedMs: number
+  started: number
+  completed: number
+  failed: number
+  dropped: number
+  inFlight: number
+  pullP99Ms: number
+}
+
+/**
+ * Runs a pull load test and returns its report. Open model: pulls start on the schedule's clock whether
+ * or not earlier ones have finished (up to --max-in-flight; starts over the cap are dropped and counted),
+ * and each pull's latency runs from when it was meant to start, so a stall cannot hide by slowing the
+ * load down. Closed model (--vus): each virtual user starts its next pull when its last one ends, which
+ * is what most load tools do and what under-reports a stall; it is here to show the difference.
+ */
+export async function runPullLoadtest(options: PullLoadtestOptions): Promise<PullReport> {
+  const registryUrl = new URL(options.registry.url)
+  if (options.loopbackOnly && !isLoopback(registryUrl.hostname)) {
+    throw new RefusedError(`registry ${registryUrl.origin} is outside loopback and REGOPS_LOADTEST_LOOPBACK_ONLY=1`)
+  }
+  const model = options.model
+  const client = new RegistryClient({
+    url: options.registry.url,
+    username: options.registry.username,
+    password: options.registry.password,
+    timeoutMs: options.timeoutMs,
+    maxRedirects: options.maxRedirects,
+    loopbackOnly: options.loopbackOnly,
+    connections: model.kind === 'open' ? model.maxInFlight * options.parallelism : model.vus * options.parallelism,
+  })
+  const stages = newStageSet()
+  const pulls = emptyCounts()
+  const errors: Record<string, number> = {}
+  const cutOff = new AbortController()
+  const stop = new AbortController()
+  // Every request in flight listens on the cut-off signal: thousands at a high rate, by design.
+  setMaxListeners(0, cutOff.signal, stop.signal)
+  const onOuterAbort = () => stop.abort()
+  options.signal?.addEventListener('abort', onOuterAbort, {once: true})
+  let inFlight = 0
+  let maxStartLagMs = 0
+  // Starts made before the scheduled span ended: a host that cannot keep up starts late, and that shows here.
+  let startedInSpan = 0
+  let abortedBy: string | undefined
+  const running = new Set<Promise<void>>()
+  const startedAt = new Date()
+  const t0 = performance.now()
+
+  try {
+    const images = Array.isArray(options.images) ? options.images : await catalogImages(client, options.images.fromCatalog, stages, cutOff.signal)
+    const picker = new ImagePicker(images, options.zipf)
+
+    const onePull = async (intendedStart: number) => {
+      pulls.started++
+      inFlight++
+      try {
+        await pullImage(client, picker.pick(), options, stages, cutOff.signal)
+        pulls.succeeded++
+        pulls.completed++
+        stages.pull.recordLatency(performance.now() - intendedStart)
+      } catch (error) {
+        const failure = error instanceof StageFailure ? error : undefined
+        const kind = failure?.failure.kind ?? (error instanceof PullError ? error.kind : 'internal')
+        if (kind === 'cut_off') {
+          pulls.cutOff++
+        } else {
+          pulls.failed++
+          pulls.completed++
+          errors[kind] = (errors[kind] ?? 0) + 1
+          if (failure) stages[failure.stage].recordError(kind)
+          stages.pull.recordError(kind)
+          // A failed pull's time counts too: a registry that fails slowly must not look fast.
+          stages.pull.recordLatency(performance.now() - intendedStart)
+          if (kind === 'internal') throw error
+        }
+      } finally {
+        inFlight--
+      }
+    }
+    const track = (p: Promise<void>) => {
+      running.add(p)
+      p.finally(() => running.delete(p)).catch(() => undefined)
+    }
+
+    const checkThresholds = () => {
+      if (!options.abortOnFail || options.thresholds.length === 0) return
+      const failed = evaluateThresholds(options.thresholds, {stages, pulls}).find((t) => !t.ok)
+      if (failed && !abortedBy) {
+        abortedBy = failed.expr
+        stop.abort()
+      }
+    }
+    const ticker = setInterval(() => {
+      checkThresholds()
+      options.onProgress?.({
+        elapsedMs: performance.now() - t0,
+        started: pulls.started,
+        completed: pulls.completed,
+        failed: pulls.failed,
+        dropped: pulls.dropped,
+        inFlight,
+        pullP99Ms: stages.pull.percentileMs(99),
+      })
+    }, 1000)
+
+    try {
+      if (model.kind === 'open') {
+        for (let k = 0; !stop.signal.aborted; k++) {
+          if (options.maxPulls !== undefined && k >= options.maxPulls) break
+          const offset = model.schedule.offsetOf(k)
+          if (offset === undefined) break
+          const intended = t0 + offset
+          const wait = intended - performance.now()
+          if (wait >= 1) await sleep(wait, undefined, {signal: stop.signal}).catch(() => undefined)
+          if (stop.signal.aborted) break
+          pulls.scheduled++
+          maxStartLagMs = Math.max(maxStartLagMs, performance.now() - intended)
+          if (inFlight >= model.maxInFlight) {
+            pulls.dropped++
+            continue
+          }
+          if (performance.now() <= t0 + model.schedule.durationMs) startedInSpan++
+          track(onePull(intended))
+        }
+      } else {
+        const deadline = model.durationMs === undefined ? Infinity : t0 + model.durationMs
+        let claimed = 0
+        const user = async () => {
+          while (!stop.signal.aborted && performance.now() < deadline) {
+            if (options.maxPulls !== undefined && claimed >= options.maxPulls) return
+            claimed++
+            pulls.scheduled++
+            await onePull(performance.now())
+          }
+        }
+        const users = Promise.all(Array.from({length: model.vus}, user)).then(() => undefined)
+        track(users)
+        const remaining = deadline - performance.now()
+        await Promise.race([users, stop.signal.aborted ? undefined : sleep(Number.isFinite(remaining) ? remaining : 2 ** 31 - 1, undefined, {signal: stop.signal}).catch(() => undefined)])
+        stop.abort()
+      }
+      // Let pulls in flight finish within the grace period; abort the rest (cut off, not errors).
+      if (!abortedBy && running.size > 0) {
+        const grace = sleep(options.graceMs, undefined, {signal: cutOff.signal}).catch(() => undefined)
+        await Promise.race([Promise.allSettled([...running]), grace])
+      }
+      cutOff.abort()
+      await Promise.allSettled([...running])
+    } finally {
+      clearInterval(ticker)
+      cutOff.abort()
+    }
+    const elapsedMs = performance.now() - t0
+    const thresholds = evaluateThresholds(options.thresholds, {stages, pulls})
+    const spanMs = model.kind === 'open' ? Math.min(elapsedMs, model.schedule.durationMs) : elapsedMs
+    const startedByEnd = model.kind === 'open' ? startedInSpan : pulls.started
+    return {
+      kind: 'loadtest-pull',
+      version: 1,
+      registry: registryUrl.origin + registryUrl.pathname.replace(/\/+$/, ''),
+      model: model.kind,
+      settings: {
+        ...(model.kind === 'open'
+          ? {rate: model.rate, stages: model.stages, maxInFlight: model.maxInFlight, durationMs: model.schedule.durationMs}
+          : {vus: model.vus, durationMs: model.durationMs}),
+        maxPulls: options.maxPulls,
+        manifestsOnly: options.manifestsOnly,
+        verify: options.verify,
+        parallelism: options.parallelism,
+        platform: [options.platform.os, options.platform.architecture, options.platform.variant].filter(Boolean).join('/'),
+        images: picker.images.map((i) => ({image: `${i.repository}${i.reference.includes(':') ? '@' : ':'}${i.reference}`, weight: i.weight})),
+        zipf: options.zipf,
+      },
+      startedAt: startedAt.toISOString(),
+      elapsedMs: Math.round(elapsedMs),
+      pulls,
+      startedInSpan: startedByEnd,
+      achievedRate: spanMs > 0 ? Math.round((startedByEnd / spanMs) * 1000 * 100) / 100 : 0,
+      maxStartLagMs: Math.round(maxStartLagMs * 10) / 10,
+      tokenFetches: client.tokenFetches,
+      errors,
+      stages: stagesToReport(stages),
+      thresholds,
+      breached: thresholds.filter((t) => !t.ok).map((t) => t.expr),
+      abortedBy,
+    }
+  } finally {
+    options.signal?.removeEventListener('abort', onOuterAbort)
+    cutOff.abort()
+    await client.close()
+  }
+}
+
+/** The first `count` images of the registry's catalog: each repository's tags in order, repositories in order. */
+async function catalogImages(client: RegistryClient, count: number, stages: ReturnType<typeof newStageSet>, signal: AbortSignal): Promise<ImageChoice[]> {
+  const fetchStages = {total: stages.manifest, redirect: stages.redirect, token: stages.token}
+  const readJson = async (path: string, scope: string) => {
+    if (!client.pinged) await client.ping(stages.ping, signal)
+    const result = await client.get(path, {scope, stages: fetchStages, keepBody: true, signal})
+    try {
+      return JSON.parse(result.body!.toString('utf8')) as Record<string, unknown>
+    } catch {
+      throw new PullError('bad_json', `${path} did not answer JSON`)
+    }
+  }
+  const images: ImageChoice[] = []
+  try {
+    const catalog = await readJson(`/v2/_catalog?n=${Math.max(count, 100)}`, 'registry:catalog:*')
+    for (const repository of (catalog.repositories as string[] | undefined) ?? []) {
+      if (images.length >= count) break
+      const tags = await readJson(`/v2/${repository}/tags/list`, `repository:${repository}:pull`)
+      for (const tag of ((tags.tags as string[] | null | undefined) ?? []).sort()) {
+        if (images.length >= count) break
+        images.push({repository, reference: tag, weight: 1})
+      }
+    }
+  } catch (error) {
+    if (error instanceof PullError) throw new RefusedError(`--from-catalog: cannot read the registry's catalog (${error.message})`)
+    throw error
+  }
+  // The catalog's reads are not part of the load: start the figures clean.
+  Object.assign(stages, newStageSet())
+  return images
+}
