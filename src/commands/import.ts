@@ -46,7 +46,15 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
     }
     const repositoryConcurrency = flags['repository-concurrency']
     // Each repository in flight holds a transaction, plus the job's heartbeat and checkpoint writes.
-    const db = dryRun ? undefined : await this.database({schema: 'current', applicationName: 'regops-import', max: repositoryConcurrency * 2 + 3})
+    const db = dryRun
+      ? undefined
+      : await this.database({
+          schema: 'current',
+          neededFor: 'import',
+          hint: '--dry-run walks storage without one',
+          applicationName: 'regops-import',
+          max: repositoryConcurrency * 2 + 3,
+        })
     const driver = await this.region(flags.region)
     const progress = this.progress('importing')
     return importStorage({

@@ -56,8 +56,9 @@ A mark that could not read every manifest refuses to act (exit 4).`
     const config = this.configuration()
     const mode = flags.delete ? 'delete' : flags.quarantine ? 'quarantine' : 'dry-run'
     const minAgeMs = flags['min-age']?.ms ?? config.sweep.minAgeMs
-    const needsDb = mode !== 'dry-run' || flags.strategy === 'metadata' || flags.resume !== undefined
-    const db = needsDb ? await this.database({schema: 'current'}) : undefined
+    // Acting journals every action; the metadata strategy reads references; a resumed job lives in the database.
+    const neededFor = flags.resume ? '--resume' : mode !== 'dry-run' ? `--${mode}` : flags.strategy === 'metadata' ? '--strategy metadata' : undefined
+    const db = neededFor ? await this.database({schema: 'current', neededFor}) : undefined
     const driver = await this.region(flags.region)
     const progress = this.progress('sweeping')
     const result = await sweepBlobs({

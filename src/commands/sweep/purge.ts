@@ -28,7 +28,7 @@ export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult
   protected async execute(): Promise<formatter.SweepPurgeResult> {
     const {flags} = await this.parse(SweepPurge)
     const holdForMs = flags['hold-for']?.ms ?? this.configuration().sweep.holdForMs
-    const db = await this.database({schema: 'current'})
+    const db = await this.database({schema: 'current', neededFor: 'sweep purge'})
     const driver = await this.region(flags.region)
     const result = await purgeQuarantine({db, driver, holdForMs, strategy: flags.strategy, dryRun: !flags.delete, jobId: flags.job, logger: this.logger})
     return {...result, holdFor: formatDurationSpec(holdForMs)}

@@ -20,7 +20,7 @@ export default class SweepRestore extends RegopsCommand<QuarantineOpResult> {
   protected async execute(): Promise<QuarantineOpResult> {
     const {flags} = await this.parse(SweepRestore)
     if (flags.digest) assertDigest(flags.digest, '--digest')
-    const db = await this.database({schema: 'current'})
+    const db = await this.database({schema: 'current', neededFor: 'sweep restore'})
     const driver = await this.region(flags.region)
     return restoreQuarantine({db, driver, jobId: flags.job, digest: flags.digest, dryRun: flags['dry-run'], logger: this.logger})
   }

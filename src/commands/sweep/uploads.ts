@@ -26,7 +26,7 @@ export default class SweepUploadsCommand extends RegopsCommand<formatter.SweepUp
     const {flags} = await this.parse(SweepUploadsCommand)
     const olderThan = flags['older-than']
     // Deleting journals each upload, so only --delete needs the database.
-    const db = flags.delete ? await this.database({schema: 'current'}) : undefined
+    const db = flags.delete ? await this.database({schema: 'current', neededFor: '--delete'}) : undefined
     const driver = await this.region(flags.region)
     const result = await sweepUploads({driver, db, olderThanMs: olderThan.ms, delete: flags.delete, logger: this.logger})
     return {...result, olderThan: olderThan.text}

@@ -7,11 +7,12 @@ export default class MigrateCreate extends RegopsCommand<formatter.MigrateCreate
   static override summary = 'Create the next numbered pair of empty migration files (NNNN_name.up.sql / .down.sql).'
   static override examples = ['<%= config.bin %> <%= command.id %> add_blob_placements']
   static override args = {name: Args.string({required: true, description: 'lower-case words joined by _'})}
-  static override flags = {dir: Flags.string({summary: 'Migrations directory.', default: DEFAULT_MIGRATIONS_DIR})}
+  // No flag default: it would be this machine's absolute path, in --help and in the README.
+  static override flags = {dir: Flags.string({summary: 'Migrations directory (default: the migrations/ shipped with regops).', helpValue: '<dir>'})}
   protected readonly formatter = formatter
 
   protected async execute(): Promise<formatter.MigrateCreateResult> {
     const {args, flags} = await this.parse(MigrateCreate)
-    return {kind: 'db-migrate-create', ...(await createMigration(flags.dir, args.name))}
+    return {kind: 'db-migrate-create', ...(await createMigration(flags.dir ?? DEFAULT_MIGRATIONS_DIR, args.name))}
   }
 }
