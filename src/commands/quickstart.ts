@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {ExitCode} from '../lib/errors.js'
-import {formatDuration, renderTable} from '../lib/output/format.js'
 import {quickstart, type QuickstartResult} from '../lib/quickstart/quickstart.js'
+import * as formatter from '../formatters/quickstart.js'
 
 export default class Quickstart extends RegopsCommand<QuickstartResult> {
   static override summary = 'The whole thing on local embedded defaults: sample registry, embedded PostgreSQL, migrate, import, dry-run sweeps.'
@@ -11,22 +10,10 @@ export default class Quickstart extends RegopsCommand<QuickstartResult> {
   static override flags = {
     dir: Flags.string({summary: 'Working directory (replaced on every run).', default: '.regops/quickstart'}),
   }
+  protected readonly formatter = formatter
 
-  public async run(): Promise<QuickstartResult> {
+  protected async execute(): Promise<QuickstartResult> {
     const {flags} = await this.parse(Quickstart)
-    const result = await quickstart({dir: flags.dir, logger: this.logger.child({}), onStep: (s) => this.logger.info(`${s.step}: ${s.detail}`, {ms: s.ms})})
-    this.say(renderTable(['step', 'time', 'result'], result.steps.map((s) => [s.step, formatDuration(s.ms), s.detail])))
-    this.say('\nOrphaned blobs found (dry-run: nothing was deleted):')
-    this.say(
-      renderTable(
-        ['digest', 'why it is an orphan', 'storage', 'metadata'],
-        result.planted.map((o) => [o.digest, o.why, result.found.storage.includes(o.digest) ? 'found' : 'MISSED', result.found.metadata.includes(o.digest) ? 'found' : 'MISSED']),
-      ),
-    )
-    this.say(`\nin-flight upload ${result.inFlight.slice(0, 19)}… left alone: ${result.found.storage.includes(result.inFlight) ? 'NO' : 'yes'} (younger than --min-age 24h)`)
-    this.say(result.matches ? 'both strategies found exactly the planted orphans.' : 'MISMATCH: the sweeps did not find exactly the planted orphans.')
-    this.say(`\nNext:\n${result.next.map((n) => `  ${n}`).join('\n')}`)
-    if (!result.matches) this.exitCode = ExitCode.Found
-    return result
+    return quickstart({dir: flags.dir, logger: this.logger.child({}), onStep: (s) => this.logger.info(`${s.step}: ${s.detail}`, {ms: s.ms})})
   }
 }

@@ -1,21 +1,19 @@
 import {RegopsCommand} from '../../base-command.js'
+import {configSearchPaths} from '../../lib/config/config.js'
+import {UsageError} from '../../lib/errors.js'
+import * as formatter from '../../formatters/config-validate.js'
 
-export interface ConfigValidateResult {
-  kind: 'config-validate'
-  valid: true
-  file: string | null
-  regions: string[]
-  primary: string | null
-}
-
-export default class ConfigValidate extends RegopsCommand<ConfigValidateResult> {
-  static override summary = 'Validate the configuration; errors name the field and line (exit 2).'
+export default class ConfigValidate extends RegopsCommand<formatter.ConfigValidateResult> {
+  static override summary = 'Validate the configuration file; errors name the field and line (exit 2).'
+  static override description = 'With no file found at --config, $REGOPS_CONFIG or ./regops.yaml there is nothing to validate: exit 2, naming where it looked.'
   static override examples = ['<%= config.bin %> <%= command.id %> --config regops.yaml']
+  protected readonly formatter = formatter
 
-  public async run(): Promise<ConfigValidateResult> {
-    await this.parse(ConfigValidate)
-    const config = this.loadConfig()
-    this.say(`valid: ${config.file ?? '(no file: environment only)'}; regions: ${Object.keys(config.regions).join(', ') || 'none'}`)
-    return {kind: 'config-validate', valid: true, file: config.file ?? null, regions: Object.keys(config.regions), primary: config.primary ?? null}
+  protected async execute(): Promise<formatter.ConfigValidateResult> {
+    const config = this.configuration()
+    // "valid" for an absent file would pass a preflight that checks nothing.
+    if (!config.file) throw new UsageError(`no configuration file found (looked for ${configSearchPaths()})`, {code: 'CONFIG_NOT_FOUND', hint: 'pass --config FILE or set REGOPS_CONFIG'})
+    const regions = Object.keys(config.regions)
+    return {kind: 'config-validate', valid: true, file: config.file, regions, primary: config.primary ?? null}
   }
 }

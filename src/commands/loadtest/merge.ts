@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {mergeReports, type MergeReport} from '../../lib/loadtest/report.js'
-import {exitCode, render} from '../../formatters/loadtest-merge.js'
+import * as formatter from '../../formatters/loadtest-merge.js'
 
 export default class LoadtestMerge extends RegopsCommand<MergeReport> {
   static override summary = 'Merge shard reports of loadtest pull exactly (HDR histograms add) and judge the thresholds once.'
@@ -13,11 +13,10 @@ export default class LoadtestMerge extends RegopsCommand<MergeReport> {
     threshold: Flags.string({summary: "Pass/fail rule, repeatable: 'manifest.p99<250ms', 'errors.rate<0.1%'.", multiple: true}),
   }
 
-  public async run(): Promise<MergeReport> {
+  protected readonly formatter = formatter
+
+  protected async execute(): Promise<MergeReport> {
     const {argv, flags} = await this.parse(LoadtestMerge)
-    const result = mergeReports(argv as string[], flags.threshold)
-    this.say(render(result))
-    this.exitCode = exitCode(result)
-    return result
+    return mergeReports(argv as string[], flags.threshold)
   }
 }

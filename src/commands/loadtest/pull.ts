@@ -3,9 +3,8 @@ import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {UsageError} from '../../lib/errors.js'
 import {parseDuration} from '../../lib/config/duration.js'
-import {shardFlag} from '../../lib/output/flags.js'
+import {shardFlag} from '../../flags.js'
 import {formatDuration} from '../../lib/output/format.js'
-import {startProgress} from '../../lib/output/progress.js'
 import {redactValue} from '../../lib/output/redact.js'
 import {loadScenario, parseImage} from '../../lib/loadtest/image-mix.js'
 import {planLoad} from '../../lib/loadtest/plan.js'
@@ -13,7 +12,7 @@ import {parsePlatform} from '../../lib/loadtest/pull-flow.js'
 import type {PullReport} from '../../lib/loadtest/report.js'
 import {runPullLoadtest} from '../../lib/loadtest/run-pull.js'
 import {parseThresholds} from '../../lib/loadtest/thresholds.js'
-import {exitCode, render} from '../../formatters/loadtest-pull.js'
+import * as formatter from '../../formatters/loadtest-pull.js'
 
 export default class LoadtestPull extends RegopsCommand<PullReport> {
   static override summary = 'Pull images the way container clients do, at an arrival rate, and judge the latencies per stage.'
@@ -50,10 +49,13 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
     shard: shardFlag({summary: "Run as shard i of n (0-based): this process takes 1/n of the rate, the users and the pull cap."}),
   }
 
-  public async run(): Promise<PullReport> {
+  protected readonly formatter = formatter
+
+  protected async execute(): Promise<PullReport> {
     const {flags} = await this.parse(LoadtestPull)
-    const config = this.loadConfig({registryUrl: flags.registry})
-    if (!config.registry) throw new UsageError('no registry: give --registry URL or registry.url in the configuration')
+    const configured = this.configuration().registry
+    const registry = flags.registry ? {...configured, url: flags.registry} : configured
+    if (!registry) throw new UsageError('no registry: give --registry URL or registry.url in the configuration')
     const scenario = flags.scenario ? loadScenario(flags.scenario) : undefined
     const thresholds = parseThresholds([...(scenario?.thresholds ?? []), ...(flags.threshold ?? [])])
     const flagImages = (flags.image ?? []).map((text) => parseImage(text))
@@ -71,11 +73,9 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
       scenario,
       shard: flags.shard,
     })
-    const progress = process.stderr.isTTY && !this.jsonEnabled() ? startProgress('starting', this.logger) : undefined
-    let result: PullReport
-    try {
-      result = await runPullLoadtest({
-        registry: config.registry,
+    const progress = this.progress('starting')
+    const result = await runPullLoadtest({
+        registry,
         images,
         zipf,
         model,
@@ -92,16 +92,11 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
         graceMs: parseDuration(flags.grace, '--grace'),
         loopbackOnly: process.env.REGOPS_LOADTEST_LOOPBACK_ONLY === '1',
         onProgress: (p) =>
-          progress?.update(
+          progress.update(
             `${formatDuration(p.elapsedMs)}: ${p.started} started, ${p.completed} done (${p.failed} failed), ${p.dropped} dropped, ${p.inFlight} in flight, pull p99 ${formatDuration(p.pullP99Ms)}`,
           ),
       })
-    } finally {
-      progress?.stop()
-    }
     if (flags.report) writeFileSync(flags.report, JSON.stringify(redactValue(result), null, 2) + '\n')
-    this.say(render(result))
-    this.exitCode = exitCode(result)
     return result
   }
 }

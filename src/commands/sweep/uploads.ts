@@ -1,49 +1,34 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {ExitCode, RefusedError} from '../../lib/errors.js'
-import {parseDuration} from '../../lib/config/duration.js'
-import {openConfiguredDatabase} from '../../lib/metadata/connect.js'
-import {assertSchemaCurrent} from '../../lib/metadata/migrations.js'
-import {formatBytes, renderTable} from '../../lib/output/format.js'
-import {databaseUrlFlag, regionFlag} from '../../lib/output/flags.js'
-import {openRegion} from '../../lib/storage/index.js'
-import {sweepUploads, type SweepUploadsResult} from '../../lib/sweep/sweep-uploads.js'
+import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag} from '../../flags.js'
+import {sweepUploads} from '../../lib/sweep/sweep-uploads.js'
+import * as formatter from '../../formatters/sweep-uploads.js'
 
-export default class SweepUploadsCommand extends RegopsCommand<SweepUploadsResult> {
+export default class SweepUploadsCommand extends RegopsCommand<formatter.SweepUploadsCommandResult> {
   static override summary = 'Find abandoned _uploads (started and last written before --older-than); delete them only with --delete.'
   static override examples = ['<%= config.bin %> <%= command.id %> --older-than 7d', '<%= config.bin %> <%= command.id %> --older-than 7d --delete']
   static override flags = {
     region: regionFlag,
     'database-url': databaseUrlFlag,
-    'older-than': Flags.string({summary: 'Age of an abandoned upload.', default: '7d'}),
-    delete: Flags.boolean({summary: 'Delete them (journaled). Default: dry-run.'}),
+    'older-than': durationFlag({
+      summary: 'Age of an abandoned upload. A unit is required: 7d, 36h.',
+      default: '7d',
+      unsafeBelow: '1h',
+      unsafeBecause: 'it would cut off uploads in progress',
+    }),
+    'dry-run': dryRunFlag(['delete']),
+    delete: Flags.boolean({summary: 'Delete them (journaled). Default: dry-run.', exclusive: ['dry-run']}),
     force: Flags.boolean({summary: 'Accept an --older-than below 1h.'}),
   }
+  protected readonly formatter = formatter
 
-  public async run(): Promise<SweepUploadsResult> {
+  protected async execute(): Promise<formatter.SweepUploadsCommandResult> {
     const {flags} = await this.parse(SweepUploadsCommand)
-    const config = this.loadConfig({databaseUrl: flags['database-url']})
-    const olderThanMs = parseDuration(flags['older-than'], '--older-than')
-    if (olderThanMs < 3_600_000 && !flags.force) {
-      throw new RefusedError('--older-than below 1h would cut off uploads in progress: pass --force to accept it')
-    }
-    const driver = await openRegion(config, flags.region)
-    const db = flags.delete ? openConfiguredDatabase(config) : undefined
-    try {
-      if (db) await assertSchemaCurrent(db)
-      const result = await sweepUploads({driver, db, olderThanMs, delete: flags.delete, logger: this.logger})
-      this.say(
-        renderTable(
-          ['repository', 'upload', 'started', 'last write', 'objects', 'size'],
-          result.items.map((u) => [u.repository, u.uuid, u.startedAt, u.lastActivity, u.objects, formatBytes(u.bytes)]),
-        ),
-      )
-      this.say(`${result.mode === 'dry-run' ? 'would delete' : 'deleted'} ${result.mode === 'dry-run' ? result.abandoned.count : result.deleted} of ${result.uploads} uploads in ${result.repositories} repositories (${formatBytes(result.abandoned.bytes)})`)
-      this.exitCode = result.failed > 0 ? ExitCode.Partial : result.mode === 'dry-run' && result.abandoned.count > 0 ? ExitCode.Found : ExitCode.Ok
-      return result
-    } finally {
-      await db?.close()
-      await driver.close()
-    }
+    const olderThan = flags['older-than']
+    // Deleting journals each upload, so only --delete needs the database.
+    const db = flags.delete ? await this.database({schema: 'current', neededFor: '--delete'}) : undefined
+    const driver = await this.region(flags.region)
+    const result = await sweepUploads({driver, db, olderThanMs: olderThan.ms, delete: flags.delete, logger: this.logger})
+    return {...result, olderThan: olderThan.text}
   }
 }

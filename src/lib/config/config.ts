@@ -68,6 +68,11 @@ export function locateConfigFile(flag: string | undefined, env: NodeJS.ProcessEn
   return existsSync(local) ? local : undefined
 }
 
+/** Where locateConfigFile looked, for messages about a missing file: the operator sees what to create or pass. */
+export function configSearchPaths(env: NodeJS.ProcessEnv = process.env): string {
+  return `--config, $REGOPS_CONFIG${env.REGOPS_CONFIG ? ` (${env.REGOPS_CONFIG})` : ' (not set)'}, ${resolve('regops.yaml')}`
+}
+
 /**
  * Loads the configuration: YAML file, then environment, then flags. Every validation error names
  * the field and, for fields from the file, the file and line.
@@ -90,7 +95,7 @@ export function loadConfig(
   return buildConfig(source, env, opts.overrides ?? {})
 }
 
-/** Parses config text (for tests and `config validate -`). */
+/** Parses config text (for tests). */
 export function loadConfigFromText(text: string, file = '<inline>', env: NodeJS.ProcessEnv = process.env, overrides: ConfigOverrides = {}): RegopsConfig {
   registerEnvironmentSecrets(env)
   return buildConfig(parseYaml(text, file, env), env, overrides)

@@ -2,10 +2,17 @@ import {UsageError} from '../errors.js'
 
 const UNIT_MS: Record<string, number> = {ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000}
 
-/** Parses '90s', '15m', '24h', '7d', '1h30m' or a bare number of seconds into milliseconds. */
+/**
+ * Parses '90s', '15m', '24h', '7d', '1h30m' into milliseconds. A unit is required: a bare '48' was read
+ * as 48 seconds, and an operator who meant 48 hours then passed --force to get past the one-hour guard.
+ * '0' alone is accepted (no grace at all is unambiguous in any unit).
+ */
 export function parseDuration(text: string, what = 'duration'): number {
   const trimmed = String(text).trim()
-  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000)
+  if (trimmed === '0') return 0
+  if (/^\d+(\.\d+)?$/.test(trimmed)) {
+    throw new UsageError(`invalid ${what} '${text}': a duration needs a unit: say ${trimmed}h or ${trimmed}s`)
+  }
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy
   let total = 0
   let consumed = 0
@@ -18,6 +25,21 @@ export function parseDuration(text: string, what = 'duration'): number {
     throw new UsageError(`invalid ${what} '${text}': use a number with a unit, e.g. 30s, 15m, 24h, 7d, 1h30m`)
   }
   return Math.round(total)
+}
+
+/** The shortest exact spelling of a duration in the units parseDuration reads: 172800000 → '2d', 5400000 → '1h30m'. */
+export function formatDurationSpec(ms: number): string {
+  if (ms === 0) return '0s'
+  let rest = Math.round(ms)
+  const parts: string[] = []
+  for (const unit of ['d', 'h', 'm', 's', 'ms']) {
+    const size = UNIT_MS[unit]
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`)
+      rest %= size
+    }
+  }
+  return parts.join('')
 }
 
 const SIZE_UNITS: Record<string, number> = {

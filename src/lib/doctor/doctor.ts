@@ -1,7 +1,7 @@
 import {randomUUID} from 'node:crypto'
 import {request} from 'undici'
-import type {RegopsConfig} from '../config/config.js'
-import {errorMessage} from '../errors.js'
+import {configSearchPaths, type RegopsConfig} from '../config/config.js'
+import {UsageError, errorMessage} from '../errors.js'
 import {openDatabase} from '../metadata/db.js'
 import {migrationStatus} from '../metadata/migrations.js'
 import {redact, redactUrl} from '../output/redact.js'
@@ -31,9 +31,9 @@ export interface DoctorOptions {
 
 /** Reachability and permissions of everything the configuration names, one check each. */
 export async function runDoctor(config: RegopsConfig, options: DoctorOptions): Promise<DoctorResult> {
+  refuseNothingConfigured(config)
   const tasks: Array<Promise<DoctorCheck>> = []
-  if (config.database) tasks.push(timed('database', 'postgres', redactUrl(config.database.url), options.timeoutMs, () => checkDatabase(config.database!.url)))
-  else tasks.push(Promise.resolve(skip('database', 'postgres', 'not configured (database.url or DATABASE_URL)')))
+  tasks.push(timed('database', 'postgres', redactUrl(config.database!.url), options.timeoutMs, () => checkDatabase(config.database!.url)))
   for (const region of Object.values(config.regions)) {
     tasks.push(timed('region', region.name, region.url, options.timeoutMs, () => checkRegion(config, region.name, options.writeCheck)))
   }
@@ -41,6 +41,20 @@ export async function runDoctor(config: RegopsConfig, options: DoctorOptions): P
   else tasks.push(Promise.resolve(skip('registry', 'registry', 'not configured (registry.url)')))
   const checks = await Promise.all(tasks)
   return {kind: 'doctor', ok: checks.every((c) => c.status !== 'fail'), checks}
+}
+
+/**
+ * A preflight that checks nothing must not pass: with no database or no region, every row would be
+ * 'skip' and the exit 0, so a missing or misplaced config file would look healthy.
+ */
+function refuseNothingConfigured(config: RegopsConfig): void {
+  const missing = [config.database ? undefined : 'no database', Object.keys(config.regions).length > 0 ? undefined : 'no region'].filter(Boolean)
+  if (missing.length === 0) return
+  const file = config.file ? `config file ${config.file}` : `no config file found (looked for ${configSearchPaths()})`
+  throw new UsageError(`nothing to check: ${missing.join(' and ')} configured; ${file}`, {
+    code: 'NOTHING_CONFIGURED',
+    hint: 'pass --config FILE or set REGOPS_CONFIG; a database can also come from DATABASE_URL or --database-url',
+  })
 }
 
 function skip(component: DoctorCheck['component'], name: string, detail: string): DoctorCheck {

@@ -12,6 +12,7 @@
  */
 import pg from 'pg'
 import {ConfigError, ExitCode, RegopsError, type RegopsErrorOptions} from '../errors.js'
+import {REDACTED, redactUrl} from '../output/redact.js'
 
 export type QueryResultRow = pg.QueryResultRow
 export type QueryResult<R extends QueryResultRow = QueryResultRow> = pg.QueryResult<R>
@@ -56,27 +57,6 @@ export interface Db {
 export class DatabaseConnectionError extends RegopsError {
   constructor(message: string, options: RegopsErrorOptions = {}) {
     super(message, ExitCode.Usage, {code: 'DB_CONNECT', ...options})
-  }
-}
-
-const REDACTED = '***'
-
-/**
- * The URL with any password replaced by ***: the userinfo password and a `password=` query parameter.
- * Works on strings that do not parse as URLs too (best effort by pattern).
- */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password) u.password = REDACTED
-    for (const key of [...u.searchParams.keys()]) {
-      if (/^(password|sslpassword)$/i.test(key)) u.searchParams.set(key, REDACTED)
-    }
-    return u.toString()
-  } catch {
-    return url
-      .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*):.*@/i, `$1:${REDACTED}@`)
-      .replace(/([?&](?:ssl)?password=)[^&#\s]*/gi, `$1${REDACTED}`)
   }
 }
 

@@ -16,10 +16,12 @@ export class Logger {
     readonly format: LogFormat = process.stderr.isTTY ? 'text' : 'json',
     private readonly write: (line: string) => void = (line) => writeAboveSpinner(line),
     private readonly bindings: Record<string, unknown> = {},
+    /** Sees every warning (whatever the level), so --json can carry them as `warnings[]`. */
+    private readonly onWarn?: (message: string) => void,
   ) {}
 
   child(bindings: Record<string, unknown>): Logger {
-    return new Logger(this.level, this.format, this.write, {...this.bindings, ...bindings})
+    return new Logger(this.level, this.format, this.write, {...this.bindings, ...bindings}, this.onWarn)
   }
 
   enabled(level: LogLevel): boolean {
@@ -35,6 +37,7 @@ export class Logger {
   }
 
   warn(msg: string, fields?: Record<string, unknown>): void {
+    this.onWarn?.(redact(msg))
     this.log('warn', msg, fields)
   }
 
@@ -59,3 +62,16 @@ export class Logger {
 
 /** A logger that writes nothing; for library code called without one. */
 export const silentLogger = new Logger('silent', 'json', () => {})
+
+/**
+ * Node prints process warnings (the AWS SDK's multi-line Node-version notice, MaxListenersExceededWarning,
+ * experimental-feature notes) straight to stderr, between regops' own lines and outside its JSON log
+ * format. They are for whoever maintains regops, not for the operator: below --log-level debug they are
+ * dropped, at debug they become debug log lines.
+ */
+export function routeProcessWarnings(logger: Logger): void {
+  process.removeAllListeners('warning')
+  process.on('warning', (warning) => {
+    if (logger.enabled('debug')) logger.debug(`${warning.name}: ${warning.message}`, {code: (warning as {code?: string}).code})
+  })
+}

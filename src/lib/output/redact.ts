@@ -18,18 +18,40 @@ export function registerSecret(value: string | undefined | null): void {
   }
 }
 
-/** Registers the password of a URL (postgres://user:pass@host) and returns the URL with it masked. */
+/**
+ * A URL with its passwords masked: the userinfo password and a `password=` / `sslpassword=` query
+ * parameter (libpq reads both). Each password is also registered, so it is masked wherever else it
+ * turns up (a library's error text, a log field). Strings that do not parse as URLs are masked by pattern.
+ */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url)
     if (parsed.password) {
-      registerSecret(decodeURIComponent(parsed.password))
+      registerSecret(safeDecode(parsed.password))
       parsed.password = MASK
-      return parsed.toString().replace(encodeURIComponent(MASK), MASK)
     }
-    return url
+    for (const key of [...parsed.searchParams.keys()]) {
+      if (!PASSWORD_PARAM.test(key)) continue
+      registerSecret(parsed.searchParams.get(key))
+      parsed.searchParams.set(key, MASK)
+    }
+    return parsed.toString()
   } catch {
-    return redact(url)
+    const userinfo = /^[a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*:(.*)@/i.exec(url)
+    if (userinfo) registerSecret(safeDecode(userinfo[1]))
+    return url
+      .replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*):.*@/i, `$1:${MASK}@`)
+      .replace(/([?&](?:ssl)?password=)[^&#\s]*/gi, `$1${MASK}`)
+  }
+}
+
+const PASSWORD_PARAM = /^(password|sslpassword)$/i
+
+function safeDecode(value: string): string {
+  try {
+    return decodeURIComponent(value)
+  } catch {
+    return value
   }
 }
 

@@ -32,7 +32,7 @@ export interface QuickstartResult {
 }
 
 /**
- * The whole thing on the local embedded default (design §10): a sample registry on the filesystem
+ * The whole thing on the local embedded default, so a new user sees every step work with nothing installed: a sample registry on the filesystem
  * with known orphans, an embedded PostgreSQL, migrations, import, and dry-run sweeps with both
  * strategies. Nothing is deleted; everything lives under `dir`.
  */

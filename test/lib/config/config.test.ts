@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import {loadConfigFromText, redactedConfig} from '../../../src/lib/config/config.js'
 import {ConfigError} from '../../../src/lib/errors.js'
 import {redact} from '../../../src/lib/output/redact.js'
-import {parseDuration, parseSize} from '../../../src/lib/config/duration.js'
+import {formatDurationSpec, parseDuration, parseSize} from '../../../src/lib/config/duration.js'
 
 const GOOD = `
 database:
@@ -117,4 +117,15 @@ test('durations and sizes', () => {
   assert.equal(parseSize('2GiB'), 2 * 1024 ** 3)
   assert.equal(parseSize('10'), 10)
   assert.throws(() => parseSize('lots'))
+})
+
+test('a duration needs a unit; the spelling echoed back is exact', () => {
+  assert.throws(() => parseDuration('48', '--min-age'), /--min-age '48': a duration needs a unit: say 48h or 48s/)
+  assert.throws(() => parseDuration('1.5'), /say 1.5h or 1.5s/)
+  assert.equal(parseDuration('48s'), 48_000)
+  assert.equal(formatDurationSpec(48 * 3_600_000), '2d')
+  assert.equal(formatDurationSpec(5_400_000), '1h30m')
+  assert.equal(formatDurationSpec(1_500), '1s500ms')
+  assert.equal(formatDurationSpec(0), '0s')
+  for (const text of ['90s', '36h', '7d', '1h30m']) assert.equal(parseDuration(formatDurationSpec(parseDuration(text))), parseDuration(text))
 })

@@ -8,7 +8,8 @@ import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import {sharedPostgres, TEST_HASH_PARTITIONS} from '../../helpers/postgres.js'
-import {DatabaseConnectionError, openDatabase, redactUrl, type Db} from '../../../src/lib/metadata/db.js'
+import {DatabaseConnectionError, openDatabase, type Db} from '../../../src/lib/metadata/db.js'
+import {redactUrl} from '../../../src/lib/output/redact.js'
 import {
   assertSchemaCurrent,
   createMigration,

@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../../base-command.js'
-import {openConfiguredDatabase} from '../../../lib/metadata/connect.js'
+import {databaseUrlFlag} from '../../../flags.js'
 import {migrateUp, type MigrateUpResult} from '../../../lib/metadata/migrations.js'
-import {databaseUrlFlag} from '../../../lib/output/flags.js'
+import * as formatter from '../../../formatters/db-migrate-up.js'
 
 export default class MigrateUp extends RegopsCommand<MigrateUpResult> {
   static override summary = 'Apply pending schema migrations, each in its own transaction, under an advisory lock.'
@@ -14,26 +14,15 @@ export default class MigrateUp extends RegopsCommand<MigrateUpResult> {
     'dry-run': Flags.boolean({summary: 'Print the SQL that would run; apply nothing.'}),
     'lock-timeout': Flags.integer({summary: 'Seconds to wait for another migration run to finish.', default: 30, min: 0}),
   }
+  protected readonly formatter = formatter
 
-  public async run(): Promise<MigrateUpResult> {
+  protected async execute(): Promise<MigrateUpResult> {
     const {flags} = await this.parse(MigrateUp)
-    const db = openConfiguredDatabase(this.loadConfig({databaseUrl: flags['database-url']}))
-    try {
-      const result = await migrateUp(db, {
-        to: flags.to,
-        dryRun: flags['dry-run'],
-        lockTimeoutMs: flags['lock-timeout'] * 1000,
-        onApplied: (run) => this.logger.info(`applied ${run.file}`, {ms: run.ms}),
-      })
-      if (result.dryRun) {
-        this.say(result.sql?.join('\n') ?? '')
-        this.say(`-- dry-run: would apply ${result.planned.length} migration(s), v${result.from} → v${result.to}`)
-      } else {
-        this.say(result.applied.length === 0 ? `schema is current at v${result.to}` : `applied ${result.applied.length} migration(s): v${result.from} → v${result.to}`)
-      }
-      return result
-    } finally {
-      await db.close()
-    }
+    return migrateUp(await this.database({schema: 'any'}), {
+      to: flags.to,
+      dryRun: flags['dry-run'],
+      lockTimeoutMs: flags['lock-timeout'] * 1000,
+      onApplied: (run) => this.logger.info(`applied ${run.file}`, {ms: run.ms}),
+    })
   }
 }

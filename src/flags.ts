@@ -1,0 +1,103 @@
+import {Flags, type Interfaces} from '@oclif/core'
+
+type OptionFlag<T> = Interfaces.OptionFlag<T>
+import {UsageError} from './lib/errors.js'
+import {formatDurationSpec, parseDuration, parseSize} from './lib/config/duration.js'
+
+/**
+ * Flag definitions shared by commands. Each parses and refuses its own input, so a command's run()
+ * receives values that are already valid (milliseconds, bytes, a shard) and never re-checks them.
+ */
+
+/** A duration as understood: milliseconds, and the canonical spelling to echo back to the operator. */
+export interface Duration {
+  ms: number
+  text: string
+}
+
+export function duration(ms: number): Duration {
+  return {ms, text: formatDurationSpec(ms)}
+}
+
+interface DurationFlagOptions {
+  summary: string
+  default?: string
+  /**
+   * Values below this need --force. The command must declare a boolean `force` flag; the base
+   * command enforces the guard after parsing, for every duration flag, so it is written once.
+   */
+  unsafeBelow?: string
+  /** Why a value below unsafeBelow is dangerous, for the refusal message. */
+  unsafeBecause?: string
+  env?: string
+  exclusive?: string[]
+}
+
+/** The guard a duration flag carries; read by the base command after parsing. */
+export interface UnsafeBelow {
+  ms: number
+  text: string
+  because: string
+}
+
+// The flag types oclif infers for a custom flag with and without a default (Duration vs Duration | undefined).
+const defaulted = () => Flags.custom<Duration>({})({default: duration(0)})
+export function durationFlag(options: DurationFlagOptions & {default: string}): ReturnType<typeof defaulted>
+export function durationFlag(options: DurationFlagOptions): OptionFlag<Duration | undefined>
+export function durationFlag(options: DurationFlagOptions): OptionFlag<Duration | undefined> {
+  const unsafeBelow: UnsafeBelow | undefined = options.unsafeBelow
+    ? {ms: parseDuration(options.unsafeBelow), text: options.unsafeBelow, because: options.unsafeBecause ?? 'it is unsafe'}
+    : undefined
+  const flag = Flags.custom<Duration>({
+    summary: options.summary,
+    helpValue: '<duration>',
+    env: options.env,
+    exclusive: options.exclusive,
+    parse: async (input, context) => duration(parseDuration(input, `--${flagNameOf(context)}`)),
+  })(options.default === undefined ? {} : {default: duration(parseDuration(options.default)), defaultHelp: async () => options.default})
+  // Read back by the base command after parsing (see RegopsCommand.refuseUnsafeDurations).
+  return Object.assign(flag, {unsafeBelow}) as OptionFlag<Duration | undefined>
+}
+
+function flagNameOf(context: unknown): string {
+  const token = (context as {token?: {flag?: string}})?.token
+  return token?.flag ?? 'duration'
+}
+
+/** A size in bytes: '500GiB', '2TB', or a plain number of bytes. */
+export const sizeFlag = Flags.custom<number>({
+  helpValue: '<size>',
+  parse: async (input, context) => parseSize(input, `--${flagNameOf(context)}`),
+})
+
+/** `--shard i/n`: worker i of n (0-based), each taking a contiguous range of the 256 digest prefixes. */
+export const shardFlag = Flags.custom<{index: number; count: number}>({
+  summary: 'Run as worker i of n (0-based, e.g. 2/8); each worker takes its own range of digest prefixes or repositories.',
+  helpValue: 'i/n',
+  parse: async (input) => {
+    const match = /^(\d+)\/(\d+)$/.exec(input)
+    const index = Number(match?.[1])
+    const count = Number(match?.[2])
+    if (!match || count < 1 || count > 256 || index >= count) {
+      throw new UsageError(`invalid --shard '${input}': i/n with 0 <= i < n <= 256, e.g. 0/4`)
+    }
+    return {index, count}
+  },
+})
+
+/** One definition, so every command reads the same environment variable. */
+export const databaseUrlFlag = Flags.string({
+  summary: 'PostgreSQL URL (overrides database.url in the config and DATABASE_URL).',
+  env: 'REGOPS_DATABASE_URL',
+  helpValue: '<url>',
+})
+
+export const regionFlag = Flags.string({summary: 'Region to act on (default: primary).', char: 'r', helpValue: '<name>'})
+
+/**
+ * `--dry-run` where dry-run is already the default: runbooks write it out, and `import` and
+ * `db migrate` take it, so refusing it here was a trap. It cannot be combined with the acting flags.
+ */
+export function dryRunFlag(acting: string[]) {
+  return Flags.boolean({summary: `Report only; change nothing (the default unless ${acting.map((a) => `--${a}`).join(' or ')}).`, exclusive: acting})
+}

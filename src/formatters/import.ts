@@ -1,0 +1,50 @@
+import {ExitCode} from '../lib/errors.js'
+import type {ImportResult} from '../lib/metadata/import.js'
+import {formatDuration, renderTable} from '../lib/output/format.js'
+
+const LISTED = 20
+
+export function exitCode(result: ImportResult): number {
+  if (result.failed.length > 0) return ExitCode.Partial
+  return result.problemCount > 0 ? ExitCode.Found : ExitCode.Ok
+}
+
+export function render(r: ImportResult): string {
+  const lines = [
+    renderTable(
+      ['region', 'shard', 'repositories', 'manifests', 'tags', 'layers', 'references', 'layer links', r.dryRun ? 'blobs seen' : 'new blobs', 'problems', 'failed', 'time'],
+      [[
+        r.region,
+        `${r.shard.index}/${r.shard.count}`,
+        r.repositories,
+        r.manifests,
+        r.tags,
+        r.layers,
+        r.references,
+        r.repositoryBlobs,
+        r.blobs,
+        r.problemCount,
+        r.failed.length,
+        formatDuration(r.durationMs),
+      ]],
+    ),
+  ]
+  for (const p of r.problems.slice(0, LISTED)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message.replace(` (at ${p.key})`, '')}`)
+  if (r.problemCount > LISTED) lines.push(`... and ${r.problemCount - LISTED} more problems (see --json)`)
+  for (const f of r.failed.slice(0, LISTED)) lines.push(`failed: ${f.repository}: ${f.message}`)
+  if (r.dryRun) {
+    lines.push('dry-run: nothing was written')
+    return lines.join('\n')
+  }
+  const w = r.written
+  const deleted = w.deleted.manifests + w.deleted.tags + w.deleted.repositoryBlobs
+  const removed = deleted
+    ? `; removed ${w.deleted.manifests} manifests, ${w.deleted.tags} tags, ${w.deleted.repositoryBlobs} layer links storage no longer has`
+    : ''
+  lines.push(
+    `job ${r.jobId} (group ${r.group}): wrote ${w.manifests} manifests, ${w.blobs} blobs, ${w.layers} layers, ${w.references} references, ` +
+      `${w.tagsInserted + w.tagsUpdated} tags, ${w.repositoryBlobs} layer links${removed}`,
+  )
+  if (r.failed.length > 0) lines.push(`partial: ${r.failed.length} repositories failed; resume with --resume ${r.jobId}`)
+  return lines.join('\n')
+}

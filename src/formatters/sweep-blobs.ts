@@ -1,0 +1,52 @@
+import {ExitCode} from '../lib/errors.js'
+import {formatBytes, formatDuration, renderTable} from '../lib/output/format.js'
+import type {SweepBlobsResult} from '../lib/sweep/sweep-blobs.js'
+
+const LISTED = 20
+
+/** The sweep's result, plus the grace period as understood, so the operator sees "48h" and not a surprise. */
+export type SweepBlobsCommandResult = SweepBlobsResult & {gracePeriod: string}
+
+export function exitCode(result: SweepBlobsResult): number {
+  if (result.acted.failed > 0) return ExitCode.Partial
+  if (result.mode === 'dry-run') {
+    const found = result.candidates.count > 0 || result.candidates.manifests > 0 || result.problemCount > 0
+    return found ? ExitCode.Found : ExitCode.Ok
+  }
+  return result.problemCount > 0 ? ExitCode.Found : ExitCode.Ok
+}
+
+export function render(r: SweepBlobsCommandResult): string {
+  const verb = r.mode === 'dry-run' ? 'would remove' : r.mode === 'delete' ? 'deleted' : 'quarantined'
+  const lines = [
+    renderTable(
+      ['sweep', r.jobId ? `job ${r.jobId}` : ''],
+      [
+        ['region / strategy / mode', `${r.region} / ${r.strategy} / ${r.mode}`],
+        ['blobs scanned', `${r.scanned.blobs} (${formatBytes(r.scanned.bytes)})`],
+        ['referenced', r.referenced],
+        ['younger than the cutoff', `${r.tooYoung.count} (grace period ${r.gracePeriod}, cutoff ${r.cutoff})`],
+        ['candidates', `${r.candidates.count} (${formatBytes(r.candidates.bytes)})${r.candidates.manifests ? `, and ${r.candidates.manifests} untagged manifests` : ''}`],
+        ['acted', r.acted.deleted + r.acted.quarantined + r.acted.manifestsDeleted],
+        ['skipped at re-check', `${r.skipped.referencedAgain} referenced again, ${r.skipped.changed} changed, ${r.skipped.gone} gone`],
+        ['problems', r.problemCount],
+        ['time', formatDuration(r.durationMs)],
+      ],
+    ),
+  ]
+  for (const p of r.problems.slice(0, LISTED)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message}`)
+  if (r.problemCount > LISTED) lines.push(`... and ${r.problemCount - LISTED} more problems (see --json)`)
+  if (!r.markComplete) lines.push('the mark is incomplete: what the problem manifests reference is unknown, so acting is refused')
+  if (r.mode === 'dry-run') {
+    const report = r.reportFile ? `; candidates in ${r.reportFile}` : ''
+    const next = r.candidates.count ? '; act with --quarantine or --delete' : ''
+    lines.push(`dry-run: ${verb} ${r.candidates.count} blobs (${formatBytes(r.candidates.bytes)}), grace period ${r.gracePeriod}${report}${next}`)
+  } else {
+    const manifests = r.acted.manifestsDeleted ? ` and ${r.acted.manifestsDeleted} untagged manifests` : ''
+    lines.push(
+      `${verb} ${r.acted.deleted + r.acted.quarantined} blobs (${formatBytes(r.acted.bytes)})${manifests}, grace period ${r.gracePeriod}; ` +
+        `job ${r.jobId} journaled every action (regops journal --job ${r.jobId})`,
+    )
+  }
+  return lines.join('\n')
+}
