@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
 import {ExitCode} from '../lib/errors.js'
 import {formatDuration, renderTable} from '../lib/output/format.js'
+import {interruptOnSignals} from '../lib/metadata/jobs.js'
 import {quickstart, type QuickstartResult} from '../lib/quickstart/quickstart.js'
 
 export default class Quickstart extends RegopsCommand<QuickstartResult> {
@@ -9,12 +10,15 @@ export default class Quickstart extends RegopsCommand<QuickstartResult> {
   static override description = 'Needs nothing installed beyond npm ci. Writes only under --dir and deletes nothing outside it. Exits 0 when both sweep strategies find exactly the planted orphans.'
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --dir /tmp/regops-demo --json']
   static override flags = {
-    dir: Flags.string({summary: 'Working directory (replaced on every run).', default: '.regops/quickstart'}),
+    dir: Flags.string({summary: 'Working directory: created, or replaced if an earlier quickstart made it; any other non-empty directory is refused.', default: '.regops/quickstart'}),
   }
 
   public async run(): Promise<QuickstartResult> {
     const {flags} = await this.parse(Quickstart)
-    const result = await quickstart({dir: flags.dir, logger: this.logger.child({}), onStep: (s) => this.logger.info(`${s.step}: ${s.detail}`, {ms: s.ms})})
+    const interrupt = interruptOnSignals()
+    const result = await quickstart({dir: flags.dir, logger: this.logger.child({}), signal: interrupt.signal, onStep: (s) => this.logger.info(`${s.step}: ${s.detail}`, {ms: s.ms})}).finally(
+      () => interrupt.dispose(),
+    )
     this.say(renderTable(['step', 'time', 'result'], result.steps.map((s) => [s.step, formatDuration(s.ms), s.detail])))
     this.say('\nOrphaned blobs found (dry-run: nothing was deleted):')
     this.say(
