@@ -202,6 +202,10 @@ export function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Db {
     // An idle client died; the pool has already discarded it. Never let this crash the process.
     opts.onIdleError?.(new DatabaseConnectionError(scrub(`metadata database connection lost (${redactedUrl}): ${error.message}`, secrets)))
   })
+  // A checked-out client between two queries (a migration's locked session, a transaction) has no
+  // query to fail when the server goes away: pg emits 'error' on the client itself, which would crash
+  // the process. Its holder learns of it from its next query.
+  pool.on('connect', (client) => client.on('error', () => {}))
 
   const connect = async (): Promise<pg.PoolClient> => {
     try {
