@@ -22,6 +22,8 @@ export interface S3RegionConfig {
   concurrency: number
   accessKeyId?: string
   secretAccessKey?: string
+  /** declared empty (a new region): doctor then accepts a store without blobs/ and repositories/ */
+  empty?: boolean
 }
 
 export interface FileRegionConfig {
@@ -31,6 +33,8 @@ export interface FileRegionConfig {
   /** absolute directory holding blobs/ and repositories/ */
   root: string
   concurrency: number
+  /** declared empty (a new region): doctor then accepts a store without blobs/ and repositories/ */
+  empty?: boolean
 }
 
 export type RegionConfig = S3RegionConfig | FileRegionConfig
@@ -164,7 +168,7 @@ function where(source: YamlSource | undefined, path: string[]): {field: string; 
 }
 
 const TOP_KEYS = new Set(['database', 'regions', 'primary', 'registry', 'sweep'])
-const REGION_KEYS = new Set(['url', 'region', 'endpoint', 'forcePathStyle', 'checksums', 'concurrency', 'accessKeyId', 'secretAccessKey'])
+const REGION_KEYS = new Set(['url', 'region', 'endpoint', 'forcePathStyle', 'checksums', 'concurrency', 'accessKeyId', 'secretAccessKey', 'empty'])
 
 function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, overrides: ConfigOverrides): RegopsConfig {
   const data = source?.data ?? {}
@@ -253,6 +257,8 @@ function parseRegion(name: string, value: unknown, at: (...path: string[]) => Re
   if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024)) {
     throw new ConfigError('must be an integer from 1 to 1024', at('concurrency'))
   }
+  if (region.empty !== undefined && typeof region.empty !== 'boolean') throw new ConfigError('must be true or false', at('empty'))
+  const empty = region.empty === true ? {empty: true} : {}
   let url: URL
   try {
     url = new URL(region.url)
@@ -262,7 +268,7 @@ function parseRegion(name: string, value: unknown, at: (...path: string[]) => Re
   if (url.protocol === 'file:') {
     if (url.host && url.host !== 'localhost') throw new ConfigError(`file URLs take an absolute path (file:///path), got '${region.url}'`, at('url'))
     const root = decodeURIComponent(url.pathname).replace(/\/+$/, '') || '/'
-    return {kind: 'file', name, url: region.url, root, concurrency: concurrency ?? 16}
+    return {kind: 'file', name, url: region.url, root, concurrency: concurrency ?? 16, ...empty}
   }
   if (url.protocol !== 's3:') throw new ConfigError(`unsupported scheme '${url.protocol}' (expected s3:// or file://)`, at('url'))
   if (!url.hostname) throw new ConfigError(`has no bucket: '${region.url}'`, at('url'))
@@ -294,6 +300,7 @@ function parseRegion(name: string, value: unknown, at: (...path: string[]) => Re
     concurrency: concurrency ?? 64,
     accessKeyId: region.accessKeyId as string | undefined,
     secretAccessKey: region.secretAccessKey as string | undefined,
+    ...empty,
   }
 }
 

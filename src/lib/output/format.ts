@@ -9,16 +9,75 @@ export function stdoutIsTTY(): boolean {
 export type Cell = string | number | bigint | boolean | null | undefined
 
 /**
- * A table for a person. On a TTY, a cli-table3 box; elsewhere (pipes, files, CI without --json),
+ * A table for a person. On a TTY, a cli-table3 box that fits the terminal's width (long cells wrap at
+ * spaces, and words longer than their column are broken); elsewhere (pipes, files, CI without --json),
  * tab-separated lines with a header, which grep and awk read without fuss.
  */
-export function renderTable(head: string[], rows: Cell[][], tty = stdoutIsTTY()): string {
+export function renderTable(head: string[], rows: Cell[][], tty = stdoutIsTTY(), width = process.stdout.columns): string {
   const text = rows.map((row) => row.map((cell) => (cell === null || cell === undefined ? '' : String(cell))))
   if (!tty) return [head, ...text].map((row) => row.join('\t')).join('\n')
+  const colWidths = fitColumns([head, ...text], width)
+  const wrap = (row: string[]) => row.map((cell, i) => (colWidths ? wrapCell(cell, colWidths[i] - CELL_PADDING) : cell))
   // No rule between body rows: compact enough for an 80-column terminal.
-  const table = new Table({head, style: {head: ['bold'], border: []}, chars: {mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': ''}})
-  for (const row of text) table.push(row)
+  const table = new Table({
+    head: wrap(head),
+    style: {head: ['bold'], border: []},
+    chars: {mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': ''},
+    ...(colWidths ? {colWidths} : {}),
+  })
+  for (const row of text) table.push(wrap(row))
   return redact(table.toString())
+}
+
+/** cli-table3 pads each cell with one space either side. */
+const CELL_PADDING = 2
+/** Narrowest a shrunk column gets (content characters): narrower, nothing in it reads. */
+const MIN_CONTENT = 6
+
+/**
+ * Column widths (padding included) that fit `width` terminal columns, or undefined when the table fits
+ * as it is or the width is unknown. Only the widest columns give way: every column keeps its natural
+ * width up to a common cap, the largest cap for which the table fits.
+ */
+export function fitColumns(rows: string[][], width: number | undefined): number[] | undefined {
+  if (!width || width <= 0 || rows.length === 0) return undefined
+  const count = Math.max(...rows.map((r) => r.length))
+  const natural = Array.from({length: count}, (_, i) => CELL_PADDING + Math.max(0, ...rows.map((r) => longestLine(r[i] ?? ''))))
+  const budget = width - (count + 1) // the vertical borders
+  const total = (cap: number) => natural.reduce((sum, w) => sum + Math.min(w, cap), 0)
+  if (total(Infinity) <= budget) return undefined
+  let cap = CELL_PADDING + MIN_CONTENT
+  while (total(cap + 1) <= budget) cap++
+  return natural.map((w) => Math.min(w, cap))
+}
+
+function longestLine(text: string): number {
+  return Math.max(...text.split('\n').map((line) => [...line].length))
+}
+
+/** Wraps at spaces to `width` characters; a word longer than that is broken across lines. */
+export function wrapCell(text: string, width: number): string {
+  const out: string[] = []
+  for (const paragraph of text.split('\n')) {
+    let line = ''
+    for (const word of paragraph.split(' ')) {
+      let rest = [...word]
+      const candidate = line === '' ? word : `${line} ${word}`
+      if ([...candidate].length <= width) {
+        line = candidate
+        continue
+      }
+      if (line !== '') out.push(line)
+      line = ''
+      while (rest.length > width) {
+        out.push(rest.slice(0, width).join(''))
+        rest = rest.slice(width)
+      }
+      line = rest.join('')
+    }
+    out.push(line)
+  }
+  return out.join('\n')
 }
 
 /** Key/value pairs, one a line, aligned. */

@@ -1,6 +1,7 @@
-import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
+import {InterruptedError, RefusedError} from '../errors.js'
 import type {Logger} from '../output/logger.js'
 import {openDatabase} from '../metadata/db.js'
 import {startEmbeddedDatabase} from '../metadata/embedded.js'
@@ -36,15 +37,38 @@ export interface QuickstartResult {
  * with known orphans, an embedded PostgreSQL, migrations, import, and dry-run sweeps with both
  * strategies. Nothing is deleted; everything lives under `dir`.
  */
-export async function quickstart(opts: {dir: string; logger: Logger; onStep?: (step: QuickstartStep) => void}): Promise<QuickstartResult> {
+export async function quickstart(opts: QuickstartOptions): Promise<QuickstartResult> {
+  try {
+    return await runQuickstart(opts)
+  } catch (error) {
+    // A Ctrl-C reaches the embedded PostgreSQL too (same process group): whatever failed after it is
+    // the interrupt, not a finding. The temporary database is gone by now (see below).
+    const {signal} = opts
+    if (signal?.aborted) throw new InterruptedError(String((signal.reason as Error | undefined)?.message).includes('SIGTERM') ? 'SIGTERM' : 'SIGINT')
+    throw error
+  }
+}
+
+export interface QuickstartOptions {
+  dir: string
+  logger: Logger
+  onStep?: (step: QuickstartStep) => void
+  /** aborted on SIGINT/SIGTERM: the run stops at the next step and cleans up */
+  signal?: AbortSignal
+}
+
+async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult> {
   const dir = resolve(opts.dir)
   const registryRoot = join(dir, 'registry', 'docker', 'registry', 'v2')
-  await rm(dir, {recursive: true, force: true})
+  await prepareDirectory(dir)
   await mkdir(registryRoot, {recursive: true})
   const steps: QuickstartStep[] = []
+  const {signal} = opts
   const step = async <T>(name: string, fn: () => Promise<T>, detail: (value: T) => string): Promise<T> => {
+    signal?.throwIfAborted()
     const started = performance.now()
     const value = await fn()
+    signal?.throwIfAborted()
     const s = {step: name, ms: Math.round(performance.now() - started), detail: detail(value)}
     steps.push(s)
     opts.onStep?.(s)
@@ -64,16 +88,24 @@ export async function quickstart(opts: {dir: string; logger: Logger; onStep?: (s
   })
   const db = openDatabase(pg.url)
   try {
+    return await withDatabase()
+  } finally {
+    await db.close().catch(() => {})
+    await pg.stop().catch(() => {})
+    await rm(pgDir, {recursive: true, force: true})
+  }
+
+  async function withDatabase(): Promise<QuickstartResult> {
     await step('migrate the metadata schema', () => migrateUp(db), (r) => `v${r.from} → v${r.to} (${r.applied.length} migrations)`)
-    const imported = await step('import storage into the database', () => importStorage({driver, db, logger: opts.logger}), (r) =>
+    const imported = await step('import storage into the database', () => importStorage({driver, db, logger: opts.logger, signal}), (r) =>
       `${r.repositories} repositories, ${r.manifests} manifests, ${r.tags} tags, ${r.blobs} blobs`,
     )
     const sweepStorage = await step('sweep blobs, strategy storage (dry-run)', () =>
-      sweepBlobs({driver, strategy: 'storage', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, reportFile: join(dir, 'sweep-storage.jsonl')}), (r) =>
+      sweepBlobs({driver, strategy: 'storage', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, signal, reportFile: join(dir, 'sweep-storage.jsonl')}), (r) =>
       `${r.candidates.count} orphans, ${r.referenced} referenced, ${r.tooYoung.count} too young`,
     )
     const sweepMetadata = await step('sweep blobs, strategy metadata (dry-run)', () =>
-      sweepBlobs({driver, db, strategy: 'metadata', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, reportFile: join(dir, 'sweep-metadata.jsonl')}), (r) =>
+      sweepBlobs({driver, db, strategy: 'metadata', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, signal, reportFile: join(dir, 'sweep-metadata.jsonl')}), (r) =>
       `${r.candidates.count} orphans, ${r.referenced} referenced, ${r.tooYoung.count} too young`,
     )
     const found = {storage: await candidatesOf(join(dir, 'sweep-storage.jsonl')), metadata: await candidatesOf(join(dir, 'sweep-metadata.jsonl'))}
@@ -101,11 +133,35 @@ export async function quickstart(opts: {dir: string; logger: Logger; onStep?: (s
         'npx regops --help                            # every command, and the exit codes',
       ],
     }
-  } finally {
-    await db.close()
-    await pg.stop()
-    await rm(pgDir, {recursive: true, force: true})
   }
+}
+
+/** Marks a directory as quickstart's own: only such a directory is ever replaced. */
+const MARKER = '.regops-quickstart'
+
+/**
+ * Makes `dir` quickstart's working directory: created when missing, used when empty, replaced only
+ * when an earlier quickstart made it (its marker file is there). Anything else is refused untouched:
+ * `--dir .` or `--dir ~` must never be deleted.
+ */
+async function prepareDirectory(dir: string): Promise<void> {
+  const info = await lstat(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    throw error
+  })
+  if (info && !info.isDirectory()) throw new RefusedError(`--dir ${dir} is not a directory: refusing to replace it`, {hint: 'pass a new or empty directory'})
+  if (info) {
+    const entries = await readdir(dir)
+    if (entries.length > 0 && !entries.includes(MARKER)) {
+      const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? `, … (${entries.length} entries)` : '')
+      throw new RefusedError(`--dir ${dir} holds files quickstart did not create (${shown}): refusing to replace it`, {
+        hint: `pass a new or empty directory; quickstart replaces only a directory with its ${MARKER} marker`,
+      })
+    }
+    if (entries.length > 0) await rm(dir, {recursive: true, force: true})
+  }
+  await mkdir(dir, {recursive: true})
+  await writeFile(join(dir, MARKER), 'written by regops quickstart: this directory is replaced on every run\n')
 }
 
 async function candidatesOf(file: string): Promise<string[]> {

@@ -1,5 +1,5 @@
 import type {Readable} from 'node:stream'
-import {NotFoundError} from '../errors.js'
+import {NotFoundError, StorageError, type RegopsErrorOptions} from '../errors.js'
 
 export interface ObjectInfo {
   /** key relative to the region's registry root */
@@ -67,4 +67,54 @@ export async function copyBetween(source: StorageDriver, target: StorageDriver, 
 /** Byte-order comparison of two keys, the order of every listing. */
 export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'))
+}
+
+/**
+ * True when `a` sorts strictly before `b` in byte order of their UTF-8 forms. JavaScript compares
+ * UTF-16 code units, which agrees with UTF-8 byte order except when a surrogate (above U+FFFF) meets
+ * a code unit from U+E000 up; only then are the strings encoded. A listing checks every key, so the
+ * common case must not allocate.
+ */
+export function keyBefore(a: string, b: string): boolean {
+  const length = Math.min(a.length, b.length)
+  let i = 0
+  while (i < length && a.charCodeAt(i) === b.charCodeAt(i)) i++
+  if (i === length) return a.length < b.length
+  const x = a.charCodeAt(i)
+  const y = b.charCodeAt(i)
+  if (x < 0xd800 && y < 0xd800) return x < y
+  return compareKeys(a, b) < 0
+}
+
+/**
+ * Checks that a listing's keys are strictly increasing, and throws naming both keys when one is not.
+ * Every merge (blob listing against references, region against region) assumes sorted input and would
+ * silently misjudge keys on an unsorted one, so each driver checks its listings where it makes them
+ * (inline, not as another generator: a hop per key costs more than the comparison).
+ */
+export class KeyOrder {
+  private previous: string | undefined
+
+  constructor(
+    private readonly region: string,
+    private readonly prefix: string,
+  ) {}
+
+  check(key: string): void {
+    if (this.previous !== undefined && !keyBefore(this.previous, key)) {
+      throw new StorageError(`listing of ${this.prefix || '/'} is out of order: '${key}' came after '${this.previous}'`, {region: this.region, key}, {code: 'UNSORTED_LISTING'})
+    }
+    this.previous = key
+  }
+}
+
+/**
+ * A failure of the region as a whole (endpoint unreachable, bucket missing, listing forbidden, server
+ * errors past the retries), as opposed to one object that cannot be read. A job stops on it: read as
+ * a per-prefix problem, an outage would be reported like a finding, once for every prefix.
+ */
+export class RegionUnavailableError extends StorageError {
+  constructor(message: string, where: {region?: string; key?: string}, options: RegopsErrorOptions = {}) {
+    super(message, where, {code: 'REGION_UNAVAILABLE', ...options})
+  }
 }

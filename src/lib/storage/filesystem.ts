@@ -1,12 +1,12 @@
 import {mkdir, open, readdir, rename, rm, rmdir, stat, unlink, copyFile, writeFile, type FileHandle} from 'node:fs/promises'
-import {readdirSync, readFileSync, statSync, type Dirent} from 'node:fs'
+import {lstatSync, readdirSync, readFileSync, realpathSync, statSync, type Dirent} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {Readable} from 'node:stream'
 import {randomUUID} from 'node:crypto'
 import pLimit, {type LimitFunction} from 'p-limit'
 import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
-import type {DeleteResult, ListOptions, ObjectInfo, StorageDriver} from './driver.js'
+import {KeyOrder, type DeleteResult, type ListOptions, type ObjectInfo, type StorageDriver} from './driver.js'
 
 /**
  * The distribution layout on a local filesystem. Listing yields the same byte order as S3 for the
@@ -19,6 +19,8 @@ interface DirEntry {
   sortKey: Buffer
   /** files only; undefined when the file vanished between readdir and stat */
   info?: ObjectInfo
+  /** a symbolic link to a directory: followed, as distribution's os.Stat does */
+  symlink?: boolean
 }
 
 export class FilesystemDriver implements StorageDriver {
@@ -63,12 +65,22 @@ export class FilesystemDriver implements StorageDriver {
       if (entry.dir) return !(Buffer.compare(k, startAfter) < 0 && !options.startAfter!.startsWith(`${key}/`))
       return Buffer.compare(k, startAfter) > 0
     }
-    const stack: Array<{dirKey: string; entries: DirEntry[]; next: number}> = []
-    const push = async (key: string, prefix: string) => {
+    // `target`: the real path of a directory entered through a symbolic link. Entering one that is
+    // already being walked is a loop (any cycle passes through a link, and nests inside itself).
+    const stack: Array<{dirKey: string; entries: DirEntry[]; next: number; target?: string}> = []
+    const push = async (key: string, prefix: string, symlink = false) => {
       options.signal?.throwIfAborted()
+      let target: string | undefined
+      if (symlink) {
+        target = this.realDirectory(key)
+        if (stack.some((frame) => frame.target === target)) {
+          throw new StorageError(`symbolic link loop at ${key} (it leads back to ${target}, which is being walked)`, {region: this.region, key}, {code: 'SYMLINK_LOOP'})
+        }
+      }
       const entries = (await this.readEntries(key)).filter((e) => e.name.startsWith(prefix) && keep(`${key}${e.name}`, e))
-      stack.push({dirKey: key, entries, next: 0})
+      stack.push({dirKey: key, entries, next: 0, target})
     }
+    const order = new KeyOrder(this.region, `${dirKey}${namePrefix}`)
     await push(dirKey, namePrefix)
     while (stack.length > 0) {
       const top = stack[stack.length - 1]
@@ -79,9 +91,12 @@ export class FilesystemDriver implements StorageDriver {
       const entry = top.entries[top.next++]
       if (entry.dir) {
         const child = `${top.dirKey}${entry.name}/`
-        if (!options.prune?.(child)) await push(child, '')
+        if (!options.prune?.(child)) await push(child, '', entry.symlink)
       }
-      else if (entry.info) yield entry.info
+      else if (entry.info) {
+        order.check(entry.info.key)
+        yield entry.info
+      }
     }
   }
 
@@ -105,10 +120,21 @@ export class FilesystemDriver implements StorageDriver {
     }
     const entries: DirEntry[] = []
     for (const d of dirents) {
-      if (!(d.isDirectory() || d.isFile()) || d.name.startsWith('.regops-tmp-')) continue
-      const entry: DirEntry = {name: d.name, dir: d.isDirectory(), sortKey: Buffer.from(d.isDirectory() ? `${d.name}/` : d.name)}
+      if (d.name.startsWith('.regops-tmp-')) continue
+      const key = `${dirKey}${d.name}`
+      let isDirectory = d.isDirectory()
+      let symlink = false
+      if (d.isSymbolicLink()) {
+        // distribution stats every entry (os.Stat follows links): a linked repository or namespace is
+        // part of the registry, and skipping it would make every blob it references look unreferenced.
+        const target = this.followLink(join(dir, d.name), key)
+        if (!target) continue
+        isDirectory = target.isDirectory()
+        symlink = isDirectory
+        if (!isDirectory && !target.isFile()) continue
+      } else if (!(isDirectory || d.isFile())) continue
+      const entry: DirEntry = {name: d.name, dir: isDirectory, sortKey: Buffer.from(isDirectory ? `${d.name}/` : d.name), symlink}
       if (!entry.dir) {
-        const key = `${dirKey}${d.name}`
         const st = statSync(join(dir, d.name), {throwIfNoEntry: false})
         // A file deleted between readdir and stat is simply gone.
         if (!st) continue
@@ -117,6 +143,30 @@ export class FilesystemDriver implements StorageDriver {
       entries.push(entry)
     }
     return entries.sort((a, b) => Buffer.compare(a.sortKey, b.sortKey))
+  }
+
+  /**
+   * What a symbolic link points at; undefined when the link itself vanished. A link whose target is
+   * missing (or cannot be read) is an error, not an absent entry: it may stand for a repository.
+   */
+  private followLink(path: string, key: string) {
+    try {
+      return statSync(path)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' && lstatSync(path, {throwIfNoEntry: false}) === undefined) return undefined
+      const reason = code === 'ENOENT' ? 'its target does not exist' : code === 'ELOOP' ? 'it is a loop of links' : (code ?? String(error))
+      throw new StorageError(`cannot follow the symbolic link ${key}: ${reason}`, {region: this.region, key}, {cause: error, code: 'SYMLINK_BROKEN'})
+    }
+  }
+
+  private realDirectory(dirKey: string): string {
+    try {
+      return realpathSync(this.pathOf(dirKey))
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      throw new StorageError(`cannot follow the symbolic link ${dirKey}: ${code ?? error}`, {region: this.region, key: dirKey}, {cause: error, code: 'SYMLINK_BROKEN'})
+    }
   }
 
   private async readDir(dirKey: string) {
@@ -132,8 +182,10 @@ export class FilesystemDriver implements StorageDriver {
 
   async *listDirectories(prefix: string, options: ListOptions = {}): AsyncIterable<string> {
     const entries = await this.readDir(prefix)
+    const base = prefix === '' ? this.root : this.pathOf(prefix)
     const dirs = entries
-      .filter((entry) => entry.isDirectory() && !entry.name.startsWith('.regops-tmp-'))
+      .filter((entry) => !entry.name.startsWith('.regops-tmp-'))
+      .filter((entry) => entry.isDirectory() || (entry.isSymbolicLink() && this.followLink(join(base, entry.name), `${prefix}${entry.name}`)?.isDirectory()))
       .map((entry) => `${prefix}${entry.name}/`)
       .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
     for (const dir of dirs) {

@@ -182,7 +182,15 @@ export function parseListBucketResult(body: string): ListPage {
     const block = body.slice(open + 10, close)
     const key = element(block, 'Key')
     if (key === undefined) throw new Error('ListBucketResult entry without a Key')
-    contents.push({key, size: Number(element(block, 'Size') ?? 0), lastModified: new Date(element(block, 'LastModified') ?? 0)})
+    // A missing or unreadable date or size is an error, not the epoch or zero: a blob dated 1970 is
+    // older than any grace cutoff, and a wrong size defeats the re-check before acting.
+    const modified = element(block, 'LastModified')
+    const lastModified = new Date(modified ?? NaN)
+    if (Number.isNaN(lastModified.getTime())) throw new Error(`ListBucketResult entry ${key} has ${modified === undefined ? 'no LastModified' : `an unparsable LastModified '${modified}'`}`)
+    const sizeText = element(block, 'Size')
+    const size = sizeText === undefined || sizeText.trim() === '' ? NaN : Number(sizeText)
+    if (!Number.isSafeInteger(size) || size < 0) throw new Error(`ListBucketResult entry ${key} has ${sizeText === undefined ? 'no Size' : `an unparsable Size '${sizeText}'`}`)
+    contents.push({key, size, lastModified})
     at = close + 11
   }
   at = 0
@@ -199,5 +207,8 @@ export function parseListBucketResult(body: string): ListPage {
   // The continuation token and IsTruncated sit outside every Contents block, at the top level.
   const tail = body.slice(0, body.indexOf('<Contents>') >= 0 ? body.indexOf('<Contents>') : body.length) + body.slice(body.lastIndexOf('</Contents>') + 1)
   const truncated = element(tail, 'IsTruncated') === 'true'
-  return {contents, prefixes, nextToken: truncated ? element(tail, 'NextContinuationToken') : undefined}
+  const nextToken = truncated ? element(tail, 'NextContinuationToken') : undefined
+  // Ending here would read as "no more keys": the rest of the listing would look like nothing there.
+  if (truncated && !nextToken) throw new Error('ListBucketResult is truncated (IsTruncated true) but has no NextContinuationToken')
+  return {contents, prefixes, nextToken}
 }

@@ -16,7 +16,7 @@ import {NodeHttpHandler} from '@smithy/node-http-handler'
 import pLimit, {type LimitFunction} from 'p-limit'
 import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
 import type {S3RegionConfig} from '../config/config.js'
-import type {DeleteResult, ListOptions, ObjectInfo, StorageDriver} from './driver.js'
+import {KeyOrder, RegionUnavailableError, type DeleteResult, type ListOptions, type ObjectInfo, type StorageDriver} from './driver.js'
 import {S3HttpError, S3ReadPath} from './s3-read.js'
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
@@ -34,10 +34,13 @@ export class S3Driver implements StorageDriver {
   readonly client: S3Client
   private readonly limit: LimitFunction
   private readonly base: string
+  /** where requests go, for messages (the default AWS endpoint when none is configured) */
+  private readonly endpoint: string
 
   constructor(private readonly config: S3RegionConfig, clientOverrides: Partial<S3ClientConfig> = {}) {
     this.region = config.name
     this.base = config.prefix ? `${config.prefix}/` : ''
+    this.endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
     this.location = `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` at ${config.endpoint}` : ''}`
     this.limit = pLimit(config.concurrency)
     const agentOptions = {keepAlive: true, maxSockets: config.concurrency}
@@ -78,6 +81,7 @@ export class S3Driver implements StorageDriver {
   }
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    const order = new KeyOrder(this.region, prefix)
     let token: string | undefined
     do {
       options.signal?.throwIfAborted()
@@ -88,12 +92,16 @@ export class S3Driver implements StorageDriver {
           signal: options.signal,
         }),
       )
-      for (const object of page.contents) yield {key: this.relativeKey(object.key), size: object.size, lastModified: object.lastModified}
+      for (const object of page.contents) {
+        order.check(object.key)
+        yield {key: this.relativeKey(object.key), size: object.size, lastModified: object.lastModified}
+      }
       token = page.nextToken
     } while (token)
   }
 
   async *listDirectories(prefix: string, options: ListOptions = {}): AsyncIterable<string> {
+    const order = new KeyOrder(this.region, prefix)
     let token: string | undefined
     do {
       options.signal?.throwIfAborted()
@@ -105,7 +113,10 @@ export class S3Driver implements StorageDriver {
           signal: options.signal,
         }),
       )
-      for (const common of page.prefixes) yield this.relativeKey(common)
+      for (const common of page.prefixes) {
+        order.check(common)
+        yield this.relativeKey(common)
+      }
       token = page.nextToken
     } while (token)
   }
@@ -235,13 +246,34 @@ export class S3Driver implements StorageDriver {
 
   private mapError(error: unknown, key: string, op: string): Error {
     if (error instanceof InvalidInputError || error instanceof StorageError) return error
-    const e = error as {name?: string; Code?: string; message?: string; $metadata?: {httpStatusCode?: number}; code?: string; status?: number}
-    const status = e.$metadata?.httpStatusCode ?? (error instanceof S3HttpError ? error.status : undefined)
+    const e = error as {name?: string; Code?: string; message?: string; $metadata?: {httpStatusCode?: number}; code?: string; statusCode?: number}
+    const status = e.$metadata?.httpStatusCode ?? (error instanceof S3HttpError ? error.status : e.statusCode)
     const code = error instanceof S3HttpError ? error.code : e.name
-    // A missing bucket is a configuration problem, not a missing object.
-    if (code !== 'NoSuchBucket' && (status === 404 || code === 'NoSuchKey' || code === 'NotFound')) return new NotFoundError(key, this.region)
+    // A LIST answers 404 only when the bucket is missing: never "no such key" (an empty prefix is an empty listing).
+    const noBucket = code === 'NoSuchBucket' || (op === 'list' && status === 404)
+    if (!noBucket && (status === 404 || code === 'NoSuchKey' || code === 'NotFound')) return new NotFoundError(key, this.region)
     const what = e.name && e.name !== 'Error' ? e.name : (e.code ?? 'error')
-    const detail = error instanceof S3HttpError ? error.message : status ? `HTTP ${status} ${what}` : `${what}: ${e.message ?? String(error)}`
-    return new StorageError(`${op} failed on ${this.location}: ${detail}`, {region: this.region, key}, {cause: error, code: status === 403 ? 'FORBIDDEN' : 'STORAGE'})
+    // No HTTP answer at all: refused, reset, timed out, name not resolved (Node's E… codes, undici's UND_ERR_…).
+    const network = status === undefined && typeof e.code === 'string' && /^(E[A-Z]+|UND_ERR_)/.test(e.code) && e.code !== 'UND_ERR_ABORTED'
+    let detail: string
+    if (error instanceof S3HttpError) detail = error.message
+    else if (status) detail = `HTTP ${status} ${what}`
+    else if (e.code && e.message?.includes(e.code)) detail = e.message
+    else detail = `${e.code ?? what}: ${e.message ?? String(error)}`
+    const where = {region: this.region, key}
+    const options = {cause: error, details: {bucket: this.config.bucket, endpoint: this.endpoint, status}}
+    // The region as a whole cannot be read: a job stops with this one line instead of a problem per prefix.
+    const wholeRegion =
+      noBucket ||
+      network ||
+      status === 429 ||
+      (status !== undefined && status >= 500) ||
+      (op === 'list' && status === 403) ||
+      code === 'InvalidAccessKeyId' ||
+      code === 'SignatureDoesNotMatch'
+    if (wholeRegion) {
+      return new RegionUnavailableError(`cannot ${op} ${key || '/'} in bucket '${this.config.bucket}' at ${this.endpoint}: ${network ? `no answer: ${detail}` : detail}`, where, options)
+    }
+    return new StorageError(`${op} failed on ${this.location}: ${detail}`, where, {...options, code: status === 403 ? 'FORBIDDEN' : 'STORAGE'})
   }
 }

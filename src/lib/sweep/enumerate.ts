@@ -1,6 +1,7 @@
 import {Worker} from 'node:worker_threads'
 import type {RegionConfig} from '../config/config.js'
-import type {StorageDriver} from '../storage/driver.js'
+import {StorageError} from '../errors.js'
+import {RegionUnavailableError, type StorageDriver} from '../storage/driver.js'
 import {blobAlgorithmPrefix} from '../storage/layout.js'
 import {parseKeyOrReport, problemOf, type Problem} from '../storage/repositories.js'
 import {ShardLines} from './spill.js'
@@ -42,6 +43,11 @@ export async function enumerateBlobs(
   )
   const result: EnumerateResult = {completed: [], failed: false}
   const algorithmPrefix = blobAlgorithmPrefix()
+  // One range that finds the region unreachable stops the others: the outage is one error, not one
+  // problem per range after each has spent the whole retry budget.
+  const stop = new AbortController()
+  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal
+  let regionFailure: RegionUnavailableError | undefined
   await Promise.all(
     ranges.map(async (range) => {
       let index = 0
@@ -52,7 +58,7 @@ export async function enumerateBlobs(
         }
       }
       try {
-        for await (const object of driver.list(algorithmPrefix, {startAfter: `${algorithmPrefix}${range[0]}`, signal: opts.signal})) {
+        for await (const object of driver.list(algorithmPrefix, {startAfter: `${algorithmPrefix}${range[0]}`, signal})) {
           const shard = object.key.slice(algorithmPrefix.length, algorithmPrefix.length + 2)
           if (shard > range[range.length - 1]) break
           const spec = parseKeyOrReport(object.key, opts.onProblem)
@@ -66,6 +72,11 @@ export async function enumerateBlobs(
         }
       } catch (error) {
         if (opts.signal?.aborted) throw error
+        if (error instanceof RegionUnavailableError) {
+          regionFailure ??= error
+          stop.abort(error)
+        }
+        if (regionFailure) return
         result.failed = true
         opts.onProblem(problemOf(error, 'storage-error', `${algorithmPrefix}${range[index]}/`))
         return
@@ -73,6 +84,7 @@ export async function enumerateBlobs(
       advanceTo('~') // past the last shard: the rest of the range is complete
     }),
   )
+  if (regionFailure) throw regionFailure
   return result
 }
 
@@ -97,7 +109,7 @@ export async function enumerateBlobsInWorker(
       worker.on('message', (message: {problem?: Problem; done?: EnumerateResult; error?: string}) => {
         if (message.problem) opts.onProblem(message.problem)
         if (message.done) resolve(message.done)
-        if (message.error) reject(new Error(message.error))
+        if (message.error) reject(new StorageError(`blob listing of region ${region.name} failed: ${message.error}`, {region: region.name}))
       })
       worker.on('error', reject)
       worker.on('exit', (code) => reject(new Error(`blob listing worker exited with ${code}`)))

@@ -1,5 +1,5 @@
 import pLimit from 'p-limit'
-import type {StorageDriver} from '../storage/driver.js'
+import {RegionUnavailableError, type StorageDriver} from '../storage/driver.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
 import {listRepositoryGroups, problemOf, readRevision, readTagLinks, type Problem, type RepositoryKeys} from '../storage/repositories.js'
 
@@ -47,28 +47,43 @@ export async function markFromStorage(driver: StorageDriver, opts: StorageMarkOp
   try {
     for await (const dir of driver.listDirectories(REPOSITORIES_PREFIX, {signal: opts.signal})) namespaces.push(dir)
   } catch (error) {
+    if (error instanceof RegionUnavailableError) throw error
     opts.onProblem(problemOf(error, 'storage-error', REPOSITORIES_PREFIX))
     return result
   }
+  // A region that cannot be read stops the mark at the first sign, as one error: as a problem per
+  // namespace and repository it would read like a finding, repeated, after every retry budget ran out.
+  const stop = new AbortController()
+  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal
+  let regionFailure: RegionUnavailableError | undefined
+  const failed = (error: unknown): boolean => {
+    if (opts.signal?.aborted) throw error
+    if (error instanceof RegionUnavailableError) {
+      regionFailure ??= error
+      stop.abort(error)
+    }
+    return regionFailure !== undefined
+  }
+  const markOpts = {...opts, signal}
   await Promise.all(
     namespaces.map((namespace) =>
       namespaceLimit(async () => {
         const pending: Array<Promise<void>> = []
         try {
-          for await (const group of listRepositoryGroups(driver, namespace, opts.onProblem, {signal: opts.signal, tags: opts.deleteUntagged})) {
+          for await (const group of listRepositoryGroups(driver, namespace, opts.onProblem, {signal, tags: opts.deleteUntagged})) {
             result.repositories++
-            pending.push(markRepository(driver, group, opts, readLimit, result))
+            pending.push(markRepository(driver, group, markOpts, readLimit, result, failed))
             // Bounded: at most a few repositories read behind the listing.
             if (pending.length >= 8) await pending.shift()
           }
         } catch (error) {
-          if (opts.signal?.aborted) throw error
-          opts.onProblem(problemOf(error, 'storage-error', namespace))
+          if (!failed(error)) opts.onProblem(problemOf(error, 'storage-error', namespace))
         }
         await Promise.all(pending)
       }),
     ),
   )
+  if (regionFailure) throw regionFailure
   return result
 }
 
@@ -78,6 +93,7 @@ async function markRepository(
   opts: StorageMarkOptions,
   readLimit: ReturnType<typeof pLimit>,
   result: StorageMarkResult,
+  failed: (error: unknown) => boolean,
 ): Promise<void> {
   opts.signal?.throwIfAborted()
   const {repository} = group
@@ -125,7 +141,6 @@ async function markRepository(
       for (const ref of read.manifest?.references ?? []) opts.mark(ref, 'reference')
     }
   } catch (error) {
-    if (opts.signal?.aborted) throw error
-    problem(problemOf(error, 'storage-error', `repositories/${repository}/`, {repository}))
+    if (!failed(error)) problem(problemOf(error, 'storage-error', `repositories/${repository}/`, {repository}))
   }
 }

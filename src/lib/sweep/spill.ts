@@ -2,6 +2,7 @@ import {appendFileSync, mkdtempSync} from 'node:fs'
 import {readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {ExitCode, RegopsError, errorMessage} from '../errors.js'
 import {shardOfDigest} from '../storage/layout.js'
 
 /**
@@ -57,13 +58,19 @@ export class ShardLines {
     for (const [shard, lines] of this.pending) this.flush(shard, lines)
   }
 
-  /** The shard's lines in the order written. */
+  /**
+   * The shard's lines in the order written. No file means no lines were written; any other failure
+   * (EMFILE, EIO, ...) stops the sweep: read as "no lines", an unreadable marks file would make every
+   * blob of the prefix look unreferenced.
+   */
   async read(shard: string): Promise<string[]> {
     this.flush(shard)
+    const file = join(this.dir, shard + this.suffix)
     try {
-      return (await readFile(join(this.dir, shard + this.suffix), 'utf8')).split('\n').filter(Boolean)
-    } catch {
-      return []
+      return (await readFile(file, 'utf8')).split('\n').filter(Boolean)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw new RegopsError(`cannot read the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {code: 'SPILL_UNREADABLE', cause: error})
     }
   }
 
