@@ -43,11 +43,16 @@ export async function addSeen(client: DbClient, kind: 'm' | 'b', digests: string
   await run(client, 'seen_insert', `INSERT INTO regops_import_seen (kind, digest) SELECT $1, d FROM unnest($2::text[]) AS d`, [kind, digests])
 }
 
-/** Index → child edges whose child is a manifest of the repository become manifest_references. */
+/**
+ * Index → child edges of the repository's manifests. An edge whose child is a manifest of the repository
+ * becomes a manifest_references row; any other is kept by digest in dangling_manifest_references, because
+ * the registry's GC marks an index's children by digest whether or not they are linked. A dangling edge
+ * whose child has since become a manifest of the repository is removed (it is a manifest_references row now).
+ */
 export async function insertReferences(
   client: DbClient,
   repo: RepositoryRow,
-): Promise<{resolved: number; inserted: number; missing: Array<{parentDigest: string; childDigest: string}>}> {
+): Promise<{resolved: number; inserted: number; danglingInserted: number; missing: Array<{parentDigest: string; childDigest: string}>}> {
   const r = await run(client, 'references_insert',
     `INSERT INTO manifest_references (top_level_namespace_id, repository_id, parent_id, child_id)
      SELECT DISTINCT $1::bigint, $2::bigint, e.parent_id, m.id
@@ -64,6 +69,21 @@ export async function insertReferences(
       WHERE m.id <> e.parent_id`,
     [repo.namespaceId, repo.repositoryId],
   )
+  const danglingInserted = await run(client, 'dangling_references_insert',
+    `INSERT INTO dangling_manifest_references (top_level_namespace_id, repository_id, parent_id, child_digest)
+     SELECT DISTINCT $1::bigint, $2::bigint, e.parent_id, e.child_digest
+       FROM regops_import_edges e
+      WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.top_level_namespace_id = $1 AND m.repository_id = $2 AND m.digest = e.child_digest)
+      ORDER BY 3, 4
+     ON CONFLICT (top_level_namespace_id, repository_id, parent_id, child_digest) DO NOTHING`,
+    [repo.namespaceId, repo.repositoryId],
+  )
+  await run(client, 'dangling_references_resolved',
+    `DELETE FROM dangling_manifest_references d
+      WHERE d.top_level_namespace_id = $1 AND d.repository_id = $2
+        AND EXISTS (SELECT 1 FROM manifests m WHERE m.top_level_namespace_id = $1 AND m.repository_id = $2 AND m.digest = d.child_digest)`,
+    [repo.namespaceId, repo.repositoryId],
+  )
   const missing = await run<{parent_digest: string; child_digest: string}>(client, 'references_missing',
     `SELECT DISTINCT e.parent_digest, e.child_digest FROM regops_import_edges e
       WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.top_level_namespace_id = $1 AND m.repository_id = $2 AND m.digest = e.child_digest)
@@ -73,8 +93,53 @@ export async function insertReferences(
   return {
     resolved: Number(counts.rows[0].resolved),
     inserted: r.rowCount ?? 0,
+    danglingInserted: danglingInserted.rowCount ?? 0,
     missing: missing.rows.map((row) => ({parentDigest: row.parent_digest, childDigest: row.child_digest})),
   }
+}
+
+/** A manifest revision the import could not read: what it references is unknown. */
+export interface UnreadableRevision {
+  key: string
+  /** undefined when the key names no digest regops can represent */
+  digest?: string
+  problem: string
+  message: string
+  revisionModified?: Date
+}
+
+/**
+ * Sets the repository's unreadable revisions to those of this (complete) walk: a revision read
+ * successfully now, or gone, loses its row. Idempotent: an unchanged store changes no row.
+ */
+export async function replaceUnreadableRevisions(client: DbClient, repo: RepositoryRow, rows: UnreadableRevision[]): Promise<void> {
+  const byKey = new Map(rows.map((row) => [row.key, row]))
+  const sorted = [...byKey.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  const keys = sorted.map((row) => row.key)
+  await run(client, 'unreadable_delete', 'DELETE FROM unreadable_revisions WHERE top_level_namespace_id = $1 AND repository_id = $2 AND NOT (key = ANY($3::text[]))', [
+    repo.namespaceId,
+    repo.repositoryId,
+    keys,
+  ])
+  if (sorted.length === 0) return
+  await run(client, 'unreadable_upsert',
+    `INSERT INTO unreadable_revisions AS u (top_level_namespace_id, repository_id, key, digest, problem, message, revision_modified)
+     SELECT $1, $2, t.k, t.d, t.p, t.m, t.r
+       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[]) WITH ORDINALITY AS t(k, d, p, m, r, n)
+      ORDER BY t.n
+     ON CONFLICT (top_level_namespace_id, repository_id, key) DO UPDATE
+        SET digest = excluded.digest, problem = excluded.problem, message = excluded.message, revision_modified = excluded.revision_modified
+      WHERE (u.digest, u.problem, u.message, u.revision_modified) IS DISTINCT FROM (excluded.digest, excluded.problem, excluded.message, excluded.revision_modified)`,
+    [
+      repo.namespaceId,
+      repo.repositoryId,
+      keys,
+      sorted.map((row) => row.digest ?? null),
+      sorted.map((row) => row.problem),
+      sorted.map((row) => row.message),
+      sorted.map((row) => row.revisionModified ?? null),
+    ],
+  )
 }
 
 export async function insertRepositoryBlobs(client: DbClient, repo: RepositoryRow, links: Array<{digest: string; createdAt: Date}>): Promise<number> {

@@ -48,7 +48,7 @@ export async function dryRunRepository(shared: ImportShared, name: string): Prom
   }
   for (const {parent, child} of children) {
     if (manifests.has(child) && child !== parent) counts.references++
-    else if (!manifests.has(child)) shared.report({kind: 'missing-child', key: pathFor({kind: 'blob-data', digest: parent}), repository: name, digest: parent, message: `index references ${child}, which is not a manifest of ${name}`})
+    else if (!manifests.has(child)) shared.report({kind: 'missing-child', key: pathFor({kind: 'blob-data', digest: parent}), repository: name, digest: parent, message: `index references ${child}, which is not a manifest of ${name}: edge kept as dangling (the child's manifest blob stays referenced)`})
   }
   const tags = await listTags(driver, name, shared.report, shared.concurrency)
   for (const t of tags) {

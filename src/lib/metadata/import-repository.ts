@@ -1,6 +1,16 @@
 import type {Db, DbClient} from './db.js'
 import {ensureBlobs, ensureRepository, MediaTypeIds, type BlobWant, type RepositoryRow} from './import-db.js'
-import {addSeen, forgetScratch, insertReferences, insertRepositoryBlobs, prepareScratch, pruneRepository, upsertTags} from './import-db-repository.js'
+import {
+  addSeen,
+  forgetScratch,
+  insertReferences,
+  insertRepositoryBlobs,
+  prepareScratch,
+  pruneRepository,
+  replaceUnreadableRevisions,
+  upsertTags,
+  type UnreadableRevision,
+} from './import-db-repository.js'
 import {writeManifests} from './import-manifests.js'
 import {zeroCounts, zeroWrites, type ImportCounts, type ImportProblem, type ImportWrites} from './import-counts.js'
 import type {StorageDriver} from '../storage/driver.js'
@@ -64,6 +74,8 @@ class RepositoryImport {
   /** a re-import: rows storage no longer has are removed at the end */
   private readonly prune: boolean
   private edges = 0
+  /** revisions whose references are unknown: recorded, so that the metadata strategy does not take them as none */
+  private readonly unreadable: UnreadableRevision[] = []
 
   constructor(
     private readonly shared: ImportShared,
@@ -78,9 +90,11 @@ class RepositoryImport {
     await prepareScratch(client)
     await this.importRevisions(client)
     await this.importLayerLinks(client)
-    await this.importReferences(client)
     const {tags, dangling} = await this.importTags(client)
     if (this.prune) await this.pruneGone(client, tags, dangling)
+    // After the prune: an edge to a child whose revision link is gone since the last import is dangling now.
+    await this.importReferences(client)
+    await replaceUnreadableRevisions(client, this.repository, this.unreadable)
   }
 
   private reportOrFail = (p: Problem): void => {
@@ -95,7 +109,13 @@ class RepositoryImport {
   /** Manifest revisions, in batches of batchSize links (or fewer when their payloads are large). */
   private async importRevisions(client: DbClient): Promise<void> {
     let batch: LinkEntry[] = []
-    for await (const link of listRevisionLinks(this.shared.driver, this.name, this.reportOrFail)) {
+    const onProblem = (p: Problem): void => {
+      // A key under _manifests/revisions that does not parse (an unknown digest algorithm, say) may be a
+      // manifest revision: what it references is unknown.
+      if (p.kind === 'invalid-key') this.unreadable.push({key: p.key, digest: p.digest, problem: p.kind, message: p.message})
+      this.reportOrFail(p)
+    }
+    for await (const link of listRevisionLinks(this.shared.driver, this.name, onProblem)) {
       batch.push(link)
       if (batch.length >= this.shared.batchSize) {
         await this.importRevisionBatch(client, batch)
@@ -114,6 +134,7 @@ class RepositoryImport {
     for (let i = 0; i < links.length; i += shared.concurrency) {
       this.checkSignal()
       const reads = await Promise.all(links.slice(i, i + shared.concurrency).map((link) => readRevision(shared.driver, this.name, link)))
+      for (const read of reads) this.noteUnreadable(read)
       pending.push(...reads)
       for (const r of reads) bytes += r.payload?.length ?? 0
       if (bytes >= MAX_BATCH_PAYLOAD_BYTES) {
@@ -124,6 +145,19 @@ class RepositoryImport {
     }
     this.edges += await writeManifests(shared, client, this.repository, pending, this.counts, this.written)
     shared.progress()
+  }
+
+  /** A revision whose manifest could not be read or parsed: its own digest stays referenced, its references are unknown. */
+  private noteUnreadable(read: ManifestRead): void {
+    if (read.manifest) return
+    const cause = read.problems.find((p) => p.kind !== 'corrupt-link' && p.kind !== 'link-mismatch') ?? read.problems.at(-1)
+    this.unreadable.push({
+      key: read.revisionKey,
+      digest: read.digest,
+      problem: cause?.kind ?? 'bad-manifest',
+      message: cause?.message ?? 'manifest could not be read',
+      revisionModified: read.revisionModified,
+    })
   }
 
   /** _layers links → repository_blobs. */
@@ -172,16 +206,17 @@ class RepositoryImport {
 
   /** Index → child references (the children may have come in any batch). */
   private async importReferences(client: DbClient): Promise<void> {
-    const refs = this.edges > 0 ? await insertReferences(client, this.repository) : {resolved: 0, inserted: 0, missing: []}
+    const refs = this.edges > 0 ? await insertReferences(client, this.repository) : {resolved: 0, inserted: 0, danglingInserted: 0, missing: []}
     this.counts.references += refs.resolved
-    this.written.references += refs.inserted
+    // dangling edges are reference rows too (by digest): a re-run over an unchanged store writes none
+    this.written.references += refs.inserted + refs.danglingInserted
     for (const m of refs.missing) {
       this.shared.report({
         kind: 'missing-child',
         key: pathFor({kind: 'blob-data', digest: m.parentDigest}),
         repository: this.name,
         digest: m.parentDigest,
-        message: `index references ${m.childDigest}, which is not a manifest of ${this.name}: edge not imported`,
+        message: `index references ${m.childDigest}, which is not a manifest of ${this.name}: edge kept as dangling (the child's manifest blob stays referenced)`,
       })
     }
   }

@@ -124,7 +124,7 @@ function count(result: SweepBlobsResult, action: JournalAction, size: number): v
 /** Marks found by re-walking what changed in storage since the mark, and (metadata) by re-querying. */
 async function recheckReferences(ctx: ActContext, digests: string[]): Promise<Set<string>> {
   const keep = new Set<string>()
-  if (ctx.strategy === 'metadata') for (const d of await referencedAmong(ctx.db, digests)) keep.add(d)
+  if (ctx.strategy === 'metadata') for (const d of await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff})) keep.add(d)
   if (ctx.strategy === 'storage' || !ctx.metadataAuthoritative) {
     const wanted = new Set(digests)
     await markFromStorage(ctx.driver, {

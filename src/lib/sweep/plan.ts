@@ -1,11 +1,11 @@
 import type {RegionConfig} from '../config/config.js'
 import type {Db} from '../metadata/db.js'
-import {RefusedError} from '../errors.js'
 import type {Logger} from '../output/logger.js'
 import type {StorageDriver} from '../storage/driver.js'
 import type {Problem} from '../storage/repositories.js'
 import {markFromStorage, type UntaggedManifest} from './mark-storage.js'
 import {referencedDigestsFromDb} from './references.js'
+import {requireCompleteImport, rereadUnreadableRevisions} from './mark-metadata.js'
 import {MarkSpill, ShardLines} from './spill.js'
 import {enumerateBlobs, enumerateBlobsInWorker, type EnumerateResult} from './enumerate.js'
 import {mergePrefix} from './merge.js'
@@ -97,24 +97,23 @@ async function mark(ctx: PlanContext, marks: MarkSpill): Promise<Marked> {
     ctx.logger.debug('mark done', {repositories: marked.repositories, manifests: marked.manifests, marks: marks.count})
     return {marks, untagged: marked.untagged}
   }
-  if (ctx.metadataAuthoritative) return {marks, untagged: []}
-  // The database knows what was imported; storage may have changed since. Re-walk what is newer.
-  const since = await lastImportStart(ctx.db!)
-  if (!since) {
-    throw new RefusedError('no finished import in this database: --strategy metadata would miss every reference', {
-      hint: 'run regops import first, or pass --metadata-authoritative if the registry itself writes this database',
-    })
-  }
   const delta = new Set<string>()
-  const marked = await markFromStorage(ctx.driver, {
-    cutoff: ctx.cutoff,
-    since: new Date(Math.min(since.getTime(), ctx.markStart.getTime()) - CLOCK_SKEW_MS),
-    concurrency: ctx.concurrency,
-    signal: ctx.signal,
-    mark: (digest) => delta.add(digest),
-    onProblem: markProblem,
-  })
-  result.marked = {repositories: marked.repositories, manifests: marked.manifests, youngLinks: marked.youngLinks}
+  if (!ctx.metadataAuthoritative) {
+    // The database knows what was imported; storage may have changed since. Re-walk what is newer.
+    const since = await requireCompleteImport(ctx.db!, ctx.driver.region)
+    const marked = await markFromStorage(ctx.driver, {
+      cutoff: ctx.cutoff,
+      since: new Date(Math.min(since.getTime(), ctx.markStart.getTime()) - CLOCK_SKEW_MS),
+      concurrency: ctx.concurrency,
+      signal: ctx.signal,
+      mark: (digest) => delta.add(digest),
+      onProblem: markProblem,
+    })
+    result.marked = {repositories: marked.repositories, manifests: marked.manifests, youngLinks: marked.youngLinks}
+  }
+  // Revisions the import could not read are older than its start, so the walk above skips them: read
+  // them again, or the mark is incomplete (they may reference anything).
+  await rereadUnreadableRevisions(ctx.db!, ctx.driver, {concurrency: ctx.concurrency, signal: ctx.signal, mark: (digest) => delta.add(digest), onProblem: markProblem})
   return {marks, delta, untagged: []}
 }
 
@@ -152,7 +151,7 @@ async function mergePrefixes(
     ctx.signal.throwIfAborted()
     // A prefix whose listing did not finish: unknown, so no checkpoint (and acting is refused).
     if (!listed.has(prefix)) continue
-    const references = ctx.strategy === 'storage' ? await marked.marks.read(prefix) : await referencedDigestsFromDb(ctx.db!, prefix)
+    const references = ctx.strategy === 'storage' ? await marked.marks.read(prefix) : await referencedDigestsFromDb(ctx.db!, prefix, {linkedSince: ctx.cutoff})
     const merged = mergePrefix(await listing.read(prefix), references, ctx.cutoff.getTime(), marked.delta)
     result.scanned.blobs += merged.scanned.blobs
     result.scanned.bytes += merged.scanned.bytes
@@ -175,21 +174,4 @@ async function mergePrefixes(
     ctx.onProgress('plan', ++done)
   }
   await checkpointing
-}
-
-/**
- * The earliest start of the latest complete import: the import jobs sharing params.group, every shard
- * 0..n-1 of them done, none limited to some repositories (params.complete). A group with a shard
- * missing, failed or running, or an import of a few repositories, does not count: the database would
- * lack references.
- */
-async function lastImportStart(db: Db): Promise<Date | undefined> {
-  const result = await db.query<{started_at: Date}>(
-    `SELECT min(started_at) AS started_at FROM regops_jobs
-      WHERE kind = 'import' AND status = 'done' AND params ? 'group' AND coalesce(params->>'complete', 'true') = 'true'
-      GROUP BY params->>'group', shard_count
-     HAVING count(DISTINCT shard_index) = shard_count
-      ORDER BY max(finished_at) DESC LIMIT 1`,
-  )
-  return result.rows[0]?.started_at ?? undefined
 }

@@ -4,6 +4,8 @@ import type {Logger} from '../output/logger.js'
 import type {StorageDriver} from '../storage/driver.js'
 import {markFromStorage} from './mark-storage.js'
 import {referencedAmong} from './references.js'
+import {requireCompleteImport, rereadUnreadableRevisions} from './mark-metadata.js'
+import {CLOCK_SKEW_MS} from './types.js'
 import {journalIntents, journalOutcome, type JournalAction} from './journal.js'
 import type {Problem} from '../storage/repositories.js'
 import {deleteObjects, moveBack} from './vacuum.js'
@@ -123,22 +125,34 @@ export async function purgeQuarantine(opts: {
   const result: QuarantineOpResult = {kind: 'sweep-purge', region: opts.driver.region, dryRun: opts.dryRun, entries: entries.length, restored: 0, rescued: 0, purged: 0, bytes: 0, failed: [], items: [], problems: []}
   if (entries.length === 0) return result
   const wanted = new Set(entries.map((e) => e.digest))
-  const referenced = opts.strategy === 'metadata' ? await referencedAmong(opts.db, [...wanted]) : new Set<string>()
-  let incomplete = false
-  if (opts.strategy === 'storage') {
-    await markFromStorage(opts.driver, {
-      // Any link at all protects here: a quarantined blob that some repository links again is wanted.
-      cutoff: new Date(now.getTime() + 86_400_000),
-      concurrency: opts.concurrency ?? 32,
-      mark: (digest) => {
-        if (wanted.has(digest)) referenced.add(digest)
-      },
-      onProblem: (problem) => {
-        incomplete = true
-        result.problems.push(problem)
-      },
-    })
+  const referenced = new Set<string>()
+  const mark = (digest: string) => {
+    if (wanted.has(digest)) referenced.add(digest)
   }
+  let incomplete = false
+  const onProblem = (problem: Problem) => {
+    incomplete = true
+    result.problems.push(problem)
+  }
+  const concurrency = opts.concurrency ?? 32
+  // A cutoff a day ahead: no link counts as young, so links alone protect nothing here (a blob re-pushed
+  // while in quarantine is in place again, and moveBack keeps that copy); references do. The database's
+  // repository_blobs rows follow the same rule as the storage walk's _layers links.
+  const linkCutoff = new Date(now.getTime() + 86_400_000)
+  // The metadata strategy trusts the database only as far as the last complete import of this region
+  // reached: what storage gained since is walked, as the sweep does.
+  const since = opts.strategy === 'metadata' ? await requireCompleteImport(opts.db, opts.driver.region) : undefined
+  if (opts.strategy === 'metadata') {
+    for (const digest of await referencedAmong(opts.db, [...wanted], {linkedSince: linkCutoff})) referenced.add(digest)
+    await rereadUnreadableRevisions(opts.db, opts.driver, {concurrency, mark, onProblem})
+  }
+  await markFromStorage(opts.driver, {
+    cutoff: linkCutoff,
+    since: since ? new Date(Math.min(since.getTime(), now.getTime()) - CLOCK_SKEW_MS) : undefined,
+    concurrency,
+    mark,
+    onProblem,
+  })
   for (const entry of entries) {
     const rescue = referenced.has(entry.digest)
     // An incomplete mark means a reference may have been missed: leave it in quarantine, purge nothing.

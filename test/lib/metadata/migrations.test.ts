@@ -23,7 +23,8 @@ import {
 import {RegopsError} from '../../../src/lib/errors.js'
 
 const REGISTRY_TABLES = ['blobs', 'layers', 'manifest_references', 'manifests', 'media_types', 'repositories', 'repository_blobs', 'tags', 'top_level_namespaces']
-const PARTITIONED = ['blobs', 'layers', 'manifest_references', 'manifests', 'repository_blobs', 'tags']
+// 0004 adds the import's unresolved references, partitioned like manifests
+const PARTITIONED = ['blobs', 'dangling_manifest_references', 'layers', 'manifest_references', 'manifests', 'repository_blobs', 'tags', 'unreadable_revisions']
 const OUR_TABLES = [...REGISTRY_TABLES, 'regops_jobs', 'regops_journal', 'regops_schema_migrations'].sort()
 
 // Other parts of regops add their own migrations to migrations/ (0003…): the tests use whatever is
