@@ -6,6 +6,7 @@ import {spawnSync} from 'node:child_process';
 import {mkdtemp, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
+import {sharedPostgres} from '../helpers/postgres.js';
 import {BIN} from '../helpers/cli.js';
 import {FilesystemDriver} from '../../src/lib/storage/filesystem.js';
 import {writeSampleRegistry} from '../../src/lib/quickstart/sample.js';
@@ -44,7 +45,9 @@ test('doctor and sweep blobs on a 100-column pseudo-terminal: no line wider than
     const root = join(dir, 'a-rather-long-directory-name-for-the-registry-store', 'docker', 'registry', 'v2');
     await writeSampleRegistry(new FilesystemDriver('local', root), root);
     const config = join(dir, 'regops.yaml');
-    await writeFile(config, `regions:\n  local: {url: "file://${root}"}\n`);
+    // doctor refuses a configuration without a database (exit 2), so the terminal shows a real table.
+    const dbUrl = await (await sharedPostgres()).createDatabase();
+    await writeFile(config, `regions:\n  local: {url: "file://${root}"}\ndatabase:\n  url: ${dbUrl}\n`);
     const onTerminal = (command: string) =>
       spawnSync('script', ['-qec', `stty cols 100 rows 40; ${process.execPath} ${BIN} ${command}`, '/dev/null'], {
         encoding: 'utf8',

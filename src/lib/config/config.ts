@@ -185,7 +185,8 @@ function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, ove
   if (db !== undefined && db !== null && (typeof db !== 'object' || Array.isArray(db))) throw new ConfigError('must be a mapping with a url', at('database'))
   const dbFileUrl = (db as {url?: unknown} | undefined)?.url
   if (dbFileUrl !== undefined && typeof dbFileUrl !== 'string') throw new ConfigError('must be a string', at('database', 'url'))
-  const dbUrl = overrides.databaseUrl ?? env.REGOPS_DATABASE_URL ?? env.DATABASE_URL ?? (dbFileUrl as string | undefined)
+  // An empty variable is unset (`DATABASE_URL= regops …` clears it for one run), not a database called ''.
+  const dbUrl = overrides.databaseUrl || env.REGOPS_DATABASE_URL || env.DATABASE_URL || (dbFileUrl as string | undefined)
   if (dbUrl) {
     if (!/^postgres(ql)?:\/\//.test(dbUrl)) {
       throw new ConfigError(`must be a postgres:// URL, got '${redactUrl(dbUrl)}'`, dbUrl === dbFileUrl ? at('database', 'url') : {field: 'database.url'})

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import {mkdir, mkdtemp, rename, rm} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
+import {sharedPostgres} from '../../helpers/postgres.js';
 import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js';
 import {loadConfigFromText} from '../../../src/lib/config/config.js';
 import {runDoctor} from '../../../src/lib/doctor/doctor.js';
@@ -13,7 +14,9 @@ import {S3Driver} from '../../../src/lib/storage/s3.js';
 import {writeSampleRegistry} from '../../../src/lib/quickstart/sample.js';
 
 async function regionChecks(regionsYaml: string): Promise<Record<string, {status: string; detail: string}>> {
-  const config = loadConfigFromText(`regions:\n${regionsYaml}`, 'test.yaml', {});
+  // doctor refuses a configuration without a database, so each check runs beside a real one.
+  const dbUrl = await (await sharedPostgres()).createDatabase();
+  const config = loadConfigFromText(`database:\n  url: ${dbUrl}\nregions:\n${regionsYaml}`, 'test.yaml', {});
   const result = await runDoctor(config, {writeCheck: false, timeoutMs: 20_000});
   return Object.fromEntries(result.checks.filter((c) => c.component === 'region').map((c) => [c.name, c]));
 }

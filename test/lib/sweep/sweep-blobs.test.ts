@@ -154,7 +154,7 @@ describe('sweep blobs on a filesystem store', () => {
     await writeFile(cfg, `regions:\n  local: {url: "file://${root}"}\n`)
     const unsafe = await runCli(['sweep', 'blobs', '--config', cfg, '--min-age', '10m', '--json'])
     assert.equal(unsafe.code, 4, unsafe.stdout + unsafe.stderr)
-    assert.match(unsafe.json.error.message, /--min-age below 1h/)
+    assert.match(unsafe.json.error.message, /--min-age 10m is below 1h/)
     await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete', maxDeletes: sample.orphans.length - 1}), /exceed --max-deletes/)
     await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete', maxBytes: 100}), /exceed --max-bytes/)
     for (const o of sample.orphans) assert.ok(await driver.stat(pathFor({kind: 'blob-data', digest: o.digest})))
