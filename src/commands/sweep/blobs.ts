@@ -12,6 +12,7 @@ import {writeMetrics} from '../../lib/output/metrics.js'
 import {openRegion} from '../../lib/storage/index.js'
 import {sweepBlobs, type SweepBlobsResult, type SweepProgress} from '../../lib/sweep/sweep-blobs.js'
 import {resolveQuarantine} from '../../lib/sweep/quarantine-prefix.js'
+import {openDescriptorCache} from '../../lib/registry/descriptor-cache.js'
 
 export default class SweepBlobs extends RegopsCommand<SweepBlobsResult> {
   static override summary = 'Find orphaned blobs; quarantine or delete them only when asked.'
@@ -42,6 +43,8 @@ A mark that could not read every manifest refuses to act (exit 4).`
     concurrency: Flags.integer({summary: 'Storage requests in flight.', default: 32, min: 1, max: 1024}),
     'metadata-authoritative': Flags.boolean({summary: 'With --strategy metadata: the registry writes the database itself, so no storage re-walk is needed.'}),
     'metrics-file': Flags.string({summary: 'Write Prometheus metrics (textfile collector format) here.'}),
+    'registry-read-only': Flags.boolean({summary: 'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards).'}),
+    'max-clock-skew': Flags.string({summary: "Refuse to act when the storage's clock is further than this from this host's (default 5m)."}),
   }
 
   public async run(): Promise<SweepBlobsResult> {
@@ -56,6 +59,7 @@ A mark that could not read every manifest refuses to act (exit 4).`
     const needsDb = mode !== 'dry-run' || flags.strategy === 'metadata' || flags.resume !== undefined
     if (needsDb && !config.database) throw new UsageError(`${flags.resume ? '--resume' : mode === 'dry-run' ? '--strategy metadata' : `--${mode}`} needs a database (database.url, DATABASE_URL or --database-url)`)
     const db = needsDb ? openDatabase(config.database!.url) : undefined
+    const registryCache = openDescriptorCache(config.registryCache)
     const interrupt = interruptOnSignals()
     const progress = startProgress('sweeping', this.logger, {enabled: !this.jsonEnabled()})
     try {
@@ -66,6 +70,9 @@ A mark that could not read every manifest refuses to act (exit 4).`
         shard: flags.shard,
         reportFile: flags.report ?? `regops-sweep-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
         concurrency: flags.concurrency,
+        registryCache,
+        registryReadOnly: flags['registry-read-only'],
+        maxClockSkewMs: flags['max-clock-skew'] ? parseDuration(flags['max-clock-skew'], '--max-clock-skew') : undefined,
         logger: this.logger,
         signal: interrupt.signal,
         onProgress: (p: SweepProgress) =>
@@ -109,13 +116,14 @@ A mark that could not read every manifest refuses to act (exit 4).`
       progress.stop()
       interrupt.dispose()
       await db?.close()
+      await registryCache.close()
       await driver.close()
     }
   }
 }
 
 export function sweepExitCode(result: SweepBlobsResult): number {
-  if (result.acted.failed > 0) return ExitCode.Partial
+  if (result.acted.failed > 0 || result.postCheck.broken.length > 0) return ExitCode.Partial
   if (result.mode === 'dry-run') return result.candidates.count > 0 || result.candidates.manifests > 0 || result.problemCount > 0 ? ExitCode.Found : ExitCode.Ok
   return result.problemCount > 0 ? ExitCode.Found : ExitCode.Ok
 }
@@ -133,6 +141,7 @@ function renderSweep(r: SweepBlobsResult): string {
         ['candidates', `${r.candidates.count} (${formatBytes(r.candidates.bytes)})${r.candidates.manifests ? `, and ${r.candidates.manifests} untagged manifests` : ''}`],
         ['acted', r.acted.deleted + r.acted.quarantined + r.acted.manifestsDeleted],
         ['skipped at re-check', `${r.skipped.referencedAgain} referenced again, ${r.skipped.changed} changed, ${r.skipped.gone} gone`],
+        ['re-check to action (p50 / p99)', r.window.batches ? `${formatDuration(r.window.p50Ms)} / ${formatDuration(r.window.p99Ms)} over ${r.window.batches} batches` : '-'],
         ['problems', r.problemCount],
         ['time', formatDuration(r.durationMs)],
       ],
@@ -140,6 +149,14 @@ function renderSweep(r: SweepBlobsResult): string {
   ]
   for (const p of r.problems.slice(0, 20)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message}`)
   if (r.problemCount > 20) lines.push(`... and ${r.problemCount - 20} more problems (see --json)`)
+  if (r.postCheck.movedBack) lines.push(`moved back ${r.postCheck.movedBack} quarantined blobs that images pushed during the sweep reference`)
+  for (const b of r.postCheck.broken) {
+    lines.push(`broken: ${b.repository}${b.manifest ? `@${b.manifest}` : ' (a push in progress)'} needs blob ${b.digest}, deleted after its re-check`)
+  }
+  if (r.postCheck.broken.length > 0) {
+    lines.push('restore each from a region that still holds it (regops audit regions --repair --from REGION), or push the image again')
+  }
+  if (r.restartRegistry) lines.push('the registry caches blob descriptors in memory: restart every registry process before it takes writes again')
   if (!r.markComplete) lines.push('the mark is incomplete: what the problem manifests reference is unknown, so acting is refused')
   lines.push(
     r.mode === 'dry-run'

@@ -8,6 +8,7 @@ import {formatBytes, renderTable} from '../../lib/output/format.js'
 import {databaseUrlFlag, regionFlag} from '../../lib/output/flags.js'
 import {openRegion} from '../../lib/storage/index.js'
 import {purgeQuarantine, type QuarantineOpResult} from '../../lib/sweep/restore-purge.js'
+import {assertCacheAllowsActing} from '../../lib/registry/descriptor-cache.js'
 
 export default class SweepPurge extends RegopsCommand<QuarantineOpResult> {
   static override summary = 'Finish quarantines whose hold time has passed: delete what is still unreferenced, rescue what is referenced again.'
@@ -21,6 +22,7 @@ export default class SweepPurge extends RegopsCommand<QuarantineOpResult> {
     delete: Flags.boolean({summary: 'Delete (and rescue). Default: dry-run.'}),
     job: Flags.string({summary: 'Only the quarantine of this sweep job.'}),
     force: Flags.boolean({summary: 'Accept a --hold-for below 1h.'}),
+    'registry-read-only': Flags.boolean({summary: 'State that the registry is read-only or stopped: allows --delete with registry.cache inmemory.'}),
   }
 
   public async run(): Promise<QuarantineOpResult> {
@@ -30,6 +32,7 @@ export default class SweepPurge extends RegopsCommand<QuarantineOpResult> {
     if (holdForMs < 3_600_000 && !flags.force) {
       throw new RefusedError('--hold-for below 1h leaves no time to notice a mistake: pass --force to accept it')
     }
+    if (flags.delete) assertCacheAllowsActing(config.registryCache.mode, flags['registry-read-only'])
     const driver = await openRegion(config, flags.region)
     const db = openConfiguredDatabase(config)
     try {
