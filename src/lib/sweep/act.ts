@@ -197,7 +197,9 @@ async function actOnBatch(
   // still journaled per object.
   const deleteErrors = action === 'delete' ? await deleteBatch(driver, go.map((row) => row.key)) : new Map<string, string>()
   const acted: ActedBatch['acted'] = new Map()
-  await Promise.all(
+  // Settled, not raced: when recording fails the job stops, but only after every object's own record
+  // (and its retries) has ended, so nothing writes to the journal behind the job's back.
+  const settled = await Promise.allSettled(
     go.map(async (row, i) => {
       // A recovered intent goes where its intent said (a job started before keys carried the job id).
       const target = action === 'quarantine' ? (recovered?.quarantineKeys.get(row.key) ?? jobQuarantineKey(ctx.quarantinePrefix, ctx.jobId, row.digest)) : undefined
@@ -220,6 +222,8 @@ async function actOnBatch(
       if (kind === 'blob') acted.set(row.digest, {key: row.key, size: Number(row.size), quarantineKey: target, outcomeId})
     }),
   )
+  const stopped = settled.find((outcome) => outcome.status === 'rejected')
+  if (stopped) throw stopped.reason
   await evict(ctx, go)
   return acted
 }
@@ -326,7 +330,9 @@ async function postCheck(ctx: ActContext, state: ActState): Promise<void> {
  * broken image, which fails the job (exit 3).
  */
 async function undoReferencedAgain(ctx: ActContext, checked: ActedBatch[], referenced: Map<string, MarkSource[]>): Promise<void> {
-  for (const [digest, sources] of referenced) {
+  for (const [digest, found] of referenced) {
+    // A manifest put links its layers again: the link says no more than the manifest that names it.
+    const sources = found.filter((s) => s.manifest !== null || !found.some((other) => other.manifest !== null && other.repository === s.repository))
     const acted = checked.find((batch) => batch.acted.has(digest))?.acted.get(digest)
     if (!acted) continue
     if (acted.quarantineKey) {
