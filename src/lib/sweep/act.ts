@@ -40,6 +40,8 @@ export interface ActContext {
 interface ActedBatch {
   /** storage time at which the batch's re-check began */
   since: Date
+  /** performance.now() when the last object of the batch was acted on (records follow) */
+  actedAt?: number
   /** digest → how to undo it (quarantine) or report it (delete) */
   acted: Map<string, {key: string; size: number; quarantineKey?: string; outcomeId: string}>
 }
@@ -74,7 +76,7 @@ export async function actOnCandidates(ctx: ActContext): Promise<void> {
         const intents = await journalBatchIntents(ctx, kind, go)
         const acted = await actOnBatch(ctx, kind, go, intents)
         if (kind === 'blob') {
-          state.windowsMs.push(performance.now() - recheckEnd)
+          state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
           if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
         }
       }
@@ -184,7 +186,7 @@ async function actOnBatch(
   go: CandidateRow[],
   intents: string[],
   recovered?: {quarantineKeys: Map<string, string>},
-): Promise<ActedBatch['acted']> {
+): Promise<ActedBatch['acted'] & {actedAt?: number}> {
   const detail = recovered ? {recovered: true} : {}
   const {driver} = ctx
   const action = actionFor(ctx.mode, kind)
@@ -196,7 +198,8 @@ async function actOnBatch(
   // Deletes go to storage as one batched request (S3 DeleteObjects takes 1,000 keys); each outcome is
   // still journaled per object.
   const deleteErrors = action === 'delete' ? await deleteBatch(driver, go.map((row) => row.key)) : new Map<string, string>()
-  const acted: ActedBatch['acted'] = new Map()
+  const acted: ActedBatch['acted'] & {actedAt?: number} = new Map()
+  acted.actedAt = performance.now()
   // Settled, not raced: when recording fails the job stops, but only after every object's own record
   // (and its retries) has ended, so nothing writes to the journal behind the job's back.
   const settled = await Promise.allSettled(
@@ -212,7 +215,11 @@ async function actOnBatch(
                 const error = deleteErrors.get(row.key)
                 if (error !== undefined) throw new Error(error)
               }
-      const outcomeId = await actAndRecord(ctx, row.kind, row.key, row.digest, intents[i], act, detail)
+      const timedAct = async () => {
+        await act()
+        acted.actedAt = Math.max(acted.actedAt!, performance.now())
+      }
+      const outcomeId = await actAndRecord(ctx, row.kind, row.key, row.digest, intents[i], timedAct, detail)
       if (outcomeId === undefined) {
         // A manifest that stays keeps what it references, whatever the plan thought of them.
         if (kind === 'manifest') await keepReferencesOf(ctx, row)
@@ -476,7 +483,7 @@ async function recoverUnfinished(ctx: ActContext, state: ActState): Promise<void
       const quarantineKeys = new Map(batch.filter((intent) => intent.detail.quarantineKey).map((intent) => [intent.key, String(intent.detail.quarantineKey)]))
       const acted = await actOnBatch(ctx, kind, go, goIntents, {quarantineKeys})
       if (kind === 'blob') {
-        state.windowsMs.push(performance.now() - recheckEnd)
+        state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
         if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
       }
     }
