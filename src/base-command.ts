@@ -8,6 +8,7 @@ import {configSearchPaths, loadConfig, locateConfigFile, type RegopsConfig} from
 import {openConfiguredDatabase} from './lib/metadata/connect.js'
 import {assertSchemaCurrent} from './lib/metadata/migrations.js'
 import {interruptOnSignals} from './lib/jobs/signals.js'
+import {openDescriptorCache, type DescriptorCache} from './lib/registry/descriptor-cache.js'
 import type {Db} from './lib/metadata/db.js'
 import {openRegion, type StorageDriver} from './lib/storage/index.js'
 import type {Duration, UnsafeBelow} from './flags.js'
@@ -133,6 +134,13 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
       if (!(error instanceof UsageError) || this.configuration().file || error.hint) throw error
       throw new UsageError(error.message, {code: error.code, hint: `no config file found (looked for ${configSearchPaths()})`, cause: error})
     }
+  }
+
+  /** The registry's blob-descriptor cache as configured (registry.cache), closed when the command ends. */
+  protected registryCache(): DescriptorCache {
+    const cache = openDescriptorCache(this.configuration().registryCache)
+    this.onRelease(() => cache.close())
+    return cache
   }
 
   /** An AbortSignal that SIGINT/SIGTERM abort (a second signal kills), so a job can checkpoint and exit 130/143. */

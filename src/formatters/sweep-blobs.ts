@@ -8,7 +8,7 @@ const LISTED = 20
 export type SweepBlobsCommandResult = SweepBlobsResult & {gracePeriod: string}
 
 export function exitCode(result: SweepBlobsResult): number {
-  if (result.acted.failed > 0) return ExitCode.Partial
+  if (result.acted.failed > 0 || result.postCheck.broken.length > 0) return ExitCode.Partial
   if (result.mode === 'dry-run') {
     const found = result.candidates.count > 0 || result.candidates.manifests > 0 || result.problemCount > 0
     return found ? ExitCode.Found : ExitCode.Ok
@@ -28,6 +28,7 @@ export function render(r: SweepBlobsCommandResult): string {
         ['younger than the cutoff', `${r.tooYoung.count} (grace period ${r.gracePeriod}, cutoff ${r.cutoff})`],
         ['candidates', `${r.candidates.count} (${formatBytes(r.candidates.bytes)})${r.candidates.manifests ? `, and ${r.candidates.manifests} untagged manifests` : ''}`],
         ['acted', r.acted.deleted + r.acted.quarantined + r.acted.manifestsDeleted],
+        ['re-check to action (p50 / p99)', r.window.batches ? `${formatDuration(r.window.p50Ms)} / ${formatDuration(r.window.p99Ms)} over ${r.window.batches} batches` : '-'],
         ['skipped at re-check', `${r.skipped.referencedAgain} referenced again, ${r.skipped.changed} changed, ${r.skipped.gone} gone`],
         ['problems', r.problemCount],
         ['time', formatDuration(r.durationMs)],
@@ -37,10 +38,19 @@ export function render(r: SweepBlobsCommandResult): string {
   for (const p of r.problems.slice(0, LISTED)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message}`)
   if (r.problemCount > LISTED) lines.push(`... and ${r.problemCount - LISTED} more problems (see --json)`)
   if (!r.markComplete) lines.push('the mark is incomplete: what the problem manifests reference is unknown, so acting is refused')
+  if (r.postCheck.movedBack) lines.push(`moved back ${r.postCheck.movedBack} quarantined blobs that images pushed during the sweep reference`)
+  for (const b of r.postCheck.broken) {
+    lines.push(`broken: ${b.repository}${b.manifest ? `@${b.manifest}` : ' (a push in progress)'} needs blob ${b.digest}, deleted after its re-check`)
+  }
+  if (r.postCheck.broken.length > 0) {
+    lines.push('restore each from a region that still holds it (regops audit regions --repair --from REGION), or push the image again')
+  }
+  if (r.restartRegistry) lines.push('the registry caches blob descriptors in memory: restart every registry process before it takes writes again')
   if (r.mode === 'dry-run') {
     const report = r.reportFile ? `; candidates in ${r.reportFile}` : ''
     const next = r.candidates.count ? '; act with --quarantine or --delete' : ''
-    lines.push(`dry-run: ${verb} ${r.candidates.count} blobs (${formatBytes(r.candidates.bytes)}), grace period ${r.gracePeriod}${report}${next}`)
+    lines.push(`dry-run: ${verb} ${r.candidates.count} blobs (${formatBytes(r.candidates.bytes)}), grace period ${r.gracePeriod}`)
+    if (report || next) lines.push((report + next).slice(2))
   } else {
     const manifests = r.acted.manifestsDeleted ? ` and ${r.acted.manifestsDeleted} untagged manifests` : ''
     lines.push(

@@ -48,6 +48,10 @@ A mark that could not read every manifest refuses to act (exit 4).`
       relationships: [{type: 'some', flags: [{name: 'strategy', when: async (flags) => flags.strategy === 'metadata'}]}],
     }),
     'metrics-file': Flags.string({summary: 'Write Prometheus metrics (textfile collector format) here.'}),
+    'registry-read-only': Flags.boolean({
+      summary: 'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards).',
+    }),
+    'max-clock-skew': durationFlag({summary: "Refuse to act when the storage's clock is further than this from this host's (default 5m)."}),
   }
   protected readonly formatter = formatter
 
@@ -61,12 +65,16 @@ A mark that could not read every manifest refuses to act (exit 4).`
     const db = neededFor ? await this.database({schema: 'current', neededFor}) : undefined
     const driver = await this.region(flags.region)
     const progress = this.progress('sweeping')
+    const registryCache = this.registryCache()
     const common = {
       driver,
       region: config.regions[driver.region],
       shard: flags.shard,
       reportFile: flags.report ?? `regops-sweep-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
       concurrency: flags.concurrency,
+      registryCache,
+      registryReadOnly: flags['registry-read-only'],
+      maxClockSkewMs: flags['max-clock-skew']?.ms,
       logger: this.logger,
       signal: this.interruptible(),
       onProgress: (p: SweepProgress) =>

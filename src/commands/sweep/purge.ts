@@ -4,6 +4,7 @@ import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag} from '../../flags
 import {formatDurationSpec} from '../../lib/config/duration.js'
 import {purgeQuarantine} from '../../lib/sweep/restore-purge.js'
 import * as formatter from '../../formatters/sweep-purge.js'
+import {assertCacheAllowsActing} from '../../lib/registry/descriptor-cache.js'
 
 export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult> {
   static override summary = 'Finish quarantines whose hold time has passed: delete what is still unreferenced, rescue what is referenced again.'
@@ -22,12 +23,14 @@ export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult
     delete: Flags.boolean({summary: 'Delete (and rescue). Default: dry-run.', exclusive: ['dry-run']}),
     job: Flags.string({summary: 'Only the quarantine of this sweep job.'}),
     force: Flags.boolean({summary: 'Accept a --hold-for below 1h.'}),
+    'registry-read-only': Flags.boolean({summary: 'State that the registry is read-only or stopped: allows --delete with registry.cache inmemory.'}),
   }
   protected readonly formatter = formatter
 
   protected async execute(): Promise<formatter.SweepPurgeResult> {
     const {flags} = await this.parse(SweepPurge)
     const holdForMs = flags['hold-for']?.ms ?? this.configuration().sweep.holdForMs
+    if (flags.delete) assertCacheAllowsActing(this.configuration().registryCache.mode, flags['registry-read-only'])
     const db = await this.database({schema: 'current', neededFor: 'sweep purge'})
     const driver = await this.region(flags.region)
     const result = await purgeQuarantine({db, driver, holdForMs, strategy: flags.strategy, dryRun: !flags.delete, jobId: flags.job, logger: this.logger})

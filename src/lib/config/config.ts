@@ -4,6 +4,7 @@ import {LineCounter, parseDocument, isMap, type Document, type Node as YamlNode}
 import {ConfigError} from '../errors.js'
 import {registerSecret, redactUrl, registerEnvironmentSecrets, REDACTED} from '../output/redact.js'
 import {parseDuration} from './duration.js'
+import type {RegistryCacheConfig} from '../registry/descriptor-cache.js'
 
 export type ChecksumMode = 'when_required' | 'when_supported'
 
@@ -53,6 +54,8 @@ export interface RegopsConfig {
   regions: Record<string, RegionConfig>
   primary?: string
   registry?: {url: string; username?: string; password?: string}
+  /** registry.cache: what the registry caches blob descriptors in (none, inmemory, or a redis:// URL) */
+  registryCache: RegistryCacheConfig
   sweep: SweepConfig
 }
 
@@ -178,7 +181,7 @@ function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, ove
     if (!TOP_KEYS.has(key)) throw new ConfigError(`unknown key (expected one of: ${[...TOP_KEYS].join(', ')})`, at(key))
   }
 
-  const config: RegopsConfig = {file: source?.file, regions: {}, sweep: parseSweep(data.sweep, at)}
+  const config: RegopsConfig = {file: source?.file, regions: {}, registryCache: {mode: 'none'}, sweep: parseSweep(data.sweep, at)}
 
   // database
   const db = data.database
@@ -235,7 +238,25 @@ function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, ove
     const username = env.REGOPS_REGISTRY_USERNAME ?? (registry.username as string | undefined)
     config.registry = {url: registryUrl.replace(/\/+$/, ''), username, password}
   }
+  config.registryCache = parseRegistryCache(registry.cache, () => at('registry', 'cache'))
   return config
+}
+
+/** `registry.cache`: none (default), inmemory (distribution's stock configuration), or redis://… / rediss://… */
+function parseRegistryCache(value: unknown, at: () => ReturnType<typeof where>): RegistryCacheConfig {
+  if (value === undefined || value === null || value === 'none') return {mode: 'none'}
+  if (value === 'inmemory') return {mode: 'inmemory'}
+  if (typeof value === 'string' && /^rediss?:\/\/[^/]/.test(value)) {
+    try {
+      new URL(value)
+    } catch {
+      throw new ConfigError(`is not a URL: '${redactUrl(value)}'`, at())
+    }
+    // Registers the password as a secret, so no message or log line shows it.
+    redactUrl(value)
+    return {mode: 'redis', url: value}
+  }
+  throw new ConfigError(`must be none, inmemory or a redis:// URL (what the registry's storage.cache.blobdescriptor uses), got '${typeof value === 'string' ? redactUrl(value) : String(value)}'`, at())
 }
 
 function isHttpUrl(text: string): boolean {
@@ -351,6 +372,7 @@ export function redactedConfig(config: RegopsConfig): Record<string, unknown> {
     registry: config.registry
       ? {url: config.registry.url, username: config.registry.username ?? null, password: config.registry.password === undefined ? null : REDACTED}
       : null,
+    registryCache: {mode: config.registryCache.mode, url: config.registryCache.url === undefined ? null : redactUrl(config.registryCache.url)},
     sweep: {minAgeMs: config.sweep.minAgeMs, quarantine: config.sweep.quarantine, holdForMs: config.sweep.holdForMs},
   }
 }

@@ -3,6 +3,7 @@ import {InterruptedError, JobFailedError, RegopsError, UsageError, errorMessage}
 import type {Logger} from '../output/logger.js'
 import {createJob, finishJob, getJob, resumeJob, saveCheckpoint, startHeartbeat, type Job} from './store.js'
 import {stopSignalOf} from './signals.js'
+import {acquireJobLock, type HeldLock, type LockScope} from './lock.js'
 
 export interface Shard {
   index: number
@@ -24,6 +25,11 @@ export interface JobSpec {
   /** aborted by SIGINT/SIGTERM (see signals.ts): the job ends 'interrupted' */
   signal?: AbortSignal
   logger: Logger
+  /**
+   * What the job must hold alone for its life (an acting job: its region and prefixes), given its shard.
+   * Taken before the job is created or taken over, so a refused run leaves no trace.
+   */
+  lock?: (shard: Shard) => LockScope
 }
 
 export interface RunningJob<C> {
@@ -58,9 +64,24 @@ export interface JobEnd<R> {
  */
 export async function runJob<C, R>(db: Db | undefined, spec: JobSpec, body: (job: RunningJob<C>) => Promise<JobEnd<R>>): Promise<R> {
   if (!db) return runWithoutJob(spec, body)
-  const job = spec.resume ? await takeOver<C>(db, spec, spec.resume) : ((await createJob(db, spec.kind, {...spec.params, region: spec.region}, spec.shard)) as Job<C>)
+  let lock: HeldLock | undefined
+  if (spec.lock) {
+    const shard = spec.resume ? await getJob(db, spec.resume).then((found) => ({index: found.shardIndex, count: found.shardCount})) : (spec.shard ?? {index: 0, count: 1})
+    lock = await acquireJobLock(db, spec.lock(shard))
+  }
+  let job: Job<C>
+  try {
+    job = spec.resume ? await takeOver<C>(db, spec, spec.resume) : ((await createJob(db, spec.kind, {...spec.params, region: spec.region}, spec.shard)) as Job<C>)
+  } catch (error) {
+    await lock?.release()
+    throw error
+  }
   if (spec.resume) spec.logger.info(`resuming ${spec.kind}`, {job: job.id})
   const controller = new AbortController()
+  lock?.onLost((reason) => {
+    spec.logger.error('job lock lost: stopping so that no other worker acts beside this one', {job: job.id, error: reason.message})
+    controller.abort(reason)
+  })
   const forwardStop = () => controller.abort(spec.signal!.reason)
   if (spec.signal?.aborted) forwardStop()
   else spec.signal?.addEventListener('abort', forwardStop, {once: true})
@@ -102,6 +123,7 @@ export async function runJob<C, R>(db: Db | undefined, spec: JobSpec, body: (job
   } finally {
     stopHeartbeat()
     spec.signal?.removeEventListener('abort', forwardStop)
+    await lock?.release()
   }
 }
 

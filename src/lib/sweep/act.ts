@@ -1,14 +1,15 @@
 import type {Db} from '../metadata/db.js'
 import {RefusedError, errorMessage} from '../errors.js'
+import type {DescriptorCache} from '../registry/descriptor-cache.js'
 import type {StorageDriver} from '../storage/driver.js'
 import {pathFor, quarantineKey} from '../storage/layout.js'
 import {listTags, problemOf, readRevision, type Problem} from '../storage/repositories.js'
-import {markFromStorage} from './mark-storage.js'
+import {markFromStorage, type MarkSource} from './mark-storage.js'
 import {referencedAmong} from './references.js'
-import {journalIntents, journalOutcome, journaledOutcomes, unfinishedIntents, type IntentRow, type JournalAction} from './journal.js'
+import {journalIntents, journalOutcome, journaledOutcomes, unfinishedIntents, type IntentRow, type JournalAction, type OutcomePhase} from './journal.js'
 import {pendingCandidates, skipBlobsReferencedByKept, skipCandidate, skippedCounts, type CandidateRow} from './candidates.js'
-import {deleteManifestLinks, deleteObjects, quarantineBlob} from './vacuum.js'
-import {CLOCK_SKEW_MS, type ActingMode, type SweepBlobsResult, type SweepStrategy} from './types.js'
+import {deleteManifestLinks, moveBack, quarantineBlob} from './vacuum.js'
+import type {ActHooks, ActingMode, SweepBlobsResult, SweepStrategy} from './types.js'
 
 export interface ActContext {
   db: Db
@@ -18,45 +19,90 @@ export interface ActContext {
   metadataAuthoritative?: boolean
   mode: ActingMode
   quarantinePrefix: string
+  /** cutoff and mark start are in storage time, like every lastModified they are compared with */
   cutoff: Date
   markStart: Date
+  /** this host's clock to storage time (ms to add) */
+  storageOffsetMs: number
+  /** how much earlier than an instant a "written since" walk starts: the clock's uncertainty, with room */
+  sinceMarginMs: number
+  registryCache: DescriptorCache
   concurrency: number
   batchSize: number
   signal: AbortSignal
   result: SweepBlobsResult
+  hooks?: ActHooks
   onProblem: (problem: Problem) => void
   onBatch: () => void
+}
+
+/** Blobs acted on in a batch, waiting for a walk of what was written since that batch's re-check began. */
+interface ActedBatch {
+  /** storage time at which the batch's re-check began */
+  since: Date
+  /** performance.now() when the last object of the batch was acted on (records follow) */
+  actedAt?: number
+  /** digest → how to undo it (quarantine) or report it (delete) */
+  acted: Map<string, {key: string; size: number; quarantineKey?: string; outcomeId: string}>
+}
+
+interface ActState {
+  windowsMs: number[]
+  /** acted batches whose post-check has not yet been walked */
+  unchecked: ActedBatch[]
 }
 
 /**
  * The act phase: the job's pending candidates in batches, manifests first (a removed manifest frees its
  * blobs). Each batch is re-checked, its intents journaled, then acted on and each outcome journaled.
- * The counters are then taken from the journal, so a resumed job reports the whole job.
+ * What was written after a batch's re-check began is walked once more (the next batch's re-check does
+ * it, and one last walk after the last batch): a quarantined blob found referenced is moved back, a
+ * deleted one is reported as a broken image. The counters are then taken from the journal, so a
+ * resumed job reports the whole job.
  */
 export async function actOnCandidates(ctx: ActContext): Promise<void> {
-  await recoverUnfinished(ctx)
+  const state: ActState = {windowsMs: [], unchecked: []}
+  await recoverUnfinished(ctx, state)
   for (const kind of ['manifest', 'blob'] as const) {
     for (;;) {
       ctx.signal.throwIfAborted()
       const rows = await pendingCandidates(ctx.db, ctx.jobId, kind, ctx.batchSize)
       if (rows.length === 0) break
-      const go = await recheckBatch(ctx, kind, rows)
-      if (go.length > 0) await actOnBatch(ctx, kind, go)
+      const recheckStart = storageNow(ctx)
+      const go = await recheckBatch(ctx, state, kind, rows)
+      const recheckEnd = performance.now()
+      await ctx.hooks?.afterRecheck?.({kind, digests: go.map((row) => row.digest)})
+      if (go.length > 0) {
+        const intents = await journalBatchIntents(ctx, kind, go)
+        const acted = await actOnBatch(ctx, kind, go, intents)
+        if (kind === 'blob') {
+          state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
+          if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
+        }
+      }
       ctx.onBatch()
     }
   }
+  await postCheck(ctx, state)
+  ctx.result.window = windowSummary(state.windowsMs)
   ctx.result.acted = await journaledOutcomes(ctx.db, ctx.jobId)
   ctx.result.skipped = await skippedCounts(ctx.db, ctx.jobId)
 }
 
+function storageNow(ctx: ActContext): Date {
+  return new Date(Date.now() + ctx.storageOffsetMs)
+}
+
+export function windowSummary(samples: number[]): SweepBlobsResult['window'] {
+  if (samples.length === 0) return {batches: 0, p50Ms: 0, p99Ms: 0, maxMs: 0}
+  const sorted = [...samples].sort((a, b) => a - b)
+  const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)])
+  return {batches: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Math.round(sorted[sorted.length - 1])}
+}
+
 /** Re-checks a batch just before acting; records the ones it keeps and returns the others. */
-async function recheckBatch(ctx: ActContext, kind: 'blob' | 'manifest', rows: CandidateRow[]): Promise<CandidateRow[]> {
-  const keep = kind === 'blob' ? await recheckReferences(ctx, rows.map((r) => r.digest)) : new Set<string>()
-  // Blob re-checks are independent stats: in parallel (the driver caps requests in flight), not
-  // one round trip after another. Manifest re-checks read tags and are rare: one at a time.
-  const skips: Array<string | undefined> = []
-  if (kind === 'blob') skips.push(...(await Promise.all(rows.map((row) => recheckBlob(ctx, row, keep)))))
-  else for (const row of rows) skips.push(await recheckManifest(ctx, row))
+async function recheckBatch(ctx: ActContext, state: ActState, kind: 'blob' | 'manifest', rows: CandidateRow[]): Promise<CandidateRow[]> {
+  const skips = await recheckRows(ctx, state, kind, rows, false)
   const go: CandidateRow[] = []
   for (const [i, row] of rows.entries()) {
     const skip = skips[i]
@@ -70,45 +116,139 @@ async function recheckBatch(ctx: ActContext, kind: 'blob' | 'manifest', rows: Ca
   return go
 }
 
+/**
+ * The re-check of rows of one kind: the reason to keep each, or undefined to act. `recovered`: the
+ * rows are intents of an earlier run whose action may have gone through already, so an object that is
+ * gone is not a reason to keep it (the redo finds it done).
+ */
+async function recheckRows(ctx: ActContext, state: ActState, kind: 'blob' | 'manifest', rows: CandidateRow[], recovered: boolean): Promise<Array<string | undefined>> {
+  if (kind === 'manifest') {
+    // Manifest re-checks read tags and are rare: one at a time.
+    const skips: Array<string | undefined> = []
+    for (const row of rows) {
+      const skip = await recheckManifest(ctx, row)
+      skips.push(recovered && skip === 'gone' ? undefined : skip)
+    }
+    return skips
+  }
+  const keep = await recheckReferences(ctx, state, rows.map((r) => r.digest))
+  // Blob re-checks are independent stats: in parallel (the driver caps requests in flight).
+  return Promise.all(rows.map((row) => recheckBlob(ctx, row, keep, recovered)))
+}
+
 function actionFor(mode: ActingMode, kind: 'blob' | 'manifest'): JournalAction {
   if (kind === 'manifest') return 'delete-manifest'
   return mode === 'quarantine' ? 'quarantine' : 'delete'
 }
 
-async function actOnBatch(ctx: ActContext, kind: 'blob' | 'manifest', go: CandidateRow[]): Promise<void> {
-  const {db, jobId, driver} = ctx
+/**
+ * Where a job quarantines a blob: under its own job id, so that one job's purge never deletes another
+ * job's copy of the same digest, and a resumed move never takes another job's copy for its own.
+ */
+export function jobQuarantineKey(quarantinePrefix: string, jobId: string, digest: string): string {
+  return quarantineKey(`${quarantinePrefix.replace(/\/+$/, '')}/job-${jobId}`, digest)
+}
+
+async function journalBatchIntents(ctx: ActContext, kind: 'blob' | 'manifest', go: CandidateRow[]): Promise<string[]> {
   const action = actionFor(ctx.mode, kind)
-  const intents = await journalIntents(
-    db,
-    jobId,
+  return journalIntents(
+    ctx.db,
+    ctx.jobId,
     go.map((row) => ({
       action,
-      region: driver.region,
+      region: ctx.driver.region,
       key: row.key,
       digest: row.digest,
       size: Number(row.size),
       detail:
-        action === 'quarantine' ? {quarantineKey: quarantineKey(ctx.quarantinePrefix, row.digest)} : row.repository ? {repository: row.repository} : {},
+        action === 'quarantine'
+          ? {quarantineKey: jobQuarantineKey(ctx.quarantinePrefix, ctx.jobId, row.digest)}
+          : row.repository
+            ? {repository: row.repository}
+            : {},
     })),
   )
+}
+
+/** Evicts the registry's cached descriptors of these rows (manifests: in their repository too). */
+function evict(ctx: ActContext, rows: CandidateRow[]): Promise<number> {
+  const repositories = new Map(rows.filter((row) => row.repository).map((row) => [row.digest, [row.repository!]]))
+  return ctx.registryCache.evict(
+    rows.map((row) => row.digest),
+    (digest) => repositories.get(digest) ?? [],
+  )
+}
+
+/** Acts on a re-checked batch whose intents are journaled; returns the blobs it removed, for the post-check. */
+async function actOnBatch(
+  ctx: ActContext,
+  kind: 'blob' | 'manifest',
+  go: CandidateRow[],
+  intents: string[],
+  recovered?: {quarantineKeys: Map<string, string>},
+): Promise<ActedBatch['acted'] & {actedAt?: number}> {
+  const detail = recovered ? {recovered: true} : {}
+  const {driver} = ctx
+  const action = actionFor(ctx.mode, kind)
+  await ctx.hooks?.afterIntents?.({kind, digests: go.map((row) => row.digest)})
+  // The registry's cache must not answer "exists" for what is about to go: before (so no push in
+  // between trusts an old entry) and after (a lookup during the action may have cached it again).
+  await evict(ctx, go)
+  ctx.signal.throwIfAborted()
   // Deletes go to storage as one batched request (S3 DeleteObjects takes 1,000 keys); each outcome is
   // still journaled per object.
-  const deleted = action === 'delete' ? await driver.deleteMany(go.map((row) => row.key)) : undefined
-  const deleteErrors = new Map((deleted?.errors ?? []).map((e) => [e.key, e.message]))
-  await Promise.all(
+  const deleteErrors = action === 'delete' ? await deleteBatch(driver, go.map((row) => row.key)) : new Map<string, string>()
+  const acted: ActedBatch['acted'] & {actedAt?: number} = new Map()
+  acted.actedAt = performance.now()
+  // Settled, not raced: when recording fails the job stops, but only after every object's own record
+  // (and its retries) has ended, so nothing writes to the journal behind the job's back.
+  const settled = await Promise.allSettled(
     go.map(async (row, i) => {
+      // A recovered intent goes where its intent said (a job started before keys carried the job id).
+      const target = action === 'quarantine' ? (recovered?.quarantineKeys.get(row.key) ?? jobQuarantineKey(ctx.quarantinePrefix, ctx.jobId, row.digest)) : undefined
       const act =
         action === 'delete-manifest'
           ? () => deleteManifestLinks(driver, row.repository!, row.digest, row.key)
           : action === 'quarantine'
-            ? () => quarantineBlob(driver, row.key, quarantineKey(ctx.quarantinePrefix, row.digest))
+            ? () => quarantineBlob(driver, row.key, target!, ctx.signal)
             : async () => {
                 const error = deleteErrors.get(row.key)
                 if (error !== undefined) throw new Error(error)
               }
-      if (await actAndRecord(ctx, row.kind, row.key, row.digest, intents[i], act)) count(ctx.result, action, Number(row.size))
+      const timedAct = async () => {
+        await act()
+        acted.actedAt = Math.max(acted.actedAt!, performance.now())
+      }
+      const outcomeId = await actAndRecord(ctx, row.kind, row.key, row.digest, intents[i], timedAct, detail)
+      if (outcomeId === undefined) {
+        // A manifest that stays keeps what it references, whatever the plan thought of them.
+        if (kind === 'manifest') await keepReferencesOf(ctx, row)
+        return
+      }
+      count(ctx.result, action, Number(row.size))
+      if (kind === 'blob') acted.set(row.digest, {key: row.key, size: Number(row.size), quarantineKey: target, outcomeId})
     }),
   )
+  const stopped = settled.find((outcome) => outcome.status === 'rejected')
+  if (stopped) throw stopped.reason
+  await evict(ctx, go)
+  return acted
+}
+
+/**
+ * One batched delete. When the request itself fails (the connection, not a per-key error), some keys
+ * may be gone and some not: each is stat'ed, and only one still there is a failure.
+ */
+async function deleteBatch(driver: StorageDriver, keys: string[]): Promise<Map<string, string>> {
+  try {
+    const outcome = await driver.deleteMany(keys)
+    return new Map(outcome.errors.map((e) => [e.key, e.message]))
+  } catch (error) {
+    const errors = new Map<string, string>()
+    const still = await Promise.all(keys.map((key) => driver.stat(key)))
+    for (const [i, key] of keys.entries()) if (still[i]) errors.set(key, `batch delete failed (${errorMessage(error)}) and the object is still there`)
+    return errors
+  }
 }
 
 /** Counts as it goes, for progress; the summary is recounted from the journal at the end. */
@@ -121,36 +261,115 @@ function count(result: SweepBlobsResult, action: JournalAction, size: number): v
   }
 }
 
-/** Marks found by re-walking what changed in storage since the mark, and (metadata) by re-querying. */
-async function recheckReferences(ctx: ActContext, digests: string[]): Promise<Set<string>> {
+/**
+ * Marks found by re-walking what changed in storage since the mark, and (metadata) by re-querying. The
+ * walk also serves the post-check of every batch acted on before it: it reads everything written since
+ * the mark started, which covers what was written since each earlier batch's re-check began.
+ */
+async function recheckReferences(ctx: ActContext, state: ActState, digests: string[]): Promise<Set<string>> {
   const keep = new Set<string>()
+  const checking = state.unchecked.splice(0)
   if (ctx.strategy === 'metadata') for (const d of await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff})) keep.add(d)
   if (ctx.strategy === 'storage' || !ctx.metadataAuthoritative) {
     const wanted = new Set(digests)
-    await markFromStorage(ctx.driver, {
-      cutoff: ctx.cutoff,
-      // What may have appeared since the mark listed it. Never earlier than the cutoff: links older than
-      // that were seen by the mark, and an operator who forced --min-age 0 gets what was before the start.
-      since: new Date(Math.max(ctx.cutoff.getTime(), ctx.markStart.getTime() - CLOCK_SKEW_MS)),
-      concurrency: ctx.concurrency,
-      signal: ctx.signal,
-      mark: (digest) => {
-        if (wanted.has(digest)) keep.add(digest)
-      },
-      onProblem: (problem) => {
-        // During the re-check an unreadable new manifest means its references are unknown: keep the whole batch.
-        for (const d of digests) keep.add(d)
-        ctx.onProblem(problem)
-      },
+    const found = await walkWrittenSince(ctx, new Date(Math.max(ctx.cutoff.getTime(), ctx.markStart.getTime() - ctx.sinceMarginMs)), (digest, source) => {
+      if (wanted.has(digest)) keep.add(digest)
+      return checking.some((batch) => batch.acted.has(digest)) ? source : undefined
     })
-  }
+    // During the re-check an unreadable new manifest means its references are unknown: keep the whole batch.
+    if (!found.complete) for (const d of digests) keep.add(d)
+    await undoReferencedAgain(ctx, checking, found.referenced)
+  } else state.unchecked.push(...checking)
   return keep
 }
 
-async function recheckBlob(ctx: ActContext, row: CandidateRow, keep: Set<string>): Promise<string | undefined> {
+interface WalkResult {
+  complete: boolean
+  referenced: Map<string, MarkSource[]>
+}
+
+/** Walks the revisions and links written since `since` (storage time); `interest` picks the digests to remember. */
+async function walkWrittenSince(ctx: ActContext, since: Date, interest: (digest: string, source: MarkSource) => MarkSource | undefined): Promise<WalkResult> {
+  const found: WalkResult = {complete: true, referenced: new Map()}
+  await markFromStorage(ctx.driver, {
+    cutoff: ctx.cutoff,
+    // What may have appeared since then. Never earlier than the cutoff: links older than that were seen
+    // by the mark, and an operator who forced --min-age 0 gets what was before the start.
+    since,
+    concurrency: ctx.concurrency,
+    signal: ctx.signal,
+    mark: (digest, _reason, source) => {
+      const hit = interest(digest, source)
+      if (!hit) return
+      const sources = found.referenced.get(digest) ?? []
+      if (!sources.some((s) => s.repository === hit.repository && s.manifest === hit.manifest)) sources.push(hit)
+      found.referenced.set(digest, sources)
+    },
+    onProblem: (problem) => {
+      found.complete = false
+      ctx.onProblem(problem)
+    },
+  })
+  return found
+}
+
+/**
+ * The post-check of the batches not yet walked after their action: one walk of what was written since
+ * the earliest of them began its re-check (the last batch, and batches of a run with no storage re-walk).
+ */
+async function postCheck(ctx: ActContext, state: ActState): Promise<void> {
+  const checking = state.unchecked.splice(0)
+  if (checking.length === 0) return
+  const since = new Date(Math.min(...checking.map((batch) => batch.since.getTime())) - ctx.sinceMarginMs)
+  if (ctx.strategy === 'metadata' && ctx.metadataAuthoritative) {
+    const digests = checking.flatMap((batch) => [...batch.acted.keys()])
+    const referenced = new Map([...(await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff}))].map((d) => [d, [{repository: '(metadata database)', manifest: null}]]))
+    await undoReferencedAgain(ctx, checking, referenced)
+    return
+  }
+  const found = await walkWrittenSince(ctx, since, (digest, source) => (checking.some((batch) => batch.acted.has(digest)) ? source : undefined))
+  await undoReferencedAgain(ctx, checking, found.referenced)
+}
+
+/**
+ * Blobs acted on that something written after their re-check references. A quarantined one is moved
+ * back at once (journaled as a rescue of that quarantine); a deleted one is gone: it is reported as a
+ * broken image, which fails the job (exit 3).
+ */
+async function undoReferencedAgain(ctx: ActContext, checked: ActedBatch[], referenced: Map<string, MarkSource[]>): Promise<void> {
+  for (const [digest, found] of referenced) {
+    // A manifest put links its layers again: the link says no more than the manifest that names it.
+    const sources = found.filter((s) => s.manifest !== null || !found.some((other) => other.manifest !== null && other.repository === s.repository))
+    const acted = checked.find((batch) => batch.acted.has(digest))?.acted.get(digest)
+    if (!acted) continue
+    if (acted.quarantineKey) {
+      const quarantine = {key: acted.key, quarantineKey: acted.quarantineKey, size: acted.size}
+      const [intent] = await journalIntents(ctx.db, ctx.jobId, [
+        {action: 'rescue', region: ctx.driver.region, key: acted.key, digest, size: acted.size, detail: {quarantineEntry: acted.outcomeId, quarantineKey: acted.quarantineKey, postCheck: true}},
+      ])
+      let failure: unknown
+      try {
+        await moveBack(ctx.driver, quarantine)
+      } catch (error) {
+        failure = error
+      }
+      if (failure === undefined) {
+        await recordOutcome(ctx, intent, 'done', {referencedBy: sources})
+        ctx.result.postCheck.movedBack++
+        continue
+      }
+      ctx.onProblem(problemOf(failure, 'storage-error', acted.key, {digest}))
+      await recordOutcome(ctx, intent, 'failed', {error: errorMessage(failure), referencedBy: sources})
+    }
+    for (const source of sources) ctx.result.postCheck.broken.push({digest, repository: source.repository, manifest: source.manifest})
+  }
+}
+
+async function recheckBlob(ctx: ActContext, row: CandidateRow, keep: Set<string>, recovered: boolean): Promise<string | undefined> {
   if (keep.has(row.digest)) return 'referenced again'
   const info = await ctx.driver.stat(row.key)
-  if (!info) return 'gone'
+  if (!info) return recovered ? undefined : 'gone'
+  // A blob uploaded again after an earlier delete went through is new: the cutoff keeps it.
   if (info.size !== Number(row.size) || info.lastModified >= ctx.cutoff) return 'changed'
   return undefined
 }
@@ -185,9 +404,29 @@ async function keepReferencesOf(ctx: ActContext, row: CandidateRow): Promise<voi
   }
 }
 
+/** Tries to record an outcome this often before the job stops: an action that was done must not read as not done. */
+const RECORD_ATTEMPTS = 4
+
+/**
+ * Records an outcome, retrying: an action that went through is never journaled `failed` because the
+ * database missed a beat. If it still cannot be recorded the job stops; the intent stays open and the
+ * resume re-checks it (an object already gone then counts as done).
+ */
+async function recordOutcome(ctx: ActContext, intentId: string, phase: OutcomePhase, detail: Record<string, unknown>, candidate?: Parameters<typeof journalOutcome>[5]): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await journalOutcome(ctx.db, ctx.jobId, intentId, phase, detail, candidate)
+    } catch (error) {
+      if (attempt >= RECORD_ATTEMPTS) throw error
+      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt))
+    }
+  }
+}
+
 /**
  * Runs one journaled action and records its outcome. A storage failure is that object's outcome
- * ('failed', the job goes on); a failure to record it (the database) stops the job.
+ * ('failed', the job goes on); a failure to record it (the database) stops the job. Returns the
+ * outcome's journal id when the action was done.
  */
 async function actAndRecord(
   ctx: ActContext,
@@ -197,35 +436,80 @@ async function actAndRecord(
   intentId: string,
   act: () => Promise<void>,
   detail: Record<string, unknown> = {},
-): Promise<boolean> {
+): Promise<string | undefined> {
   let failure: unknown
   try {
     await act()
   } catch (error) {
     failure = error
   }
-  if (failure === undefined) {
-    await journalOutcome(ctx.db, ctx.jobId, intentId, 'done', detail, {kind, key, state: 'done'})
-    return true
-  }
+  // Stopped (signal, lost heartbeat) before this object was touched: no outcome, the resume re-checks it.
+  if (failure !== undefined && ctx.signal.aborted) throw failure
+  if (failure === undefined) return recordOutcome(ctx, intentId, 'done', detail, {kind, key, state: 'done'})
   ctx.result.acted.failed++
   ctx.onProblem(problemOf(failure, 'storage-error', key, digest ? {digest} : {}))
-  await journalOutcome(ctx.db, ctx.jobId, intentId, 'failed', {...detail, error: errorMessage(failure)}, {kind, key, state: 'failed'})
-  return false
+  await recordOutcome(ctx, intentId, 'failed', {...detail, error: errorMessage(failure)}, {kind, key, state: 'failed'})
+  return undefined
 }
 
-/** Finishes actions whose intent was journaled but whose outcome was not (the process died in between). */
-async function recoverUnfinished(ctx: ActContext): Promise<void> {
-  for (const intent of await unfinishedIntents(ctx.db, ctx.jobId)) {
-    const kind = intent.action === 'delete-manifest' ? 'manifest' : 'blob'
-    const done = await actAndRecord(ctx, kind, intent.key, intent.digest, intent.id, () => redo(ctx.driver, intent), {recovered: true})
-    if (done) count(ctx.result, intent.action, intent.size ?? 0)
+/**
+ * Actions whose intent was journaled but whose outcome was not (the process died in between). Each
+ * goes through the same re-check as a fresh batch (references written since the mark started, a
+ * re-stat against size and cutoff) before it is finished; one the re-check keeps ends 'skipped'.
+ */
+async function recoverUnfinished(ctx: ActContext, state: ActState): Promise<void> {
+  const intents = await unfinishedIntents(ctx.db, ctx.jobId)
+  for (const kind of ['manifest', 'blob'] as const) {
+    const ofKind = intents.filter((intent) => (intent.action === 'delete-manifest' ? 'manifest' : 'blob') === kind && intent.action !== 'rescue')
+    for (let i = 0; i < ofKind.length; i += ctx.batchSize) {
+      const batch = ofKind.slice(i, i + ctx.batchSize)
+      const rows = batch.map((intent) => rowOf(intent))
+      const recheckStart = storageNow(ctx)
+      const skips = await recheckRows(ctx, state, kind, rows, true)
+      const go: CandidateRow[] = []
+      const goIntents: string[] = []
+      for (const [j, intent] of batch.entries()) {
+        const skip = skips[j]
+        if (skip === undefined) {
+          go.push(rows[j])
+          goIntents.push(intent.id)
+          continue
+        }
+        await recordOutcome(ctx, intent.id, 'skipped', {recovered: true, reason: skip}, {kind, key: intent.key, state: 'skipped', note: skip})
+        if (kind === 'manifest') await keepReferencesOf(ctx, rows[j])
+      }
+      if (go.length === 0) continue
+      const recheckEnd = performance.now()
+      const quarantineKeys = new Map(batch.filter((intent) => intent.detail.quarantineKey).map((intent) => [intent.key, String(intent.detail.quarantineKey)]))
+      const acted = await actOnBatch(ctx, kind, go, goIntents, {quarantineKeys})
+      if (kind === 'blob') {
+        state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
+        if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
+      }
+    }
+  }
+  // A rescue of the post-check that did not finish: the blob is wanted, so finish moving it back.
+  for (const intent of intents.filter((i) => i.action === 'rescue')) {
+    const quarantine = {key: intent.key, quarantineKey: String(intent.detail.quarantineKey), size: intent.size ?? 0}
+    try {
+      await moveBack(ctx.driver, quarantine)
+    } catch (error) {
+      ctx.onProblem(problemOf(error, 'storage-error', intent.key, intent.digest ? {digest: intent.digest} : {}))
+      await recordOutcome(ctx, intent.id, 'failed', {recovered: true, error: errorMessage(error)})
+      continue
+    }
+    await recordOutcome(ctx, intent.id, 'done', {recovered: true})
   }
 }
 
-function redo(driver: StorageDriver, intent: IntentRow): Promise<void> {
-  if (intent.action === 'delete') return deleteObjects(driver, [intent.key])
-  if (intent.action === 'quarantine') return quarantineBlob(driver, intent.key, String(intent.detail.quarantineKey))
-  if (intent.action === 'delete-manifest') return deleteManifestLinks(driver, String(intent.detail.repository), intent.digest!, intent.key)
-  return Promise.resolve()
+/** A journaled intent as the candidate row it was acting on. */
+function rowOf(intent: IntentRow): CandidateRow {
+  return {
+    kind: intent.action === 'delete-manifest' ? 'manifest' : 'blob',
+    digest: intent.digest!,
+    repository: typeof intent.detail.repository === 'string' ? intent.detail.repository : null,
+    key: intent.key,
+    size: String(intent.size ?? 0),
+    last_modified: intent.at,
+  }
 }

@@ -45,27 +45,41 @@ export async function journalIntents(db: Db, jobId: string | null, entries: Jour
   return result.rows.map((row) => String(row.id))
 }
 
+export type OutcomePhase = 'done' | 'failed' | 'skipped'
+
 /**
  * Records the outcome of one intent, and in the same transaction the sweep candidate's state, so a
- * crash leaves either both or neither: a resumed job never acts twice or journals twice.
+ * crash leaves either both or neither: a resumed job never acts twice or journals twice. Idempotent
+ * (an intent has one outcome), so a retry after a lost reply does not record it twice. Returns the
+ * outcome's id. `skipped`: a recovered intent that its re-check kept, so nothing was done.
  */
 export async function journalOutcome(
   db: Db,
   jobId: string | null,
   intentId: string,
-  phase: 'done' | 'failed',
+  phase: OutcomePhase,
   detail: Record<string, unknown>,
-  candidate?: {kind: 'blob' | 'manifest'; key: string; state: 'done' | 'failed'},
-): Promise<void> {
-  await db.transaction(async (client) => {
-    await client.query(
+  candidate?: {kind: 'blob' | 'manifest'; key: string; state: 'done' | 'failed' | 'skipped'; note?: string},
+): Promise<string> {
+  return db.transaction(async (client) => {
+    const inserted = await client.query<{id: string}>(
       `INSERT INTO regops_journal (job_id, intent_id, action, phase, region, key, digest, size, detail)
-       SELECT job_id, id, action, $2, region, key, digest, size, detail || $3::jsonb FROM regops_journal WHERE id = $1`,
+       SELECT job_id, id, action, $2, region, key, digest, size, detail || $3::jsonb FROM regops_journal
+        WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM regops_journal WHERE intent_id = $1)
+       RETURNING id`,
       [intentId, phase, JSON.stringify(detail)],
     )
+    const id = inserted.rows[0]?.id ?? (await client.query<{id: string}>('SELECT id FROM regops_journal WHERE intent_id = $1', [intentId])).rows[0]?.id
     if (candidate && jobId) {
-      await client.query(`UPDATE regops_sweep_candidates SET state = $4 WHERE job_id = $1 AND kind = $2 AND key = $3`, [jobId, candidate.kind, candidate.key, candidate.state])
+      await client.query(`UPDATE regops_sweep_candidates SET state = $4, note = coalesce($5, note) WHERE job_id = $1 AND kind = $2 AND key = $3`, [
+        jobId,
+        candidate.kind,
+        candidate.key,
+        candidate.state,
+        candidate.note ?? null,
+      ])
     }
+    return String(id)
   })
 }
 
@@ -84,7 +98,7 @@ export async function unfinishedIntents(db: Db, jobId: string): Promise<IntentRo
 export interface JournalRow extends IntentRow {
   jobId: string | null
   intentId: string | null
-  phase: 'intent' | 'done' | 'failed'
+  phase: 'intent' | OutcomePhase
 }
 
 export async function listJournal(db: Db, opts: {jobId?: string; digest?: string; limit?: number} = {}): Promise<JournalRow[]> {

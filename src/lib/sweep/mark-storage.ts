@@ -21,8 +21,15 @@ export interface StorageMarkOptions {
   deleteUntagged?: boolean
   concurrency: number
   signal?: AbortSignal
-  mark: (digest: string, reason: MarkReason) => void
+  /** `source`: the repository (and the manifest) whose link or manifest marked it */
+  mark: (digest: string, reason: MarkReason, source: MarkSource) => void
   onProblem: (problem: Problem) => void
+}
+
+export interface MarkSource {
+  repository: string
+  /** the manifest whose reference it is; null for a young _layers link */
+  manifest: string | null
 }
 
 export interface StorageMarkResult {
@@ -102,7 +109,7 @@ async function markRepository(
     // Young _layers links protect their blobs: a push links its layers before it puts the manifest.
     for (const link of group.layerLinks) {
       if (link.lastModified >= opts.cutoff) {
-        opts.mark(link.digest, 'young-link')
+        opts.mark(link.digest, 'young-link', {repository, manifest: null})
         result.youngLinks++
       }
     }
@@ -137,8 +144,9 @@ async function markRepository(
     for (const read of reads) {
       for (const p of read.problems) problem(p)
       if (!keep(read.digest)) continue
-      opts.mark(read.digest, 'manifest')
-      for (const ref of read.manifest?.references ?? []) opts.mark(ref, 'reference')
+      const source = {repository, manifest: read.digest}
+      opts.mark(read.digest, 'manifest', source)
+      for (const ref of read.manifest?.references ?? []) opts.mark(ref, 'reference', source)
     }
   } catch (error) {
     if (!failed(error)) problem(problemOf(error, 'storage-error', `repositories/${repository}/`, {repository}))

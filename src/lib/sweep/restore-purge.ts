@@ -9,6 +9,17 @@ import {CLOCK_SKEW_MS} from './types.js'
 import {journalIntents, journalOutcome, type JournalAction} from './journal.js'
 import type {Problem} from '../storage/repositories.js'
 import {deleteObjects, moveBack} from './vacuum.js'
+import {acquireJobLock, regionLockScope} from '../jobs/lock.js'
+
+/** Runs fn holding the region's act lock: no sweep, purge or restore acts on the region meanwhile. */
+async function holdingRegion<T>(db: Db, region: string, fn: () => Promise<T>): Promise<T> {
+  const lock = await acquireJobLock(db, regionLockScope(region))
+  try {
+    return await fn()
+  } finally {
+    await lock.release()
+  }
+}
 
 export interface QuarantineEntry {
   /** journal id of the quarantine's outcome row */
@@ -83,15 +94,21 @@ async function journaled(
   }
 }
 
-/** `sweep restore`: every quarantined blob of a job, or one digest, back where it was. */
-export async function restoreQuarantine(opts: {
+interface RestoreOptions {
   db: Db
   driver: StorageDriver
   jobId?: string
   digest?: string
   dryRun?: boolean
   logger: Logger
-}): Promise<QuarantineOpResult> {
+}
+
+/** `sweep restore`: every quarantined blob of a job, or one digest, back where it was. */
+export function restoreQuarantine(opts: RestoreOptions): Promise<QuarantineOpResult> {
+  return opts.dryRun ? restore(opts) : holdingRegion(opts.db, opts.driver.region, () => restore(opts))
+}
+
+async function restore(opts: RestoreOptions): Promise<QuarantineOpResult> {
   const entries = await quarantinedEntries(opts.db, opts.driver.region, {jobId: opts.jobId, digest: opts.digest})
   const result: QuarantineOpResult = {kind: 'sweep-restore', region: opts.driver.region, dryRun: Boolean(opts.dryRun), entries: entries.length, restored: 0, rescued: 0, purged: 0, bytes: 0, failed: [], items: [], problems: []}
   for (const entry of entries) {
@@ -105,11 +122,7 @@ export async function restoreQuarantine(opts: {
   return result
 }
 
-/**
- * `sweep purge`: deletes quarantined blobs whose hold time has passed, after a fresh check that
- * nothing references them; a blob referenced again is rescued (moved back) instead.
- */
-export async function purgeQuarantine(opts: {
+interface PurgeOptions {
   db: Db
   driver: StorageDriver
   holdForMs: number
@@ -119,7 +132,18 @@ export async function purgeQuarantine(opts: {
   jobId?: string
   logger: Logger
   now?: Date
-}): Promise<QuarantineOpResult> {
+}
+
+/**
+ * `sweep purge`: deletes quarantined blobs whose hold time has passed, after a fresh check that
+ * nothing references them; a blob referenced again is rescued (moved back) instead. Acting holds the
+ * region's lock, so no sweep quarantines or restores beside it.
+ */
+export function purgeQuarantine(opts: PurgeOptions): Promise<QuarantineOpResult> {
+  return opts.dryRun ? purge(opts) : holdingRegion(opts.db, opts.driver.region, () => purge(opts))
+}
+
+async function purge(opts: PurgeOptions): Promise<QuarantineOpResult> {
   const now = opts.now ?? new Date()
   const entries = await quarantinedEntries(opts.db, opts.driver.region, {jobId: opts.jobId, olderThan: new Date(now.getTime() - opts.holdForMs)})
   const result: QuarantineOpResult = {kind: 'sweep-purge', region: opts.driver.region, dryRun: opts.dryRun, entries: entries.length, restored: 0, rescued: 0, purged: 0, bytes: 0, failed: [], items: [], problems: []}

@@ -1,11 +1,15 @@
 import type {Db} from '../metadata/db.js'
 import {RefusedError, UsageError} from '../errors.js'
 import {runJob, type JobEnd, type RunningJob} from '../jobs/runner.js'
+import {regionLockScope} from '../jobs/lock.js'
+import {assertCacheAllowsActing, openDescriptorCache} from '../registry/descriptor-cache.js'
+import {assertClockSkewWithin, measureStorageClock, type StorageClock} from '../storage/clock.js'
+import {errorMessage} from '../errors.js'
 import {shardsFor} from '../storage/layout.js'
 import type {Problem} from '../storage/repositories.js'
 import {planSweep} from './plan.js'
 import {actOnCandidates} from './act.js'
-import type {ActingMode, SweepBlobsOptions, SweepBlobsResult, SweepMode, SweepProgress, SweepSettings} from './types.js'
+import {CLOCK_SKEW_MS, type ActingMode, type SweepBlobsOptions, type SweepBlobsResult, type SweepMode, type SweepProgress, type SweepSettings} from './types.js'
 
 export type * from './types.js'
 
@@ -37,6 +41,8 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
     if (opts.strategy === 'metadata' && opts.deleteUntagged) throw new UsageError('untagged manifests are found by the storage strategy only')
   }
   const acting = opts.resume !== undefined || opts.mode !== 'dry-run'
+  // Before any job exists: an in-memory registry cache would hide what we remove, unless the registry is stopped.
+  if (acting) assertCacheAllowsActing(opts.registryCache?.mode ?? 'none', opts.registryReadOnly ?? false)
   return runJob<SweepCheckpoint, SweepBlobsResult>(
     acting ? opts.db : undefined,
     {
@@ -47,6 +53,8 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
       region: opts.driver.region,
       signal: opts.signal,
       logger: opts.logger,
+      // One actor per region and prefix: a second acting sweep (or purge, restore) on them is refused.
+      lock: (shard) => regionLockScope(opts.driver.region, shardsFor(shard.index, shard.count)),
     },
     (job) => runSweep(opts, job, started),
   )
@@ -62,11 +70,16 @@ function pickSettings(from: object): Partial<StoredSettings> {
 async function runSweep(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint>, started: number): Promise<JobEnd<SweepBlobsResult>> {
   const settings = pickSettings(job.params) as StoredSettings
   const checkpoint = job.checkpoint
-  const now = opts.now ?? new Date()
+  const acting = settings.mode !== 'dry-run' && job.id !== null && opts.db !== undefined
+  const maxClockSkewMs = opts.maxClockSkewMs ?? CLOCK_SKEW_MS
+  const clock = await storageClock(opts, acting, maxClockSkewMs)
+  // Every instant compared with an object's lastModified is in the storage's time.
+  const now = opts.now ?? clock?.now() ?? new Date()
   const markStart = checkpoint ? new Date(checkpoint.markStart) : now
   const cutoff = checkpoint ? new Date(checkpoint.cutoff) : new Date(now.getTime() - settings.minAgeMs)
   const prefixes = shardsFor(job.shard.index, job.shard.count)
   const result = emptyResult(opts, job, settings, cutoff, prefixes.length, checkpoint)
+  result.storageClock = clock ? {offsetMs: clock.offsetMs, uncertaintyMs: clock.uncertaintyMs} : null
   job.showStats(() => withoutProblems(result))
   const onProblem = (problem: Problem) => {
     result.problemCount++
@@ -91,7 +104,6 @@ async function runSweep(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint
     result: withoutProblems(result),
   })
   const db = opts.db
-  const acting = settings.mode !== 'dry-run' && job.id !== null && db !== undefined
   const concurrency = opts.concurrency ?? 32
 
   if (checkpoint?.phase !== 'act') {
@@ -141,17 +153,42 @@ async function runSweep(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint
       quarantinePrefix: settings.quarantinePrefix,
       cutoff,
       markStart,
+      storageOffsetMs: clock?.offsetMs ?? 0,
+      sinceMarginMs: maxClockSkewMs,
+      registryCache: opts.registryCache ?? openDescriptorCache(undefined),
       concurrency,
       batchSize: opts.batchSize ?? 500,
       signal: job.signal,
+      hooks: opts.hooks,
       result,
       onProblem,
       onBatch: () => progress('act', 0),
     })
+    result.restartRegistry = result.registryCache === 'inmemory' && result.acted.deleted + result.acted.quarantined + result.acted.manifestsDeleted > 0
   }
   result.durationMs = Math.round(performance.now() - started)
-  const failure = result.acted.failed > 0 ? `${result.acted.failed} action(s) failed` : undefined
+  const failures = [
+    result.acted.failed > 0 ? `${result.acted.failed} action(s) failed` : undefined,
+    result.postCheck.broken.length > 0 ? `${result.postCheck.broken.length} image(s) reference a blob deleted after its re-check` : undefined,
+  ].filter(Boolean)
+  const failure = failures.length > 0 ? failures.join('; ') : undefined
   return {result, stats: withoutProblems(result), failure}
+}
+
+/**
+ * The storage's clock. Acting refuses (exit 4) when it cannot be measured or is too far from this
+ * host's; a dry-run warns and uses this host's clock.
+ */
+async function storageClock(opts: SweepBlobsOptions, acting: boolean, maxClockSkewMs: number): Promise<StorageClock | undefined> {
+  try {
+    const clock = await measureStorageClock(opts.driver)
+    if (acting) assertClockSkewWithin(clock, maxClockSkewMs, opts.driver.location)
+    return clock
+  } catch (error) {
+    if (acting) throw error
+    opts.logger.warn(`using this host's clock for the cutoff: ${errorMessage(error)}`, {region: opts.driver.region})
+    return undefined
+  }
 }
 
 function emptyResult(
@@ -178,12 +215,17 @@ function emptyResult(
     candidates: {count: 0, bytes: 0, manifests: 0},
     acted: {deleted: 0, quarantined: 0, manifestsDeleted: 0, bytes: 0, failed: 0},
     skipped: {referencedAgain: 0, changed: 0, gone: 0},
+    window: {batches: 0, p50Ms: 0, p99Ms: 0, maxMs: 0},
+    postCheck: {movedBack: 0, broken: []},
+    registryCache: opts.registryCache?.mode ?? 'none',
+    restartRegistry: false,
+    storageClock: null,
     problems: [],
     problemCount: 0,
     reportFile: opts.reportFile ?? null,
     durationMs: 0,
     ...(checkpoint?.result ?? {}),
-  }
+  } as SweepBlobsResult
 }
 
 /** Before anything is touched: an incomplete mark, or more than the operator's caps, stops the job. */
@@ -195,9 +237,11 @@ function refuseUnsafePlan(result: SweepBlobsResult, settings: StoredSettings): v
       {hint: 'fix or remove the objects named in problems, then run again; a dry-run lists them', details: {problems: result.problems.slice(0, 10)}},
     )
   }
+  // Untagged manifests are deletions too.
+  const deletions = result.candidates.count + result.candidates.manifests
   const over =
-    settings.maxDeletes !== undefined && result.candidates.count > settings.maxDeletes
-      ? `${result.candidates.count} candidates exceed --max-deletes ${settings.maxDeletes}`
+    settings.maxDeletes !== undefined && deletions > settings.maxDeletes
+      ? `${deletions} candidates (${result.candidates.manifests} of them manifests) exceed --max-deletes ${settings.maxDeletes}`
       : settings.maxBytes !== undefined && result.candidates.bytes > settings.maxBytes
         ? `${result.candidates.bytes} candidate bytes exceed --max-bytes ${settings.maxBytes}`
         : undefined

@@ -1,6 +1,7 @@
 import type {RegionConfig} from '../config/config.js'
 import type {Db} from '../metadata/db.js'
 import type {Logger} from '../output/logger.js'
+import type {DescriptorCache, RegistryCacheMode} from '../registry/descriptor-cache.js'
 import type {StorageDriver} from '../storage/driver.js'
 import type {Problem} from '../storage/repositories.js'
 
@@ -33,8 +34,24 @@ export interface SweepRunOptions {
   logger: Logger
   signal?: AbortSignal
   onProgress?: (progress: SweepProgress) => void
-  /** for tests: the instant the sweep takes as now */
+  /** for tests: the instant the sweep takes as now (in storage time) */
   now?: Date
+  /** the registry's blob-descriptor cache (registry.cache); default none */
+  registryCache?: DescriptorCache
+  /** the operator states the registry is read-only or stopped: acting with an in-memory cache is allowed */
+  registryReadOnly?: boolean
+  /** refuse to act when the storage's clock is further than this from this host's; default 5 min */
+  maxClockSkewMs?: number
+  /** for tests: points where the act phase waits, so an interleaving can be made deterministic */
+  hooks?: ActHooks
+}
+
+/** Called by the act phase at fixed points of each batch; a test holds them to interleave a push. */
+export interface ActHooks {
+  /** after a batch's re-check, before its intents are journaled */
+  afterRecheck?: (batch: {kind: 'blob' | 'manifest'; digests: string[]}) => Promise<void>
+  /** after the intents are journaled, before any object is touched (a throw here is a crash in between) */
+  afterIntents?: (batch: {kind: 'blob' | 'manifest'; digests: string[]}) => Promise<void>
 }
 
 /** A dry-run needs a database only for the metadata strategy; acting needs one for the journal and the job. */
@@ -81,10 +98,27 @@ export interface SweepBlobsResult {
   candidates: {count: number; bytes: number; manifests: number}
   acted: {deleted: number; quarantined: number; manifestsDeleted: number; bytes: number; failed: number}
   skipped: {referencedAgain: number; changed: number; gone: number}
+  /** time from the end of each batch's re-check to the end of its action (blob batches of this run) */
+  window: {batches: number; p50Ms: number; p99Ms: number; maxMs: number}
+  /** what the post-check found written since a batch's re-check began, referencing what it acted on */
+  postCheck: {movedBack: number; broken: BrokenImage[]}
+  registryCache: RegistryCacheMode
+  /** an in-memory registry cache saw blobs go behind its back: every registry process must be restarted */
+  restartRegistry: boolean
+  /** the storage's clock against this host's, as measured at the start (null: not measured) */
+  storageClock: {offsetMs: number; uncertaintyMs: number} | null
   problems: Problem[]
   problemCount: number
   reportFile: string | null
   durationMs: number
+}
+
+/** A deleted blob that something written after its batch's re-check references: that image no longer pulls. */
+export interface BrokenImage {
+  digest: string
+  repository: string
+  /** the manifest that references it; null when only a new _layers link (a push in progress) does */
+  manifest: string | null
 }
 
 /** Clock skew allowed between this host and the storage's clock when comparing lastModified. */

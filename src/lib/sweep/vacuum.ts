@@ -12,13 +12,18 @@ export async function deleteObjects(driver: StorageDriver, keys: string[]): Prom
   if (outcome.errors.length > 0) throw new Error(outcome.errors[0].message)
 }
 
-/** Moves a blob to its quarantine key: copy, check the copy's size, then delete the original. */
-export async function quarantineBlob(driver: StorageDriver, key: string, quarantineKey: string): Promise<void> {
+/**
+ * Moves a blob to its quarantine key: copy, check the copy's size, then delete the original. `signal`
+ * is checked before the original is touched, so a stopped job leaves it in place.
+ */
+export async function quarantineBlob(driver: StorageDriver, key: string, quarantineKey: string, signal?: AbortSignal): Promise<void> {
   const source = await driver.stat(key)
   if (source) {
+    signal?.throwIfAborted()
     await driver.copy(key, quarantineKey)
     const copy = await driver.stat(quarantineKey)
     if (!copy || copy.size !== source.size) throw new Error(`quarantine copy ${quarantineKey} is not complete; the blob was left in place`)
+    signal?.throwIfAborted()
     await deleteObjects(driver, [key])
     return
   }

@@ -92,7 +92,7 @@ describe('sweep blobs on a filesystem store', () => {
     assert.equal(q.acted.quarantined, sample.orphans.length)
     for (const o of sample.orphans) {
       assert.equal(await driver.stat(pathFor({kind: 'blob-data', digest: o.digest})), undefined)
-      assert.ok(await driver.stat(`_regops/quarantine/${pathFor({kind: 'blob-data', digest: o.digest})}`))
+      assert.ok(await driver.stat(`_regops/quarantine/job-${q.jobId}/${pathFor({kind: 'blob-data', digest: o.digest})}`), "under the job's own prefix")
     }
     const restored = await restoreQuarantine({db, driver, jobId: q.jobId!, logger})
     assert.equal(restored.restored, sample.orphans.length)
