@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
 import {RefusedError, errorMessage} from '../errors.js'
-import type {StorageDriver} from './driver.js'
+import {RegionUnavailableError, type StorageDriver} from './driver.js'
 
 /**
  * The storage's clock as seen from this host. Object timestamps (lastModified) are written by the
@@ -55,6 +55,8 @@ export async function measureStorageClock(driver: StorageDriver): Promise<Storag
     const {offsetMs, uncertaintyMs} = estimateOffset(sentAt, stamp, answeredAt, resolutionMs)
     return clockWithOffset(offsetMs, uncertaintyMs)
   } catch (error) {
+    // A region that does not answer at all is an outage, reported as one (exit 3), not a clock question.
+    if (error instanceof RegionUnavailableError) throw error
     throw new RefusedError(`cannot measure the clock of ${driver.location}: ${errorMessage(error)}`, {
       code: 'CLOCK_UNKNOWN',
       hint: `regops writes and deletes one small object under ${CLOCK_SCRATCH_PREFIX} to read the storage's time; grant that, or run a dry-run`,

@@ -4,6 +4,7 @@ import {runJob, type JobEnd, type RunningJob} from '../jobs/runner.js'
 import {regionLockScope} from '../jobs/lock.js'
 import {assertCacheAllowsActing, openDescriptorCache} from '../registry/descriptor-cache.js'
 import {assertClockSkewWithin, measureStorageClock, type StorageClock} from '../storage/clock.js'
+import {RegionUnavailableError} from '../storage/driver.js'
 import {errorMessage} from '../errors.js'
 import {shardsFor} from '../storage/layout.js'
 import type {Problem} from '../storage/repositories.js'
@@ -185,7 +186,8 @@ async function storageClock(opts: SweepBlobsOptions, acting: boolean, maxClockSk
     if (acting) assertClockSkewWithin(clock, maxClockSkewMs, opts.driver.location)
     return clock
   } catch (error) {
-    if (acting) throw error
+    // A region that does not answer is an outage: one error now, not a warning and then the same error.
+    if (acting || error instanceof RegionUnavailableError) throw error
     opts.logger.warn(`using this host's clock for the cutoff: ${errorMessage(error)}`, {region: opts.driver.region})
     return undefined
   }
