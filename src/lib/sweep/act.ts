@@ -1,56 +1,14 @@
-import type {Db} from '../metadata/db.js'
-import {RefusedError, errorMessage} from '../errors.js'
-import type {DescriptorCache} from '../registry/descriptor-cache.js'
+import {errorMessage} from '../errors.js'
 import type {StorageDriver} from '../storage/driver.js'
-import {pathFor, quarantineKey} from '../storage/layout.js'
-import {listTags, problemOf, readRevision, type Problem} from '../storage/repositories.js'
-import {markFromStorage, type MarkSource} from './mark-storage.js'
-import {referencedAmong} from './references.js'
-import {journalIntents, journalOutcome, journaledOutcomes, unfinishedIntents, type IntentRow, type JournalAction, type OutcomePhase} from './journal.js'
-import {pendingCandidates, skipBlobsReferencedByKept, skipCandidate, skippedCounts, type CandidateRow} from './candidates.js'
+import {quarantineKey} from '../storage/layout.js'
+import {problemOf} from '../storage/repositories.js'
+import {journalIntents, journaledOutcomes, unfinishedIntents, type IntentRow, type JournalAction} from './journal.js'
+import {pendingCandidates, skipCandidate, skippedCounts, type CandidateRow} from './candidates.js'
 import {deleteManifestLinks, moveBack, quarantineBlob} from './vacuum.js'
-import type {ActHooks, ActingMode, SweepBlobsResult, SweepStrategy} from './types.js'
+import type {ActingMode, SweepBlobsResult} from './types.js'
+import {recordOutcome, storageNow, type ActContext, type ActedBatch, type ActState} from './act-state.js'
+import {keepReferencesOf, postCheck, recheckRows} from './recheck.js'
 
-export interface ActContext {
-  db: Db
-  jobId: string
-  driver: StorageDriver
-  strategy: SweepStrategy
-  metadataAuthoritative?: boolean
-  mode: ActingMode
-  quarantinePrefix: string
-  /** cutoff and mark start are in storage time, like every lastModified they are compared with */
-  cutoff: Date
-  markStart: Date
-  /** this host's clock to storage time (ms to add) */
-  storageOffsetMs: number
-  /** how much earlier than an instant a "written since" walk starts: the clock's uncertainty, with room */
-  sinceMarginMs: number
-  registryCache: DescriptorCache
-  concurrency: number
-  batchSize: number
-  signal: AbortSignal
-  result: SweepBlobsResult
-  hooks?: ActHooks
-  onProblem: (problem: Problem) => void
-  onBatch: () => void
-}
-
-/** Blobs acted on in a batch, waiting for a walk of what was written since that batch's re-check began. */
-interface ActedBatch {
-  /** storage time at which the batch's re-check began */
-  since: Date
-  /** performance.now() when the last object of the batch was acted on (records follow) */
-  actedAt?: number
-  /** digest → how to undo it (quarantine) or report it (delete) */
-  acted: Map<string, {key: string; size: number; quarantineKey?: string; outcomeId: string}>
-}
-
-interface ActState {
-  windowsMs: number[]
-  /** acted batches whose post-check has not yet been walked */
-  unchecked: ActedBatch[]
-}
 
 /**
  * The act phase: the job's pending candidates in batches, manifests first (a removed manifest frees its
@@ -89,10 +47,6 @@ export async function actOnCandidates(ctx: ActContext): Promise<void> {
   ctx.result.skipped = await skippedCounts(ctx.db, ctx.jobId)
 }
 
-function storageNow(ctx: ActContext): Date {
-  return new Date(Date.now() + ctx.storageOffsetMs)
-}
-
 export function windowSummary(samples: number[]): SweepBlobsResult['window'] {
   if (samples.length === 0) return {batches: 0, p50Ms: 0, p99Ms: 0, maxMs: 0}
   const sorted = [...samples].sort((a, b) => a - b)
@@ -114,26 +68,6 @@ async function recheckBatch(ctx: ActContext, state: ActState, kind: 'blob' | 'ma
     if (kind === 'manifest') await keepReferencesOf(ctx, row)
   }
   return go
-}
-
-/**
- * The re-check of rows of one kind: the reason to keep each, or undefined to act. `recovered`: the
- * rows are intents of an earlier run whose action may have gone through already, so an object that is
- * gone is not a reason to keep it (the redo finds it done).
- */
-async function recheckRows(ctx: ActContext, state: ActState, kind: 'blob' | 'manifest', rows: CandidateRow[], recovered: boolean): Promise<Array<string | undefined>> {
-  if (kind === 'manifest') {
-    // Manifest re-checks read tags and are rare: one at a time.
-    const skips: Array<string | undefined> = []
-    for (const row of rows) {
-      const skip = await recheckManifest(ctx, row)
-      skips.push(recovered && skip === 'gone' ? undefined : skip)
-    }
-    return skips
-  }
-  const keep = await recheckReferences(ctx, state, rows.map((r) => r.digest))
-  // Blob re-checks are independent stats: in parallel (the driver caps requests in flight).
-  return Promise.all(rows.map((row) => recheckBlob(ctx, row, keep, recovered)))
 }
 
 function actionFor(mode: ActingMode, kind: 'blob' | 'manifest'): JournalAction {
@@ -262,168 +196,6 @@ function count(result: SweepBlobsResult, action: JournalAction, size: number): v
 }
 
 /**
- * Marks found by re-walking what changed in storage since the mark, and (metadata) by re-querying. The
- * walk also serves the post-check of every batch acted on before it: it reads everything written since
- * the mark started, which covers what was written since each earlier batch's re-check began.
- */
-async function recheckReferences(ctx: ActContext, state: ActState, digests: string[]): Promise<Set<string>> {
-  const keep = new Set<string>()
-  const checking = state.unchecked.splice(0)
-  if (ctx.strategy === 'metadata') for (const d of await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff})) keep.add(d)
-  if (ctx.strategy === 'storage' || !ctx.metadataAuthoritative) {
-    const wanted = new Set(digests)
-    const found = await walkWrittenSince(ctx, new Date(Math.max(ctx.cutoff.getTime(), ctx.markStart.getTime() - ctx.sinceMarginMs)), (digest, source) => {
-      if (wanted.has(digest)) keep.add(digest)
-      return checking.some((batch) => batch.acted.has(digest)) ? source : undefined
-    })
-    // During the re-check an unreadable new manifest means its references are unknown: keep the whole batch.
-    if (!found.complete) for (const d of digests) keep.add(d)
-    await undoReferencedAgain(ctx, checking, found.referenced)
-  } else state.unchecked.push(...checking)
-  return keep
-}
-
-interface WalkResult {
-  complete: boolean
-  referenced: Map<string, MarkSource[]>
-}
-
-/** Walks the revisions and links written since `since` (storage time); `interest` picks the digests to remember. */
-async function walkWrittenSince(ctx: ActContext, since: Date, interest: (digest: string, source: MarkSource) => MarkSource | undefined): Promise<WalkResult> {
-  const found: WalkResult = {complete: true, referenced: new Map()}
-  await markFromStorage(ctx.driver, {
-    cutoff: ctx.cutoff,
-    // What may have appeared since then. Never earlier than the cutoff: links older than that were seen
-    // by the mark, and an operator who forced --min-age 0 gets what was before the start.
-    since,
-    concurrency: ctx.concurrency,
-    signal: ctx.signal,
-    mark: (digest, _reason, source) => {
-      const hit = interest(digest, source)
-      if (!hit) return
-      const sources = found.referenced.get(digest) ?? []
-      if (!sources.some((s) => s.repository === hit.repository && s.manifest === hit.manifest)) sources.push(hit)
-      found.referenced.set(digest, sources)
-    },
-    onProblem: (problem) => {
-      found.complete = false
-      ctx.onProblem(problem)
-    },
-  })
-  return found
-}
-
-/**
- * The post-check of the batches not yet walked after their action: one walk of what was written since
- * the earliest of them began its re-check (the last batch, and batches of a run with no storage re-walk).
- */
-async function postCheck(ctx: ActContext, state: ActState): Promise<void> {
-  const checking = state.unchecked.splice(0)
-  if (checking.length === 0) return
-  const since = new Date(Math.min(...checking.map((batch) => batch.since.getTime())) - ctx.sinceMarginMs)
-  if (ctx.strategy === 'metadata' && ctx.metadataAuthoritative) {
-    const digests = checking.flatMap((batch) => [...batch.acted.keys()])
-    const referenced = new Map([...(await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff}))].map((d) => [d, [{repository: '(metadata database)', manifest: null}]]))
-    await undoReferencedAgain(ctx, checking, referenced)
-    return
-  }
-  const found = await walkWrittenSince(ctx, since, (digest, source) => (checking.some((batch) => batch.acted.has(digest)) ? source : undefined))
-  await undoReferencedAgain(ctx, checking, found.referenced)
-}
-
-/**
- * Blobs acted on that something written after their re-check references. A quarantined one is moved
- * back at once (journaled as a rescue of that quarantine); a deleted one is gone: it is reported as a
- * broken image, which fails the job (exit 3).
- */
-async function undoReferencedAgain(ctx: ActContext, checked: ActedBatch[], referenced: Map<string, MarkSource[]>): Promise<void> {
-  for (const [digest, found] of referenced) {
-    // A manifest put links its layers again: the link says no more than the manifest that names it.
-    const sources = found.filter((s) => s.manifest !== null || !found.some((other) => other.manifest !== null && other.repository === s.repository))
-    const acted = checked.find((batch) => batch.acted.has(digest))?.acted.get(digest)
-    if (!acted) continue
-    if (acted.quarantineKey) {
-      const quarantine = {key: acted.key, quarantineKey: acted.quarantineKey, size: acted.size}
-      const [intent] = await journalIntents(ctx.db, ctx.jobId, [
-        {action: 'rescue', region: ctx.driver.region, key: acted.key, digest, size: acted.size, detail: {quarantineEntry: acted.outcomeId, quarantineKey: acted.quarantineKey, postCheck: true}},
-      ])
-      let failure: unknown
-      try {
-        await moveBack(ctx.driver, quarantine)
-      } catch (error) {
-        failure = error
-      }
-      if (failure === undefined) {
-        await recordOutcome(ctx, intent, 'done', {referencedBy: sources})
-        ctx.result.postCheck.movedBack++
-        continue
-      }
-      ctx.onProblem(problemOf(failure, 'storage-error', acted.key, {digest}))
-      await recordOutcome(ctx, intent, 'failed', {error: errorMessage(failure), referencedBy: sources})
-    }
-    for (const source of sources) ctx.result.postCheck.broken.push({digest, repository: source.repository, manifest: source.manifest})
-  }
-}
-
-async function recheckBlob(ctx: ActContext, row: CandidateRow, keep: Set<string>, recovered: boolean): Promise<string | undefined> {
-  if (keep.has(row.digest)) return 'referenced again'
-  const info = await ctx.driver.stat(row.key)
-  if (!info) return recovered ? undefined : 'gone'
-  // A blob uploaded again after an earlier delete went through is new: the cutoff keeps it.
-  if (info.size !== Number(row.size) || info.lastModified >= ctx.cutoff) return 'changed'
-  return undefined
-}
-
-async function recheckManifest(ctx: ActContext, row: CandidateRow): Promise<string | undefined> {
-  const repository = row.repository!
-  const info = await ctx.driver.stat(row.key)
-  if (!info) return 'gone'
-  if (info.lastModified >= ctx.cutoff) return 'changed'
-  const problems: Problem[] = []
-  const tags = await listTags(ctx.driver, repository, (p) => problems.push(p))
-  if (problems.length > 0 || tags.some((t) => t.digest === row.digest)) return 'referenced again'
-  // Tagged indexes of the repository that (now) list it as a child keep it.
-  for (const tag of tags) {
-    if (!tag.digest) continue
-    const link = {digest: tag.digest, key: pathFor({kind: 'manifest-revision-link', repository, digest: tag.digest}), lastModified: new Date()}
-    const read = await readRevision(ctx.driver, repository, link, {verifyLink: false})
-    if (read.manifest?.manifests.some((c) => c.digest === row.digest)) return 'referenced again'
-  }
-  return undefined
-}
-
-/** A manifest kept at the last moment keeps what it references too. */
-async function keepReferencesOf(ctx: ActContext, row: CandidateRow): Promise<void> {
-  const link = {digest: row.digest, key: row.key, lastModified: row.last_modified}
-  const read = await readRevision(ctx.driver, row.repository!, link, {verifyLink: false})
-  await skipBlobsReferencedByKept(ctx.db, ctx.jobId, [row.digest, ...(read.manifest?.references ?? [])])
-  if (read.problems.length > 0) {
-    throw new RefusedError(
-      `manifest ${row.digest} in ${row.repository} was kept but cannot be read: its references are unknown; stopping before any blob is touched`,
-    )
-  }
-}
-
-/** Tries to record an outcome this often before the job stops: an action that was done must not read as not done. */
-const RECORD_ATTEMPTS = 4
-
-/**
- * Records an outcome, retrying: an action that went through is never journaled `failed` because the
- * database missed a beat. If it still cannot be recorded the job stops; the intent stays open and the
- * resume re-checks it (an object already gone then counts as done).
- */
-async function recordOutcome(ctx: ActContext, intentId: string, phase: OutcomePhase, detail: Record<string, unknown>, candidate?: Parameters<typeof journalOutcome>[5]): Promise<string> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await journalOutcome(ctx.db, ctx.jobId, intentId, phase, detail, candidate)
-    } catch (error) {
-      if (attempt >= RECORD_ATTEMPTS) throw error
-      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt))
-    }
-  }
-}
-
-/**
  * Runs one journaled action and records its outcome. A storage failure is that object's outcome
  * ('failed', the job goes on); a failure to record it (the database) stops the job. Returns the
  * outcome's journal id when the action was done.
@@ -513,3 +285,4 @@ function rowOf(intent: IntentRow): CandidateRow {
     last_modified: intent.at,
   }
 }
+
