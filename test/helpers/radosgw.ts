@@ -52,6 +52,8 @@ export interface StartRadosgwOptions {
   memstoreBytes?: number;
   /** ms to wait for readiness (default 30000) */
   timeoutMs?: number;
+  /** the daemons do not keep this process alive (killed when it exits): for a cluster nobody stops */
+  unref?: boolean;
 }
 
 /**
@@ -172,7 +174,7 @@ export function sharedRadosgw(): Promise<SharedRadosgw> {
     const fromEnv = process.env[SHARED_RGW_ENV];
     const server = fromEnv
       ? (JSON.parse(fromEnv) as { endpoint: string; accessKeyId: string; secretAccessKey: string })
-      : await startRadosgw();
+      : await startRadosgw({ unref: true });
     const s3Client = (overrides: Partial<S3ClientConfig> = {}): S3Client =>
       new S3Client({ ...radosgwClientConfig(server), ...overrides });
     const createBucket = async (name: string): Promise<void> => {
@@ -246,6 +248,7 @@ async function startRadosgwOnce(opts: StartRadosgwOptions): Promise<RadosgwServe
     daemons.mon = spawnDaemon('ceph-mon', 'ceph-mon', [...c, '-i', 'a', '-f'], {
       logFile: path.join(dir, 'log', 'mon.stderr'),
       env,
+      unref: opts.unref,
     });
     const created = await run('ceph', [...c, '--connect-timeout', '15', 'osd', 'new', osdUuid, '0']);
     if (created.stdout.trim() !== '0') throw new Error(`ceph osd new returned ${JSON.stringify(created.stdout)}`);
@@ -254,6 +257,7 @@ async function startRadosgwOnce(opts: StartRadosgwOptions): Promise<RadosgwServe
     daemons.osd = spawnDaemon('ceph-osd', 'ceph-osd', [...c, '-i', '0', '-f'], {
       logFile: path.join(dir, 'log', 'osd.stderr'),
       env,
+      unref: opts.unref,
     });
 
     phase('osd spawned');
@@ -285,6 +289,7 @@ async function startRadosgwOnce(opts: StartRadosgwOptions): Promise<RadosgwServe
       daemons.rgw = spawnDaemon('radosgw', 'radosgw', [...c, '-n', 'client.rgw', '-f'], {
         logFile: path.join(dir, 'log', 'rgw.stderr'),
         env,
+        unref: opts.unref,
       });
       await waitFor(
         `radosgw at ${endpoint}`,
