@@ -27,6 +27,10 @@ async function tempDir(prefix: string): Promise<string> {
 interface Scenario {
   tags: Array<{repo: string; tag: string}>
   orphansByApi: string[]
+  /** an untagged image that is no index's child: what --delete-untagged removes */
+  untagged: string
+  /** untagged children of the tagged index team/multi:latest: kept by regops, condemned by GC 2.8 -m */
+  indexChildren: string[]
 }
 
 /** Images with shared layers, a multi-arch index, a manifest deleted through the API, and orphan uploads. */
@@ -37,6 +41,7 @@ async function populate(url: string): Promise<Scenario> {
   const amd = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'amd')], seed: 'amd', platform: {os: 'linux', architecture: 'amd64'}})
   const arm = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'arm')], seed: 'arm', platform: {os: 'linux', architecture: 'arm64'}})
   await pushIndex(url, 'team/multi', 'latest', [amd, arm], 'oci')
+  const untagged = await pushImage(url, 'library/web', undefined, {layers: [shared, randomBlob(900, 'web-untagged')], seed: 'web-untagged'})
   const doomed = await pushImage(url, 'team/old', 'gone', {layers: [shared, randomBlob(2500, 'doomed')], seed: 'doomed'})
   await pushImage(url, 'team/old', 'kept', {layers: [randomBlob(800, 'kept')], seed: 'kept'})
   await deleteManifest(url, 'team/old', doomed.manifestDigest)
@@ -50,6 +55,8 @@ async function populate(url: string): Promise<Scenario> {
       {repo: 'team/old', tag: 'kept'},
     ],
     orphansByApi: [doomed.manifestDigest, doomed.configDigest, doomed.layerDigests[1], o1.digest, o2.digest].sort(),
+    untagged: untagged.manifestDigest,
+    indexChildren: [amd.manifestDigest, arm.manifestDigest].sort(),
   }
 }
 
@@ -108,6 +115,18 @@ for (const kind of ['filesystem', 's3'] as const) {
       assert.equal(res.code, 1, res.stderr)
       assert.equal(res.json.markComplete, true)
       assert.deepEqual(await candidates(report), gc.eligibleBlobs)
+    })
+
+    test('--delete-untagged: the untagged manifests are what garbage-collect --delete-untagged names, less a tagged index\'s children', async () => {
+      const gc = await registry.garbageCollect({dryRun: true, deleteUntagged: true})
+      assert.equal(gc.exitCode, 0, gc.output)
+      // distribution 2.8 condemns the children of a tagged index (its issue #3178); regops keeps them
+      assert.deepEqual(gc.eligibleManifests, [scenario.untagged, ...scenario.indexChildren].sort())
+      const report = join(dir, 'untagged.jsonl')
+      const res = await runCli(['sweep', 'blobs', '--config', config, '--delete-untagged', '--min-age', '0', '--force', '--report', report, '--json'])
+      assert.equal(res.code, 1, res.stdout + res.stderr)
+      const manifests = (await readFile(report, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((c) => c.kind === 'manifest')
+      assert.deepEqual(manifests.map((c) => c.digest), gc.eligibleManifests.filter((d) => !scenario.indexChildren.includes(d)))
     })
 
     test('after an import, --strategy metadata finds the same set', async () => {
