@@ -8,8 +8,8 @@ export function shardRange(shard: string): [string, string] {
 
 /**
  * Every digest the metadata database says is referenced, within one shard, sorted in storage byte
- * order (the digest columns are COLLATE "C"): manifests themselves, their configuration blobs, and
- * their layers. Index children are manifests, so they are in the first set.
+ * order (the digest columns are COLLATE "C"): manifests themselves, their configuration blobs, their
+ * layers, and the subjects their referrers name. Index children are manifests, so they are in the first set.
  */
 export async function referencedDigestsFromDb(db: Db, shard: string): Promise<string[]> {
   const [low, high] = shardRange(shard)
@@ -17,6 +17,7 @@ export async function referencedDigestsFromDb(db: Db, shard: string): Promise<st
     `SELECT digest FROM manifests WHERE digest >= $1 AND digest < $2
      UNION SELECT configuration_blob_digest FROM manifests WHERE configuration_blob_digest >= $1 AND configuration_blob_digest < $2
      UNION SELECT digest FROM layers WHERE digest >= $1 AND digest < $2
+     UNION SELECT subject_digest FROM manifests WHERE subject_digest >= $1 AND subject_digest < $2
      ORDER BY 1`,
     [low, high],
   )
@@ -29,7 +30,8 @@ export async function referencedAmong(db: Db, digests: string[]): Promise<Set<st
   const result = await db.query<{digest: string}>(
     `SELECT digest FROM manifests WHERE digest = ANY($1::text[])
      UNION SELECT configuration_blob_digest FROM manifests WHERE configuration_blob_digest = ANY($1::text[])
-     UNION SELECT digest FROM layers WHERE digest = ANY($1::text[])`,
+     UNION SELECT digest FROM layers WHERE digest = ANY($1::text[])
+     UNION SELECT subject_digest FROM manifests WHERE subject_digest = ANY($1::text[])`,
     [digests],
   )
   return new Set(result.rows.map((row) => row.digest))
