@@ -1,7 +1,7 @@
 // Thin commands through the built CLI, against real PostgreSQL and a real docker-registry.
 import {after, test} from 'node:test'
 import assert from 'node:assert/strict'
-import {mkdtemp, rm, writeFile, readdir} from 'node:fs/promises'
+import {mkdtemp, rm, utimes, writeFile, readdir} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {sharedPostgres} from '../helpers/postgres.js'
@@ -70,21 +70,28 @@ test('sweep uploads: finds an abandoned upload, deletes it only with --delete, t
   assert.equal((await runCli(['db', 'migrate', 'up', '--config', config])).code, 0)
   await pushImage(registry.url, 'app/web', 'v1', {layers: 1, seed: 'uploads'})
   const old = await startAbandonedUpload(registry.url, 'app/web', randomBlob(500, 'partial'))
+  // Each signal alone must spare an upload: one started long ago but written to just now (still going),
+  // one whose files are old but whose startedat says it began just now.
+  const stillWriting = await startAbandonedUpload(registry.url, 'app/web', randomBlob(300, 'still-writing'))
+  const justStarted = await startAbandonedUpload(registry.url, 'app/web', randomBlob(200, 'just-started'))
   const uploadsDir = join(root, 'docker/registry/v2/repositories/app/web/_uploads')
-  // Ten days ago: the upload's own start time (its startedat file) and every file's mtime.
   const tenDaysAgo = new Date(Date.now() - 10 * 86_400_000)
   await writeFile(join(uploadsDir, old.uuid, 'startedat'), tenDaysAgo.toISOString())
+  await writeFile(join(uploadsDir, stillWriting.uuid, 'startedat'), tenDaysAgo.toISOString())
   await ageTree(root, tenDaysAgo)
+  await writeFile(join(uploadsDir, justStarted.uuid, 'startedat'), new Date().toISOString())
+  await utimes(join(uploadsDir, justStarted.uuid, 'startedat'), tenDaysAgo, tenDaysAgo)
+  await writeFile(join(uploadsDir, stillWriting.uuid, 'data'), Buffer.concat([randomBlob(300, 'still-writing'), randomBlob(100, 'more')]))
   const fresh = await startAbandonedUpload(registry.url, 'app/web', randomBlob(100, 'fresh'))
 
   const dry = await runCli(['sweep', 'uploads', '--config', config, '--json'])
   assert.equal(dry.code, 1, dry.stderr)
   assert.deepEqual(dry.json.items.map((u: {uuid: string}) => u.uuid), [old.uuid])
-  assert.equal((await readdir(uploadsDir)).length, 2, 'dry-run deletes nothing')
+  assert.equal((await readdir(uploadsDir)).length, 4, 'dry-run deletes nothing')
   const del = await runCli(['sweep', 'uploads', '--config', config, '--delete', '--json'])
   assert.equal(del.code, 0, del.stdout + del.stderr)
   assert.equal(del.json.deleted, 1)
-  assert.deepEqual(await readdir(uploadsDir), [fresh.uuid])
+  assert.deepEqual((await readdir(uploadsDir)).sort(), [fresh.uuid, stillWriting.uuid, justStarted.uuid].sort())
   assert.ok((await pullImage(registry.url, 'app/web', 'v1')).ok)
   const tooShort = await runCli(['sweep', 'uploads', '--config', config, '--older-than', '10m', '--json'])
   assert.equal(tooShort.code, 4)

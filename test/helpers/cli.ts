@@ -19,16 +19,40 @@ function cleanEnv(extra: Record<string, string | undefined>): NodeJS.ProcessEnv 
   return {...env, ...extra}
 }
 
+/** A CLI run that takes longer than this is hung: killed, and the test fails with what it printed. */
+export const CLI_TIMEOUT_MS = Number(process.env.REGOPS_TEST_CLI_TIMEOUT_MS ?? 120_000)
+
+export interface CliOptions {
+  env?: Record<string, string | undefined>
+  cwd?: string
+  /** default CLI_TIMEOUT_MS */
+  timeoutMs?: number
+}
+
 /** Runs the built CLI (bin/run.js → dist/) as a child process, as an operator would. */
-export function startCli(args: string[], opts: {env?: Record<string, string | undefined>; cwd?: string} = {}): {child: ChildProcess; done: Promise<CliRun>} {
+export function startCli(args: string[], opts: CliOptions = {}): {child: ChildProcess; done: Promise<CliRun>} {
   const child = spawn(process.execPath, [BIN, ...args], {env: cleanEnv(opts.env ?? {}), cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe']})
   let stdout = ''
   let stderr = ''
   child.stdout!.on('data', (d) => (stdout += d))
   child.stderr!.on('data', (d) => (stderr += d))
+  const timeoutMs = opts.timeoutMs ?? CLI_TIMEOUT_MS
+  let timedOut = false
+  const timer = setTimeout(() => {
+    timedOut = true
+    child.kill('SIGKILL')
+  }, timeoutMs)
   const done = new Promise<CliRun>((resolve, reject) => {
-    child.on('error', reject)
+    child.on('error', (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
     child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      if (timedOut) {
+        reject(new Error(`regops ${args.join(' ')} did not finish in ${timeoutMs} ms (killed)\n--- stdout:\n${stdout.slice(-4000)}\n--- stderr:\n${stderr.slice(-4000)}`))
+        return
+      }
       let json: unknown
       try {
         json = JSON.parse(stdout)
@@ -41,6 +65,6 @@ export function startCli(args: string[], opts: {env?: Record<string, string | un
   return {child, done}
 }
 
-export function runCli(args: string[], opts: {env?: Record<string, string | undefined>; cwd?: string} = {}): Promise<CliRun> {
+export function runCli(args: string[], opts: CliOptions = {}): Promise<CliRun> {
   return startCli(args, opts).done
 }

@@ -52,6 +52,8 @@ export interface StartRadosgwOptions {
   memstoreBytes?: number;
   /** ms to wait for readiness (default 30000) */
   timeoutMs?: number;
+  /** the daemons do not keep this process alive (killed when it exits): for a cluster nobody stops */
+  unref?: boolean;
 }
 
 /**
@@ -129,8 +131,78 @@ rgw_thread_pool_size = 32
 `;
 }
 
-/** Start a one-node Ceph cluster with radosgw. */
+/** A start failed because another process took one of its ports between freePort() and bind. */
+export function isPortTaken(e: unknown): boolean {
+  return /address already in use|EADDRINUSE|unable to bind|failed to bind/i.test(e instanceof Error ? e.message : String(e));
+}
+
+/** Start a one-node Ceph cluster with radosgw; a start whose port was taken meanwhile is retried on new ports. */
 export async function startRadosgw(opts: StartRadosgwOptions = {}): Promise<RadosgwServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRadosgwOnce(opts);
+    } catch (e) {
+      if (attempt >= 3 || !isPortTaken(e)) throw e;
+    }
+  }
+}
+
+/** What a test needs of an S3 server it shares with others: endpoint, keys, its own buckets. */
+export interface SharedRadosgw {
+  endpoint: string;
+  region: 'us-east-1';
+  accessKeyId: string;
+  secretAccessKey: string;
+  createBucket(name: string): Promise<void>;
+  /** a new bucket with a name unique in this run */
+  newBucket(label: string): Promise<string>;
+  s3Client(overrides?: Partial<S3ClientConfig>): S3Client;
+}
+
+/** Set by scripts/test.sh: the one cluster of the run, as JSON {endpoint, accessKeyId, secretAccessKey}. */
+export const SHARED_RGW_ENV = 'REGOPS_TEST_RGW';
+
+let shared: Promise<SharedRadosgw> | undefined;
+
+/**
+ * The run's radosgw (booting a Ceph cluster costs seconds of both cores): the one scripts/test.sh started,
+ * or, for a test file run alone, one started by this process (stopped when it exits). Each test makes its
+ * own bucket. Tests that kill or pause the gateway start their own with startRadosgw().
+ */
+export function sharedRadosgw(): Promise<SharedRadosgw> {
+  shared ??= (async () => {
+    const fromEnv = process.env[SHARED_RGW_ENV];
+    const server = fromEnv
+      ? (JSON.parse(fromEnv) as { endpoint: string; accessKeyId: string; secretAccessKey: string })
+      : await startRadosgw({ unref: true });
+    const s3Client = (overrides: Partial<S3ClientConfig> = {}): S3Client =>
+      new S3Client({ ...radosgwClientConfig(server), ...overrides });
+    const createBucket = async (name: string): Promise<void> => {
+      const client = s3Client();
+      try {
+        await client.send(new CreateBucketCommand({ Bucket: name }));
+      } finally {
+        client.destroy();
+      }
+    };
+    return {
+      endpoint: server.endpoint,
+      region: 'us-east-1' as const,
+      accessKeyId: server.accessKeyId,
+      secretAccessKey: server.secretAccessKey,
+      createBucket,
+      async newBucket(label: string) {
+        const name = `${label.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 30)}-${process.pid}-${randomBytes(4).toString('hex')}`;
+        await createBucket(name);
+        return name;
+      },
+      s3Client,
+    };
+  })();
+  return shared;
+}
+
+async function startRadosgwOnce(opts: StartRadosgwOptions): Promise<RadosgwServer> {
   const t0 = Date.now();
   const phase = (what: string): void => {
     if (process.env.REGOPS_TEST_DEBUG) process.stderr.write(`[radosgw +${Date.now() - t0}ms] ${what}\n`);
@@ -176,6 +248,7 @@ export async function startRadosgw(opts: StartRadosgwOptions = {}): Promise<Rado
     daemons.mon = spawnDaemon('ceph-mon', 'ceph-mon', [...c, '-i', 'a', '-f'], {
       logFile: path.join(dir, 'log', 'mon.stderr'),
       env,
+      unref: opts.unref,
     });
     const created = await run('ceph', [...c, '--connect-timeout', '15', 'osd', 'new', osdUuid, '0']);
     if (created.stdout.trim() !== '0') throw new Error(`ceph osd new returned ${JSON.stringify(created.stdout)}`);
@@ -184,6 +257,7 @@ export async function startRadosgw(opts: StartRadosgwOptions = {}): Promise<Rado
     daemons.osd = spawnDaemon('ceph-osd', 'ceph-osd', [...c, '-i', '0', '-f'], {
       logFile: path.join(dir, 'log', 'osd.stderr'),
       env,
+      unref: opts.unref,
     });
 
     phase('osd spawned');
@@ -215,6 +289,7 @@ export async function startRadosgw(opts: StartRadosgwOptions = {}): Promise<Rado
       daemons.rgw = spawnDaemon('radosgw', 'radosgw', [...c, '-n', 'client.rgw', '-f'], {
         logFile: path.join(dir, 'log', 'rgw.stderr'),
         env,
+        unref: opts.unref,
       });
       await waitFor(
         `radosgw at ${endpoint}`,

@@ -138,7 +138,18 @@ export function parseGcOutput(output: string): Pick<GcResult, 'eligibleBlobs' | 
   return { eligibleBlobs: [...blobs].sort(), eligibleManifests: [...manifests].sort(), marked: [...marked].sort() };
 }
 
+/** Start docker-registry; a start whose port was taken between freePort() and bind is retried on a new port. */
 export async function startRegistry(opts: StartRegistryOptions): Promise<RegistryServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRegistryOnce(opts);
+    } catch (e) {
+      if (attempt >= 3 || !/address already in use/i.test(e instanceof Error ? e.message : String(e))) throw e;
+    }
+  }
+}
+
+async function startRegistryOnce(opts: StartRegistryOptions): Promise<RegistryServer> {
   const dir = makeTempDir('registry');
   let server: RegistryServer | undefined;
   try {

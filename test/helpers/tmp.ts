@@ -107,7 +107,7 @@ export function spawnDaemon(
   name: string,
   cmd: string,
   args: string[],
-  opts: { logFile: string; env?: NodeJS.ProcessEnv; cwd?: string },
+  opts: { logFile: string; env?: NodeJS.ProcessEnv; cwd?: string; unref?: boolean },
 ): Daemon {
   installHandlers();
   const fd = openSync(opts.logFile, 'a');
@@ -119,6 +119,8 @@ export function spawnDaemon(
     closeSync(fd);
   }
   if (child.pid === undefined) throw new Error(`failed to spawn ${cmd}`);
+  // An unref'd daemon does not keep the test process alive; the exit handler still kills it.
+  if (opts.unref) child.unref();
   liveChildren.add(child);
   let running = true;
   const exited = new Promise<number | string>((resolve) => {

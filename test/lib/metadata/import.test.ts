@@ -3,12 +3,10 @@
 // Run: node --import tsx --test test/lib/metadata/import.test.ts
 import {after, before, describe, test} from 'node:test'
 import assert from 'node:assert/strict'
-import {execFileSync} from 'node:child_process'
-import {existsSync, statSync} from 'node:fs'
+import {existsSync} from 'node:fs'
 import {mkdtemp, readdir, readFile, rm, utimes, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {sharedPostgres} from '../../helpers/postgres.js'
 import {runCli, startCli} from '../../helpers/cli.js'
 import {openDatabase, type Db} from '../../../src/lib/metadata/db.js'
@@ -24,10 +22,9 @@ import {ExitCode, RefusedError, StorageError} from '../../../src/lib/errors.js'
 import {sweepBlobs} from '../../../src/lib/sweep/sweep-blobs.js'
 import {silentLogger} from '../../../src/lib/output/logger.js'
 import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
-import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js'
+import {sharedRadosgw} from '../../helpers/radosgw.js'
 import {deleteManifest, getManifest, headManifest, listCatalog, listTags as registryTags, pushImage, pushIndex, randomBlob, uploadOrphanBlob} from '../../helpers/images.js'
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const REGISTRY_TABLES = ['top_level_namespaces', 'repositories', 'media_types', 'blobs', 'repository_blobs', 'manifests', 'manifest_references', 'layers', 'tags']
 
 const cleanups: Array<() => Promise<void>> = []
@@ -352,7 +349,6 @@ describe('regops import', () => {
     assert.equal(job.rows[0].status, 'done')
 
     // the same through the CLI: exit 1 (found something), problems in --json
-    await ensureBuilt()
     const {url} = await freshDb()
     const config = await writeConfig(dir)
     const cli = await runCli(['import', '--config', config, '--database-url', url, '--json'])
@@ -422,7 +418,6 @@ describe('regops import', () => {
   })
 
   test('SIGTERM saves the checkpoint (exit 143); SIGKILL midway; --resume equals an uninterrupted import (real CLI)', async () => {
-    await ensureBuilt()
     const {dir, writer} = await store('kill')
     await writeManyRepositories(writer, 240, 2)
     const config = await writeConfig(dir)
@@ -487,7 +482,6 @@ describe('regops import', () => {
   })
 
   test('shards 0/3, 1/3, 2/3 as three concurrent CLI processes equal one process', async () => {
-    await ensureBuilt()
     const {dir, writer} = await store('shards')
     await writeManyRepositories(writer, 60, 2)
     // shared namespaces and blobs across shards: every repository also carries the same base layer
@@ -497,17 +491,19 @@ describe('regops import', () => {
     for (const r of runs) assert.equal(r.code, ExitCode.Ok, r.stderr)
     const total = runs.reduce((sum, r) => sum + r.json.repositories, 0)
     assert.equal(total, 60)
-    for (const [i, r] of runs.entries()) {
-      assert.deepEqual(r.json.shard, {index: i, count: 3})
-      assert.ok(r.json.repositories > 0)
-    }
+    // Each process imported exactly its own repositories: the counts the shard function assigns, which
+    // cover every shard (no empty shard hides a filter that drops repositories).
+    const names = Array.from({length: 60}, (_, r) => `ns${r % 5}/repo-${r}`)
+    const expected = [0, 1, 2].map((i) => names.filter((name) => shardOfRepository(name, 3) === i).length)
+    assert.ok(expected.every((n) => n > 0), `every shard has repositories: ${expected}`)
+    for (const [i, r] of runs.entries()) assert.deepEqual(r.json.shard, {index: i, count: 3})
+    assert.deepEqual(runs.map((r) => r.json.repositories), expected)
     const jobs = await db.query<{group: string; shard_index: number; status: string}>(`SELECT params->>'group' AS group, shard_index, status FROM regops_jobs ORDER BY shard_index`)
     assert.deepEqual(jobs.rows, [0, 1, 2].map((i) => ({group: 'test-group', shard_index: i, status: 'done'})))
 
     const {db: single} = await freshDb()
     await importStorage({driver: new FilesystemDriver('lab', dir), db: single})
     assert.deepEqual(await logicalDump(db), await logicalDump(single))
-    assert.equal(shardOfRepository('ns0/repo-0', 3), shardOfRepository('ns0/repo-0', 3))
   })
 })
 
@@ -562,7 +558,6 @@ describe('regops import against docker-registry 2.8 (what the registry API serve
   }
 
   test('filesystem storage: tags and digests in the database equal what the registry serves', async () => {
-    await ensureBuilt()
     const root = await tempDir('registry-fs')
     const registry: RegistryServer = await startRegistry({storage: {kind: 'filesystem', root}})
     cleanups.push(() => registry.stop())
@@ -578,11 +573,10 @@ describe('regops import against docker-registry 2.8 (what the registry API serve
   test('S3 storage (radosgw): tags and digests in the database equal what the registry serves', async () => {
     // npm test installs radosgw (scripts/install-test-deps.sh): missing, it is a failure, not a skip.
     assert.ok(existsSync('/usr/bin/radosgw'), 'radosgw is not installed: run scripts/install-test-deps.sh')
-    await ensureBuilt()
-    const rgw: RadosgwServer = await startRadosgw({buckets: ['registry']})
-    cleanups.push(() => rgw.stop())
+    const rgw = await sharedRadosgw()
+    const bucket = await rgw.newBucket('import')
     const registry = await startRegistry({
-      storage: {kind: 's3', endpoint: rgw.endpoint, bucket: 'registry', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region},
+      storage: {kind: 's3', endpoint: rgw.endpoint, bucket, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region},
     })
     cleanups.push(() => registry.stop())
     const {deleted} = await populate(registry.url)
@@ -590,7 +584,7 @@ describe('regops import against docker-registry 2.8 (what the registry API serve
     const config = path.join(dir, 'regops.yaml')
     await writeFile(
       config,
-      `regions:\n  s3:\n    url: s3://registry/docker/registry/v2\n    endpoint: ${rgw.endpoint}\n    accessKeyId: ${rgw.accessKeyId}\n    secretAccessKey: ${rgw.secretAccessKey}\n    checksums: when_required\n`,
+      `regions:\n  s3:\n    url: s3://${bucket}/docker/registry/v2\n    endpoint: ${rgw.endpoint}\n    accessKeyId: ${rgw.accessKeyId}\n    secretAccessKey: ${rgw.secretAccessKey}\n    checksums: when_required\n`,
     )
     const {db, url} = await freshDb()
     const run = await runCli(['import', '--config', config, '--database-url', url, '--json'])
@@ -631,24 +625,6 @@ async function writeConfig(root: string): Promise<string> {
   const file = path.join(dir, 'regops.yaml')
   await writeFile(file, `regions:\n  lab:\n    url: file://${root}\n`)
   return file
-}
-
-let built: Promise<void> | undefined
-/** The CLI runs from dist/: build it when dist is missing or older than the import sources. */
-function ensureBuilt(): Promise<void> {
-  built ??= (async () => {
-    const sources = ['src/lib/metadata/import.ts', 'src/lib/metadata/import-db.ts', 'src/commands/import.ts']
-    const outputs = ['dist/lib/metadata/import.js', 'dist/lib/metadata/import-db.js', 'dist/commands/import.js']
-    const stale = outputs.some((out, i) => !existsSync(path.join(ROOT, out)) || statSync(path.join(ROOT, out)).mtimeMs < statSync(path.join(ROOT, sources[i])).mtimeMs)
-    if (!stale) return
-    try {
-      execFileSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.json')], {cwd: ROOT, stdio: 'pipe'})
-    } catch (error) {
-      // Type errors elsewhere still emit; only a missing output is fatal.
-      if (!existsSync(path.join(ROOT, 'dist/commands/import.js'))) throw error
-    }
-  })()
-  return built
 }
 
 before(async () => {

@@ -1,4 +1,4 @@
-import {describe, test, before, after} from 'node:test'
+import {describe, test, beforeEach, afterEach} from 'node:test'
 import assert from 'node:assert/strict'
 import {Readable} from 'node:stream'
 import {compareKeys, copyBetween, type StorageDriver} from '../../../src/lib/storage/driver.js'
@@ -18,7 +18,8 @@ async function readAll(stream: Readable): Promise<Buffer> {
 
 /**
  * One suite for every storage driver. `make` returns a fresh, empty storage root each call and
- * `other` a second driver (another region) for cross-driver copies.
+ * `other` a second driver (another region) for cross-driver copies. Every test gets its own fresh pair,
+ * so each runs alone (`--test-name-pattern`) as well as in order.
  */
 export function storageConformance(name: string, make: () => Promise<{driver: StorageDriver; other: StorageDriver; cleanup(): Promise<void>}>): void {
   describe(`storage conformance: ${name}`, () => {
@@ -26,10 +27,10 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
     let other: StorageDriver
     let cleanup: () => Promise<void>
 
-    before(async () => {
+    beforeEach(async () => {
       ;({driver, other, cleanup} = await make())
     })
-    after(async () => {
+    afterEach(async () => {
       await driver?.close()
       await other?.close()
       await cleanup?.()
@@ -38,6 +39,9 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
     // Names chosen so that a naive directory walk gives a different order from S3's byte order.
     // (No key is both an object and a prefix of others: a filesystem cannot hold that.)
     const tricky = ['t/a-b/x', 't/a.b/x', 't/a/b', 't/a_b/x', 't/a0', 't/A', 't/a/b-c', 't/a/b0/c', 't/z', 't/ä', 't/a~']
+    const writeTricky = async () => {
+      for (const key of [...tricky].reverse()) await driver.write(key, Buffer.from(key))
+    }
 
     test('write, stat, readSmall, read with a range', async () => {
       await driver.write('w/one', Buffer.from('hello world'))
@@ -70,7 +74,7 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
     })
 
     test('list yields every key under a prefix in byte order, also for a-b, a.b, a/b, a_b', async () => {
-      for (const key of [...tricky].reverse()) await driver.write(key, Buffer.from(key))
+      await writeTricky()
       const listed = (await collect(driver.list('t/'))).map((o) => o.key)
       const expected = [...tricky].sort(compareKeys)
       assert.deepEqual(listed, expected)
@@ -82,6 +86,7 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
     })
 
     test('list resumes strictly after startAfter, also inside a skipped subtree', async () => {
+      await writeTricky()
       const expected = [...tricky].sort(compareKeys)
       for (const [i, after] of expected.entries()) {
         const listed = (await collect(driver.list('t/', {startAfter: after}))).map((o) => o.key)
@@ -92,6 +97,7 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
     })
 
     test('listDirectories yields the child prefixes in byte order', async () => {
+      await writeTricky()
       const dirs = await collect(driver.listDirectories('t/'))
       assert.deepEqual(dirs, ['t/a-b/', 't/a.b/', 't/a/', 't/a_b/'])
       assert.deepEqual(await collect(driver.listDirectories('t/', {startAfter: 't/a.b/'})), ['t/a/', 't/a_b/'])

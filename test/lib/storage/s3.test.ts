@@ -1,19 +1,12 @@
-import {after, before, test} from 'node:test'
+import {test} from 'node:test'
 import assert from 'node:assert/strict'
-import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js'
+import {sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
 import {S3Driver} from '../../../src/lib/storage/s3.js'
 import type {S3RegionConfig} from '../../../src/lib/config/config.js'
 import {NotFoundError, StorageError} from '../../../src/lib/errors.js'
 import {storageConformance} from './conformance.js'
 
-let rgw: RadosgwServer
-let buckets = 0
-before(async () => {
-  rgw = await startRadosgw()
-})
-after(async () => {
-  await rgw?.stop()
-})
+let rgw: SharedRadosgw
 
 function regionFor(bucket: string, prefix: string, extra: Partial<S3RegionConfig> = {}): S3RegionConfig {
   return {
@@ -34,16 +27,16 @@ function regionFor(bucket: string, prefix: string, extra: Partial<S3RegionConfig
 }
 
 storageConformance('s3 (radosgw)', async () => {
-  const a = `conf-a-${++buckets}`
-  const b = `conf-b-${buckets}`
-  await rgw.createBucket(a)
-  await rgw.createBucket(b)
+  rgw = await sharedRadosgw()
+  const a = await rgw.newBucket('conf-a')
+  const b = await rgw.newBucket('conf-b')
   // A prefix, as registries use (docker/registry/v2), so key mapping is exercised too.
   return {driver: new S3Driver(regionFor(a, 'docker/registry/v2')), other: new S3Driver(regionFor(b, '')), cleanup: async () => {}}
 })
 
 test('s3 errors name the region and what failed; wrong credentials are not retried forever', async () => {
-  await rgw.createBucket('errs')
+  rgw = await sharedRadosgw()
+  const errs = await rgw.newBucket('errs')
   const missingBucket = new S3Driver(regionFor('no-such-bucket', ''), {maxAttempts: 2})
   await assert.rejects(
     async () => {
@@ -51,18 +44,19 @@ test('s3 errors name the region and what failed; wrong credentials are not retri
     },
     (e: unknown) => e instanceof StorageError && /NoSuchBucket/.test(e.message) && e.region === 'no-such-bucket',
   )
-  const badKey = new S3Driver(regionFor('errs', '', {secretAccessKey: 'not-the-secret'}), {maxAttempts: 2})
+  const badKey = new S3Driver(regionFor(errs, '', {secretAccessKey: 'not-the-secret'}), {maxAttempts: 2})
   await assert.rejects(badKey.readSmall('x', 10), (e: unknown) => e instanceof StorageError && /403/.test(e.message) && !e.message.includes('not-the-secret'))
-  const ok = new S3Driver(regionFor('errs', ''))
+  const ok = new S3Driver(regionFor(errs, ''))
   await assert.rejects(ok.readSmall('absent', 10), NotFoundError)
   for (const d of [missingBucket, badKey, ok]) await d.close()
 })
 
 test('s3: the default checksum mode fails on radosgw, when_required works (the per-region option matters)', async () => {
-  await rgw.createBucket('cksum')
+  rgw = await sharedRadosgw()
+  const cksum = await rgw.newBucket('cksum')
   const {Readable} = await import('node:stream')
-  const strict = new S3Driver(regionFor('cksum', '', {checksums: 'when_supported'}), {maxAttempts: 1})
-  const lenient = new S3Driver(regionFor('cksum', '', {checksums: 'when_required'}))
+  const strict = new S3Driver(regionFor(cksum, '', {checksums: 'when_supported'}), {maxAttempts: 1})
+  const lenient = new S3Driver(regionFor(cksum, '', {checksums: 'when_required'}))
   await lenient.write('streamed', Readable.from([Buffer.from('abc')]), 3)
   assert.equal((await lenient.readSmall('streamed', 10)).toString(), 'abc')
   await assert.rejects(strict.write('streamed2', Readable.from([Buffer.from('abc')]), 3), StorageError)

@@ -2,7 +2,7 @@
 // journal and checkpoints. The registry-backed oracle tests are in test/registry/.
 import {after, before, describe, test} from 'node:test'
 import assert from 'node:assert/strict'
-import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, utimes, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {sharedPostgres} from '../../helpers/postgres.js'
@@ -40,6 +40,18 @@ async function sampleStore() {
   return {root, driver, sample}
 }
 
+/** An orphan written with the first seed whose digest falls in `prefix` (two hex digits): places a blob in a chosen shard. */
+async function orphanInPrefix(w: LayoutWriter, prefix: string, label: string): Promise<string> {
+  for (let i = 0; ; i++) {
+    const seed = `${label}-${prefix}-${i}`
+    if (sha256(seededBytes(`${seed}:orphan`, 300)).startsWith(`sha256:${prefix}`)) return w.writeOrphan(undefined, seed, 300)
+  }
+}
+
+async function reportDigests(file: string): Promise<string[]> {
+  return (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l).digest as string).sort()
+}
+
 async function allFiles(driver: FilesystemDriver, prefix = ''): Promise<Map<string, string>> {
   const out = new Map<string, string>()
   for await (const o of driver.list(prefix)) out.set(o.key, sha256(await driver.readSmall(o.key, 1 << 24)))
@@ -50,8 +62,13 @@ const DAY = 86_400_000
 const base = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger}
 
 describe('sweep blobs on a filesystem store', () => {
-  test('dry-run finds exactly the planted orphans, spares the in-flight upload, changes nothing', async () => {
+  test('dry-run finds exactly the planted orphans, spares a young _layers link and a young blob, changes nothing', async () => {
     const {root, driver, sample} = await sampleStore()
+    // One protection each: the in-flight upload's blob is made old, so only its young _layers link spares
+    // it; a stray blob with no link at all is young, so only its own age spares it.
+    const old = new Date(Date.now() - 3 * DAY)
+    await utimes(join(root, pathFor({kind: 'blob-data', digest: sample.inFlight})), old, old)
+    const youngStray = await new LayoutWriter(driver).writeOrphan(undefined, 'young-stray', 600)
     const before = await allFiles(driver)
     const report = join(root, '..', `report-${Date.now()}.jsonl`)
     cleanups.push(() => rm(report, {force: true}))
@@ -59,10 +76,10 @@ describe('sweep blobs on a filesystem store', () => {
     const lines = (await readFile(report, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l))
     assert.deepEqual(lines.map((l) => l.digest).sort(), sample.orphans.map((o) => o.digest))
     assert.equal(result.candidates.count, sample.orphans.length)
-    // The in-flight upload is spared twice over: its blob is younger than the cutoff, and so is its _layers link.
-    assert.ok(result.marked.youngLinks >= 1)
-    assert.ok(!lines.some((l) => l.digest === sample.inFlight))
-    assert.ok(result.markComplete)
+    assert.equal(result.marked.youngLinks, 1, 'the in-flight upload is the only young link')
+    assert.deepEqual(result.tooYoung, {count: 1, bytes: 600}, 'the young stray is the only blob spared for its age')
+    assert.ok(!lines.some((l) => l.digest === sample.inFlight || l.digest === youngStray))
+    assert.equal(result.markComplete, true)
     assert.deepEqual(await allFiles(driver), before, 'a dry-run changes nothing')
   })
 
@@ -118,12 +135,17 @@ describe('sweep blobs on a filesystem store', () => {
     const notYet = await purgeQuarantine({db, driver, holdForMs: DAY, strategy: 'storage', dryRun: false, logger})
     assert.equal(notYet.entries, 0, 'nothing is past its hold time yet')
     const purged = await purgeQuarantine({db, driver, holdForMs: DAY, strategy: 'storage', dryRun: false, logger, now: new Date(Date.now() + 2 * DAY)})
+    // Quarantined: the planted orphans and the in-flight upload (now old, an orphan too); purged: all but the rescued one.
+    const planted = [...sample.orphans.map((o) => o.digest), sample.inFlight].sort()
+    assert.equal(q2.acted.quarantined, planted.length)
     assert.equal(purged.rescued, 1)
-    assert.equal(purged.purged, q2.acted.quarantined - 1, 'all but the rescued one (the in-flight upload, now old, is an orphan too)')
+    assert.equal(purged.purged, planted.length - 1)
+    for (const d of planted.filter((d) => d !== revived.digest)) {
+      assert.equal(await driver.stat(pathFor({kind: 'blob-data', digest: d})), undefined, `${d} purged`)
+    }
     assert.ok(await driver.stat(pathFor({kind: 'blob-data', digest: revived.digest})), 'the re-referenced blob is back in the store')
     assert.equal(sha256(await driver.readSmall(pathFor({kind: 'blob-data', digest: revived.digest}), 1 << 20)), revived.digest)
     assert.deepEqual([...(await allFiles(driver, '_regops/'))], [], 'quarantine emptied by purge')
-    assert.ok(q2.jobId)
   })
 
   test('an unreadable manifest makes the mark incomplete: report in dry-run, refuse (exit 4) to act', async () => {
@@ -143,7 +165,7 @@ describe('sweep blobs on a filesystem store', () => {
     await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete'}), (e: unknown) => e instanceof RefusedError && e.exitCode === 4)
     await assert.rejects(sweepBlobs({...base, driver, db, mode: 'quarantine'}), (e: unknown) => e instanceof RefusedError && e.exitCode === 4)
     assert.deepEqual(await allFiles(driver), before, 'nothing touched')
-    assert.ok(sample.orphans.length > 0)
+    assert.equal(sample.orphans.length, 6)
   })
 
   test('unsafe settings are refused: --min-age under 1h without --force, caps exceeded', async () => {
@@ -160,12 +182,32 @@ describe('sweep blobs on a filesystem store', () => {
     for (const o of sample.orphans) assert.ok(await driver.stat(pathFor({kind: 'blob-data', digest: o.digest})))
   })
 
-  test('--shard i/n: three workers together find exactly what one finds', async () => {
-    const {driver, sample} = await sampleStore()
-    const parts = await Promise.all([0, 1, 2].map((index) => sweepBlobs({...base, driver, mode: 'dry-run', shard: {index, count: 3}})))
+  test('--shard i/n: three workers find disjoint candidate sets whose union is what one finds', async () => {
+    const {root, driver, sample} = await sampleStore()
+    // Orphans on both sides of every shard boundary (0x54|0x55 and 0xa9|0xaa) and at both ends.
+    const w = new LayoutWriter(driver)
+    const edges = await Promise.all(['00', '54', '55', 'a9', 'aa', 'ff'].map((prefix) => orphanInPrefix(w, prefix, 'edge')))
+    await ageTree(root, new Date(Date.now() - 3 * DAY))
+    const reports = [0, 1, 2, 3].map((i) => join(root, '..', `shard-${i}-${Date.now()}.jsonl`))
+    cleanups.push(async () => void (await Promise.all(reports.map((r) => rm(r, {force: true})))))
+    const parts = await Promise.all([0, 1, 2].map((index) => sweepBlobs({...base, driver, mode: 'dry-run', shard: {index, count: 3}, reportFile: reports[index]})))
     assert.deepEqual(parts.map((p) => p.shards.prefixes), [85, 85, 86])
-    assert.equal(parts.reduce((n, p) => n + p.candidates.count, 0), sample.orphans.length)
-    const whole = await sweepBlobs({...base, driver, mode: 'dry-run'})
+    const whole = await sweepBlobs({...base, driver, mode: 'dry-run', reportFile: reports[3]})
+    const wholeSet = await reportDigests(reports[3])
+    // the in-flight upload was aged with the rest: an orphan now
+    assert.deepEqual(wholeSet, [...sample.orphans.map((o) => o.digest), sample.inFlight, ...edges].sort())
+    const sets = await Promise.all(reports.slice(0, 3).map(reportDigests))
+    const seen = new Map<string, number>()
+    for (const [i, set] of sets.entries()) {
+      for (const d of set) {
+        assert.equal(seen.get(d), undefined, `${d} found by shard ${seen.get(d)} and by shard ${i}`)
+        seen.set(d, i)
+        // shard i holds prefixes [floor(i*256/3), floor((i+1)*256/3)): 00-54, 55-a9, aa-ff
+        const prefix = parseInt(d.slice(7, 9), 16)
+        assert.ok(prefix >= Math.floor((i * 256) / 3) && prefix < Math.floor(((i + 1) * 256) / 3), `${d} found by shard ${i}`)
+      }
+    }
+    assert.deepEqual([...seen.keys()].sort(), wholeSet)
     assert.equal(parts.reduce((n, p) => n + p.scanned.blobs, 0), whole.scanned.blobs)
   })
 
@@ -175,12 +217,16 @@ describe('sweep blobs on a filesystem store', () => {
     const w = new LayoutWriter(driver)
     const untagged = await w.writeImage({repository: 'library/nginx', seed: 'untagged-one', layers: 1, layerSize: 700})
     await ageTree(root, new Date(Date.now() - 3 * DAY))
+    const blobsBefore = [...(await allFiles(driver, 'blobs/')).keys()]
     const result = await sweepBlobs({...base, driver, db, mode: 'delete', deleteUntagged: true})
     assert.equal(result.acted.manifestsDeleted, 1)
     assert.equal(await driver.stat(pathFor({kind: 'manifest-revision-link', repository: 'library/nginx', digest: untagged.manifestDigest})), undefined)
-    for (const d of untagged.blobs.filter((b) => b !== untagged.layerDigests[0] || true)) {
-      if (d === untagged.layerDigests[0]) assert.equal(await driver.stat(pathFor({kind: 'blob-data', digest: d})), undefined, 'its own layer went with it')
-    }
+    // Its manifest, config and own layer went with it, with the planted orphans (the in-flight upload is old now too).
+    const blobsAfter = new Set((await allFiles(driver, 'blobs/')).keys())
+    const removed = blobsBefore.filter((k) => !blobsAfter.has(k)).sort()
+    const expected = [untagged.manifestDigest, untagged.configDigest, untagged.layerDigests[0], sample.inFlight, ...sample.orphans.map((o) => o.digest)]
+    assert.deepEqual(removed, expected.map((digest) => pathFor({kind: 'blob-data', digest})).sort())
+    assert.equal(untagged.layerDigests.length, 1)
     // the multi-arch children of team/api:v1 are untagged themselves, but their index is tagged
     const index = sample.tags.find((t) => t.repository === 'team/api')!
     const indexPayload = JSON.parse((await driver.readSmall(pathFor({kind: 'blob-data', digest: index.digest}), 1 << 20)).toString())
@@ -190,6 +236,21 @@ describe('sweep blobs on a filesystem store', () => {
     }
   })
 })
+
+/** Waits until the sweep has journaled more than `n` outcomes (the kill point), failing if it ends first. */
+async function waitForJournal(db: Db, run: ReturnType<typeof startCli>, n: number): Promise<void> {
+  let exited = false
+  const ended = () => (exited = true)
+  void run.done.then(ended, ended)
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline && !exited; ) {
+    const rows = await db.query(`SELECT count(*)::int AS n FROM regops_journal WHERE phase = 'done'`)
+    if (rows.rows[0].n > n) return
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  if (!exited) run.child.kill('SIGKILL')
+  const res = await run.done
+  assert.fail(`the sweep ended (or stalled for a minute) before ${n} outcomes were journaled: ${res.stdout}${res.stderr}`)
+}
 
 describe('sweep blobs through the CLI', () => {
   let root: string
@@ -217,12 +278,8 @@ describe('sweep blobs through the CLI', () => {
     const run = startCli(['sweep', 'blobs', '--config', config, '--delete', '--json'], {})
     const db = openDatabase(url, {max: 2})
     cleanups.push(() => db.close())
-    // Wait until some deletions are journaled, then kill without warning.
-    for (let i = 0; i < 600; i++) {
-      const n = await db.query(`SELECT count(*)::int AS n FROM regops_journal WHERE phase = 'done'`).catch(() => ({rows: [{n: 0}]}))
-      if (n.rows[0].n > 200) break
-      await new Promise((r) => setTimeout(r, 20))
-    }
+    // Kill without warning once some deletions are journaled.
+    await waitForJournal(db, run, 200)
     run.child.kill('SIGKILL')
     const killed = await run.done
     assert.equal(killed.signal, 'SIGKILL')
@@ -264,7 +321,7 @@ describe('sweep blobs through the CLI', () => {
     const store = join(root, 'store-term')
     const driver = new FilesystemDriver('local', store)
     const w = new LayoutWriter(driver, 64)
-    await Promise.all(Array.from({length: 2000}, (_, i) => w.writeOrphan(undefined, `term-${i}`, 32)))
+    const planted = await Promise.all(Array.from({length: 2000}, (_, i) => w.writeOrphan(undefined, `term-${i}`, 32)))
     await ageTree(store, new Date(Date.now() - 3 * DAY))
     const {url: termDb} = await freshDb()
     const cfg = join(root, 'term.yaml')
@@ -272,11 +329,7 @@ describe('sweep blobs through the CLI', () => {
     const db = openDatabase(termDb, {max: 2})
     cleanups.push(() => db.close())
     const run = startCli(['sweep', 'blobs', '--config', cfg, '--delete', '--json'])
-    for (let i = 0; i < 600; i++) {
-      const n = await db.query(`SELECT count(*)::int AS n FROM regops_journal WHERE phase = 'done'`)
-      if (n.rows[0].n > 100) break
-      await new Promise((r) => setTimeout(r, 20))
-    }
+    await waitForJournal(db, run, 100)
     run.child.kill('SIGTERM')
     const stopped = await run.done
     assert.equal(stopped.code, 143, stopped.stdout + stopped.stderr)
@@ -288,8 +341,13 @@ describe('sweep blobs through the CLI', () => {
     const left: string[] = []
     for await (const o of driver.list('blobs/')) left.push(o.key)
     assert.deepEqual(left, [])
-    const counts = (await db.query(`SELECT count(*) FILTER (WHERE phase = 'intent')::int AS i, count(*) FILTER (WHERE phase = 'done')::int AS d FROM regops_journal WHERE job_id = $1`, [job.id])).rows[0]
-    assert.deepEqual([counts.i, counts.d], [2000, 2000])
+    const journal = await db.query(
+      `SELECT digest, count(*) FILTER (WHERE phase = 'intent')::int AS intents, count(*) FILTER (WHERE phase = 'done')::int AS done
+       FROM regops_journal WHERE job_id = $1 GROUP BY digest ORDER BY digest`,
+      [job.id],
+    )
+    assert.deepEqual(journal.rows.map((r) => r.digest), [...planted].sort())
+    for (const row of journal.rows) assert.deepEqual([row.intents, row.done], [1, 1], `${row.digest} journaled exactly once`)
   })
 
   test('dry-run via the CLI exits 1 with candidates, writes the report, and --json is a plain result', async () => {
@@ -313,6 +371,5 @@ describe('sweep blobs through the CLI', () => {
     const noDb = await runCli(['sweep', 'blobs', '--config', cfg, '--delete', '--json'])
     assert.equal(noDb.code, 2)
     assert.match(noDb.json.error.message, /needs a database/)
-    assert.ok(seededBytes('x', 1))
   })
 })

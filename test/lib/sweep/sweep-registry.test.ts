@@ -6,11 +6,12 @@ import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {sharedPostgres} from '../../helpers/postgres.js'
-import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js'
+import {sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
 import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
 import {deleteManifest, pullImage, pushImage, pushIndex, randomBlob, uploadOrphanBlob} from '../../helpers/images.js'
 import {runCli, startCli} from '../../helpers/cli.js'
 import {ageTree} from '../../../src/lib/quickstart/sample.js'
+import {openDatabase} from '../../../src/lib/metadata/db.js'
 
 const cleanups: Array<() => Promise<void>> = []
 after(async () => {
@@ -26,6 +27,10 @@ async function tempDir(prefix: string): Promise<string> {
 interface Scenario {
   tags: Array<{repo: string; tag: string}>
   orphansByApi: string[]
+  /** an untagged image that is no index's child: what --delete-untagged removes */
+  untagged: string
+  /** untagged children of the tagged index team/multi:latest: kept by regops, condemned by GC 2.8 -m */
+  indexChildren: string[]
 }
 
 /** Images with shared layers, a multi-arch index, a manifest deleted through the API, and orphan uploads. */
@@ -36,6 +41,7 @@ async function populate(url: string): Promise<Scenario> {
   const amd = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'amd')], seed: 'amd', platform: {os: 'linux', architecture: 'amd64'}})
   const arm = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'arm')], seed: 'arm', platform: {os: 'linux', architecture: 'arm64'}})
   await pushIndex(url, 'team/multi', 'latest', [amd, arm], 'oci')
+  const untagged = await pushImage(url, 'library/web', undefined, {layers: [shared, randomBlob(900, 'web-untagged')], seed: 'web-untagged'})
   const doomed = await pushImage(url, 'team/old', 'gone', {layers: [shared, randomBlob(2500, 'doomed')], seed: 'doomed'})
   await pushImage(url, 'team/old', 'kept', {layers: [randomBlob(800, 'kept')], seed: 'kept'})
   await deleteManifest(url, 'team/old', doomed.manifestDigest)
@@ -49,6 +55,8 @@ async function populate(url: string): Promise<Scenario> {
       {repo: 'team/old', tag: 'kept'},
     ],
     orphansByApi: [doomed.manifestDigest, doomed.configDigest, doomed.layerDigests[1], o1.digest, o2.digest].sort(),
+    untagged: untagged.manifestDigest,
+    indexChildren: [amd.manifestDigest, arm.manifestDigest].sort(),
   }
 }
 
@@ -72,7 +80,7 @@ async function assertAllPull(url: string, tags: Scenario['tags']): Promise<void>
 for (const kind of ['filesystem', 's3'] as const) {
   describe(`sweep vs docker-registry garbage-collect (${kind})`, () => {
     let registry: RegistryServer
-    let rgw: RadosgwServer | undefined
+    let rgw: SharedRadosgw | undefined
     let config: string
     let dir: string
     let scenario: Scenario
@@ -82,10 +90,10 @@ for (const kind of ['filesystem', 's3'] as const) {
       const dbUrl = await (await sharedPostgres()).createDatabase()
       let region: string
       if (kind === 's3') {
-        rgw = await startRadosgw({buckets: ['registry']})
-        cleanups.push(() => rgw!.stop())
-        registry = await startRegistry({storage: {kind: 's3', endpoint: rgw.endpoint, bucket: 'registry', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region}})
-        region = `{url: "s3://registry/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
+        rgw = await sharedRadosgw()
+        const bucket = await rgw.newBucket('sweep-oracle')
+        registry = await startRegistry({storage: {kind: 's3', endpoint: rgw.endpoint, bucket, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region}})
+        region = `{url: "s3://${bucket}/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
       } else {
         registry = await startRegistry({storage: {kind: 'filesystem', root: join(dir, 'storage')}})
         region = `{url: "file://${join(dir, 'storage', 'docker', 'registry', 'v2')}"}`
@@ -107,6 +115,18 @@ for (const kind of ['filesystem', 's3'] as const) {
       assert.equal(res.code, 1, res.stderr)
       assert.equal(res.json.markComplete, true)
       assert.deepEqual(await candidates(report), gc.eligibleBlobs)
+    })
+
+    test('--delete-untagged: the untagged manifests are what garbage-collect --delete-untagged names, less a tagged index\'s children', async () => {
+      const gc = await registry.garbageCollect({dryRun: true, deleteUntagged: true})
+      assert.equal(gc.exitCode, 0, gc.output)
+      // distribution 2.8 condemns the children of a tagged index (its issue #3178); regops keeps them
+      assert.deepEqual(gc.eligibleManifests, [scenario.untagged, ...scenario.indexChildren].sort())
+      const report = join(dir, 'untagged.jsonl')
+      const res = await runCli(['sweep', 'blobs', '--config', config, '--delete-untagged', '--min-age', '0', '--force', '--report', report, '--json'])
+      assert.equal(res.code, 1, res.stdout + res.stderr)
+      const manifests = (await readFile(report, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((c) => c.kind === 'manifest')
+      assert.deepEqual(manifests.map((c) => c.digest), gc.eligibleManifests.filter((d) => !scenario.indexChildren.includes(d)))
     })
 
     test('after an import, --strategy metadata finds the same set', async () => {
@@ -146,23 +166,42 @@ describe('sweep while the registry takes pushes (filesystem)', () => {
 
     const scenario = await populate(registry.url)
     // Many old orphans, so the delete phase lasts while pushes go on.
-    for (let i = 0; i < 300; i++) await uploadOrphanBlob(registry.url, 'bulk/orphans', 64, `bulk-${i}`)
+    const bulk = []
+    for (let i = 0; i < 300; i++) bulk.push(await uploadOrphanBlob(registry.url, 'bulk/orphans', 64, `bulk-${i}`))
     await ageTree(root, new Date(Date.now() - 3 * 86_400_000))
     const fresh = await uploadOrphanBlob(registry.url, 'library/web', 999, 'fresh-upload')
 
+    const planted = [...scenario.orphansByApi, ...bulk.map((b) => b.digest)].sort()
     const sweep = startCli(['sweep', 'blobs', '--config', config, '--delete', '--report', join(dir, 'live.jsonl'), '--json'])
+    // A deterministic interleaving: once the act phase has journaled its first intents, the sweep is frozen
+    // (SIGSTOP) while images are pushed, then let go; every push lands between its plan and its deletes.
+    const db = openDatabase(dbUrl, {max: 1})
+    cleanups.push(() => db.close())
+    let exited = false
+    const ended = () => (exited = true)
+    void sweep.done.then(ended, ended)
+    for (const deadline = Date.now() + 60_000; !exited && Date.now() < deadline; await new Promise((r) => setTimeout(r, 5))) {
+      const rows = await db.query(`SELECT count(*)::int AS n FROM regops_journal WHERE phase = 'intent'`)
+      if (rows.rows[0].n > 0) break
+    }
+    assert.equal(exited, false, 'the sweep ended before its act phase could be caught')
+    sweep.child.kill('SIGSTOP')
     const pushed: Scenario['tags'] = []
-    let done = false
-    sweep.done.then(() => (done = true))
-    // Pushes that reuse the shared base layer (whose blob is old) race the sweep.
-    for (let i = 0; i < 40 && !done; i++) {
-      await pushImage(registry.url, `live/app${i % 4}`, `t${i}`, {layers: [randomBlob(3000, 'shared-base'), randomBlob(700, `live-${i}`)], seed: `live-${i}`})
-      pushed.push({repo: `live/app${i % 4}`, tag: `t${i}`})
+    try {
+      // Pushes that reuse the shared base layer (whose blob is old) race the sweep.
+      for (let i = 0; i < 8; i++) {
+        await pushImage(registry.url, `live/app${i % 4}`, `t${i}`, {layers: [randomBlob(3000, 'shared-base'), randomBlob(700, `live-${i}`)], seed: `live-${i}`})
+        pushed.push({repo: `live/app${i % 4}`, tag: `t${i}`})
+      }
+    } finally {
+      sweep.child.kill('SIGCONT')
     }
     const res = await sweep.done
     assert.equal(res.code, 0, res.stdout + res.stderr)
-    assert.ok(res.json.acted.deleted >= 300, `deleted ${res.json.acted.deleted}`)
-    assert.ok(pushed.length > 0)
+    assert.equal(res.json.acted.deleted, planted.length)
+    assert.deepEqual(await candidates(join(dir, 'live.jsonl')), planted)
+    const journaled = await db.query(`SELECT digest FROM regops_journal WHERE job_id = $1 AND phase = 'done' ORDER BY digest`, [res.json.jobId])
+    assert.deepEqual(journaled.rows.map((r) => r.digest), planted)
     await assertAllPull(registry.url, [...scenario.tags, ...pushed])
     const freshRes = await fetch(`${registry.url}/v2/library/web/blobs/${fresh.digest}`, {method: 'HEAD'})
     assert.equal(freshRes.status, 200, 'the fresh upload is still there')
