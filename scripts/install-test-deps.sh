@@ -2,12 +2,13 @@
 # Install the system packages the integration tests need:
 #   docker-registry (CNCF distribution 2.8.x)            -> test/helpers/registry.ts
 #   radosgw ceph-mon ceph-osd ceph-common (Ceph 16.2)   -> test/helpers/radosgw.ts
+#   redis-server (the registry's blob-descriptor cache) -> test/helpers/redis.ts
 # Idempotent and silent when everything is present. Debian/Ubuntu (apt-get) only.
 set -euo pipefail
 
-PACKAGES=(docker-registry radosgw ceph-mon ceph-osd ceph-common)
+PACKAGES=(docker-registry radosgw ceph-mon ceph-osd ceph-common redis-server)
 # binaries the helpers run
-NEEDED=(docker-registry radosgw radosgw-admin ceph-mon ceph-osd ceph monmaptool)
+NEEDED=(docker-registry radosgw radosgw-admin ceph-mon ceph-osd ceph monmaptool redis-server redis-cli)
 
 missing=()
 for bin in "${NEEDED[@]}"; do

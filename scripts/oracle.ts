@@ -18,6 +18,7 @@ const seeds = values.seed
   : Array.from({ length: Number(values.seeds) }, (_, i) => Number(values.from) + i);
 const backends: Backend[] = values.backend ? [values.backend as Backend] : ['filesystem', 's3'];
 let disagreements = 0;
+// Which runs built the case of issue 16 (a tagged index's child deleted by digest), for coverage.
 const issue16: string[] = [];
 const started = Date.now();
 for (const backend of backends) {
@@ -30,7 +31,7 @@ for (const backend of backends) {
       if (hits16) issue16.push(`${backend}/${seed}`);
       process.stdout.write(
         `${ok ? 'ok  ' : 'DIFF'} ${backend} seed ${seed}: ${run.expected.length} candidates, ${Date.now() - t0} ms` +
-          `${hits16 ? ' (deletes a child of a tagged index: issue 16)' : ''}${run.scenario.subjectsKept.length ? ` (${run.scenario.subjectsKept.length} referrer subject(s) kept)` : ''}\n`,
+          `${hits16 ? ' (deletes a child of a tagged index, the case of issue 16)' : ''}${run.scenario.subjectsKept.length ? ` (${run.scenario.subjectsKept.length} referrer subject(s) kept)` : ''}\n`,
       );
       if (!ok) {
         disagreements++;
@@ -44,6 +45,6 @@ for (const backend of backends) {
 }
 process.stdout.write(
   `${seeds.length * backends.length} runs, ${disagreements} disagreement(s), ${Math.round((Date.now() - started) / 1000)} s; ` +
-    `issue 16 case in: ${issue16.join(' ') || 'none'}\n`,
+    `the case of issue 16 in: ${issue16.join(' ') || 'none'}\n`,
 );
 process.exit(disagreements ? 1 : 0);

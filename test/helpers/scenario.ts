@@ -13,12 +13,12 @@ import {
 } from './images.js';
 
 /**
- * The seeds `npm test` runs (the script runs any). Chosen, honestly, among those that do not delete a
- * child of a still-tagged index: that is issue 16 (the metadata strategy names the child's manifest blob
- * once the manifests are older than the import), still open; 18 of seeds 1-50 build it. Seed 6 deletes a
- * referrer's subject (the case the oracle found: the metadata strategy ignored `subject`).
+ * The seeds `npm test` runs (the script runs any). Seed 1 deletes a child of a still-tagged index (issue
+ * 16: the metadata strategy named the child's manifest blob once the manifests were older than the
+ * import; 18 of seeds 1-50 build that case); seed 6 deletes a referrer's subject (the case the oracle
+ * found: the metadata strategy ignored `subject`); seed 3 is neither.
  */
-export const NPM_TEST_SEEDS = [3, 6, 10];
+export const NPM_TEST_SEEDS = [1, 3, 6];
 
 /** Small, fast, seedable PRNG (mulberry32). */
 export function prng(seed: number): () => number {
