@@ -34,7 +34,8 @@ test('Ctrl-C during quickstart after PostgreSQL started: exit 130, no stack, no 
   const tmp = await mkdtemp(join(tmpdir(), 'regops-qsint-'));
   await chmod(tmp, 0o755);
   try {
-    const env: NodeJS.ProcessEnv = {...process.env, TMPDIR: tmp, REGOPS_LOG_FORMAT: 'text'};
+    // The steps are logged at debug level (the formatter's table shows them once at the end).
+    const env: NodeJS.ProcessEnv = {...process.env, TMPDIR: tmp, REGOPS_LOG_FORMAT: 'text', REGOPS_LOG_LEVEL: 'debug'};
     delete env.DATABASE_URL;
     // detached: its own process group, which the test signals as a terminal's Ctrl-C would.
     const child = spawn(process.execPath, [BIN, 'quickstart', '--dir', join(tmp, 'qs')], {env, detached: true, stdio: ['ignore', 'pipe', 'pipe']});
