@@ -288,4 +288,27 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
       assert.ok(pulled.ok, `${repo}:${tag} pulls in full from the new region: ${pulled.errors.join('; ')}`)
     }
   })
+
+  test('bad input: a key outside the layout and a listing page that fails are named, exit 3, the rest audited', async () => {
+    const junk = 'blobs/sha256/ab/not-a-digest/data'
+    await lab.put(junk, 'junk')
+    const extra = randomBlob(500, 'extra-2')
+    const extraAt = blobKey(digestOf(extra))
+    await lab.put(extraAt, extra)
+    await sleep(1100)
+    const failingPrefix = `${ROOT}/blobs/sha256/${extraAt.slice(13, 15) === '00' ? '01' : '00'}/`
+    proxy.setRules([{name: 'list-500', match: (r) => r.method === 'GET' && r.query.get('prefix') === failingPrefix, action: {kind: 'status', status: 500, code: 'InternalError'}}])
+    try {
+      const res = await cli(['audit', 'regions', '--regions', 'eu,lab,fresh', '--in-flight', '1s', '--findings', join(dir, 'bad.jsonl')])
+      assert.equal(res.code, 3, res.stdout + res.stderr)
+      const named = res.json.problems.map((p: {region: string; where: string}) => `${p.region} ${p.where}`)
+      assert.ok(named.includes(`lab ${junk}`), named.join(', '))
+      assert.ok(named.includes(`fresh ${failingPrefix.slice(ROOT.length + 1)}`), named.join(', '))
+      assert.deepEqual(await findingsOf(join(dir, 'bad.jsonl')), [`extra lab ${extraAt}`], 'the rest audited: nothing taken as missing in the failed prefix')
+    } finally {
+      proxy.setRules([])
+      await lab.remove(junk)
+      await lab.remove(extraAt)
+    }
+  })
 })
