@@ -1,6 +1,6 @@
 import type {Db} from '../metadata/db.js'
 
-export type JournalAction = 'delete' | 'quarantine' | 'restore' | 'purge' | 'rescue' | 'delete-manifest' | 'delete-upload'
+export type JournalAction = 'delete' | 'quarantine' | 'restore' | 'purge' | 'rescue' | 'delete-manifest' | 'delete-upload' | 'repair' | 'replicate'
 
 export interface JournalEntry {
   action: JournalAction

@@ -1,0 +1,95 @@
+import {Flags} from '@oclif/core'
+import {RegopsCommand} from '../../base-command.js'
+import {UsageError} from '../../lib/errors.js'
+import {parseDuration} from '../../lib/config/duration.js'
+import {openDatabase} from '../../lib/metadata/db.js'
+import {assertSchemaCurrent} from '../../lib/metadata/migrations.js'
+import {interruptOnSignals} from '../../lib/jobs/signals.js'
+import {databaseUrlFlag, shardFlag} from '../../lib/output/flags.js'
+import {startProgress} from '../../lib/output/progress.js'
+import {auditRegions, type AuditRegionsResult} from '../../lib/audit/regions-audit.js'
+import {auditedRegions, openInventories, openRegions} from '../../lib/audit/open.js'
+import type {AuditProblem} from '../../lib/audit/findings.js'
+import {exitCode, render} from '../../formatters/audit-regions.js'
+
+export const sampleFlag = Flags.custom<number>({
+  summary: 'Re-hash this fraction of blobs (0 < F <= 1) and state the corruption bound it supports.',
+  helpValue: 'F',
+  parse: async (input) => {
+    const value = Number(input)
+    if (!(value > 0 && value <= 1)) throw new UsageError(`invalid --sample '${input}': a fraction 0 < F <= 1, e.g. 0.01`)
+    return value
+  },
+})
+
+export default class AuditRegions extends RegopsCommand<AuditRegionsResult> {
+  static override summary = 'Compare regions blob by blob, link by link and tag by tag; repair from a good region when asked.'
+  static override description = `Per digest prefix, a k-way merge of every region's sorted blob listing (and the database's blobs when configured): memory is one prefix's worth at any bucket size.
+Findings: missing, size_mismatch, extra (in some regions, referenced nowhere), corrupt (re-hashed at --level checksum or on a --sample), pending (newer than --in-flight), tag_mismatch, dangling_link (a link whose blob no region holds). They stream to --findings as JSON Lines.
+Exit 1 on any drift; 3 when a listing, key or region could not be read (named in the report; the rest is audited).
+--repair --from R copies missing and corrupt objects from R where they verify, re-hashes each copy and journals it. Dry-run otherwise.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --regions eu,us --findings drift.jsonl',
+    '<%= config.bin %> <%= command.id %> --level checksum --shard 3/16 --json',
+    '<%= config.bin %> <%= command.id %> --sample 0.01 --inventory eu=s3://inventory/registry-eu/all/2024-05-01T00-00Z/manifest.json',
+    '<%= config.bin %> <%= command.id %> --repair --from eu',
+  ]
+  static override flags = {
+    regions: Flags.string({summary: 'Comma-separated regions to compare (default: every configured region).'}),
+    level: Flags.option({options: ['presence', 'size', 'checksum'] as const, default: 'size' as const, summary: 'presence, size, or checksum (re-hash every copy).'})(),
+    sample: sampleFlag(),
+    'in-flight': Flags.string({summary: 'Objects newer than this are pending, not missing (default 15m).'}),
+    findings: Flags.string({summary: 'JSON Lines file of the findings (default: ./regops-audit-<time>.jsonl).'}),
+    inventory: Flags.string({summary: 'REGION=URL of an S3 Inventory manifest.json (CSV) to list that region from, instead of LIST.', multiple: true}),
+    shard: shardFlag(),
+    resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
+    repair: Flags.boolean({summary: 'Copy missing and corrupt objects from --from (default: report only).', dependsOn: ['from']}),
+    from: Flags.string({summary: 'The region repairs copy from.', dependsOn: ['repair']}),
+    'database-url': databaseUrlFlag,
+    concurrency: Flags.integer({summary: 'Re-hashes and copies in flight.', default: 16, min: 1, max: 1024}),
+  }
+
+  public async run(): Promise<AuditRegionsResult> {
+    const {flags, metadata} = await this.parse(AuditRegions)
+    const config = this.loadConfig({databaseUrl: flags['database-url']})
+    const regions = auditedRegions(config, flags.regions)
+    const inFlightMs = flags['in-flight'] ? parseDuration(flags['in-flight'], '--in-flight') : undefined
+    const drivers = await openRegions(config, regions)
+    const db = config.database ? openDatabase(config.database.url) : undefined
+    if (flags.resume && !db) throw new UsageError('--resume needs the database that holds the job (database.url, DATABASE_URL or --database-url)')
+    const interrupt = interruptOnSignals()
+    const progress = startProgress('auditing', this.logger, {enabled: !this.jsonEnabled()})
+    const problems: AuditProblem[] = []
+    const listings = await openInventories(config, flags.inventory ?? [], regions, flags.shard, problems)
+    try {
+      if (db) await assertSchemaCurrent(db)
+      const result = await auditRegions({
+        drivers,
+        listings,
+        db,
+        problems,
+        level: flags.resume && metadata.flags.level?.setFromDefault ? undefined : flags.level,
+        sample: flags.sample,
+        inFlightMs: inFlightMs ?? (flags.resume ? undefined : 15 * 60_000),
+        findingsFile: flags.findings ?? `regops-audit-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
+        shard: flags.shard,
+        resume: flags.resume,
+        repairFrom: flags.repair ? flags.from : undefined,
+        concurrency: flags.concurrency,
+        logger: this.logger,
+        signal: interrupt.signal,
+        onProgress: (p) => progress.update(`${p.prefixesDone}/${p.prefixes} prefixes, ${p.findings} findings`),
+      })
+      progress.stop()
+      this.exitCode = exitCode(result)
+      this.say(render(result))
+      return result
+    } finally {
+      progress.stop()
+      interrupt.dispose()
+      await Promise.all(Object.values(listings).map((l) => l.dispose()))
+      await db?.close()
+      await Promise.all(drivers.map((d) => d.close()))
+    }
+  }
+}

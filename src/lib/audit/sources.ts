@@ -1,0 +1,83 @@
+import type {Db} from '../metadata/db.js'
+import type {ObjectInfo, StorageDriver} from '../storage/driver.js'
+import {pathFor} from '../storage/layout.js'
+import {ShardLines} from '../sweep/spill.js'
+
+/** Where a region's blob listing comes from: LIST, or an S3 Inventory report read into per-prefix files. */
+export interface BlobListingSource {
+  readonly kind: 'list' | 'inventory'
+  /** the blobs under `blobs/sha256/<prefix>/`, in byte order */
+  listPrefix(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>
+  dispose(): Promise<void>
+}
+
+export function listingSource(driver: StorageDriver): BlobListingSource {
+  return {
+    kind: 'list',
+    listPrefix: (prefix, signal) => driver.list(blobPrefix(prefix), {signal}),
+    dispose: async () => {},
+  }
+}
+
+export function blobPrefix(prefix: string): string {
+  return `blobs/sha256/${prefix}/`
+}
+
+export interface LinkEntryLine {
+  key: string
+  links: Array<{region: string; key: string}>
+}
+
+/**
+ * The links (revision and _layers) naming blobs, kept per prefix in files while the repositories are
+ * walked, then read back one prefix at a time, sorted by blob key, as one more source of the merge.
+ */
+export class LinkSpill {
+  constructor(private readonly lines: ShardLines) {}
+
+  static create(prefixes: string[]): LinkSpill {
+    return new LinkSpill(ShardLines.create(prefixes, 'audit-links'))
+  }
+
+  add(prefix: string, hex: string, region: string, key: string): void {
+    this.lines.add(prefix, `${hex}\t${region}\t${key}`)
+  }
+
+  async *listPrefix(prefix: string): AsyncIterable<LinkEntryLine> {
+    const lines = await this.lines.read(prefix)
+    lines.sort()
+    let current: LinkEntryLine | undefined
+    for (const line of lines) {
+      const [hex, region, key] = line.split('\t')
+      const blobKey = pathFor({kind: 'blob-data', digest: `sha256:${hex}`})
+      if (current?.key !== blobKey) {
+        if (current) yield current
+        current = {key: blobKey, links: []}
+      }
+      current.links.push({region, key})
+    }
+    if (current) yield current
+  }
+
+  dispose(): Promise<void> {
+    return this.lines.dispose()
+  }
+}
+
+/** Rows of the database's blobs table read per page, so a prefix of a huge table never sits in memory. */
+const DATABASE_PAGE = 5000
+
+/** The database's blobs of one prefix as {key, size}, in byte order (the digest column is COLLATE "C"). */
+export async function* databaseBlobs(db: Db, prefix: string): AsyncIterable<{key: string; size: number}> {
+  let after = `sha256:${prefix}`
+  const upper = `sha256:${prefix}g` // 'g' sorts after every hex digit
+  for (;;) {
+    const page = await db.query<{digest: string; size: string}>(
+      `SELECT digest, size FROM blobs WHERE digest > $1 AND digest < $2 ORDER BY digest LIMIT ${DATABASE_PAGE}`,
+      [after, upper],
+    )
+    for (const row of page.rows) yield {key: pathFor({kind: 'blob-data', digest: row.digest}), size: Number(row.size)}
+    if (page.rows.length < DATABASE_PAGE) return
+    after = page.rows[page.rows.length - 1].digest
+  }
+}

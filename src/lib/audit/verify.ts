@@ -1,0 +1,62 @@
+import {createHash} from 'node:crypto'
+import type {StorageDriver} from '../storage/driver.js'
+import {pathFor, splitDigest} from '../storage/layout.js'
+
+/** The digest an object's content hashes to, streamed (never held in memory), in the digest's algorithm. */
+export async function hashObject(driver: StorageDriver, key: string, algorithm: 'sha256' | 'sha512', signal?: AbortSignal): Promise<string> {
+  const hash = createHash(algorithm)
+  const stream = await driver.read(key)
+  try {
+    for await (const chunk of stream) {
+      signal?.throwIfAborted()
+      hash.update(chunk as Buffer)
+    }
+  } finally {
+    stream.destroy()
+  }
+  return `${algorithm}:${hash.digest('hex')}`
+}
+
+/** True when a region's copy of a blob hashes to its digest. */
+export async function blobVerifies(driver: StorageDriver, digest: string, signal?: AbortSignal): Promise<boolean> {
+  return (await hashObject(driver, pathFor({kind: 'blob-data', digest}), splitDigest(digest).algorithm, signal)) === digest
+}
+
+/**
+ * Picks a fraction of digests to re-hash. A digest is already uniformly random, but a fixed rule would
+ * pick the same blobs every night; mixing in a seed per job covers others each run, and the same seed on
+ * a resume picks the same ones.
+ */
+export function sampler(fraction: number, seed: string): (digest: string) => boolean {
+  if (fraction >= 1) return () => true
+  if (fraction <= 0) return () => false
+  const threshold = Math.floor(fraction * 0x1_0000_0000)
+  return (digest) => createHash('sha256').update(seed).update(digest).digest().readUInt32BE(0) < threshold
+}
+
+/** Runs at most `limit` tasks at once; `wait` resolves when all that were started are done. */
+export class Bounded {
+  private readonly running = new Set<Promise<void>>()
+  private firstError: unknown
+
+  constructor(private readonly limit: number) {}
+
+  async run(task: () => Promise<void>): Promise<void> {
+    while (this.running.size >= this.limit) await Promise.race(this.running)
+    const promise: Promise<void> = task()
+      .catch((error: unknown) => {
+        this.firstError ??= error
+      })
+      .finally(() => this.running.delete(promise))
+    this.running.add(promise)
+  }
+
+  async wait(): Promise<void> {
+    await Promise.all(this.running)
+    if (this.firstError !== undefined) {
+      const error = this.firstError
+      this.firstError = undefined
+      throw error
+    }
+  }
+}
