@@ -166,7 +166,7 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     return (this.id ?? this.constructor.name.toLowerCase()).replaceAll(':', '-')
   }
 
-  private onRelease(cleanup: () => unknown): void {
+  protected onRelease(cleanup: () => unknown): void {
     this.cleanups.push(cleanup)
   }
 

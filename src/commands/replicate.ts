@@ -1,14 +1,8 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {UsageError} from '../lib/errors.js'
-import {openDatabase} from '../lib/metadata/db.js'
-import {assertSchemaCurrent} from '../lib/metadata/migrations.js'
-import {interruptOnSignals} from '../lib/jobs/signals.js'
-import {databaseUrlFlag, shardFlag} from '../lib/output/flags.js'
-import {startProgress} from '../lib/output/progress.js'
-import {openRegion} from '../lib/storage/index.js'
+import {databaseUrlFlag, shardFlag} from '../flags.js'
 import {replicate, type ReplicateResult} from '../lib/audit/replicate.js'
-import {exitCode, render} from '../formatters/replicate.js'
+import * as formatter from '../formatters/replicate.js'
 
 export default class Replicate extends RegopsCommand<ReplicateResult> {
   static override summary = 'Copy every blob, manifest revision, link and tag a region lacks from another, verified.'
@@ -26,32 +20,26 @@ Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharde
     concurrency: Flags.integer({summary: 'Copies in flight.', default: 16, min: 1, max: 1024}),
   }
 
-  public async run(): Promise<ReplicateResult> {
+  protected readonly formatter = formatter
+
+  protected async execute(): Promise<ReplicateResult> {
     const {flags} = await this.parse(Replicate)
-    const config = this.loadConfig({databaseUrl: flags['database-url']})
     const acting = flags.apply || flags.resume !== undefined
-    if (acting && !config.database) throw new UsageError(`${flags.resume ? '--resume' : '--apply'} journals every copy: it needs the database (database.url, DATABASE_URL or --database-url)`)
-    const from = await openRegion(config, flags.from)
-    const to = await openRegion(config, flags.to).catch(async (error: unknown) => {
-      await from.close()
-      throw error
-    })
-    const db = acting ? openDatabase(config.database!.url) : undefined
-    const interrupt = interruptOnSignals()
-    const progress = startProgress('replicating', this.logger, {enabled: !this.jsonEnabled()})
-    try {
-      if (db) await assertSchemaCurrent(db)
-      const common = {from, to, shard: flags.shard, resume: flags.resume, concurrency: flags.concurrency, logger: this.logger, signal: interrupt.signal, onProgress: (p: {phase: string; copied: number; planned: number}) => progress.update(`${p.phase}: ${p.copied} copied of ${p.planned} found so far`)}
-      const result = await replicate(db ? {...common, mode: 'apply', db} : {...common, mode: 'dry-run'})
-      progress.stop()
-      this.exitCode = exitCode(result)
-      this.say(render(result))
-      return result
-    } finally {
-      progress.stop()
-      interrupt.dispose()
-      await db?.close()
-      await Promise.all([from.close(), to.close()])
+    // Every copy is journaled, so acting needs the database.
+    const db = acting ? await this.database({schema: 'current', neededFor: flags.resume ? '--resume' : '--apply'}) : undefined
+    const from = await this.region(flags.from)
+    const to = await this.region(flags.to)
+    const progress = this.progress('replicating')
+    const common = {
+      from,
+      to,
+      shard: flags.shard,
+      resume: flags.resume,
+      concurrency: flags.concurrency,
+      logger: this.logger,
+      signal: this.interruptible(),
+      onProgress: (p: {phase: string; copied: number; planned: number}) => progress.update(`${p.phase}: ${p.copied} copied of ${p.planned} found so far`),
     }
+    return replicate(db ? {...common, mode: 'apply', db} : {...common, mode: 'dry-run'})
   }
 }

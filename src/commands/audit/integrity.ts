@@ -1,13 +1,8 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {UsageError} from '../../lib/errors.js'
-import {openDatabase} from '../../lib/metadata/db.js'
-import {assertSchemaCurrent} from '../../lib/metadata/migrations.js'
-import {interruptOnSignals} from '../../lib/jobs/signals.js'
-import {databaseUrlFlag, regionFlag, shardFlag} from '../../lib/output/flags.js'
-import {openRegion} from '../../lib/storage/index.js'
+import {databaseUrlFlag, regionFlag, shardFlag} from '../../flags.js'
 import {auditIntegrity, type AuditIntegrityResult} from '../../lib/audit/integrity.js'
-import {exitCode, render} from '../../formatters/audit-integrity.js'
+import * as formatter from '../../formatters/audit-integrity.js'
 import {sampleFlag} from './regions.js'
 
 export default class AuditIntegrity extends RegopsCommand<AuditIntegrityResult> {
@@ -25,23 +20,23 @@ Exit 1 when a blob does not hash to its digest; 3 when some could not be read.`
     concurrency: Flags.integer({summary: 'Re-hashes in flight.', default: 16, min: 1, max: 1024}),
   }
 
-  public async run(): Promise<AuditIntegrityResult> {
+  protected readonly formatter = formatter
+
+  protected async execute(): Promise<AuditIntegrityResult> {
     const {flags} = await this.parse(AuditIntegrity)
-    const config = this.loadConfig({databaseUrl: flags['database-url']})
-    const driver = await openRegion(config, flags.region)
-    const db = config.database ? openDatabase(config.database.url) : undefined
-    if (flags.resume && !db) throw new UsageError('--resume needs the database that holds the job')
-    const interrupt = interruptOnSignals()
-    try {
-      if (db) await assertSchemaCurrent(db)
-      const result = await auditIntegrity({driver, db, sample: flags.sample, findingsFile: flags.findings, shard: flags.shard, resume: flags.resume, concurrency: flags.concurrency, logger: this.logger, signal: interrupt.signal})
-      this.exitCode = exitCode(result)
-      this.say(render(result))
-      return result
-    } finally {
-      interrupt.dispose()
-      await db?.close()
-      await driver.close()
-    }
+    // The database keeps the job (checkpoints, --resume); without one the scrub still runs, unresumable.
+    const db = flags.resume || this.configuration().database ? await this.database({schema: 'current', neededFor: '--resume'}) : undefined
+    const driver = await this.region(flags.region)
+    return auditIntegrity({
+      driver,
+      db,
+      sample: flags.sample,
+      findingsFile: flags.findings,
+      shard: flags.shard,
+      resume: flags.resume,
+      concurrency: flags.concurrency,
+      logger: this.logger,
+      signal: this.interruptible(),
+    })
   }
 }

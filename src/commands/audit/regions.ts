@@ -1,16 +1,11 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {UsageError} from '../../lib/errors.js'
-import {parseDuration} from '../../lib/config/duration.js'
-import {openDatabase} from '../../lib/metadata/db.js'
-import {assertSchemaCurrent} from '../../lib/metadata/migrations.js'
-import {interruptOnSignals} from '../../lib/jobs/signals.js'
-import {databaseUrlFlag, shardFlag} from '../../lib/output/flags.js'
-import {startProgress} from '../../lib/output/progress.js'
+import {databaseUrlFlag, durationFlag, shardFlag} from '../../flags.js'
 import {auditRegions, type AuditRegionsResult} from '../../lib/audit/regions-audit.js'
-import {auditedRegions, openInventories, openRegions} from '../../lib/audit/open.js'
+import {auditedRegions, openInventories} from '../../lib/audit/open.js'
 import type {AuditProblem} from '../../lib/audit/findings.js'
-import {exitCode, render} from '../../formatters/audit-regions.js'
+import * as formatter from '../../formatters/audit-regions.js'
 
 export const sampleFlag = Flags.custom<number>({
   summary: 'Re-hash this fraction of blobs (0 < F <= 1) and state the corruption bound it supports.',
@@ -38,7 +33,7 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
     regions: Flags.string({summary: 'Comma-separated regions to compare (default: every configured region).'}),
     level: Flags.option({options: ['presence', 'size', 'checksum'] as const, default: 'size' as const, summary: 'presence, size, or checksum (re-hash every copy).'})(),
     sample: sampleFlag(),
-    'in-flight': Flags.string({summary: 'Objects newer than this are pending, not missing (default 15m).'}),
+    'in-flight': durationFlag({summary: 'Objects newer than this are pending, not missing (default 15m).'}),
     findings: Flags.string({summary: 'JSON Lines file of the findings (default: ./regops-audit-<time>.jsonl).'}),
     inventory: Flags.string({summary: 'REGION=URL of an S3 Inventory manifest.json (CSV) to list that region from, instead of LIST.', multiple: true}),
     shard: shardFlag(),
@@ -49,47 +44,37 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
     concurrency: Flags.integer({summary: 'Re-hashes and copies in flight.', default: 16, min: 1, max: 1024}),
   }
 
-  public async run(): Promise<AuditRegionsResult> {
+  protected readonly formatter = formatter
+
+  protected async execute(): Promise<AuditRegionsResult> {
     const {flags, metadata} = await this.parse(AuditRegions)
-    const config = this.loadConfig({databaseUrl: flags['database-url']})
+    const config = this.configuration()
     const regions = auditedRegions(config, flags.regions)
-    const inFlightMs = flags['in-flight'] ? parseDuration(flags['in-flight'], '--in-flight') : undefined
-    const drivers = await openRegions(config, regions)
-    const db = config.database ? openDatabase(config.database.url) : undefined
-    if (flags.resume && !db) throw new UsageError('--resume needs the database that holds the job (database.url, DATABASE_URL or --database-url)')
-    const interrupt = interruptOnSignals()
-    const progress = startProgress('auditing', this.logger, {enabled: !this.jsonEnabled()})
+    // The database's blobs join the comparison when configured, and it keeps the job (--resume, --repair's journal).
+    const needsDb = flags.resume ? '--resume' : flags.repair ? '--repair' : undefined
+    const db = needsDb || config.database ? await this.database({schema: 'current', neededFor: needsDb}) : undefined
+    const drivers = []
+    for (const name of regions) drivers.push(await this.region(name))
+    const progress = this.progress('auditing')
     const problems: AuditProblem[] = []
     const listings = await openInventories(config, flags.inventory ?? [], regions, flags.shard, problems)
-    try {
-      if (db) await assertSchemaCurrent(db)
-      const result = await auditRegions({
-        drivers,
-        listings,
-        db,
-        problems,
-        level: flags.resume && metadata.flags.level?.setFromDefault ? undefined : flags.level,
-        sample: flags.sample,
-        inFlightMs: inFlightMs ?? (flags.resume ? undefined : 15 * 60_000),
-        findingsFile: flags.findings ?? `regops-audit-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
-        shard: flags.shard,
-        resume: flags.resume,
-        repairFrom: flags.repair ? flags.from : undefined,
-        concurrency: flags.concurrency,
-        logger: this.logger,
-        signal: interrupt.signal,
-        onProgress: (p) => progress.update(`${p.prefixesDone}/${p.prefixes} prefixes, ${p.findings} findings`),
-      })
-      progress.stop()
-      this.exitCode = exitCode(result)
-      this.say(render(result))
-      return result
-    } finally {
-      progress.stop()
-      interrupt.dispose()
-      await Promise.all(Object.values(listings).map((l) => l.dispose()))
-      await db?.close()
-      await Promise.all(drivers.map((d) => d.close()))
-    }
+    this.onRelease(() => Promise.all(Object.values(listings).map((listing) => listing.dispose())))
+    return auditRegions({
+      drivers,
+      listings,
+      db,
+      problems,
+      level: flags.resume && metadata.flags.level?.setFromDefault ? undefined : flags.level,
+      sample: flags.sample,
+      inFlightMs: flags['in-flight']?.ms ?? (flags.resume ? undefined : 15 * 60_000),
+      findingsFile: flags.findings ?? `regops-audit-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
+      shard: flags.shard,
+      resume: flags.resume,
+      repairFrom: flags.repair ? flags.from : undefined,
+      concurrency: flags.concurrency,
+      logger: this.logger,
+      signal: this.interruptible(),
+      onProgress: (p) => progress.update(`${p.prefixesDone}/${p.prefixes} prefixes, ${p.findings} findings`),
+    })
   }
 }
