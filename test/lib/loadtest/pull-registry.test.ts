@@ -70,7 +70,11 @@ describe('loadtest pull on docker-registry', () => {
   })
 
   test('at --rate 200 for 10 s, the pulls started are within 2% of 2,000 (manifests only)', async () => {
-    const report = await runPullLoadtest(loadOptions({registry: {url: plain.url}, images, model: openModel(200, 10_000, 10_000), manifestsOnly: true}))
+    // A slow answer on a loaded 2-core host is slow, not failed: this test is about starts, so the per-pull
+    // timeout and the grace for pulls still running are long (the latency still shows in the histograms).
+    const report = await runPullLoadtest(
+      loadOptions({registry: {url: plain.url}, images, model: openModel(200, 10_000, 10_000), manifestsOnly: true, timeoutMs: 30_000, graceMs: 30_000}),
+    )
     assert.ok(Math.abs(report.pulls.started - 2000) <= 40, `started ${report.pulls.started}`)
     // Started before the 10 s were over: on a quiet host all of them; this 2-core machine runs other
     // engineers' suites too (load average 18 measured), where the event loop was once starved 0.7 s and
