@@ -1,3 +1,4 @@
+import {readFile} from 'node:fs/promises'
 import {spawn, type ChildProcess} from 'node:child_process'
 import {fileURLToPath} from 'node:url'
 
@@ -67,4 +68,15 @@ export function startCli(args: string[], opts: CliOptions = {}): {child: ChildPr
 
 export function runCli(args: string[], opts: CliOptions = {}): Promise<CliRun> {
   return startCli(args, opts).done
+}
+
+/** The blob digests of a sweep's candidate report (JSON Lines), sorted: what the tests compare with GC's list. */
+export async function reportDigests(file: string): Promise<string[]> {
+  return (await readFile(file, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line))
+    .filter((c) => c.kind === 'blob')
+    .map((c) => c.digest as string)
+    .sort()
 }

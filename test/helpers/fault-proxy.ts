@@ -6,6 +6,7 @@
 // the proxy's address verifies at radosgw (which checks the signature, not that the host is its own).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { prng } from './scenario.js';
 
 export type FaultAction =
   | { kind: 'pass' }
@@ -65,18 +66,6 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-/** mulberry32: small, fast, and the same sequence for the same seed on every machine. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function s3ErrorBody(code: string, status: number): string {
   return `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected ${status} by the test proxy</Message><RequestId>fault-proxy</RequestId></Error>`;
 }
@@ -86,7 +75,7 @@ const DEFAULT_CODES: Record<number, string> = { 403: 'AccessDenied', 404: 'NoSuc
 export async function startFaultProxy(opts: { target: string; rules?: FaultRule[]; seed?: number }): Promise<FaultProxy> {
   const target = new URL(opts.target);
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const random = seededRandom(seed);
+  const random = prng(seed);
   let rules = opts.rules ?? [];
   const counts = new Map<string, number>();
   const log: FaultLogEntry[] = [];

@@ -2,10 +2,10 @@
 // candidate sets of `regops sweep blobs` (storage strategy, and metadata strategy after `regops import`)
 // with `docker-registry garbage-collect --dry-run`. Used by test/lib/sweep/oracle.test.ts (a few seeds)
 // and scripts/oracle.ts (many).
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { runCli } from './cli.js';
+import { reportDigests, runCli } from './cli.js';
 import { sharedPostgres } from './postgres.js';
 import { sharedRadosgw } from './radosgw.js';
 import { startRegistry, type RegistryServer } from './registry.js';
@@ -42,16 +42,6 @@ const diff = (expected: string[], got: string[]): SetDiff => ({
   missing: expected.filter((d) => !got.includes(d)),
   extra: got.filter((d) => !expected.includes(d)),
 });
-
-async function reportDigests(file: string): Promise<string[]> {
-  return (await readFile(file, 'utf8'))
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l))
-    .filter((c) => c.kind === 'blob')
-    .map((c) => c.digest as string)
-    .sort();
-}
 
 export async function runOracle(seed: number, backend: Backend, opts: { bulkBlobs?: number } = {}): Promise<OracleRun> {
   const dir = makeTempDir(`oracle-${backend}-${seed}`);

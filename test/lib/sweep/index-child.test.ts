@@ -11,7 +11,7 @@ import {sharedPostgres} from '../../helpers/postgres.js'
 import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js'
 import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
 import {deleteManifest, pullImage, pushImage, pushIndex, randomBlob} from '../../helpers/images.js'
-import {runCli} from '../../helpers/cli.js'
+import {runCli, reportDigests} from '../../helpers/cli.js'
 import {startFaultProxy} from '../../helpers/fault-proxy.js'
 import {ageTree} from '../../../src/lib/quickstart/sample.js'
 
@@ -19,16 +19,6 @@ const cleanups: Array<() => Promise<void>> = []
 after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => {})
 })
-
-async function candidates(report: string): Promise<string[]> {
-  return (await readFile(report, 'utf8'))
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line))
-    .filter((c) => c.kind === 'blob')
-    .map((c) => c.digest as string)
-    .sort()
-}
 
 for (const kind of ['filesystem', 's3'] as const) {
   describe(`a tagged index's deleted child (${kind})`, () => {
@@ -92,12 +82,12 @@ for (const kind of ['filesystem', 's3'] as const) {
       const storageReport = join(dir, 'storage.jsonl')
       const storage = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--report', storageReport, '--json'])
       assert.equal(storage.code, 1, storage.stdout + storage.stderr)
-      assert.deepEqual(await candidates(storageReport), gc.eligibleBlobs)
+      assert.deepEqual(await reportDigests(storageReport), gc.eligibleBlobs)
 
       const metadataReport = join(dir, 'metadata.jsonl')
       const metadata = await runCli(['sweep', 'blobs', '--config', config, '--strategy', 'metadata', '--min-age', '0', '--force', '--report', metadataReport, '--json'])
       assert.equal(metadata.code, 1, metadata.stdout + metadata.stderr)
-      assert.deepEqual(await candidates(metadataReport), gc.eligibleBlobs)
+      assert.deepEqual(await reportDigests(metadataReport), gc.eligibleBlobs)
       assert.equal((await pullImage(registry.url, 'team/single', 'v1')).ok, true)
     })
   })

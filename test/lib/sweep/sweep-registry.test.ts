@@ -9,7 +9,7 @@ import {sharedPostgres} from '../../helpers/postgres.js'
 import {sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
 import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
 import {deleteManifest, pullImage, pushImage, pushIndex, randomBlob, uploadOrphanBlob} from '../../helpers/images.js'
-import {runCli, startCli} from '../../helpers/cli.js'
+import {runCli, startCli, reportDigests} from '../../helpers/cli.js'
 import {ageTree} from '../../../src/lib/quickstart/sample.js'
 import {openDatabase} from '../../../src/lib/metadata/db.js'
 
@@ -60,16 +60,6 @@ async function populate(url: string): Promise<Scenario> {
   }
 }
 
-async function candidates(report: string): Promise<string[]> {
-  return (await readFile(report, 'utf8'))
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line))
-    .filter((c) => c.kind === 'blob')
-    .map((c) => c.digest as string)
-    .sort()
-}
-
 async function assertAllPull(url: string, tags: Scenario['tags']): Promise<void> {
   for (const {repo, tag} of tags) {
     const pulled = await pullImage(url, repo, tag)
@@ -114,7 +104,7 @@ for (const kind of ['filesystem', 's3'] as const) {
       const res = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--report', report, '--json'])
       assert.equal(res.code, 1, res.stderr)
       assert.equal(res.json.markComplete, true)
-      assert.deepEqual(await candidates(report), gc.eligibleBlobs)
+      assert.deepEqual(await reportDigests(report), gc.eligibleBlobs)
     })
 
     test('--delete-untagged: the untagged manifests are what garbage-collect --delete-untagged names, less a tagged index\'s children', async () => {
@@ -136,7 +126,7 @@ for (const kind of ['filesystem', 's3'] as const) {
       const report = join(dir, 'metadata-strategy.jsonl')
       const res = await runCli(['sweep', 'blobs', '--config', config, '--strategy', 'metadata', '--min-age', '0', '--force', '--report', report, '--json'])
       assert.equal(res.code, 1, res.stdout + res.stderr)
-      assert.deepEqual(await candidates(report), gc.eligibleBlobs)
+      assert.deepEqual(await reportDigests(report), gc.eligibleBlobs)
     })
 
     test('--delete removes them; every tag still pulls; garbage-collect finds nothing more', async () => {
@@ -199,7 +189,7 @@ describe('sweep while the registry takes pushes (filesystem)', () => {
     const res = await sweep.done
     assert.equal(res.code, 0, res.stdout + res.stderr)
     assert.equal(res.json.acted.deleted, planted.length)
-    assert.deepEqual(await candidates(join(dir, 'live.jsonl')), planted)
+    assert.deepEqual(await reportDigests(join(dir, 'live.jsonl')), planted)
     const journaled = await db.query(`SELECT digest FROM regops_journal WHERE job_id = $1 AND phase = 'done' ORDER BY digest`, [res.json.jobId])
     assert.deepEqual(journaled.rows.map((r) => r.digest), planted)
     await assertAllPull(registry.url, [...scenario.tags, ...pushed])
