@@ -1,6 +1,18 @@
 import type {Db} from '../metadata/db.js'
 
-export type JournalAction = 'delete' | 'quarantine' | 'restore' | 'purge' | 'rescue' | 'delete-manifest' | 'delete-upload'
+export type JournalAction =
+  | 'delete'
+  | 'quarantine'
+  | 'restore'
+  | 'purge'
+  | 'rescue'
+  | 'delete-manifest'
+  | 'delete-upload'
+  // repairs: a link written, a link removed (an undone link), a tag's current link rewritten, a repository re-imported
+  | 'link'
+  | 'unlink'
+  | 'tag-move'
+  | 'reimport'
 
 export interface JournalEntry {
   action: JournalAction
