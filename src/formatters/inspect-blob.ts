@@ -6,18 +6,36 @@ export function render(r: BlobInspection): string {
   const sections = [
     renderTable(
       ['region', 'present', 'size', 'last modified', 'verified'],
-      r.regions.map((g) => [g.region, g.present ? 'yes' : 'no', g.size === undefined ? '' : formatBytes(g.size), g.lastModified ?? '', verified(g)]),
+      r.regions.map((g) => [
+        g.region,
+        g.present ? 'yes' : 'no',
+        g.size === undefined ? '' : formatBytes(g.size),
+        g.lastModified ?? '',
+        verified(g),
+      ]),
     ),
     `linked by (${r.referencesFrom}${r.repositories ? `, in ${r.repositories.join(', ')}` : ''}): ${r.linkedBy.join(', ') || 'no repository'}`,
     r.referencedBy.length
-      ? renderTable(['repository', 'manifest', 'as'], r.referencedBy.map((m) => [m.repository, m.manifest, m.as]))
+      ? renderTable(
+          ['repository', 'manifest', 'as'],
+          r.referencedBy.map((m) => [m.repository, m.manifest, m.as]),
+        )
       : 'referenced by: no manifest',
-    r.quarantined.length ? renderTable(['quarantined in', 'job', 'key', 'since'], r.quarantined.map((q) => [q.region, q.jobId, q.key, q.lastModified])) : 'quarantined: no',
+    r.quarantined.length
+      ? renderTable(
+          ['quarantined in', 'job', 'key', 'since'],
+          r.quarantined.map((q) => [q.region, q.jobId, q.key, q.lastModified]),
+        )
+      : 'quarantined: no',
     r.journal.length
-      ? renderTable(['journal', 'action', 'phase', 'region', 'key', 'at'], r.journal.map((e) => [e.id, e.action, e.phase, e.region, e.key, e.at.toISOString()]))
+      ? renderTable(
+          ['journal', 'action', 'phase', 'region', 'key', 'at'],
+          r.journal.map((e) => [e.id, e.action, e.phase, e.region, e.key, e.at.toISOString()]),
+        )
       : 'journal: no entries',
   ]
-  if (r.problems.length) sections.push(`problems: ${r.problems.length} (first: ${r.problems[0].key}: ${r.problems[0].message})`)
+  if (r.problems.length)
+    sections.push(`problems: ${r.problems.length} (first: ${r.problems[0].key}: ${r.problems[0].message})`)
   return sections.join('\n')
 }
 

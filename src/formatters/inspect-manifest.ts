@@ -24,7 +24,12 @@ export function render(r: ManifestInspection): string {
       ]),
     ),
     tags(r),
-    r.referrers.length ? renderTable(['referrer', 'media type'], r.referrers.map((x) => [x.digest, x.mediaType])) : 'referrers: none',
+    r.referrers.length
+      ? renderTable(
+          ['referrer', 'media type'],
+          r.referrers.map((x) => [x.digest, x.mediaType]),
+        )
+      : 'referrers: none',
   ]
   return sections.join('\n')
 }
@@ -40,7 +45,12 @@ function tags(r: ManifestInspection): string {
   if (!r.tags.length) return 'tags: none, now or in any tag history'
   return renderTable(
     ['tag', 'points here now', 'current', 'history (oldest first)'],
-    r.tags.map((t) => [t.tag, t.pointsHere ? 'yes' : 'no', t.current ?? '', t.history.map((h) => `${h.digest} ${h.lastModified}`).join('; ')]),
+    r.tags.map((t) => [
+      t.tag,
+      t.pointsHere ? 'yes' : 'no',
+      t.current ?? '',
+      t.history.map((h) => `${h.digest} ${h.lastModified}`).join('; '),
+    ]),
   )
 }
 

@@ -15,9 +15,17 @@ export function render(r: RepositoryInspection): string {
       ['unique size', `${formatBytes(r.uniqueBytes)} (every distinct blob once)`],
       ['last push', r.lastPush],
     ]),
-    renderTable(['tag', 'digest', 'since', 'history'], r.tags.map((t) => [t.tag, t.digest ?? '(no current link)', t.lastModified ?? '', t.historyLength])),
-    renderTable(['manifest', 'media type', 'tags', 'pushed'], r.manifests.map((m) => [m.digest, m.mediaType ?? '(unreadable)', m.tags.join(', '), m.lastModified])),
-    ...(r.problems.length ? [`problems: ${r.problems.length} (first: ${r.problems[0].key}: ${r.problems[0].message})`] : []),
+    renderTable(
+      ['tag', 'digest', 'since', 'history'],
+      r.tags.map((t) => [t.tag, t.digest ?? '(no current link)', t.lastModified ?? '', t.historyLength]),
+    ),
+    renderTable(
+      ['manifest', 'media type', 'tags', 'pushed'],
+      r.manifests.map((m) => [m.digest, m.mediaType ?? '(unreadable)', m.tags.join(', '), m.lastModified]),
+    ),
+    ...(r.problems.length
+      ? [`problems: ${r.problems.length} (first: ${r.problems[0].key}: ${r.problems[0].message})`]
+      : []),
   ].join('\n')
 }
 

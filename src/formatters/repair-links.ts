@@ -5,7 +5,12 @@ import type {RepairLinksResult} from '../lib/repair/repair-links.js'
 export function render(r: RepairLinksResult): string {
   const lines: string[] = []
   if (r.links.length) {
-    lines.push(renderTable(['state', 'link', 'key', 'needed by', 'journal'], r.links.map((l) => [r.applied ? l.state : 'would create', l.link, l.key, l.neededBy, l.entry ?? ''])))
+    lines.push(
+      renderTable(
+        ['state', 'link', 'key', 'needed by', 'journal'],
+        r.links.map((l) => [r.applied ? l.state : 'would create', l.link, l.key, l.neededBy, l.entry ?? '']),
+      ),
+    )
   }
   for (const u of r.unrepairable) lines.push(`cannot repair ${u.key} (needed by ${u.neededBy}): ${u.reason}`)
   const created = r.links.filter((l) => l.state === 'created').length
@@ -15,7 +20,8 @@ export function render(r: RepairLinksResult): string {
       ? `${r.repository}: created ${created} of ${r.links.length} missing links${failed ? `, ${failed} failed` : ''}`
       : `${r.repository}: ${r.links.length} missing links${r.links.length ? ' (dry-run: --apply writes them)' : ''}`,
   )
-  if (r.problems.length) lines.push(`problems: ${r.problems.length} (first: ${r.problems[0].key}: ${r.problems[0].message})`)
+  if (r.problems.length)
+    lines.push(`problems: ${r.problems.length} (first: ${r.problems[0].key}: ${r.problems[0].message})`)
   return lines.join('\n')
 }
 

@@ -9,8 +9,16 @@ export default class JournalUndo extends RegopsCommand<UndoResult> {
   static override summary = 'Reverse one journaled change: a created link, a tag move, a quarantine.'
   static override description =
     'Dry-run unless --apply: says what undoing would do. Refuses (exit 4), with the reason, what cannot be undone (a delete, a purge, a re-import), what did not complete, what was already undone, and an object that changed since the entry.'
-  static override examples = ['<%= config.bin %> <%= command.id %> 1234', '<%= config.bin %> <%= command.id %> 1234 --apply --json']
-  static override args = {entry: Args.string({required: true, description: 'journal entry id (an intent or its outcome, see regops journal)'})}
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> 1234',
+    '<%= config.bin %> <%= command.id %> 1234 --apply --json',
+  ]
+  static override args = {
+    entry: Args.string({
+      required: true,
+      description: 'journal entry id (an intent or its outcome, see regops journal)',
+    }),
+  }
   static override flags = {
     'database-url': databaseUrlFlag,
     apply: Flags.boolean({summary: 'Undo it (default: dry-run).'}),
@@ -19,8 +27,15 @@ export default class JournalUndo extends RegopsCommand<UndoResult> {
 
   protected async execute(): Promise<UndoResult> {
     const {args, flags} = await this.parse(JournalUndo)
-    if (!/^\d{1,18}$/.test(args.entry)) throw new UsageError(`invalid journal entry '${args.entry}': a number (see regops journal)`)
+    if (!/^\d{1,18}$/.test(args.entry))
+      throw new UsageError(`invalid journal entry '${args.entry}': a number (see regops journal)`)
     const db = await this.database({schema: 'current', neededFor: 'journal undo'})
-    return undoEntry({db, entryId: args.entry, region: (name) => this.region(name), apply: flags.apply, logger: this.logger})
+    return undoEntry({
+      db,
+      entryId: args.entry,
+      region: (name) => this.region(name),
+      apply: flags.apply,
+      logger: this.logger,
+    })
   }
 }

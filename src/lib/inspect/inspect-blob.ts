@@ -56,10 +56,18 @@ export async function inspectBlob(opts: InspectBlobOptions): Promise<BlobInspect
   const problems: Problem[] = []
   const [regions, quarantined, references] = await Promise.all([
     Promise.all(opts.drivers.map((driver) => blobInRegion(driver, opts.digest, Boolean(opts.verify)))),
-    Promise.all(opts.drivers.map((driver) => quarantinedCopies(driver, opts.quarantineSetting, opts.digest))).then((lists) => lists.flat()),
+    Promise.all(opts.drivers.map((driver) => quarantinedCopies(driver, opts.quarantineSetting, opts.digest))).then(
+      (lists) => lists.flat(),
+    ),
     opts.db && !opts.repositories?.length
       ? referencesFromDatabase(opts.db, opts.digest)
-      : referencesFromStorage(opts.drivers[0], opts.digest, opts.repositories, (p) => problems.push(p), opts.concurrency ?? 16),
+      : referencesFromStorage(
+          opts.drivers[0],
+          opts.digest,
+          opts.repositories,
+          (p) => problems.push(p),
+          opts.concurrency ?? 16,
+        ),
   ])
   return {
     kind: 'inspect-blob',
@@ -79,7 +87,12 @@ async function blobInRegion(driver: StorageDriver, digest: string, verify: boole
   const key = pathFor({kind: 'blob-data', digest})
   const info = await driver.stat(key)
   if (!info) return {region: driver.region, present: false}
-  const found: BlobInRegion = {region: driver.region, present: true, size: info.size, lastModified: info.lastModified.toISOString()}
+  const found: BlobInRegion = {
+    region: driver.region,
+    present: true,
+    size: info.size,
+    lastModified: info.lastModified.toISOString(),
+  }
   if (verify) {
     try {
       const actual = await hashObject(driver, key, splitDigest(digest).algorithm)
@@ -100,7 +113,11 @@ export async function hashObject(driver: StorageDriver, key: string, algorithm: 
 }
 
 /** Copies of the blob under the region's quarantine prefix, one per sweep job that moved it there. */
-async function quarantinedCopies(driver: StorageDriver, setting: string, digest: string): Promise<BlobInspection['quarantined']> {
+async function quarantinedCopies(
+  driver: StorageDriver,
+  setting: string,
+  digest: string,
+): Promise<BlobInspection['quarantined']> {
   let prefix: string
   try {
     prefix = resolveQuarantine(setting, driver.region)
@@ -115,7 +132,8 @@ async function quarantinedCopies(driver: StorageDriver, setting: string, digest:
     if (!jobId) continue
     const key = jobQuarantineKey(prefix, jobId, digest)
     const info = await driver.stat(key)
-    if (info) found.push({region: driver.region, jobId, key, size: info.size, lastModified: info.lastModified.toISOString()})
+    if (info)
+      found.push({region: driver.region, jobId, key, size: info.size, lastModified: info.lastModified.toISOString()})
   }
   return found
 }
@@ -148,7 +166,10 @@ async function referencesFromDatabase(db: Db, digest: string): Promise<Reference
      ORDER BY 1, 2, 3`,
     [digest],
   )
-  return {linkedBy: linked.rows.map((row) => row.path), referencedBy: referenced.rows.map((row) => ({repository: row.path, manifest: row.manifest, as: row.role}))}
+  return {
+    linkedBy: linked.rows.map((row) => row.path),
+    referencedBy: referenced.rows.map((row) => ({repository: row.path, manifest: row.manifest, as: row.role})),
+  }
 }
 
 /** Without a database: a walk of every repository (or the named ones), reading each manifest revision. */
@@ -168,11 +189,16 @@ async function referencesFromStorage(
       // A narrowed prefix (repositories/team/app/) also lists team/app/sub: keep only the named repository.
       if (repositories?.length && !repositories.includes(group.repository)) continue
       if (group.layerLinks.some((link) => link.digest === digest)) linkedBy.push(group.repository)
-      const reads = await Promise.all(group.revisions.map((link) => limit(() => readRevision(driver, group.repository, link))))
+      const reads = await Promise.all(
+        group.revisions.map((link) => limit(() => readRevision(driver, group.repository, link))),
+      )
       for (const read of reads) {
         read.problems.forEach(onProblem)
-        if (read.digest === digest) referencedBy.push({repository: group.repository, manifest: read.digest, as: 'manifest'})
-        if (read.manifest) for (const as of rolesOf(read.manifest, digest)) referencedBy.push({repository: group.repository, manifest: read.digest, as})
+        if (read.digest === digest)
+          referencedBy.push({repository: group.repository, manifest: read.digest, as: 'manifest'})
+        if (read.manifest)
+          for (const as of rolesOf(read.manifest, digest))
+            referencedBy.push({repository: group.repository, manifest: read.digest, as})
       }
     }
   }

@@ -33,14 +33,22 @@ export async function inspectRepository(driver: StorageDriver, repository: strin
     if (read.manifest?.config) count(read.manifest.config.digest, read.manifest.config.size)
     for (const layer of read.manifest?.layers ?? []) count(layer.digest, layer.size)
   }
-  const times = [...view.revisions.map((r) => r.revisionModified), ...view.tags.flatMap((t) => (t.currentModified ? [t.currentModified] : []))]
+  const times = [
+    ...view.revisions.map((r) => r.revisionModified),
+    ...view.tags.flatMap((t) => (t.currentModified ? [t.currentModified] : [])),
+  ]
   const lastPush = times.length ? new Date(Math.max(...times.map((t) => t.getTime()))).toISOString() : undefined
   return {
     kind: 'inspect-repo',
     repository,
     region: driver.region,
     found: view.exists,
-    tags: view.tags.map((t) => ({tag: t.tag, digest: t.current, lastModified: t.currentModified?.toISOString(), historyLength: t.history.length})),
+    tags: view.tags.map((t) => ({
+      tag: t.tag,
+      digest: t.current,
+      lastModified: t.currentModified?.toISOString(),
+      historyLength: t.history.length,
+    })),
     manifests: view.revisions.map((r) => ({
       digest: r.digest,
       mediaType: r.manifest?.mediaType,

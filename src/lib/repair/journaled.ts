@@ -13,7 +13,11 @@ export interface JournaledChange {
  * Journals the intent, makes the change, journals its outcome. A crash between the two leaves an intent
  * without outcome, which the journal shows as an action that may or may not have happened.
  */
-export async function journaledChange(db: Db, entry: JournalEntry, change: () => Promise<Record<string, unknown> | void>): Promise<JournaledChange> {
+export async function journaledChange(
+  db: Db,
+  entry: JournalEntry,
+  change: () => Promise<Record<string, unknown> | void>,
+): Promise<JournaledChange> {
   const [intent] = await journalIntents(db, null, [entry])
   try {
     const detail = await change()

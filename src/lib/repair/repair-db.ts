@@ -39,13 +39,22 @@ export interface RepairDbResult {
  * Compares one repository's rows with its storage and, when applied, re-imports it from storage (the
  * import's own transaction per repository, so the rows change all at once or not at all).
  */
-export async function repairDb(opts: {driver: StorageDriver; db: Db; repository: string; apply: boolean; logger?: Logger}): Promise<RepairDbResult> {
+export async function repairDb(opts: {
+  driver: StorageDriver
+  db: Db
+  repository: string
+  apply: boolean
+  logger?: Logger
+}): Promise<RepairDbResult> {
   const {driver, db, repository} = opts
   const before = await compareRepository(driver, db, repository)
   if (!before.inStorage && !before.inDatabase) {
-    throw new RefusedError(`repository ${repository} is neither in region ${driver.region} nor in the database: nothing to repair`, {
-      hint: 'check the name with regops inspect repo; a repair never acts on more, or other, than the repository named',
-    })
+    throw new RefusedError(
+      `repository ${repository} is neither in region ${driver.region} nor in the database: nothing to repair`,
+      {
+        hint: 'check the name with regops inspect repo; a repair never acts on more, or other, than the repository named',
+      },
+    )
   }
   const result: RepairDbResult = {
     kind: 'repair-db',
@@ -59,7 +68,12 @@ export async function repairDb(opts: {driver: StorageDriver; db: Db; repository:
   if (!opts.apply || result.same) return result
   const change = await journaledChange(
     db,
-    {action: 'reimport', region: driver.region, key: repositoryPrefix(repository), detail: {repository, difference: counts(before.difference)}},
+    {
+      action: 'reimport',
+      region: driver.region,
+      key: repositoryPrefix(repository),
+      detail: {repository, difference: counts(before.difference)},
+    },
     async () => {
       const imported = await importStorage({driver, db, repositories: [repository], logger: opts.logger})
       result.importJobId = imported.jobId
@@ -74,7 +88,10 @@ export async function repairDb(opts: {driver: StorageDriver; db: Db; repository:
 }
 
 function isSame(d: RepositoryDifference): boolean {
-  return [d.manifests, d.layerLinks, d.tags].every((s) => s.onlyInStorage.length === 0 && s.onlyInDatabase.length === 0) && d.tags.differ.length === 0
+  return (
+    [d.manifests, d.layerLinks, d.tags].every((s) => s.onlyInStorage.length === 0 && s.onlyInDatabase.length === 0) &&
+    d.tags.differ.length === 0
+  )
 }
 
 function counts(d: RepositoryDifference): Record<string, number> {
@@ -93,8 +110,12 @@ async function compareRepository(driver: StorageDriver, db: Db, repository: stri
   const id = repo.rows[0]?.id
   const rows = async (sql: string) => (id === undefined ? [] : (await db.query(sql, [id])).rows)
   const manifests = (await rows('SELECT digest FROM manifests WHERE repository_id = $1')).map((r) => r.digest as string)
-  const links = (await rows('SELECT blob_digest FROM repository_blobs WHERE repository_id = $1')).map((r) => r.blob_digest as string)
-  const tagRows = await rows('SELECT t.name, m.digest FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.id = t.manifest_id WHERE t.repository_id = $1')
+  const links = (await rows('SELECT blob_digest FROM repository_blobs WHERE repository_id = $1')).map(
+    (r) => r.blob_digest as string,
+  )
+  const tagRows = await rows(
+    'SELECT t.name, m.digest FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.id = t.manifest_id WHERE t.repository_id = $1',
+  )
   const databaseTags = new Map(tagRows.map((r) => [r.name as string, r.digest as string]))
   const storageTags = new Map(view.tags.filter((t) => t.current).map((t) => [t.tag, t.current!]))
   // A revision storage cannot read is not imported as a manifest, so it is no difference to repair.
@@ -122,5 +143,8 @@ async function compareRepository(driver: StorageDriver, db: Db, repository: stri
 function difference(storage: string[], database: string[]): SetDifference {
   const inDatabase = new Set(database)
   const inStorage = new Set(storage)
-  return {onlyInStorage: storage.filter((d) => !inDatabase.has(d)).sort(), onlyInDatabase: database.filter((d) => !inStorage.has(d)).sort()}
+  return {
+    onlyInStorage: storage.filter((d) => !inDatabase.has(d)).sort(),
+    onlyInDatabase: database.filter((d) => !inStorage.has(d)).sort(),
+  }
 }

@@ -36,14 +36,26 @@ export type RepairMode = {mode: 'dry-run'} | {mode: 'apply'; db: Db}
  * (without one the registry answers "blob unknown" on pull), and a revision link for every tag pointing
  * at a manifest whose blob is there (without one the tag does not resolve). Creates them when applied.
  */
-export async function repairLinks(driver: StorageDriver, repository: string, mode: RepairMode): Promise<RepairLinksResult> {
+export async function repairLinks(
+  driver: StorageDriver,
+  repository: string,
+  mode: RepairMode,
+): Promise<RepairLinksResult> {
   const view = await readRepository(driver, repository)
   if (!view.exists) {
     throw new RefusedError(`repository ${repository} does not exist in region ${driver.region}: nothing to repair`, {
       hint: 'check the name with regops inspect repo; a repair never acts on more, or other, than the repository named',
     })
   }
-  const result: RepairLinksResult = {kind: 'repair-links', repository, region: driver.region, applied: mode.mode === 'apply', links: [], unrepairable: [], problems: view.problems}
+  const result: RepairLinksResult = {
+    kind: 'repair-links',
+    repository,
+    region: driver.region,
+    applied: mode.mode === 'apply',
+    links: [],
+    unrepairable: [],
+    problems: view.problems,
+  }
   const layerLinks = new Set(view.layerLinks.map((l) => l.digest))
   const revisions = new Set(view.revisions.map((r) => r.digest))
   const wanted = new Map<string, {link: LinkRepair['link']; digest: string; neededBy: string}>()
@@ -52,7 +64,8 @@ export async function repairLinks(driver: StorageDriver, repository: string, mod
     if (!manifest) continue
     for (const blob of [...(manifest.config ? [manifest.config] : []), ...manifest.layers]) {
       const key = pathFor({kind: 'layer-link', repository, digest: blob.digest})
-      if (!layerLinks.has(blob.digest) && !wanted.has(key)) wanted.set(key, {link: 'layer-link', digest: blob.digest, neededBy: `${repository}@${read.digest}`})
+      if (!layerLinks.has(blob.digest) && !wanted.has(key))
+        wanted.set(key, {link: 'layer-link', digest: blob.digest, neededBy: `${repository}@${read.digest}`})
     }
   }
   for (const tag of view.tags) {
@@ -63,7 +76,12 @@ export async function repairLinks(driver: StorageDriver, repository: string, mod
   for (const [key, want] of [...wanted].sort(([a], [b]) => (a < b ? -1 : 1))) {
     // A link to a blob the region does not hold would only turn "blob unknown" into a failed download.
     if (!(await driver.stat(pathFor({kind: 'blob-data', digest: want.digest})))) {
-      result.unrepairable.push({key, digest: want.digest, neededBy: want.neededBy, reason: `blob ${want.digest} is not in region ${driver.region}`})
+      result.unrepairable.push({
+        key,
+        digest: want.digest,
+        neededBy: want.neededBy,
+        reason: `blob ${want.digest} is not in region ${driver.region}`,
+      })
       continue
     }
     const repair: LinkRepair = {...want, key, state: 'missing'}
@@ -71,7 +89,13 @@ export async function repairLinks(driver: StorageDriver, repository: string, mod
     if (mode.mode === 'dry-run') continue
     const change = await journaledChange(
       mode.db,
-      {action: 'link', region: driver.region, key, digest: want.digest, detail: {repository, link: want.link, neededBy: want.neededBy}},
+      {
+        action: 'link',
+        region: driver.region,
+        key,
+        digest: want.digest,
+        detail: {repository, link: want.link, neededBy: want.neededBy},
+      },
       // distribution writes a link as the bare digest, no newline
       () => driver.write(key, Buffer.from(want.digest)),
     )

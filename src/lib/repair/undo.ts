@@ -30,7 +30,8 @@ const IRREVERSIBLE: Record<string, string> = {
   purge: 'a purged quarantine copy is gone; copy the blob back from another region or push the image again',
   'delete-manifest': 'a deleted manifest revision is gone with its tag index entries; push the manifest again',
   'delete-upload': 'a deleted upload is gone; the client restarts the push',
-  reimport: 'a re-import replaces the repository rows without keeping the old ones; re-import again once storage is as wanted',
+  reimport:
+    'a re-import replaces the repository rows without keeping the old ones; re-import again once storage is as wanted',
   unlink: 'this entry is itself an undo; repair links recreates the link',
   restore: 'this entry is itself an undo (or a sweep restore); sweep blobs --quarantine quarantines again',
   rescue: 'a rescued blob was referenced again; quarantining it would break an image',
@@ -45,10 +46,13 @@ async function resolveEntry(db: Db, id: string): Promise<{intent: JournalRow; ou
       WHERE e.id = $1`,
     [id],
   )
-  if (rows.rows.length === 0) throw new UsageError(`journal entry ${id} does not exist`, {hint: 'regops journal lists the entries'})
+  if (rows.rows.length === 0)
+    throw new UsageError(`journal entry ${id} does not exist`, {hint: 'regops journal lists the entries'})
   const intentId = String(rows.rows[0].intent)
   const outcomeId = rows.rows[0].outcome == null ? undefined : String(rows.rows[0].outcome)
-  const entries = await db.query('SELECT * FROM regops_journal WHERE id = ANY($1::bigint[])', [[intentId, outcomeId].filter(Boolean)])
+  const entries = await db.query('SELECT * FROM regops_journal WHERE id = ANY($1::bigint[])', [
+    [intentId, outcomeId].filter(Boolean),
+  ])
   const byId = new Map(entries.rows.map((row) => [String(row.id), row]))
   const toRow = (row: Record<string, any>): JournalRow => ({
     id: String(row.id),
@@ -68,7 +72,9 @@ async function resolveEntry(db: Db, id: string): Promise<{intent: JournalRow; ou
 
 /** Entries that undid this one (by their detail.undoes), done. */
 async function undoneBy(db: Db, intentId: string): Promise<string | undefined> {
-  const rows = await db.query(`SELECT id FROM regops_journal WHERE phase = 'done' AND detail->>'undoes' = $1 LIMIT 1`, [intentId])
+  const rows = await db.query(`SELECT id FROM regops_journal WHERE phase = 'done' AND detail->>'undoes' = $1 LIMIT 1`, [
+    intentId,
+  ])
   return rows.rows[0] ? String(rows.rows[0].id) : undefined
 }
 
@@ -89,14 +95,28 @@ export async function undoEntry(opts: UndoOptions): Promise<UndoResult> {
   const {db} = opts
   const {intent, outcome} = await resolveEntry(db, opts.entryId)
   const irreversible = IRREVERSIBLE[intent.action]
-  if (irreversible) throw new RefusedError(`journal entry ${intent.id} (${intent.action} ${intent.key}) cannot be undone: ${irreversible}`)
+  if (irreversible)
+    throw new RefusedError(
+      `journal entry ${intent.id} (${intent.action} ${intent.key}) cannot be undone: ${irreversible}`,
+    )
   if (outcome?.phase !== 'done') {
-    throw new RefusedError(`journal entry ${intent.id} (${intent.action} ${intent.key}) did not complete (${outcome ? outcome.phase : 'no outcome recorded'}): there is nothing to undo`)
+    throw new RefusedError(
+      `journal entry ${intent.id} (${intent.action} ${intent.key}) did not complete (${outcome ? outcome.phase : 'no outcome recorded'}): there is nothing to undo`,
+    )
   }
   const already = await undoneBy(db, intent.id)
   if (already) throw new RefusedError(`journal entry ${intent.id} was already undone by entry ${already}`)
   const driver = await opts.region(intent.region)
-  const result: UndoResult = {kind: 'journal-undo', entry: intent.id, action: intent.action, region: intent.region, key: intent.key, applied: opts.apply, undo: '', state: 'would-undo'}
+  const result: UndoResult = {
+    kind: 'journal-undo',
+    entry: intent.id,
+    action: intent.action,
+    region: intent.region,
+    key: intent.key,
+    applied: opts.apply,
+    undo: '',
+    state: 'would-undo',
+  }
   switch (intent.action) {
     case 'link':
       return undoLink(db, driver, intent, result, opts.apply)
@@ -109,36 +129,78 @@ export async function undoEntry(opts: UndoOptions): Promise<UndoResult> {
   }
 }
 
-async function undoLink(db: Db, driver: StorageDriver, intent: JournalRow, result: UndoResult, apply: boolean): Promise<UndoResult> {
+async function undoLink(
+  db: Db,
+  driver: StorageDriver,
+  intent: JournalRow,
+  result: UndoResult,
+  apply: boolean,
+): Promise<UndoResult> {
   result.undo = `remove the link ${intent.key} (to ${intent.digest})`
   // A link that was rewritten since (to something else) is not ours to remove.
   const current = await readLinkOrUndefined(driver, intent.key)
   if (current !== intent.digest) {
-    throw new RefusedError(`the link ${intent.key} ${current ? `now names ${current}` : 'is already gone'}, not ${intent.digest}: it changed after entry ${intent.id}, so it is left alone`)
-  }
-  if (!apply) return result
-  const change = await journaledChange(db, {action: 'unlink', region: driver.region, key: intent.key, digest: intent.digest ?? undefined, detail: {...intent.detail, undoes: intent.id}}, async () => {
-    const deleted = await driver.deleteMany([intent.key])
-    if (deleted.errors.length) throw new Error(deleted.errors.map((e) => e.message).join('; '))
-  })
-  return finish(result, change)
-}
-
-async function undoTagMove(db: Db, driver: StorageDriver, intent: JournalRow, result: UndoResult, apply: boolean): Promise<UndoResult> {
-  const {repository, tag, from, to} = intent.detail as {repository: string; tag: string; from: string | null; to: string}
-  if (!from) throw new RefusedError(`journal entry ${intent.id} created the tag ${repository}:${tag} (it had no current link before); remove the tag through the registry instead`)
-  result.undo = `point ${repository}:${tag} back at ${from} (from ${to})`
-  const current = await readLinkOrUndefined(driver, intent.key)
-  if (current !== to) {
-    throw new RefusedError(`${repository}:${tag} ${current ? `now points at ${current}` : 'has no current link'}, not ${to}: it moved after entry ${intent.id}, so it is left alone`)
-  }
-  if (!(await driver.stat(pathFor({kind: 'manifest-revision-link', repository, digest: from})))) {
-    throw new RefusedError(`${repository}@${from} has no revision link any more: pointing the tag back would make it unresolvable`)
+    throw new RefusedError(
+      `the link ${intent.key} ${current ? `now names ${current}` : 'is already gone'}, not ${intent.digest}: it changed after entry ${intent.id}, so it is left alone`,
+    )
   }
   if (!apply) return result
   const change = await journaledChange(
     db,
-    {action: 'tag-move', region: driver.region, key: intent.key, digest: from, detail: {repository, tag, from: to, to: from, undoes: intent.id}},
+    {
+      action: 'unlink',
+      region: driver.region,
+      key: intent.key,
+      digest: intent.digest ?? undefined,
+      detail: {...intent.detail, undoes: intent.id},
+    },
+    async () => {
+      const deleted = await driver.deleteMany([intent.key])
+      if (deleted.errors.length) throw new Error(deleted.errors.map((e) => e.message).join('; '))
+    },
+  )
+  return finish(result, change)
+}
+
+async function undoTagMove(
+  db: Db,
+  driver: StorageDriver,
+  intent: JournalRow,
+  result: UndoResult,
+  apply: boolean,
+): Promise<UndoResult> {
+  const {repository, tag, from, to} = intent.detail as {
+    repository: string
+    tag: string
+    from: string | null
+    to: string
+  }
+  if (!from)
+    throw new RefusedError(
+      `journal entry ${intent.id} created the tag ${repository}:${tag} (it had no current link before); remove the tag through the registry instead`,
+    )
+  result.undo = `point ${repository}:${tag} back at ${from} (from ${to})`
+  const current = await readLinkOrUndefined(driver, intent.key)
+  if (current !== to) {
+    throw new RefusedError(
+      `${repository}:${tag} ${current ? `now points at ${current}` : 'has no current link'}, not ${to}: it moved after entry ${intent.id}, so it is left alone`,
+    )
+  }
+  if (!(await driver.stat(pathFor({kind: 'manifest-revision-link', repository, digest: from})))) {
+    throw new RefusedError(
+      `${repository}@${from} has no revision link any more: pointing the tag back would make it unresolvable`,
+    )
+  }
+  if (!apply) return result
+  const change = await journaledChange(
+    db,
+    {
+      action: 'tag-move',
+      region: driver.region,
+      key: intent.key,
+      digest: from,
+      detail: {repository, tag, from: to, to: from, undoes: intent.id},
+    },
     async () => {
       await driver.write(intent.key, Buffer.from(from))
       return {database: await updateTagRow(db, repository, tag, from)}
@@ -157,10 +219,20 @@ async function undoQuarantine(
 ): Promise<UndoResult> {
   result.undo = `move ${intent.digest} back from ${String(intent.detail.quarantineKey)} to ${intent.key}`
   // sweep restore of exactly this job and digest: the same lock, journal shape and byte-for-byte move as every restore.
-  const restored = await restoreQuarantine({db, driver, jobId: intent.jobId ?? undefined, digest: intent.digest ?? undefined, dryRun: !opts.apply, logger: opts.logger})
-  if (restored.entries === 0) throw new RefusedError(`the quarantine of entry ${intent.id} was already restored, rescued or purged`)
+  const restored = await restoreQuarantine({
+    db,
+    driver,
+    jobId: intent.jobId ?? undefined,
+    digest: intent.digest ?? undefined,
+    dryRun: !opts.apply,
+    logger: opts.logger,
+  })
+  if (restored.entries === 0)
+    throw new RefusedError(`the quarantine of entry ${intent.id} was already restored, rescued or purged`)
   if (!opts.apply) return result
-  const restoreEntry = (await listJournal(db, {digest: intent.digest ?? undefined})).filter((e) => e.action === 'restore' && e.detail.quarantineEntry === outcome?.id).pop()
+  const restoreEntry = (await listJournal(db, {digest: intent.digest ?? undefined}))
+    .filter((e) => e.action === 'restore' && e.detail.quarantineEntry === outcome?.id)
+    .pop()
   if (restoreEntry) result.undoEntry = restoreEntry.intentId ?? restoreEntry.id
   if (restored.failed.length) {
     result.state = 'failed'

@@ -43,8 +43,18 @@ for (const kind of ['filesystem', 's3'] as const) {
         const rgw = await sharedRadosgw()
         const bucket = await rgw.newBucket('inspect')
         const other = await rgw.newBucket('inspect-second')
-        registry = await startRegistry({storage: {kind: 's3', endpoint: rgw.endpoint, bucket, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region}})
-        const s3 = (b: string) => `{url: "s3://${b}/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
+        registry = await startRegistry({
+          storage: {
+            kind: 's3',
+            endpoint: rgw.endpoint,
+            bucket,
+            accessKeyId: rgw.accessKeyId,
+            secretAccessKey: rgw.secretAccessKey,
+            region: rgw.region,
+          },
+        })
+        const s3 = (b: string) =>
+          `{url: "s3://${b}/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
         main = s3(bucket)
         second = s3(other)
       } else {
@@ -64,14 +74,21 @@ for (const kind of ['filesystem', 's3'] as const) {
       sharedDigest = (await import('../../helpers/images.js')).digestOf(shared)
       images = [
         await pushImage(registry.url, 'team/one', 'a', {layers: [shared, randomBlob(500, 'one-a')], seed: 'one-a'}),
-        await pushImage(registry.url, 'team/one', 'b', {layers: [shared, randomBlob(600, 'one-b')], seed: 'one-b', mediaType: 'oci'}),
+        await pushImage(registry.url, 'team/one', 'b', {
+          layers: [shared, randomBlob(600, 'one-b')],
+          seed: 'one-b',
+          mediaType: 'oci',
+        }),
         await pushImage(registry.url, 'team/two', 'c', {layers: [shared], seed: 'two-c'}),
         await pushImage(registry.url, 'team/three', 'd', {layers: [randomBlob(700, 'three-d')], seed: 'three-d'}),
       ]
       const config = loadConfig({file: withoutDb})
       const mainDriver: StorageDriver = await openRegion(config, 'main')
       const secondDriver: StorageDriver = await openRegion(config, 'second')
-      cleanups.push(() => mainDriver.close(), () => secondDriver.close())
+      cleanups.push(
+        () => mainDriver.close(),
+        () => secondDriver.close(),
+      )
       const key = pathFor({kind: 'blob-data', digest: sharedDigest})
       await copyBetween(mainDriver, secondDriver, key)
       // A quarantine copy as a sweep job leaves it (the same key scheme), and its journal entry in the database.
@@ -82,7 +99,14 @@ for (const kind of ['filesystem', 's3'] as const) {
       const db = openDatabase(dbUrl)
       try {
         const [intent] = await journalIntents(db, null, [
-          {action: 'quarantine', region: 'main', key, digest: sharedDigest, size: shared.length, detail: {quarantineKey: jobQuarantineKey('_regops/quarantine', '7', sharedDigest)}},
+          {
+            action: 'quarantine',
+            region: 'main',
+            key,
+            digest: sharedDigest,
+            size: shared.length,
+            detail: {quarantineKey: jobQuarantineKey('_regops/quarantine', '7', sharedDigest)},
+          },
         ])
         await journalOutcome(db, null, intent, 'done', {})
       } finally {
@@ -92,24 +116,61 @@ for (const kind of ['filesystem', 's3'] as const) {
 
     for (const source of ['storage', 'database'] as const) {
       test(`every fact about the shared layer appears (references from ${source})`, async () => {
-        const res = await runCli(['inspect', 'blob', sharedDigest, '--verify', '--config', source === 'database' ? withDb : withoutDb, '--json'])
+        const res = await runCli([
+          'inspect',
+          'blob',
+          sharedDigest,
+          '--verify',
+          '--config',
+          source === 'database' ? withDb : withoutDb,
+          '--json',
+        ])
         assert.equal(res.code, 0, res.stdout + res.stderr)
         const r = res.json
         assert.equal(r.referencesFrom, source)
-        assert.deepEqual(r.regions.map((g: any) => [g.region, g.present, g.size, g.verified]), [['main', true, shared.length, true], ['second', true, shared.length, true]])
+        assert.deepEqual(
+          r.regions.map((g: any) => [g.region, g.present, g.size, g.verified]),
+          [
+            ['main', true, shared.length, true],
+            ['second', true, shared.length, true],
+          ],
+        )
         assert.deepEqual(r.linkedBy, ['team/one', 'team/two'])
         const referencing = images.slice(0, 3).map((i) => [i.repo, i.manifestDigest, 'layer'])
         assert.deepEqual(r.referencedBy.map((m: any) => [m.repository, m.manifest, m.as]).sort(), referencing.sort())
-        assert.deepEqual(r.quarantined.map((q: any) => [q.region, q.jobId]), [['main', '7']])
-        assert.deepEqual(r.journal.map((e: any) => [e.action, e.phase]), source === 'database' ? [['quarantine', 'intent'], ['quarantine', 'done']] : [])
+        assert.deepEqual(
+          r.quarantined.map((q: any) => [q.region, q.jobId]),
+          [['main', '7']],
+        )
+        assert.deepEqual(
+          r.journal.map((e: any) => [e.action, e.phase]),
+          source === 'database'
+            ? [
+                ['quarantine', 'intent'],
+                ['quarantine', 'done'],
+              ]
+            : [],
+        )
       })
     }
 
     test('--repository narrows the walk; a blob in no region exits 1; a malformed digest exits 2', async () => {
-      const narrowed = await runCli(['inspect', 'blob', sharedDigest, '--repository', 'team/two', '--config', withDb, '--json'])
+      const narrowed = await runCli([
+        'inspect',
+        'blob',
+        sharedDigest,
+        '--repository',
+        'team/two',
+        '--config',
+        withDb,
+        '--json',
+      ])
       assert.equal(narrowed.code, 0, narrowed.stdout + narrowed.stderr)
       assert.deepEqual(narrowed.json.linkedBy, ['team/two'])
-      assert.deepEqual(narrowed.json.referencedBy.map((m: any) => m.manifest), [images[2].manifestDigest])
+      assert.deepEqual(
+        narrowed.json.referencedBy.map((m: any) => m.manifest),
+        [images[2].manifestDigest],
+      )
       const missing = await runCli(['inspect', 'blob', 'sha256:' + '0'.repeat(64), '--config', withoutDb, '--json'])
       assert.equal(missing.code, 1, missing.stdout + missing.stderr)
       const bad = await runCli(['inspect', 'blob', 'sha256:XYZ', '--config', withoutDb, '--json'])
@@ -120,7 +181,13 @@ for (const kind of ['filesystem', 's3'] as const) {
     test('inspect repo: tags, manifests, sizes, last push; inspect manifest: layers present in both regions or not', async () => {
       const repo = await runCli(['inspect', 'repo', 'team/one', '--config', withoutDb, '--json'])
       assert.equal(repo.code, 0, repo.stdout + repo.stderr)
-      assert.deepEqual(repo.json.tags.map((t: any) => [t.tag, t.digest]), [['a', images[0].manifestDigest], ['b', images[1].manifestDigest]])
+      assert.deepEqual(
+        repo.json.tags.map((t: any) => [t.tag, t.digest]),
+        [
+          ['a', images[0].manifestDigest],
+          ['b', images[1].manifestDigest],
+        ],
+      )
       const sizes = images[0].size + images[1].size + images[0].blobBytes + images[1].blobBytes
       assert.equal(repo.json.totalBytes, sizes)
       assert.equal(repo.json.uniqueBytes, sizes - shared.length, 'the shared layer counts once')

@@ -46,7 +46,16 @@ for (const kind of ['filesystem', 's3'] as const) {
       if (kind === 's3') {
         const rgw = await sharedRadosgw()
         const bucket = await rgw.newBucket('repair')
-        registry = await startRegistry({storage: {kind: 's3', endpoint: rgw.endpoint, bucket, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region}})
+        registry = await startRegistry({
+          storage: {
+            kind: 's3',
+            endpoint: rgw.endpoint,
+            bucket,
+            accessKeyId: rgw.accessKeyId,
+            secretAccessKey: rgw.secretAccessKey,
+            region: rgw.region,
+          },
+        })
         region = `{url: "s3://${bucket}/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
       } else {
         registry = await startRegistry({storage: {kind: 'filesystem', root: join(dir, 'storage')}})
@@ -59,7 +68,10 @@ for (const kind of ['filesystem', 's3'] as const) {
       cleanups.push(() => driver.close())
       const migrated = await cli('db', 'migrate', 'up')
       assert.equal(migrated.code, 0, migrated.stdout + migrated.stderr)
-      app = await pushImage(registry.url, 'team/app', 'v1', {layers: [randomBlob(3000, 'app-a'), randomBlob(2000, 'app-b')], seed: 'app'})
+      app = await pushImage(registry.url, 'team/app', 'v1', {
+        layers: [randomBlob(3000, 'app-a'), randomBlob(2000, 'app-b')],
+        seed: 'app',
+      })
     })
 
     test('a deleted _layers link: pull fails with blob unknown; repair links names it, recreates it, and journal undo removes it again', async () => {
@@ -72,7 +84,10 @@ for (const kind of ['filesystem', 's3'] as const) {
 
       const dry = await cli('repair', 'links', 'team/app')
       assert.equal(dry.code, 1, dry.stdout + dry.stderr)
-      assert.deepEqual(dry.json.links.map((l: any) => [l.key, l.state]), [[link, 'missing']])
+      assert.deepEqual(
+        dry.json.links.map((l: any) => [l.key, l.state]),
+        [[link, 'missing']],
+      )
       assert.equal(await driver.stat(link), undefined, 'a dry-run writes nothing')
 
       const applied = await cli('repair', 'links', 'team/app', '--apply')
@@ -82,7 +97,13 @@ for (const kind of ['filesystem', 's3'] as const) {
       const pulled = await pullImage(registry.url, 'team/app', 'v1')
       assert.ok(pulled.ok, pulled.errors.join('; '))
       const journal = await cli('journal', '--digest', layer)
-      assert.deepEqual(journal.json.entries.map((e: any) => [e.action, e.phase, e.key]), [['link', 'intent', link], ['link', 'done', link]])
+      assert.deepEqual(
+        journal.json.entries.map((e: any) => [e.action, e.phase, e.key]),
+        [
+          ['link', 'intent', link],
+          ['link', 'done', link],
+        ],
+      )
 
       const again = await cli('repair', 'links', 'team/app')
       assert.equal(again.code, 0, 'nothing left to repair')
@@ -103,7 +124,10 @@ for (const kind of ['filesystem', 's3'] as const) {
     })
 
     test('a tag moved to a wrong digest: inspect manifest shows its history, repair tag --to moves it back, journal undo moves it again', async () => {
-      const wrong = await pushImage(registry.url, 'team/app', 'v1', {layers: [randomBlob(1000, 'wrong')], seed: 'wrong'})
+      const wrong = await pushImage(registry.url, 'team/app', 'v1', {
+        layers: [randomBlob(1000, 'wrong')],
+        seed: 'wrong',
+      })
       assert.equal(await headManifest(registry.url, 'team/app', 'v1'), wrong.manifestDigest)
       const imported = await cli('import')
       assert.equal(imported.code, 0, imported.stdout + imported.stderr)
@@ -115,7 +139,11 @@ for (const kind of ['filesystem', 's3'] as const) {
       assert.deepEqual(v1.history.map((h: any) => h.digest).sort(), [app.manifestDigest, wrong.manifestDigest].sort())
       const old = await cli('inspect', 'manifest', `team/app@${app.manifestDigest}`)
       assert.equal(old.code, 0)
-      assert.deepEqual(old.json.tags.map((t: any) => [t.tag, t.pointsHere]), [['v1', false]], 'the old digest is in the tag history, not its current')
+      assert.deepEqual(
+        old.json.tags.map((t: any) => [t.tag, t.pointsHere]),
+        [['v1', false]],
+        'the old digest is in the tag history, not its current',
+      )
 
       const dry = await cli('repair', 'tag', 'team/app:v1', '--to', app.manifestDigest)
       assert.equal(dry.code, 1, dry.stdout + dry.stderr)
@@ -124,11 +152,20 @@ for (const kind of ['filesystem', 's3'] as const) {
 
       const moved = await cli('repair', 'tag', 'team/app:v1', '--to', app.manifestDigest, '--apply')
       assert.equal(moved.code, 0, moved.stdout + moved.stderr)
-      assert.deepEqual([moved.json.state, moved.json.from, moved.json.database], ['moved', wrong.manifestDigest, 'updated'])
-      assert.equal(await headManifest(registry.url, 'team/app', 'v1'), app.manifestDigest, 'the registry serves the old digest again')
+      assert.deepEqual(
+        [moved.json.state, moved.json.from, moved.json.database],
+        ['moved', wrong.manifestDigest, 'updated'],
+      )
+      assert.equal(
+        await headManifest(registry.url, 'team/app', 'v1'),
+        app.manifestDigest,
+        'the registry serves the old digest again',
+      )
       const db = openDatabase(dbUrl)
       try {
-        const row = await db.query(`SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id AND m.repository_id = t.repository_id WHERE t.name = 'v1'`)
+        const row = await db.query(
+          `SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id AND m.repository_id = t.repository_id WHERE t.name = 'v1'`,
+        )
         assert.equal(row.rows[0].digest, app.manifestDigest, 'the tags row follows')
       } finally {
         await db.close()
@@ -153,7 +190,15 @@ for (const kind of ['filesystem', 's3'] as const) {
       const db = openDatabase(dbUrl)
       let intent: string
       try {
-        ;[intent] = await journalIntents(db, null, [{action: 'delete', region: 'main', key: pathFor({kind: 'blob-data', digest: stranger}), digest: stranger, size: 1}])
+        ;[intent] = await journalIntents(db, null, [
+          {
+            action: 'delete',
+            region: 'main',
+            key: pathFor({kind: 'blob-data', digest: stranger}),
+            digest: stranger,
+            size: 1,
+          },
+        ])
         await journalOutcome(db, null, intent, 'done', {})
       } finally {
         await db.close()
