@@ -1,6 +1,21 @@
 import type {Db} from '../metadata/db.js'
 
-export type JournalAction = 'delete' | 'quarantine' | 'restore' | 'purge' | 'rescue' | 'delete-manifest' | 'delete-upload' | 'repair' | 'replicate'
+export type JournalAction =
+  | 'delete'
+  | 'quarantine'
+  | 'restore'
+  | 'purge'
+  | 'rescue'
+  | 'delete-manifest'
+  | 'delete-upload'
+  // repairs: a link written, a link removed (an undone link), a tag's current link rewritten, a repository re-imported
+  | 'link'
+  | 'unlink'
+  | 'tag-move'
+  | 'reimport'
+  // audit --repair and replicate: a verified copy from another region
+  | 'repair'
+  | 'replicate'
 
 export interface JournalEntry {
   action: JournalAction
