@@ -31,13 +31,14 @@ export function render(r: SweepBlobsCommandResult): string {
         ['re-check to action (p50 / p99)', r.window.batches ? `${formatDuration(r.window.p50Ms)} / ${formatDuration(r.window.p99Ms)} over ${r.window.batches} batches` : '-'],
         ['skipped at re-check', `${r.skipped.referencedAgain} referenced again, ${r.skipped.changed} changed, ${r.skipped.gone} gone`],
         ['problems', problemsByKind(r)],
+        // In the table, so that a long reason wraps within the terminal's width.
+        ...(r.mode === 'dry-run' && r.wouldRefuse.length > 0 ? [['acting would be refused (exit 4)', r.wouldRefuse.join('; ')]] : []),
         ['time', formatDuration(r.durationMs)],
       ],
     ),
   ]
   for (const p of r.problems.slice(0, LISTED)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message}`)
   if (r.problemCount > LISTED) lines.push(`... and ${r.problemCount - LISTED} more problems (see --json)`)
-  if (r.mode === 'dry-run') for (const reason of r.wouldRefuse) lines.push(`acting would be refused (exit 4): ${reason}`)
   if (r.postCheck.movedBack) lines.push(`moved back ${r.postCheck.movedBack} quarantined blobs that images pushed during the sweep reference`)
   for (const b of r.postCheck.broken) {
     lines.push(`broken: ${b.repository}${b.manifest ? `@${b.manifest}` : ' (a push in progress)'} needs blob ${b.digest}, deleted after its re-check`)

@@ -220,7 +220,8 @@ async function reportBlindMark(ctx: PlanContext): Promise<void> {
   })
 }
 
+/** Revisions the import could not read count: they are re-read before the merge, and marked. */
 async function databaseHasManifests(db: Db): Promise<boolean> {
-  const found = await db.query<{found: boolean}>('SELECT EXISTS (SELECT 1 FROM manifests) AS found')
+  const found = await db.query<{found: boolean}>('SELECT EXISTS (SELECT 1 FROM manifests) OR EXISTS (SELECT 1 FROM unreadable_revisions) AS found')
   return found.rows[0].found
 }

@@ -322,6 +322,8 @@ describe('sweep blobs through the CLI', () => {
     const store = join(root, 'store-term')
     const driver = new FilesystemDriver('local', store)
     const w = new LayoutWriter(driver, 64)
+    // One image: a store with no repository at all is one the mark cannot see, and acting is refused.
+    const kept = await w.writeImage({repository: 'app/kept', tag: 'v1', seed: 'term-kept', layers: 1, layerSize: 64})
     const planted = await Promise.all(Array.from({length: 2000}, (_, i) => w.writeOrphan(undefined, `term-${i}`, 32)))
     await ageTree(store, new Date(Date.now() - 3 * DAY))
     const {url: termDb} = await freshDb()
@@ -341,7 +343,8 @@ describe('sweep blobs through the CLI', () => {
     assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr)
     const left: string[] = []
     for await (const o of driver.list('blobs/')) left.push(o.key)
-    assert.deepEqual(left, [])
+    const keptKeys = [kept.manifestDigest, kept.configDigest, ...kept.layerDigests].map((digest) => pathFor({kind: 'blob-data', digest})).sort()
+    assert.deepEqual(left, keptKeys, 'only the kept image is left')
     const journal = await db.query(
       `SELECT digest, count(*) FILTER (WHERE phase = 'intent')::int AS intents, count(*) FILTER (WHERE phase = 'done')::int AS done
        FROM regops_journal WHERE job_id = $1 GROUP BY digest ORDER BY digest`,

@@ -93,7 +93,7 @@ describe('a store the mark cannot see is not all orphans', () => {
     assert.equal(dry.json.wouldRefuse.length, 1)
     assert.match(dry.json.wouldRefuse[0], /mark is incomplete/)
     const text = await runCli(['sweep', 'blobs', '--config', config, '--report', join(root, '..', 'blind.jsonl')])
-    assert.match(text.stdout, /acting would be refused \(exit 4\): the mark is incomplete/)
+    assert.match(text.stdout, /acting would be refused \(exit 4\)\tthe mark is incomplete/)
     assert.doesNotMatch(text.stdout, /act with --quarantine or --delete/)
   })
 

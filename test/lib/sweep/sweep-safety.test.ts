@@ -52,6 +52,8 @@ async function liveRegistry(cache?: 'inmemory' | {redis: string}) {
   const root = join(dir, 'storage')
   const registry = await startRegistry({storage: {kind: 'filesystem', root}, cache})
   cleanups.push(() => registry.stop())
+  // One image the tests never delete: a registry with no manifest at all is one the mark cannot see (acting is refused).
+  await pushImage(registry.url, 'kept/base', 'v1', {layers: 1, seed: 'safety-kept'})
   const driver = new FilesystemDriver('main', join(root, 'docker', 'registry', 'v2'))
   const {db, url} = await freshDb()
   return {dir, root, registry, driver, db, dbUrl: url}
