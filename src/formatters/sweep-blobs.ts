@@ -30,14 +30,15 @@ export function render(r: SweepBlobsCommandResult): string {
         ['acted', r.acted.deleted + r.acted.quarantined + r.acted.manifestsDeleted],
         ['re-check to action (p50 / p99)', r.window.batches ? `${formatDuration(r.window.p50Ms)} / ${formatDuration(r.window.p99Ms)} over ${r.window.batches} batches` : '-'],
         ['skipped at re-check', `${r.skipped.referencedAgain} referenced again, ${r.skipped.changed} changed, ${r.skipped.gone} gone`],
-        ['problems', r.problemCount],
+        ['problems', problemsByKind(r)],
+        // In the table, so that a long reason wraps within the terminal's width.
+        ...(r.mode === 'dry-run' && r.wouldRefuse.length > 0 ? [['acting would be refused (exit 4)', r.wouldRefuse.join('; ')]] : []),
         ['time', formatDuration(r.durationMs)],
       ],
     ),
   ]
   for (const p of r.problems.slice(0, LISTED)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message}`)
   if (r.problemCount > LISTED) lines.push(`... and ${r.problemCount - LISTED} more problems (see --json)`)
-  if (!r.markComplete) lines.push('the mark is incomplete: what the problem manifests reference is unknown, so acting is refused')
   if (r.postCheck.movedBack) lines.push(`moved back ${r.postCheck.movedBack} quarantined blobs that images pushed during the sweep reference`)
   for (const b of r.postCheck.broken) {
     lines.push(`broken: ${b.repository}${b.manifest ? `@${b.manifest}` : ' (a push in progress)'} needs blob ${b.digest}, deleted after its re-check`)
@@ -48,7 +49,7 @@ export function render(r: SweepBlobsCommandResult): string {
   if (r.restartRegistry) lines.push('the registry caches blob descriptors in memory: restart every registry process before it takes writes again')
   if (r.mode === 'dry-run') {
     const report = r.reportFile ? `; candidates in ${r.reportFile}` : ''
-    const next = r.candidates.count ? '; act with --quarantine or --delete' : ''
+    const next = r.candidates.count && r.wouldRefuse.length === 0 ? '; act with --quarantine or --delete' : ''
     lines.push(`dry-run: ${verb} ${r.candidates.count} blobs (${formatBytes(r.candidates.bytes)}), grace period ${r.gracePeriod}`)
     if (report || next) lines.push((report + next).slice(2))
   } else {
@@ -59,4 +60,10 @@ export function render(r: SweepBlobsCommandResult): string {
     )
   }
   return lines.join('\n')
+}
+
+/** "5120 (5118 bad-manifest, 2 storage-error)": one count per kind, never one line per problem. */
+function problemsByKind(r: SweepBlobsResult): string {
+  const kinds = Object.entries(r.problemKinds ?? {}).sort(([, a], [, b]) => b - a)
+  return kinds.length === 0 ? String(r.problemCount) : `${r.problemCount} (${kinds.map(([kind, n]) => `${n} ${kind}`).join(', ')})`
 }

@@ -37,8 +37,9 @@ test('Ctrl-C during quickstart after PostgreSQL started: exit 130, no stack, no 
     // The steps are logged at debug level (the formatter's table shows them once at the end).
     const env: NodeJS.ProcessEnv = {...process.env, TMPDIR: tmp, REGOPS_LOG_FORMAT: 'text', REGOPS_LOG_LEVEL: 'debug'};
     delete env.DATABASE_URL;
+    // --log-level debug: the steps are log lines only at debug (the table says them once at the end).
     // detached: its own process group, which the test signals as a terminal's Ctrl-C would.
-    const child = spawn(process.execPath, [BIN, 'quickstart', '--dir', join(tmp, 'qs')], {env, detached: true, stdio: ['ignore', 'pipe', 'pipe']});
+    const child = spawn(process.execPath, [BIN, 'quickstart', '--dir', join(tmp, 'qs'), '--log-level', 'debug'], {env, detached: true, stdio: ['ignore', 'pipe', 'pipe']});
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d) => (stdout += d));

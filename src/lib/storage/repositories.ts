@@ -32,6 +32,8 @@ export interface Problem {
     | 'bad-manifest'
     | 'manifest-digest-mismatch'
     | 'storage-error'
+    /** the mark found no repositories or no manifests while the blob store is not empty */
+    | 'empty-mark'
   key: string
   message: string
   repository?: string

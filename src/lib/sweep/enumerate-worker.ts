@@ -10,6 +10,7 @@ try {
   const done = await enumerateBlobs(driver, shards, new ShardLines(dir, new Set(shards), suffix), {
     concurrency,
     onProblem: (problem) => parentPort!.postMessage({problem}),
+    onListed: (listed) => parentPort!.postMessage({listed}),
   })
   parentPort!.postMessage({done})
 } catch (error) {

@@ -116,10 +116,11 @@ export interface JournalRow extends IntentRow {
   phase: 'intent' | OutcomePhase
 }
 
-export async function listJournal(db: Db, opts: {jobId?: string; digest?: string; limit?: number} = {}): Promise<JournalRow[]> {
+/** Newest first unless asked otherwise: the limit must cut off the oldest changes, not the latest. */
+export async function listJournal(db: Db, opts: {jobId?: string; digest?: string; limit?: number; oldestFirst?: boolean} = {}): Promise<JournalRow[]> {
   const result = await db.query(
     `SELECT * FROM regops_journal WHERE ($1::bigint IS NULL OR job_id = $1) AND ($2::text IS NULL OR digest = $2)
-     ORDER BY id LIMIT $3`,
+     ORDER BY id ${opts.oldestFirst ? 'ASC' : 'DESC'} LIMIT $3`,
     [opts.jobId ?? null, opts.digest ?? null, opts.limit ?? 1000],
   )
   return result.rows.map((row) => toJournalRow(row))

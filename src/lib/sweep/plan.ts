@@ -11,6 +11,7 @@ import {enumerateBlobs, enumerateBlobsInWorker, type EnumerateResult} from './en
 import {mergePrefix} from './merge.js'
 import {dropUnplannedCandidates, insertCandidates} from './candidates.js'
 import {CandidateReport} from './report.js'
+import {REPOSITORIES_PREFIX} from '../storage/layout.js'
 import {CLOCK_SKEW_MS, type SweepBlobsResult, type SweepCandidate, type SweepSettings} from './types.js'
 
 export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUntagged' | 'metadataAuthoritative'> {
@@ -31,7 +32,13 @@ export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUnt
   logger: Logger
   result: SweepBlobsResult
   onProblem: (problem: Problem) => void
-  onProgress: (phase: 'mark' | 'plan', planned: number) => void
+  onProgress: (phase: 'mark' | 'plan', planned: number, live: ListingProgress) => void
+}
+
+/** What the listing and the mark have found so far: the progress line's figures before any prefix is merged. */
+export interface ListingProgress {
+  listed: number
+  marks: number
 }
 
 interface Marked {
@@ -52,26 +59,34 @@ export async function planSweep(ctx: PlanContext): Promise<void> {
   const files = ShardLines.create(todo, 'sweep')
   const listing = files.sibling('.blobs')
   const report = await CandidateReport.open(ctx.reportFile)
+  const marks = new MarkSpill(files)
+  const live: ListingProgress = {listed: 0, marks: 0}
+  const onListed = (count: number) => {
+    live.listed += count
+    live.marks = marks.count
+    ctx.onProgress('mark', 0, live)
+  }
   try {
-    ctx.onProgress('mark', 0)
+    ctx.onProgress('mark', 0, live)
     // The blob listing runs while the mark does (on a second thread for a filesystem region). Listing
     // first is the safe order anyway: a blob that appears later is not a candidate of this run.
-    const [marked, enumerated] = await Promise.all([mark(ctx, new MarkSpill(files)), listBlobs(ctx, todo, listing)])
-    ctx.logger.debug('listing done', {prefixes: enumerated.completed.length})
+    const [marked, enumerated] = await Promise.all([mark(ctx, marks), listBlobs(ctx, todo, listing, onListed)])
+    ctx.logger.debug('listing done', {prefixes: enumerated.completed.length, blobs: live.listed})
     if (enumerated.failed) ctx.result.markComplete = false
     // A resumed plan keeps the candidates of the prefixes it finished (the act phase re-checks each one
     // against everything written since the original start) and redoes the others.
     if (ctx.job) await dropUnplannedCandidates(ctx.job.db, ctx.job.id, [...planned])
     await recordUntagged(ctx, marked.untagged, report)
-    await mergePrefixes(ctx, todo, new Set(enumerated.completed), marked, listing, planned, report)
+    await mergePrefixes(ctx, todo, new Set(enumerated.completed), marked, listing, planned, report, live)
+    await reportBlindMark(ctx)
   } finally {
     await report?.close()
     await files.dispose()
   }
 }
 
-function listBlobs(ctx: PlanContext, todo: string[], listing: ShardLines): Promise<EnumerateResult> {
-  const options = {concurrency: ctx.concurrency, signal: ctx.signal, onProblem: ctx.onProblem}
+function listBlobs(ctx: PlanContext, todo: string[], listing: ShardLines, onListed: (count: number) => void): Promise<EnumerateResult> {
+  const options = {concurrency: ctx.concurrency, signal: ctx.signal, onProblem: ctx.onProblem, onListed}
   return ctx.driver.kind === 'file' && ctx.region && todo.length > 0
     ? enumerateBlobsInWorker(ctx.region, todo, listing, options)
     : enumerateBlobs(ctx.driver, todo, listing, options)
@@ -142,11 +157,12 @@ async function mergePrefixes(
   listing: ShardLines,
   planned: Set<string>,
   report: CandidateReport | undefined,
+  live: ListingProgress,
 ): Promise<void> {
   const {result} = ctx
   let checkpointing = Promise.resolve()
   let done = ctx.prefixes.length - todo.length
-  ctx.onProgress('plan', done)
+  ctx.onProgress('plan', done, live)
   for (const prefix of todo) {
     ctx.signal.throwIfAborted()
     // A prefix whose listing did not finish: unknown, so no checkpoint (and acting is refused).
@@ -171,7 +187,41 @@ async function mergePrefixes(
       // The checkpoint holds the counters as they are now; it is written behind the next prefix's merge.
       checkpointing = checkpointing.then(job.checkpointAfter([...planned]))
     }
-    ctx.onProgress('plan', ++done)
+    ctx.onProgress('plan', ++done, live)
   }
   await checkpointing
+}
+
+/**
+ * A mark that found no repositories, or no manifests, while the blob store holds blobs has not seen
+ * the registry (repositories/ renamed, a wrong prefix, a listing permission missing): every blob would
+ * look like an orphan. That mark is incomplete, with a problem that says why.
+ */
+async function reportBlindMark(ctx: PlanContext): Promise<void> {
+  const {result} = ctx
+  if (result.scanned.blobs === 0) return
+  const walked = ctx.strategy === 'storage' || !ctx.metadataAuthoritative
+  const blind =
+    walked && result.marked.repositories === 0
+      ? `no repository under ${REPOSITORIES_PREFIX}`
+      : ctx.strategy === 'storage' && result.marked.manifests === 0
+        ? `${result.marked.repositories} repositories but not one manifest revision`
+        : ctx.strategy === 'metadata' && !(await databaseHasManifests(ctx.db!))
+          ? 'no manifest in the metadata database'
+          : undefined
+  if (!blind) return
+  result.markComplete = false
+  ctx.onProblem({
+    kind: 'empty-mark',
+    key: REPOSITORIES_PREFIX,
+    message:
+      `the mark found ${blind} at ${ctx.driver.location} while the blob store holds ${result.scanned.blobs} blobs: ` +
+      'a registry whose repositories cannot be seen would make every blob an orphan (a renamed repositories/, a wrong prefix, a missing listing permission?)',
+  })
+}
+
+/** Revisions the import could not read count: they are re-read before the merge, and marked. */
+async function databaseHasManifests(db: Db): Promise<boolean> {
+  const found = await db.query<{found: boolean}>('SELECT EXISTS (SELECT 1 FROM manifests) OR EXISTS (SELECT 1 FROM unreadable_revisions) AS found')
+  return found.rows[0].found
 }

@@ -8,13 +8,15 @@ import {RegionUnavailableError} from '../storage/driver.js'
 import {errorMessage} from '../errors.js'
 import {shardsFor} from '../storage/layout.js'
 import type {Problem} from '../storage/repositories.js'
-import {planSweep} from './plan.js'
+import {planSweep, type ListingProgress} from './plan.js'
 import {actOnCandidates} from './act.js'
-import {CLOCK_SKEW_MS, type ActingMode, type SweepBlobsOptions, type SweepBlobsResult, type SweepMode, type SweepProgress, type SweepSettings} from './types.js'
+import {CLOCK_SKEW_MS, FIRST_SWEEP_MASS_DELETE_SHARE, MASS_DELETE_SHARE, type ActingMode, type SweepBlobsOptions, type SweepBlobsResult, type SweepMode, type SweepProgress, type SweepSettings} from './types.js'
 
 export type * from './types.js'
 
 const MAX_PROBLEMS_IN_RESULT = 100
+/** Warnings logged per problem kind; the rest are counted (50,000 garbage manifests must not be 50,000 lines). */
+export const PROBLEMS_LOGGED_PER_KIND = 5
 export const SWEEP_JOB_KIND = 'sweep-blobs'
 
 interface SweepCheckpoint {
@@ -27,7 +29,17 @@ interface SweepCheckpoint {
 
 /** The settings stored with an acting job: what decides which blobs it acts on. */
 type StoredSettings = SweepSettings & {mode: SweepMode}
-const SETTING_KEYS = ['strategy', 'mode', 'minAgeMs', 'deleteUntagged', 'maxDeletes', 'maxBytes', 'quarantinePrefix', 'metadataAuthoritative'] as const
+const SETTING_KEYS = [
+  'strategy',
+  'mode',
+  'minAgeMs',
+  'deleteUntagged',
+  'maxDeletes',
+  'maxBytes',
+  'quarantinePrefix',
+  'metadataAuthoritative',
+  'allowMassDelete',
+] as const
 
 /**
  * The orphaned-blob sweep. Dry-run unless the mode says otherwise. A blob is acted on only if it is
@@ -82,21 +94,60 @@ async function runSweep(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint
   const result = emptyResult(opts, job, settings, cutoff, prefixes.length, checkpoint)
   result.storageClock = clock ? {offsetMs: clock.offsetMs, uncertaintyMs: clock.uncertaintyMs} : null
   job.showStats(() => withoutProblems(result))
+  // This run's problems by kind: the first few of each are logged, the rest counted and summed up at the end.
+  const seenThisRun = new Map<string, number>()
   const onProblem = (problem: Problem) => {
     result.problemCount++
+    result.problemKinds[problem.kind] = (result.problemKinds[problem.kind] ?? 0) + 1
     if (result.problems.length < MAX_PROBLEMS_IN_RESULT) result.problems.push(problem)
-    opts.logger.warn(problem.message, {problem: problem.kind, key: problem.key})
+    const seen = (seenThisRun.get(problem.kind) ?? 0) + 1
+    seenThisRun.set(problem.kind, seen)
+    if (seen <= PROBLEMS_LOGGED_PER_KIND) opts.logger.warn(problem.message, {problem: problem.kind, key: problem.key})
   }
-  const progress = (phase: SweepProgress['phase'], shardsDone: number) =>
+  try {
+    return await planAndAct(opts, job, {started, settings, result, onProblem, acting, clock, maxClockSkewMs, markStart, cutoff, prefixes})
+  } finally {
+    for (const [kind, seen] of seenThisRun) {
+      if (seen > PROBLEMS_LOGGED_PER_KIND) {
+        const more = seen - PROBLEMS_LOGGED_PER_KIND
+        opts.logger.warn(`… and ${more.toLocaleString('en-US')} more problems of kind ${kind}`, {problem: kind, count: more})
+      }
+    }
+  }
+}
+
+/** What runSweep settled before the plan: the job's settings, its instants and its result so far. */
+interface SweepRun {
+  started: number
+  settings: StoredSettings
+  result: SweepBlobsResult
+  onProblem: (problem: Problem) => void
+  acting: boolean
+  clock: StorageClock | undefined
+  maxClockSkewMs: number
+  markStart: Date
+  cutoff: Date
+  prefixes: string[]
+}
+
+async function planAndAct(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint>, run: SweepRun): Promise<JobEnd<SweepBlobsResult>> {
+  const {started, settings, result, onProblem, acting, clock, maxClockSkewMs, markStart, cutoff, prefixes} = run
+  const checkpoint = job.checkpoint
+  let live: ListingProgress = {listed: 0, marks: 0}
+  const progress = (phase: SweepProgress['phase'], shardsDone: number, listing?: ListingProgress) => {
+    if (listing) live = listing
     opts.onProgress?.({
       phase,
       shardsDone,
       shards: prefixes.length,
+      listed: live.listed,
+      marks: live.marks,
       scanned: result.scanned.blobs,
       candidates: result.candidates.count,
       acted: result.acted.deleted + result.acted.quarantined,
       elapsedMs: performance.now() - started,
     })
+  }
   const checkpointAt = (phase: SweepCheckpoint['phase'], planned: string[]): SweepCheckpoint => ({
     phase,
     markStart: markStart.toISOString(),
@@ -137,8 +188,11 @@ async function runSweep(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint
       onProblem,
       onProgress: progress,
     })
+    // A dry-run says whether acting on the same plan would be refused, and why; acting stops here.
+    const refusals = actingRefusals(result, settings, await firstActingSweep(opts.db, opts.driver.region))
+    result.wouldRefuse = refusals.map((refusal) => refusal.reason)
     if (acting) {
-      refuseUnsafePlan(result, settings)
+      refuseUnsafePlan(refusals, settings)
       const state = checkpointAt('act', prefixes)
       await job.save(state, state.result)
     }
@@ -222,32 +276,89 @@ function emptyResult(
     registryCache: opts.registryCache?.mode ?? 'none',
     restartRegistry: false,
     storageClock: null,
+    wouldRefuse: [],
     problems: [],
     problemCount: 0,
+    problemKinds: {},
     reportFile: opts.reportFile ?? null,
     durationMs: 0,
     ...(checkpoint?.result ?? {}),
   } as SweepBlobsResult
 }
 
-/** Before anything is touched: an incomplete mark, or more than the operator's caps, stops the job. */
-function refuseUnsafePlan(result: SweepBlobsResult, settings: StoredSettings): void {
+interface Refusal {
+  reason: string
+  hint: string
+  details?: Record<string, unknown>
+}
+
+/**
+ * Whether an acting sweep of this region has finished before (undefined: no database to ask). Until one
+ * has, nothing says what the region's usual share of orphans is, so the mass-deletion guard is stricter.
+ */
+async function firstActingSweep(db: Db | undefined, region: string): Promise<boolean | undefined> {
+  if (!db) return undefined
+  const found = await db.query<{found: boolean}>(
+    `SELECT EXISTS (SELECT 1 FROM regops_jobs WHERE kind = $1 AND status = 'done' AND params->>'region' = $2) AS found`,
+    [SWEEP_JOB_KIND, region],
+  )
+  return !found.rows[0].found
+}
+
+/**
+ * Why acting on this plan must not go ahead: an incomplete mark; more candidates than the operator's
+ * caps; or, with no cap stated, more than a share of the scanned blobs (a store the mark misread looks
+ * like a store of orphans, and no ordinary sweep removes half a registry).
+ */
+export function actingRefusals(result: SweepBlobsResult, settings: SweepSettings, firstSweep: boolean | undefined): Refusal[] {
+  const refusals: Refusal[] = []
+  const {candidates, scanned} = result
   if (!result.markComplete) {
-    throw new RefusedError(
-      `the mark is incomplete (${result.problemCount} problem(s), e.g. ${result.problems[0]?.kind} at ${result.problems[0]?.key}): ` +
-        `what those manifests reference is unknown, so nothing was ${settings.mode === 'delete' ? 'deleted' : 'quarantined'}`,
-      {hint: 'fix or remove the objects named in problems, then run again; a dry-run lists them', details: {problems: result.problems.slice(0, 10)}},
-    )
+    const example = result.problems[0] ? `, e.g. ${result.problems[0].kind} at ${result.problems[0].key}` : ''
+    refusals.push({
+      reason: `the mark is incomplete (${result.problemCount} problem(s)${example}): what the manifests it could not read or see reference is unknown`,
+      hint: 'fix or remove the objects named in problems, then run again; a dry-run lists them',
+      details: {problems: result.problems.slice(0, 10)},
+    })
   }
   // Untagged manifests are deletions too.
-  const deletions = result.candidates.count + result.candidates.manifests
-  const over =
-    settings.maxDeletes !== undefined && deletions > settings.maxDeletes
-      ? `${deletions} candidates (${result.candidates.manifests} of them manifests) exceed --max-deletes ${settings.maxDeletes}`
-      : settings.maxBytes !== undefined && result.candidates.bytes > settings.maxBytes
-        ? `${result.candidates.bytes} candidate bytes exceed --max-bytes ${settings.maxBytes}`
-        : undefined
-  if (over) throw new RefusedError(`${over}: nothing was acted on`, {hint: 'check the dry-run report; raise the cap only if the finding is expected'})
+  const deletions = candidates.count + candidates.manifests
+  const capHint = 'check the dry-run report; raise the cap only if the finding is expected'
+  if (settings.maxDeletes !== undefined && deletions > settings.maxDeletes) {
+    refusals.push({reason: `${deletions} candidates (${candidates.manifests} of them manifests) exceed --max-deletes ${settings.maxDeletes}`, hint: capHint})
+  }
+  if (settings.maxBytes !== undefined && candidates.bytes > settings.maxBytes) {
+    refusals.push({reason: `${candidates.bytes} candidate bytes exceed --max-bytes ${settings.maxBytes}`, hint: capHint})
+  }
+  const capped = settings.maxDeletes !== undefined || settings.maxBytes !== undefined || settings.allowMassDelete === true
+  const limit = firstSweep === false ? MASS_DELETE_SHARE : FIRST_SWEEP_MASS_DELETE_SHARE
+  if (!capped && scanned.blobs > 0 && candidates.count > scanned.blobs * limit) {
+    const which =
+      firstSweep === false
+        ? 'a sweep'
+        : firstSweep === true
+          ? `the first acting sweep of region ${result.region}`
+          : `the first acting sweep of region ${result.region} (this dry-run has no database to tell whether one finished before; after one: ${percent(MASS_DELETE_SHARE)})`
+    refusals.push({
+      reason: `${candidates.count} of ${scanned.blobs} scanned blobs (${percent(candidates.count / scanned.blobs)}) are candidates, more than the ${percent(limit)} ${which} acts on`,
+      hint: 'check the dry-run report; if the finding is expected, state a cap with --max-deletes or --max-bytes, or pass --allow-mass-delete',
+    })
+  }
+  return refusals
+}
+
+function percent(share: number): string {
+  return `${Math.round(share * 1000) / 10}%`
+}
+
+/** Before anything is touched: an incomplete mark, more than the caps or a mass deletion stops the job. */
+function refuseUnsafePlan(refusals: Refusal[], settings: StoredSettings): void {
+  if (refusals.length === 0) return
+  const [first] = refusals
+  throw new RefusedError(`${refusals.map((refusal) => refusal.reason).join('; ')}: nothing was ${settings.mode === 'delete' ? 'deleted' : 'quarantined'}`, {
+    hint: first.hint,
+    details: first.details,
+  })
 }
 
 /** The job row keeps counters, not the problem list (that is in the result and the logs). */

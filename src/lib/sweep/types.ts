@@ -20,6 +20,8 @@ export interface SweepSettings {
   quarantinePrefix: string
   /** metadata strategy: the registry itself keeps the database current (no storage re-walk needed) */
   metadataAuthoritative?: boolean
+  /** act even on more than the mass-deletion guard's share of the scanned blobs */
+  allowMassDelete?: boolean
 }
 
 /** How a sweep runs; may change between a job's start and its resume. */
@@ -66,6 +68,10 @@ export interface SweepProgress {
   phase: 'mark' | 'plan' | 'act'
   shardsDone: number
   shards: number
+  /** blobs the listing has found so far (it runs during the mark, before any prefix is merged) */
+  listed: number
+  /** digests the mark has found referenced so far (storage strategy) */
+  marks: number
   scanned: number
   candidates: number
   acted: number
@@ -107,8 +113,16 @@ export interface SweepBlobsResult {
   restartRegistry: boolean
   /** the storage's clock against this host's, as measured at the start (null: not measured) */
   storageClock: {offsetMs: number; uncertaintyMs: number} | null
+  /**
+   * Why acting on this plan is (or, for a dry-run, would be) refused: an incomplete mark, the
+   * mass-deletion guard, --max-deletes or --max-bytes. Empty when acting would go ahead.
+   */
+  wouldRefuse: string[]
+  /** the first problems found (the logs name the first few of each kind) */
   problems: Problem[]
   problemCount: number
+  /** every problem counted by kind */
+  problemKinds: Record<string, number>
   reportFile: string | null
   durationMs: number
 }
@@ -120,6 +134,11 @@ export interface BrokenImage {
   /** the manifest that references it; null when only a new _layers link (a push in progress) does */
   manifest: string | null
 }
+
+/** Share of the scanned blobs a sweep may act on without --allow-mass-delete or an explicit cap. */
+export const MASS_DELETE_SHARE = 0.5
+/** The same on a region's first acting sweep, when nothing yet says what its usual orphan rate is. */
+export const FIRST_SWEEP_MASS_DELETE_SHARE = 0.1
 
 /** Clock skew allowed between this host and the storage's clock when comparing lastModified. */
 export const CLOCK_SKEW_MS = 5 * 60_000

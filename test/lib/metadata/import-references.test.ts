@@ -263,7 +263,7 @@ describe('every import problem kind: the metadata strategy marks what the storag
     const metadata = await dryRun(driver, 'metadata', db);
     assert.equal(metadata.result.markComplete, true, JSON.stringify(metadata.result.problems));
     assert.deepEqual(metadata.candidates, [], 'its config and layer are referenced');
-    const quarantined = await sweepBlobs({strategy: 'metadata', minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, driver, db, mode: 'quarantine'});
+    const quarantined = await sweepBlobs({strategy: 'metadata', minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, driver, db, mode: 'quarantine', allowMassDelete: true});
     assert.equal(quarantined.acted.quarantined, 0);
     // and a second import records it as readable
     await importStorage({driver, db, logger});
@@ -296,7 +296,7 @@ describe('the metadata strategy trusts only a fresh import of the swept region',
     const orphan = await writer.writeOrphan(undefined, 'purge-orphan', 500);
     await age(dir);
     const db = await freshDb();
-    const quarantined = await sweepBlobs({strategy: 'storage', minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, driver, db, mode: 'quarantine'});
+    const quarantined = await sweepBlobs({strategy: 'storage', minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, driver, db, mode: 'quarantine', allowMassDelete: true});
     assert.equal(quarantined.acted.quarantined, 1);
     const later = new Date(Date.now() + 8 * DAY);
     const purge = () => purgeQuarantine({db, driver, holdForMs: 7 * DAY, strategy: 'metadata', dryRun: true, logger, now: later});

@@ -59,7 +59,8 @@ async function allFiles(driver: FilesystemDriver, prefix = ''): Promise<Map<stri
 }
 
 const DAY = 86_400_000
-const base = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger}
+// The tests below act on stores with many orphans; the mass-deletion guard has its own tests.
+const base = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, allowMassDelete: true}
 
 describe('sweep blobs on a filesystem store', () => {
   test('dry-run finds exactly the planted orphans, spares a young _layers link and a young blob, changes nothing', async () => {
@@ -275,7 +276,7 @@ describe('sweep blobs through the CLI', () => {
       await Promise.all(Array.from({length: orphanCount}, (_, i) => w.writeOrphan(undefined, `bulk-${i}`, 64)))
       await ageTree(join(root, name), new Date(Date.now() - 3 * DAY))
     }
-    const run = startCli(['sweep', 'blobs', '--config', config, '--delete', '--json'], {})
+    const run = startCli(['sweep', 'blobs', '--config', config, '--delete', '--allow-mass-delete', '--json'], {})
     const db = openDatabase(url, {max: 2})
     cleanups.push(() => db.close())
     // Kill without warning once some deletions are journaled.
@@ -298,7 +299,7 @@ describe('sweep blobs through the CLI', () => {
     const refDb = await freshDb()
     const refConfig = join(root, 'ref.yaml')
     await writeFile(refConfig, `regions:\n  local: {url: "file://${join(root, 'store-ref')}"}\ndatabase:\n  url: ${refDb.url}\n`)
-    const reference = await runCli(['sweep', 'blobs', '--config', refConfig, '--delete', '--json'])
+    const reference = await runCli(['sweep', 'blobs', '--config', refConfig, '--delete', '--allow-mass-delete', '--json'])
     assert.equal(reference.code, 0, reference.stderr)
     const listing = async (name: string) => {
       const keys: string[] = []
@@ -321,6 +322,8 @@ describe('sweep blobs through the CLI', () => {
     const store = join(root, 'store-term')
     const driver = new FilesystemDriver('local', store)
     const w = new LayoutWriter(driver, 64)
+    // One image: a store with no repository at all is one the mark cannot see, and acting is refused.
+    const kept = await w.writeImage({repository: 'app/kept', tag: 'v1', seed: 'term-kept', layers: 1, layerSize: 64})
     const planted = await Promise.all(Array.from({length: 2000}, (_, i) => w.writeOrphan(undefined, `term-${i}`, 32)))
     await ageTree(store, new Date(Date.now() - 3 * DAY))
     const {url: termDb} = await freshDb()
@@ -328,7 +331,7 @@ describe('sweep blobs through the CLI', () => {
     await writeFile(cfg, `regions:\n  local: {url: "file://${store}"}\ndatabase:\n  url: ${termDb}\n`)
     const db = openDatabase(termDb, {max: 2})
     cleanups.push(() => db.close())
-    const run = startCli(['sweep', 'blobs', '--config', cfg, '--delete', '--json'])
+    const run = startCli(['sweep', 'blobs', '--config', cfg, '--delete', '--allow-mass-delete', '--json'])
     await waitForJournal(db, run, 100)
     run.child.kill('SIGTERM')
     const stopped = await run.done
@@ -340,7 +343,8 @@ describe('sweep blobs through the CLI', () => {
     assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr)
     const left: string[] = []
     for await (const o of driver.list('blobs/')) left.push(o.key)
-    assert.deepEqual(left, [])
+    const keptKeys = [kept.manifestDigest, kept.configDigest, ...kept.layerDigests].map((digest) => pathFor({kind: 'blob-data', digest})).sort()
+    assert.deepEqual(left, keptKeys, 'only the kept image is left')
     const journal = await db.query(
       `SELECT digest, count(*) FILTER (WHERE phase = 'intent')::int AS intents, count(*) FILTER (WHERE phase = 'done')::int AS done
        FROM regops_journal WHERE job_id = $1 GROUP BY digest ORDER BY digest`,

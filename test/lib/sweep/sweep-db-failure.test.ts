@@ -64,7 +64,7 @@ async function sweepAgainstFailingDatabase(url: string, name: string, admin: pg.
     return store.deleteMany(keys);
   };
   const logger = new Logger('silent');
-  const settings = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, batchSize: 5};
+  const settings = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, batchSize: 5, allowMassDelete: true};
   const db = openDatabase(url, {max: 4});
   cleanups.push(() => db.close());
   let failure: unknown;

@@ -130,7 +130,7 @@ for (const kind of ['filesystem', 's3'] as const) {
     })
 
     test('--delete removes them; every tag still pulls; garbage-collect finds nothing more', async () => {
-      const res = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--delete', '--report', join(dir, 'delete.jsonl'), '--json'])
+      const res = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--delete', '--allow-mass-delete', '--report', join(dir, 'delete.jsonl'), '--json'])
       assert.equal(res.code, 0, res.stdout + res.stderr)
       assert.equal(res.json.acted.deleted, scenario.orphansByApi.length)
       await assertAllPull(registry.url, scenario.tags)
@@ -162,7 +162,7 @@ describe('sweep while the registry takes pushes (filesystem)', () => {
     const fresh = await uploadOrphanBlob(registry.url, 'library/web', 999, 'fresh-upload')
 
     const planted = [...scenario.orphansByApi, ...bulk.map((b) => b.digest)].sort()
-    const sweep = startCli(['sweep', 'blobs', '--config', config, '--delete', '--report', join(dir, 'live.jsonl'), '--json'])
+    const sweep = startCli(['sweep', 'blobs', '--config', config, '--delete', '--allow-mass-delete', '--report', join(dir, 'live.jsonl'), '--json'])
     // A deterministic interleaving: once the act phase has journaled its first intents, the sweep is frozen
     // (SIGSTOP) while images are pushed, then let go; every push lands between its plan and its deletes.
     const db = openDatabase(dbUrl, {max: 1})
