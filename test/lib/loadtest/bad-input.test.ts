@@ -60,8 +60,9 @@ test('every kind of bad answer is counted as its kind, the good image still pull
   const started = Date.now()
   const report = await runPullLoadtest(loadOptions({registry: {url}, images, model: openModel(60, 3000), timeoutMs: 1000, graceMs: 500, verify: true}))
   const tookMs = Date.now() - started
-  // 3 s of starts, at most 1 s for a request, 0.5 s grace: well before 5 s
-  assert.ok(tookMs < 5000, `took ${tookMs} ms`)
+  // 3 s of starts, at most 1 s for a request, 0.5 s grace: 4.5 s, plus slack for a loaded 2-core host.
+  // A run that waited on the silent server would not end at all.
+  assert.ok(tookMs < 7500, `took ${tookMs} ms`)
   assert.ok(report.pulls.succeeded > 0, 'the good image pulls')
   for (const kind of ['bad_manifest', 'truncated_body', 'too_many_redirects', 'not_found', 'timeout']) {
     assert.ok((report.errors[kind] ?? 0) > 0, `${kind} counted: ${JSON.stringify(report.errors)}`)
