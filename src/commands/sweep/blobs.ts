@@ -37,6 +37,10 @@ A mark that could not read every manifest refuses to act (exit 4).`
     }),
     force: Flags.boolean({summary: 'Accept a --min-age below 1h.'}),
     'delete-untagged': Flags.boolean({summary: 'Also remove untagged manifests (never a child of a tagged index), then the blobs only they used.'}),
+    'delete-referrers': Flags.boolean({
+      summary: 'With --delete-untagged: also remove referrers (signatures, SBOMs, attestations) of kept manifests.',
+      dependsOn: ['delete-untagged'],
+    }),
     'max-deletes': Flags.integer({summary: 'Refuse to act if there are more candidates than this.', min: 0}),
     'max-bytes': sizeFlag({summary: 'Refuse to act if the candidates add up to more than this (e.g. 500GiB).'}),
     shard: shardFlag(),
@@ -87,6 +91,7 @@ A mark that could not read every manifest refuses to act (exit 4).`
       strategy: metadata.flags.strategy?.setFromDefault ? undefined : flags.strategy,
       minAgeMs: flags['min-age'] ? minAgeMs : undefined,
       deleteUntagged: flags['delete-untagged'] || undefined,
+      deleteReferrers: flags['delete-referrers'] || undefined,
       maxDeletes: flags['max-deletes'],
       maxBytes: flags['max-bytes'],
       metadataAuthoritative: flags['metadata-authoritative'] || undefined,

@@ -3,6 +3,7 @@ import type {Db} from '../metadata/db.js'
 import type {Logger} from '../output/logger.js'
 import type {StorageDriver} from '../storage/driver.js'
 import type {Problem} from '../storage/repositories.js'
+import {shardOfRepository} from '../metadata/import.js'
 import {markFromStorage, type UntaggedManifest} from './mark-storage.js'
 import {referencedDigestsFromDb} from './references.js'
 import {requireCompleteImport, rereadUnreadableRevisions} from './mark-metadata.js'
@@ -13,7 +14,7 @@ import {dropUnplannedCandidates, insertCandidates} from './candidates.js'
 import {CandidateReport} from './report.js'
 import {CLOCK_SKEW_MS, type SweepBlobsResult, type SweepCandidate, type SweepSettings} from './types.js'
 
-export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUntagged' | 'metadataAuthoritative'> {
+export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUntagged' | 'deleteReferrers' | 'metadataAuthoritative'> {
   driver: StorageDriver
   region?: RegionConfig
   /** the database of the metadata strategy */
@@ -21,6 +22,8 @@ export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUnt
   /** an acting job: candidates go to its table, and a checkpoint (taken at once, written later) after each prefix */
   job?: {db: Db; id: string; checkpointAfter: (planned: string[]) => () => Promise<void>}
   prefixes: string[]
+  /** this worker of a sharded sweep: it plans the untagged manifests of the repositories it owns */
+  shard?: {index: number; count: number}
   /** prefixes a resumed job planned already */
   planned: string[]
   cutoff: Date
@@ -87,6 +90,8 @@ async function mark(ctx: PlanContext, marks: MarkSpill): Promise<Marked> {
     const marked = await markFromStorage(ctx.driver, {
       cutoff: ctx.cutoff,
       deleteUntagged: ctx.deleteUntagged,
+      deleteReferrers: ctx.deleteReferrers,
+      ownsRepository: ctx.shard && ((repository) => shardOfRepository(repository, ctx.shard!.count) === ctx.shard!.index),
       concurrency: ctx.concurrency,
       signal: ctx.signal,
       mark: (digest) => marks.add(digest),

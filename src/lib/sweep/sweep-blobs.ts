@@ -27,7 +27,7 @@ interface SweepCheckpoint {
 
 /** The settings stored with an acting job: what decides which blobs it acts on. */
 type StoredSettings = SweepSettings & {mode: SweepMode}
-const SETTING_KEYS = ['strategy', 'mode', 'minAgeMs', 'deleteUntagged', 'maxDeletes', 'maxBytes', 'quarantinePrefix', 'metadataAuthoritative'] as const
+const SETTING_KEYS = ['strategy', 'mode', 'minAgeMs', 'deleteUntagged', 'deleteReferrers', 'maxDeletes', 'maxBytes', 'quarantinePrefix', 'metadataAuthoritative'] as const
 
 /**
  * The orphaned-blob sweep. Dry-run unless the mode says otherwise. A blob is acted on only if it is
@@ -126,6 +126,7 @@ async function runSweep(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint
             }
           : undefined,
       prefixes,
+      shard: job.shard,
       planned: checkpoint?.planned ?? [],
       cutoff,
       markStart,
@@ -150,6 +151,7 @@ async function runSweep(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint
       driver: opts.driver,
       strategy: settings.strategy,
       metadataAuthoritative: settings.metadataAuthoritative,
+      deleteReferrers: settings.deleteReferrers,
       mode: settings.mode as ActingMode,
       quarantinePrefix: settings.quarantinePrefix,
       cutoff,
