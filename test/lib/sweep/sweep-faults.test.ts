@@ -1,0 +1,209 @@
+// Faults and failure paths of the sweep (issue 17): S3 answers that fail (through a seeded fault proxy in
+// front of the run's radosgw), resumes from each phase, refusals, the metrics file, restore and purge
+// through the CLI, and the pre-act re-check with exact counts. Store changes between plan and act are made
+// at a fixed point: the job stops at its first re-check (a hook that throws) and --resume goes on.
+import {after, before, describe, test} from 'node:test'
+import assert from 'node:assert/strict'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {sharedPostgres} from '../../helpers/postgres.js'
+import {sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
+import {startFaultProxy, type FaultProxy} from '../../helpers/fault-proxy.js'
+import {runCli} from '../../helpers/cli.js'
+import {openDatabase, type Db} from '../../../src/lib/metadata/db.js'
+import {migrateUp} from '../../../src/lib/metadata/migrations.js'
+import {S3Driver} from '../../../src/lib/storage/s3.js'
+import {FilesystemDriver} from '../../../src/lib/storage/filesystem.js'
+import type {StorageDriver} from '../../../src/lib/storage/driver.js'
+import {LayoutWriter, seededBytes, sha256, type WrittenImage} from '../../../src/lib/sample/layout-writer.js'
+import {pathFor} from '../../../src/lib/storage/layout.js'
+import {ageTree} from '../../../src/lib/quickstart/sample.js'
+import {sweepBlobs} from '../../../src/lib/sweep/sweep-blobs.js'
+import {Logger} from '../../../src/lib/output/logger.js'
+import {exitCode as sweepExitCode} from '../../../src/formatters/sweep-blobs.js'
+
+const logger = new Logger('silent')
+const DAY = 86_400_000
+const PREFIX = 'docker/registry/v2'
+const cleanups: Array<() => Promise<void>> = []
+after(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {})
+})
+
+async function tempDir(label: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `regops-faults-${label}-`))
+  cleanups.push(() => rm(dir, {recursive: true, force: true}))
+  return dir
+}
+
+async function freshDb(): Promise<{db: Db; url: string}> {
+  const url = await (await sharedPostgres()).createDatabase()
+  const db = openDatabase(url, {max: 4})
+  cleanups.push(() => db.close())
+  await migrateUp(db)
+  return {db, url}
+}
+
+const blob = (digest: string) => pathFor({kind: 'blob-data', digest})
+
+/** Orphans whose digests start with the given two-hex prefixes (one each), plus `plain` more anywhere. */
+async function writeOrphans(w: LayoutWriter, label: string, prefixes: string[], plain: number): Promise<string[]> {
+  const digests: string[] = []
+  for (const prefix of prefixes) {
+    for (let i = 0; ; i++) {
+      const seed = `${label}-${prefix}-${i}`
+      if (!sha256(seededBytes(`${seed}:orphan`, 300)).startsWith(`sha256:${prefix}`)) continue
+      digests.push(await w.writeOrphan('team/app', seed, 300))
+      break
+    }
+  }
+  for (let i = 0; i < plain; i++) digests.push(await w.writeOrphan('team/app', `${label}-plain-${i}`, 300 + i))
+  return digests.sort()
+}
+
+async function present(driver: StorageDriver, digests: string[]): Promise<string[]> {
+  const found: string[] = []
+  for (const d of digests) if (await driver.stat(blob(d))) found.push(d)
+  return found
+}
+
+/** Per digest of a job: [intents, done, failed] outcomes. */
+async function journalCounts(db: Db, jobId: string): Promise<Map<string, [number, number, number]>> {
+  const rows = await db.query(
+    `SELECT digest, count(*) FILTER (WHERE phase = 'intent')::int AS i, count(*) FILTER (WHERE phase = 'done')::int AS d,
+            count(*) FILTER (WHERE phase = 'failed')::int AS f
+     FROM regops_journal WHERE job_id = $1 AND action IN ('delete', 'quarantine', 'delete-manifest') GROUP BY digest ORDER BY digest`,
+    [jobId],
+  )
+  return new Map(rows.rows.map((r) => [r.digest as string, [r.i, r.d, r.f] as [number, number, number]]))
+}
+
+describe('the sweep on S3 (radosgw) through a fault proxy', () => {
+  let rgw: SharedRadosgw
+  let proxy: FaultProxy
+  let dir: string
+
+  before(async () => {
+    rgw = await sharedRadosgw()
+    proxy = await startFaultProxy({target: rgw.endpoint, seed: 17})
+    cleanups.push(() => proxy.close())
+    dir = await tempDir('s3')
+  })
+
+  /** A bucket with one tagged image and orphans; `writer` writes straight to radosgw, `driver` reads through the proxy. */
+  async function s3Store(label: string) {
+    const bucket = await rgw.newBucket(label)
+    const regionOf = (endpoint: string) => ({
+      kind: 's3' as const, name: 'eu', url: `s3://${bucket}/${PREFIX}`, bucket, prefix: PREFIX, region: 'us-east-1', endpoint,
+      forcePathStyle: true, checksums: 'when_required' as const, concurrency: 16, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
+    })
+    const direct = new S3Driver(regionOf(rgw.endpoint))
+    const driver = new S3Driver(regionOf(proxy.endpoint))
+    cleanups.push(async () => {
+      await direct.close()
+      await driver.close()
+    })
+    const w = new LayoutWriter(direct)
+    const image = await w.writeImage({repository: 'team/app', tag: 'v1', seed: `${label}-image`, layers: 2, layerSize: 400})
+    const {url} = await freshDb()
+    const config = join(dir, `${label}.yaml`)
+    const region = (endpoint: string) =>
+      `{url: "s3://${bucket}/${PREFIX}", endpoint: "${endpoint}", region: us-east-1, checksums: when_required, accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}"}`
+    await writeFile(config, `regions:\n  eu: ${region(proxy.endpoint)}\ndatabase:\n  url: ${url}\nsweep: {quarantine: "eu:_regops/quarantine"}\n`)
+    const db = openDatabase(url, {max: 2})
+    cleanups.push(() => db.close())
+    return {bucket, direct, driver, w, image, config, db, dir}
+  }
+
+  // S3 objects cannot be back-dated: these sweeps run with --min-age 0 (everything written before is old).
+  const sweep = (config: string, ...args: string[]) =>
+    runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--report', join(dir, `r-${Date.now()}.jsonl`), '--json', ...args])
+  const settle = () => new Promise((r) => setTimeout(r, 1100))
+
+  test('a blob listing that answers 500 past its retries: exit 3, the job failed, nothing acted on', async () => {
+    const s = await s3Store('list-500')
+    const orphans = await writeOrphans(s.w, 'list-500', ['80', '81'], 4)
+    await settle()
+    proxy.setRules([
+      {name: 'list-500', match: (r) => r.method === 'GET' && r.query.get('start-after') === `${PREFIX}/blobs/sha256/80`, action: {kind: 'status', status: 500}},
+    ])
+    const run = await sweep(s.config, '--delete')
+    proxy.setRules([])
+    assert.equal(run.code, 3, run.stdout + run.stderr)
+    assert.ok(proxy.fired('list-500') > 1, `retried (${proxy.fired('list-500')} answers of 500)`)
+    assert.match(run.json.error.message, /HTTP 500/)
+    assert.deepEqual(await present(s.direct, orphans), orphans, 'every orphan still there')
+    const jobs = await s.db.query(`SELECT status FROM regops_jobs`)
+    assert.deepEqual(jobs.rows.map((r) => r.status), ['failed'])
+    assert.equal((await s.db.query(`SELECT count(*)::int AS n FROM regops_journal`)).rows[0].n, 0, 'nothing journaled')
+  })
+
+  test('a 503 on a manifest read: transient is retried (same result); lasting makes the mark incomplete and acting refused (exit 4)', async () => {
+    const s = await s3Store('manifest-503')
+    const orphans = await writeOrphans(s.w, 'manifest-503', [], 3)
+    await settle()
+    const manifestPath = `/${s.bucket}/${PREFIX}/${blob(s.image.manifestDigest)}`
+    const rule = (times?: number) => [{name: 'manifest-503', match: (r: {method: string; path: string}) => r.method === 'GET' && r.path === manifestPath, action: {kind: 'status' as const, status: 503}, times}]
+    const clean = await sweep(s.config)
+    assert.equal(clean.code, 1, clean.stderr)
+    proxy.setRules(rule(2))
+    const transient = await sweep(s.config)
+    assert.equal(proxy.fired('manifest-503'), 2)
+    assert.equal(transient.code, 1, transient.stderr)
+    for (const field of ['markComplete', 'candidates', 'referenced', 'scanned'] as const) assert.deepEqual(transient.json[field], clean.json[field], field)
+    assert.equal(clean.json.candidates.count, orphans.length)
+
+    proxy.setRules(rule())
+    const refused = await sweep(s.config, '--delete')
+    proxy.setRules([])
+    assert.equal(refused.code, 4, refused.stdout + refused.stderr)
+    assert.match(refused.json.error.message, /mark is incomplete/)
+    assert.ok(refused.json.error.details.problems.some((p: {key: string}) => p.key === blob(s.image.manifestDigest)), 'the unreadable manifest is named')
+    assert.deepEqual(await present(s.direct, orphans), orphans, 'nothing deleted')
+    assert.equal((await s.db.query(`SELECT count(*)::int AS n FROM regops_journal`)).rows[0].n, 0)
+  })
+
+  test('DeleteObjects names two keys as failed: exit 3, the job failed, those two still there; --resume finishes them, each journaled once done', async () => {
+    const s = await s3Store('partial-delete')
+    const orphans = await writeOrphans(s.w, 'partial-delete', [], 6)
+    await settle()
+    const failing = [orphans[1], orphans[4]]
+    const body =
+      '<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+      failing.map((d) => `<Error><Key>${PREFIX}/${blob(d)}</Key><Code>InternalError</Code><Message>injected</Message></Error>`).join('') +
+      '</DeleteResult>'
+    // The canned reply stands in for the request: the other keys are deleted just before it (at the
+    // hook after the intents), as the server would have deleted them in the same request.
+    const run = await sweepBlobs({
+      strategy: 'storage', minAgeMs: 0, quarantinePrefix: '_regops/quarantine', logger, driver: s.driver, db: s.db, mode: 'delete',
+      hooks: {
+        afterIntents: async ({kind}) => {
+          if (kind !== 'blob') return
+          for (const d of orphans.filter((o) => !failing.includes(o))) await s.direct.deleteMany([blob(d)])
+          proxy.setRules([{name: 'partial', match: (r) => r.method === 'POST' && r.query.has('delete'), action: {kind: 'reply', status: 200, body}, times: 1}])
+        },
+      },
+    })
+    proxy.setRules([])
+    assert.equal(proxy.fired('partial'), 1)
+    assert.equal(sweepExitCode(run), 3)
+    assert.deepEqual(run.acted, {deleted: 4, quarantined: 0, manifestsDeleted: 0, bytes: run.acted.bytes, failed: 2})
+    const job = (await s.db.query(`SELECT id, status FROM regops_jobs`)).rows[0]
+    assert.equal(job.status, 'failed')
+    const first = await journalCounts(s.db, job.id)
+    assert.deepEqual([...first].filter(([, [, , f]]) => f > 0).map(([d]) => d), [...failing].sort())
+    assert.deepEqual(await present(s.direct, orphans), [...failing].sort(), 'exactly the two named keys are still there')
+
+    const resumed = await sweep(s.config, '--resume', String(job.id))
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr)
+    assert.deepEqual(await present(s.direct, orphans), [], 'every orphan deleted')
+    const counts = await journalCounts(s.db, job.id)
+    assert.deepEqual([...counts.keys()], orphans)
+    for (const [digest, [intents, done, failed]] of counts) {
+      assert.equal(done, 1, `${digest} done exactly once`)
+      assert.deepEqual([intents, failed], failing.includes(digest) ? [2, 1] : [1, 0], `${digest}: intents and failures`)
+    }
+    assert.equal((await s.db.query(`SELECT status FROM regops_jobs WHERE id = $1`, [job.id])).rows[0].status, 'done')
+  })
+})
