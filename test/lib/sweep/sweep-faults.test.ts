@@ -206,4 +206,80 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     }
     assert.equal((await s.db.query(`SELECT status FROM regops_jobs WHERE id = $1`, [job.id])).rows[0].status, 'done')
   })
+
+  test('quarantine on S3, metrics file equal to --json, restore through the CLI byte for byte; purge through the CLI', async () => {
+    const s = await s3Store('quarantine')
+    const orphans = await writeOrphans(s.w, 'quarantine', [], 4)
+    await settle()
+    const bytes = new Map<string, Buffer>()
+    for (const d of orphans) bytes.set(d, await s.direct.readSmall(blob(d), 1 << 20))
+    const metrics = join(dir, 'quarantine.prom')
+    const q = await sweep(s.config, '--quarantine', '--metrics-file', metrics)
+    assert.equal(q.code, 0, q.stdout + q.stderr)
+    assert.equal(q.json.acted.quarantined, orphans.length)
+    assert.deepEqual(await present(s.direct, orphans), [])
+    for (const d of orphans) assert.ok(await s.direct.stat(`_regops/quarantine/job-${q.json.jobId}/${blob(d)}`), `${d} in the job's quarantine`)
+    const values = new Map<string, number>()
+    for (const line of (await readFile(metrics, 'utf8')).split('\n')) {
+      const m = /^regops_sweep_(\w+)\{region="eu",strategy="storage",mode="quarantine"\} (\S+)$/.exec(line)
+      if (m) values.set(m[1], Number(m[2]))
+    }
+    assert.deepEqual(
+      Object.fromEntries([...values].filter(([k]) => k !== 'last_run_timestamp_seconds' && k !== 'duration_seconds')),
+      {
+        objects_scanned: q.json.scanned.blobs, bytes_scanned: q.json.scanned.bytes, candidates: q.json.candidates.count,
+        candidate_bytes: q.json.candidates.bytes, deleted: 0, quarantined: orphans.length, acted_bytes: q.json.acted.bytes, errors: 0,
+      },
+    )
+    assert.equal(values.get('duration_seconds'), q.json.durationMs / 1000)
+
+    const dry = await runCli(['sweep', 'restore', '--config', s.config, '--job', q.json.jobId, '--dry-run', '--json'])
+    assert.equal(dry.code, 0, dry.stderr)
+    assert.deepEqual(dry.json.items.map((i: {digest: string}) => i.digest), orphans)
+    assert.deepEqual(await present(s.direct, orphans), [], 'a dry-run restores nothing')
+    const restored = await runCli(['sweep', 'restore', '--config', s.config, '--job', q.json.jobId, '--json'])
+    assert.equal(restored.code, 0, restored.stdout + restored.stderr)
+    assert.equal(restored.json.restored, orphans.length)
+    for (const d of orphans) assert.ok((await s.direct.readSmall(blob(d), 1 << 20)).equals(bytes.get(d)!), `${d} restored byte for byte`)
+    const left: string[] = []
+    for await (const o of s.direct.list('_regops/')) left.push(o.key)
+    assert.deepEqual(left, [], 'the quarantine is empty')
+
+    // Quarantined again; one is referenced by a new image while it sits there; purge rescues it, deletes the rest.
+    await settle()
+    const q2 = await sweep(s.config, '--quarantine')
+    assert.equal(q2.json.acted.quarantined, orphans.length)
+    const revived = orphans[0]
+    await s.w.writeImage({repository: 'team/app', tag: 'revived', seed: 'quarantine-revived', layers: 0, layerSize: 1, sharedLayers: [bytes.get(revived)!]})
+    const purge = await runCli(['sweep', 'purge', '--config', s.config, '--hold-for', '0s', '--force', '--delete', '--json'])
+    assert.equal(purge.code, 0, purge.stdout + purge.stderr)
+    assert.deepEqual([purge.json.rescued, purge.json.purged], [1, orphans.length - 1])
+    assert.deepEqual(await present(s.direct, orphans), [revived])
+    assert.ok((await s.direct.readSmall(blob(revived), 1 << 20)).equals(bytes.get(revived)!))
+  })
+
+  test('a failed manifest deletion (--delete-untagged) keeps what that manifest references; the job exits 3', async () => {
+    const s = await s3Store('manifest-fails')
+    const untagged: WrittenImage = await s.w.writeImage({repository: 'team/app', seed: 'manifest-fails-untagged', layers: 2, layerSize: 500})
+    await settle()
+    const revision = pathFor({kind: 'manifest-revision-link', repository: 'team/app', digest: untagged.manifestDigest})
+    const body =
+      '<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+      `<Error><Key>${PREFIX}/${revision}</Key><Code>AccessDenied</Code><Message>injected</Message></Error></DeleteResult>`
+    // The first DeleteObjects removes the clock probe's scratch object; manifests are acted on before
+    // blobs, so the second is the manifest's.
+    let deletes = 0
+    const manifestDelete = (r: {method: string; query: URLSearchParams}) => r.method === 'POST' && r.query.has('delete') && ++deletes === 2
+    proxy.setRules([{name: 'manifest-delete', match: manifestDelete, action: {kind: 'reply', status: 200, body}, times: 1}])
+    const run = await sweep(s.config, '--delete', '--delete-untagged')
+    proxy.setRules([])
+    assert.equal(proxy.fired('manifest-delete'), 1)
+    assert.equal(run.code, 3, run.stdout + run.stderr)
+    assert.equal(run.json.acted.manifestsDeleted, 0)
+    assert.equal(run.json.acted.failed, 1)
+    assert.ok(await s.direct.stat(revision), 'the manifest is still there')
+    assert.deepEqual((await present(s.direct, untagged.blobs)).sort(), [...untagged.blobs].sort(), 'and so is everything it references')
+    const kept = await s.db.query(`SELECT digest FROM regops_sweep_candidates WHERE kind = 'blob' AND state = 'skipped' AND note = 'referenced by a kept manifest' ORDER BY digest`)
+    assert.deepEqual(kept.rows.map((r) => r.digest), [...untagged.blobs].sort())
+  })
 })
