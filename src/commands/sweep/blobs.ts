@@ -96,13 +96,15 @@ A mark that could not read every manifest refuses to act (exit 4).`
       maxBytes: flags['max-bytes'],
       metadataAuthoritative: flags['metadata-authoritative'] || undefined,
     }
-    const settings = {...stated, strategy: flags.strategy, minAgeMs, quarantinePrefix: resolveQuarantine(config.sweep.quarantine, driver.region)}
+    // A resumed job keeps its own quarantine prefix: the configured one is resolved only for a new job, so a
+    // resume on the wrong region is refused for the region, not for the quarantine setting.
+    const settings = () => ({...stated, strategy: flags.strategy, minAgeMs, quarantinePrefix: resolveQuarantine(config.sweep.quarantine, driver.region)})
     const result = await sweepBlobs(
       flags.resume
         ? {...common, ...stated, mode: mode === 'dry-run' ? undefined : mode, db: db!, resume: flags.resume}
         : mode === 'dry-run'
-          ? {...common, ...settings, mode, db}
-          : {...common, ...settings, mode, db: db!},
+          ? {...common, ...settings(), mode, db}
+          : {...common, ...settings(), mode, db: db!},
     )
     if (flags['metrics-file']) await writeMetrics(flags['metrics-file'], 'sweep', {region: result.region, strategy: result.strategy, mode: result.mode}, {
       objects_scanned: result.scanned.blobs,

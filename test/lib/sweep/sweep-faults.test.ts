@@ -283,3 +283,100 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     assert.deepEqual(kept.rows.map((r) => r.digest), [...untagged.blobs].sort())
   })
 })
+
+describe('the sweep on a filesystem store: re-check, resume and refusals', () => {
+  const base = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger}
+
+  async function fsStore(label: string) {
+    const root = await tempDir(label)
+    const driver = new FilesystemDriver('local', root)
+    const w = new LayoutWriter(driver)
+    const image = await w.writeImage({repository: 'team/app', tag: 'v1', seed: `${label}-image`, layers: 1, layerSize: 300})
+    return {root, driver, w, image}
+  }
+
+  test('the pre-act re-check: one orphan referenced again, one changed, one gone, between plan and act: exact counts, the rest deleted', async () => {
+    const {root, driver, w} = await fsStore('recheck')
+    const {db} = await freshDb()
+    const orphans = await writeOrphans(w, 'recheck', [], 6)
+    await ageTree(root, new Date(Date.now() - 3 * DAY))
+    const stop = new Error('stopped at the first re-check')
+    await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete', hooks: {afterRecheck: () => Promise.reject(stop)}}), /stopped at the first re-check/)
+    const job = (await db.query(`SELECT id FROM regops_jobs`)).rows[0].id as string
+    assert.deepEqual(await present(driver, orphans), orphans, 'the first run stopped before acting')
+    const [referenced, changed, gone] = orphans
+    // referenced again: a new image uses it; changed: rewritten with other bytes (a new upload); gone: deleted by someone else.
+    await w.writeImage({repository: 'team/app', tag: 'new', seed: 'recheck-new', layers: 0, layerSize: 1, sharedLayers: [await driver.readSmall(blob(referenced), 1 << 20)]})
+    await driver.write(blob(changed), Buffer.from('a different upload at the same key'))
+    await driver.deleteMany([blob(gone)])
+    const resumed = await sweepBlobs({driver, db, logger, resume: job})
+    assert.deepEqual(resumed.skipped, {referencedAgain: 1, changed: 1, gone: 1})
+    assert.deepEqual(resumed.acted, {deleted: 3, quarantined: 0, manifestsDeleted: 0, bytes: resumed.acted.bytes, failed: 0})
+    assert.deepEqual(await present(driver, orphans), [referenced, changed].sort())
+    const notes = await db.query(`SELECT digest, note FROM regops_sweep_candidates WHERE job_id = $1 AND state = 'skipped' ORDER BY digest`, [job])
+    assert.deepEqual(notes.rows.map((r) => [r.digest, r.note]), [[referenced, 'referenced again'], [changed, 'changed'], [gone, 'gone']].sort())
+    assert.deepEqual([...(await journalCounts(db, job)).keys()], orphans.slice(3))
+  })
+
+  test('resume from a plan-phase checkpoint: the planned prefixes are not planned again, and the end state is that of one run', async () => {
+    const {root, driver, w} = await fsStore('plan-resume')
+    const {db} = await freshDb()
+    const orphans = await writeOrphans(w, 'plan-resume', ['00', '3f', '80', 'c1', 'ff'], 20)
+    await ageTree(root, new Date(Date.now() - 3 * DAY))
+    const stop = new AbortController()
+    // Stopped once 100 prefixes are merged (a deterministic point: the plan's own progress).
+    const stopped = sweepBlobs({...base, driver, db, mode: 'delete', signal: stop.signal, onProgress: (p) => void (p.phase === 'plan' && p.shardsDone === 100 && stop.abort(new Error('SIGTERM')))})
+    await assert.rejects(stopped)
+    const row = (await db.query(`SELECT id, status, checkpoint FROM regops_jobs`)).rows[0]
+    assert.equal(row.checkpoint.phase, 'plan')
+    const planned: string[] = row.checkpoint.planned
+    assert.ok(planned.length >= 99 && planned.length <= 100, `${planned.length} prefixes planned`)
+    assert.deepEqual(planned, Array.from({length: planned.length}, (_, i) => i.toString(16).padStart(2, '0')), 'in listing order')
+    assert.deepEqual(await present(driver, orphans), orphans, 'nothing acted on in the plan phase')
+    const firstProgress: number[] = []
+    const resumed = await sweepBlobs({driver, db, logger, resume: row.id, onProgress: (p) => void (p.phase === 'plan' && firstProgress.push(p.shardsDone))})
+    assert.equal(firstProgress[0], planned.length, 'the resume starts after the checkpoint')
+    assert.equal(resumed.acted.deleted, orphans.length)
+    assert.deepEqual(await present(driver, orphans), [])
+    const counts = await journalCounts(db, row.id)
+    assert.deepEqual([...counts.keys()], orphans)
+    for (const [digest, c] of counts) assert.deepEqual(c, [1, 1, 0], `${digest} journaled once`)
+    const candidates = await db.query(`SELECT digest, count(*)::int AS n FROM regops_sweep_candidates WHERE job_id = $1 GROUP BY digest HAVING count(*) > 1`, [row.id])
+    assert.deepEqual(candidates.rows, [])
+  })
+
+  test('resume on the wrong region is refused (exit 2) and leaves the job untouched; quarantine locations are refused naming sweep.quarantine', async () => {
+    const {root, w} = await fsStore('region')
+    const other = await tempDir('region-other')
+    await writeOrphans(w, 'region', [], 2)
+    await ageTree(root, new Date(Date.now() - 3 * DAY))
+    const {db, url} = await freshDb()
+    const config = join(root, '..', `region-${process.pid}.yaml`)
+    cleanups.push(() => rm(config, {force: true}))
+    const write = (quarantine: string) =>
+      writeFile(config, `regions:\n  eu: {url: "file://${root}"}\n  us: {url: "file://${other}"}\nprimary: eu\ndatabase:\n  url: ${url}\nsweep: {quarantine: "${quarantine}"}\n`)
+    await write('eu:_regops/quarantine')
+    const report = join(other, 'r.jsonl')
+    const stopped = await runCli(['sweep', 'blobs', '--config', config, '--delete', '--max-deletes', '1', '--report', report, '--json'])
+    assert.equal(stopped.code, 4, stopped.stdout + stopped.stderr)
+    const before = (await db.query(`SELECT * FROM regops_jobs`)).rows
+    assert.equal(before.length, 1)
+    const wrong = await runCli(['sweep', 'blobs', '--config', config, '--region', 'us', '--resume', String(before[0].id), '--report', report, '--json'])
+    assert.equal(wrong.code, 2, wrong.stdout + wrong.stderr)
+    assert.match(wrong.json.error.message, /ran on region 'eu', not 'us'/)
+    assert.deepEqual((await db.query(`SELECT * FROM regops_jobs`)).rows, before, 'the job row is untouched')
+
+    for (const [quarantine, why] of [
+      ['eu:docker/blobs/../blobs/q', /\.\./],
+      ['eu:blobs/quarantine', /inside the registry layout/],
+      ['us:_regops/quarantine', /names region 'us' but the sweep runs in 'eu'/],
+    ] as const) {
+      await write(quarantine)
+      const run = await runCli(['sweep', 'blobs', '--config', config, '--quarantine', '--report', report, '--json'])
+      assert.equal(run.code, 2, `${quarantine}: ${run.stdout}${run.stderr}`)
+      assert.match(run.json.error.message, /sweep\.quarantine/, `${quarantine}: the field is named`)
+      assert.match(run.json.error.message, why, quarantine)
+    }
+    assert.equal((await db.query(`SELECT count(*)::int AS n FROM regops_jobs`)).rows[0].n, 1, 'no job started')
+  })
+})
