@@ -153,6 +153,8 @@ async function mergePrefixes(
   let done = ctx.prefixes.length - todo.length
   ctx.onProgress('plan', done)
   for (const prefix of todo) {
+    // A stopped job waits for its checkpoint writes: none lands after the job was marked interrupted.
+    if (ctx.signal.aborted) await checkpointing.catch(() => undefined)
     ctx.signal.throwIfAborted()
     // A prefix whose listing did not finish: unknown, so no checkpoint (and acting is refused).
     if (!listed.has(prefix)) continue
