@@ -38,6 +38,10 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     }),
     force: Flags.boolean({summary: 'Accept a --min-age below 1h.'}),
     'delete-untagged': Flags.boolean({summary: 'Also remove untagged manifests (never a child of a tagged index), then the blobs only they used.'}),
+    'delete-referrers': Flags.boolean({
+      summary: 'With --delete-untagged: also remove referrers (signatures, SBOMs, attestations) of kept manifests.',
+      dependsOn: ['delete-untagged'],
+    }),
     'max-deletes': Flags.integer({summary: 'Refuse to act if there are more candidates than this.', min: 0}),
     'max-bytes': sizeFlag({summary: 'Refuse to act if the candidates add up to more than this (e.g. 500GiB).'}),
     'allow-mass-delete': Flags.boolean({
@@ -88,18 +92,21 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       strategy: metadata.flags.strategy?.setFromDefault ? undefined : flags.strategy,
       minAgeMs: flags['min-age'] ? minAgeMs : undefined,
       deleteUntagged: flags['delete-untagged'] || undefined,
+      deleteReferrers: flags['delete-referrers'] || undefined,
       maxDeletes: flags['max-deletes'],
       maxBytes: flags['max-bytes'],
       metadataAuthoritative: flags['metadata-authoritative'] || undefined,
       allowMassDelete: flags['allow-mass-delete'] || undefined,
     }
-    const settings = {...stated, strategy: flags.strategy, minAgeMs, quarantinePrefix: resolveQuarantine(config.sweep.quarantine, driver.region)}
+    // A resumed job keeps its own quarantine prefix: the configured one is resolved only for a new job, so a
+    // resume on the wrong region is refused for the region, not for the quarantine setting.
+    const settings = () => ({...stated, strategy: flags.strategy, minAgeMs, quarantinePrefix: resolveQuarantine(config.sweep.quarantine, driver.region)})
     const result = await sweepBlobs(
       flags.resume
         ? {...common, ...stated, mode: mode === 'dry-run' ? undefined : mode, db: db!, resume: flags.resume}
         : mode === 'dry-run'
-          ? {...common, ...settings, mode, db}
-          : {...common, ...settings, mode, db: db!},
+          ? {...common, ...settings(), mode, db}
+          : {...common, ...settings(), mode, db: db!},
     )
     if (flags['metrics-file']) await writeMetrics(flags['metrics-file'], 'sweep', {region: result.region, strategy: result.strategy, mode: result.mode}, {
       objects_scanned: result.scanned.blobs,

@@ -14,6 +14,8 @@ export interface ActContext {
   driver: StorageDriver
   strategy: SweepStrategy
   metadataAuthoritative?: boolean
+  /** --delete-untagged also removes referrers (manifests whose subject is kept) */
+  deleteReferrers?: boolean
   mode: ActingMode
   quarantinePrefix: string
   /** cutoff and mark start are in storage time, like every lastModified they are compared with */

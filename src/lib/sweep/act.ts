@@ -3,7 +3,7 @@ import type {StorageDriver} from '../storage/driver.js'
 import {quarantineKey} from '../storage/layout.js'
 import {problemOf} from '../storage/repositories.js'
 import {journalIntents, journaledOutcomes, unfinishedIntents, type IntentRow, type JournalAction} from './journal.js'
-import {pendingCandidates, skipCandidate, skippedCounts, type CandidateRow} from './candidates.js'
+import {pendingCandidates, retryFailedCandidates, skipCandidate, skippedCounts, type CandidateRow} from './candidates.js'
 import {deleteManifestLinks, moveBack, quarantineBlob} from './vacuum.js'
 import type {ActingMode, SweepBlobsResult} from './types.js'
 import {recordOutcome, storageNow, type ActContext, type ActedBatch, type ActState} from './act-state.js'
@@ -21,6 +21,7 @@ import {keepReferencesOf, postCheck, recheckRows} from './recheck.js'
 export async function actOnCandidates(ctx: ActContext): Promise<void> {
   const state: ActState = {windowsMs: [], unchecked: []}
   await recoverUnfinished(ctx, state)
+  await retryFailedCandidates(ctx.db, ctx.jobId)
   for (const kind of ['manifest', 'blob'] as const) {
     for (;;) {
       ctx.signal.throwIfAborted()

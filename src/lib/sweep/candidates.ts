@@ -51,6 +51,14 @@ export async function dropUnplannedCandidates(db: Db, jobId: string, plannedPref
   )
 }
 
+/**
+ * A resumed job tries its failed candidates again: they go back to pending, so each passes the re-check
+ * and gets a new intent (a failure is partial, exit 3, and the operator was told to resume).
+ */
+export async function retryFailedCandidates(db: Db, jobId: string): Promise<void> {
+  await db.query(`UPDATE regops_sweep_candidates SET state = 'pending' WHERE job_id = $1 AND state = 'failed'`, [jobId])
+}
+
 /** The next pending candidates of a kind, in digest order. */
 export async function pendingCandidates(db: Db, jobId: string, kind: 'blob' | 'manifest', limit: number): Promise<CandidateRow[]> {
   const result = await db.query<CandidateRow>(

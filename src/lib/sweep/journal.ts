@@ -148,8 +148,13 @@ function toJournalRow(row: Record<string, any>): JournalRow {
  */
 export async function journaledOutcomes(db: Db, jobId: string): Promise<{deleted: number; quarantined: number; manifestsDeleted: number; bytes: number; failed: number}> {
   const result = await db.query<{action: JournalAction; phase: 'done' | 'failed'; n: number; bytes: string | null}>(
-    `SELECT action, phase, count(*)::int AS n, sum(size) AS bytes FROM regops_journal
-     WHERE job_id = $1 AND phase IN ('done', 'failed') GROUP BY action, phase`,
+    // A failure that a later run of the job got past (the same action on the same key done or skipped) is not a failure of the job.
+    `SELECT action, phase, count(*)::int AS n, sum(size) AS bytes FROM regops_journal o
+     WHERE job_id = $1 AND phase IN ('done', 'failed')
+       AND NOT (phase = 'failed' AND EXISTS (
+         SELECT 1 FROM regops_journal later WHERE later.job_id = o.job_id AND later.action = o.action AND later.key = o.key
+           AND later.phase IN ('done', 'skipped') AND later.id > o.id))
+     GROUP BY action, phase`,
     [jobId],
   )
   const counts = {deleted: 0, quarantined: 0, manifestsDeleted: 0, bytes: 0, failed: 0}

@@ -1,7 +1,7 @@
 import pLimit from 'p-limit'
 import {RegionUnavailableError, type StorageDriver} from '../storage/driver.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
-import {listRepositoryGroups, problemOf, readRevision, readTagLinks, type Problem, type RepositoryKeys} from '../storage/repositories.js'
+import {listRepositoryGroups, problemOf, readRevision, readTagLinks, type ManifestRead, type Problem, type RepositoryKeys} from '../storage/repositories.js'
 
 export type MarkReason = 'manifest' | 'reference' | 'young-link'
 
@@ -19,6 +19,14 @@ export interface StorageMarkOptions {
   since?: Date
   /** untagged manifests (not reachable from a tag through index children) are left unmarked and reported */
   deleteUntagged?: boolean
+  /** with deleteUntagged: referrers (signatures, SBOMs: manifests whose subject is kept) are untagged too */
+  deleteReferrers?: boolean
+  /**
+   * with deleteUntagged under --shard: the repositories whose untagged manifests this worker deletes (as
+   * import shards them). Another worker's are marked as if kept, so this one never removes a blob that
+   * a manifest the owner may yet fail to delete still references; such blobs go in a later run.
+   */
+  ownsRepository?: (repository: string) => boolean
   concurrency: number
   signal?: AbortSignal
   /** `source`: the repository (and the manifest) whose link or manifest marked it */
@@ -120,23 +128,14 @@ async function markRepository(
     result.manifests += reads.length
 
     let keep = (_digest: string) => true
-    if (opts.deleteUntagged && !opts.since) {
+    if (opts.deleteUntagged && !opts.since && (opts.ownsRepository?.(repository) ?? true)) {
       const tags = await readTagLinks(driver, repository, group.tagLinks, problem)
+      // An unreadable tag may point at any manifest: keep them all.
+      const kept = tags.some((t) => t.digest === undefined) ? undefined : keptManifests(tags, reads, opts)
       const byDigest = new Map(reads.map((r) => [r.digest, r]))
-      const reachable = new Set<string>()
-      const stack = tags.map((t) => t.digest).filter((d): d is string => d !== undefined)
-      while (stack.length > 0) {
-        const digest = stack.pop()!
-        if (reachable.has(digest)) continue
-        reachable.add(digest)
-        // Children of a tagged index are reachable (distribution's -m forgot this: issue #3178).
-        for (const child of byDigest.get(digest)?.manifest?.manifests ?? []) stack.push(child.digest)
-      }
       keep = (digest) => {
-        if (reachable.has(digest)) return true
+        if (!kept || kept.has(digest)) return true
         const read = byDigest.get(digest)!
-        // Young manifests may be the children of an index still being pushed; unreadable ones are unknown.
-        if (read.revisionModified >= opts.cutoff || read.problems.length > 0 || tags.some((t) => t.digest === undefined)) return true
         result.untagged.push({repository, digest, revisionKey: read.revisionKey, lastModified: read.revisionModified.toISOString()})
         return false
       }
@@ -151,4 +150,44 @@ async function markRepository(
   } catch (error) {
     if (!failed(error)) problem(problemOf(error, 'storage-error', `repositories/${repository}/`, {repository}))
   }
+}
+
+/**
+ * The manifests of one repository that --delete-untagged keeps: what its tags reach through index
+ * children, to any depth, and what young or unreadable revisions reach (a young one may be an index
+ * still being pushed; an unreadable one is unknown). Unless `deleteReferrers`, a manifest whose subject
+ * is kept is kept too, with what it reaches (a signature of an SBOM of a tagged image). The mark and the
+ * re-check before acting both decide with this.
+ */
+export function keptManifests(
+  tags: Array<{digest?: string}>,
+  reads: Array<Pick<ManifestRead, 'digest' | 'revisionModified' | 'problems' | 'manifest'>>,
+  opts: {cutoff: Date; deleteReferrers?: boolean},
+): Set<string> {
+  const byDigest = new Map(reads.map((r) => [r.digest, r]))
+  const kept = new Set<string>()
+  const reach = (roots: string[]) => {
+    const stack = [...roots]
+    while (stack.length > 0) {
+      const digest = stack.pop()!
+      if (kept.has(digest)) continue
+      kept.add(digest)
+      // Children of a kept index are kept (distribution's -m forgot this: issue #3178).
+      for (const child of byDigest.get(digest)?.manifest?.manifests ?? []) stack.push(child.digest)
+    }
+  }
+  reach(tags.map((t) => t.digest).filter((d): d is string => d !== undefined))
+  reach(reads.filter((r) => r.revisionModified >= opts.cutoff || r.problems.length > 0).map((r) => r.digest))
+  if (!opts.deleteReferrers) {
+    for (let grew = true; grew; ) {
+      grew = false
+      for (const read of reads) {
+        const subject = read.manifest?.subject?.digest
+        if (subject === undefined || kept.has(read.digest) || !kept.has(subject)) continue
+        reach([read.digest])
+        grew = true
+      }
+    }
+  }
+  return kept
 }

@@ -3,6 +3,7 @@ import type {Db} from '../metadata/db.js'
 import type {Logger} from '../output/logger.js'
 import type {StorageDriver} from '../storage/driver.js'
 import type {Problem} from '../storage/repositories.js'
+import {shardOfRepository} from '../metadata/import.js'
 import {markFromStorage, type UntaggedManifest} from './mark-storage.js'
 import {referencedDigestsFromDb} from './references.js'
 import {requireCompleteImport, rereadUnreadableRevisions} from './mark-metadata.js'
@@ -14,7 +15,7 @@ import {CandidateReport} from './report.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
 import {CLOCK_SKEW_MS, type SweepBlobsResult, type SweepCandidate, type SweepSettings} from './types.js'
 
-export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUntagged' | 'metadataAuthoritative'> {
+export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUntagged' | 'deleteReferrers' | 'metadataAuthoritative'> {
   driver: StorageDriver
   region?: RegionConfig
   /** the database of the metadata strategy */
@@ -22,6 +23,8 @@ export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUnt
   /** an acting job: candidates go to its table, and a checkpoint (taken at once, written later) after each prefix */
   job?: {db: Db; id: string; checkpointAfter: (planned: string[]) => () => Promise<void>}
   prefixes: string[]
+  /** this worker of a sharded sweep: it plans the untagged manifests of the repositories it owns */
+  shard?: {index: number; count: number}
   /** prefixes a resumed job planned already */
   planned: string[]
   cutoff: Date
@@ -102,6 +105,8 @@ async function mark(ctx: PlanContext, marks: MarkSpill): Promise<Marked> {
     const marked = await markFromStorage(ctx.driver, {
       cutoff: ctx.cutoff,
       deleteUntagged: ctx.deleteUntagged,
+      deleteReferrers: ctx.deleteReferrers,
+      ownsRepository: ctx.shard && ((repository) => shardOfRepository(repository, ctx.shard!.count) === ctx.shard!.index),
       concurrency: ctx.concurrency,
       signal: ctx.signal,
       mark: (digest) => marks.add(digest),
@@ -164,6 +169,8 @@ async function mergePrefixes(
   let done = ctx.prefixes.length - todo.length
   ctx.onProgress('plan', done, live)
   for (const prefix of todo) {
+    // A stopped job waits for its checkpoint writes: none lands after the job was marked interrupted.
+    if (ctx.signal.aborted) await checkpointing.catch(() => undefined)
     ctx.signal.throwIfAborted()
     // A prefix whose listing did not finish: unknown, so no checkpoint (and acting is refused).
     if (!listed.has(prefix)) continue

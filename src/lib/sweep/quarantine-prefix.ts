@@ -17,9 +17,11 @@ export function resolveQuarantine(setting: string, region: string): string {
 
 function normalise(prefix: string): string {
   const p = prefix.replace(/^\/+|\/+$/g, '')
-  if (!p || p.split('/').some((part) => part === '..' || part === '.')) throw new UsageError(`invalid quarantine prefix '${prefix}'`)
+  if (!p || p.split('/').some((part) => part === '..' || part === '.')) {
+    throw new UsageError(`sweep.quarantine: invalid prefix '${prefix}' (empty, or a '.' or '..' segment)`)
+  }
   if (p === 'blobs' || p.startsWith('blobs/') || p === 'repositories' || p.startsWith('repositories/')) {
-    throw new UsageError(`quarantine prefix '${prefix}' lies inside the registry layout; use e.g. _regops/quarantine`)
+    throw new UsageError(`sweep.quarantine: prefix '${prefix}' lies inside the registry layout; use e.g. _regops/quarantine`)
   }
   return p
 }

@@ -1,7 +1,7 @@
 import {RefusedError, errorMessage} from '../errors.js'
-import {pathFor} from '../storage/layout.js'
-import {listTags, problemOf, readRevision, type Problem} from '../storage/repositories.js'
-import {markFromStorage, type MarkSource} from './mark-storage.js'
+import pLimit from 'p-limit'
+import {listRevisionLinks, listTags, problemOf, readRevision, type LinkEntry, type Problem} from '../storage/repositories.js'
+import {keptManifests, markFromStorage, type MarkSource} from './mark-storage.js'
 import {referencedAmong} from './references.js'
 import {journalIntents} from './journal.js'
 import {skipBlobsReferencedByKept, type CandidateRow} from './candidates.js'
@@ -20,8 +20,9 @@ export async function recheckRows(ctx: ActContext, state: ActState, kind: 'blob'
   if (kind === 'manifest') {
     // Manifest re-checks read tags and are rare: one at a time.
     const skips: Array<string | undefined> = []
+    const kept = new Map<string, Promise<Set<string> | undefined>>()
     for (const row of rows) {
-      const skip = await recheckManifest(ctx, row)
+      const skip = await recheckManifest(ctx, row, kept)
       skips.push(recovered && skip === 'gone' ? undefined : skip)
     }
     return skips
@@ -144,22 +145,32 @@ async function recheckBlob(ctx: ActContext, row: CandidateRow, keep: Set<string>
   return undefined
 }
 
-async function recheckManifest(ctx: ActContext, row: CandidateRow): Promise<string | undefined> {
+/**
+ * An untagged manifest is deleted only if its repository, read again now, still does not keep it: the
+ * same decision as the mark (tags through index children to any depth, young revisions, referrers),
+ * on what the repository holds now. `kept` caches one repository's answer for the rows of a batch.
+ */
+async function recheckManifest(ctx: ActContext, row: CandidateRow, kept: Map<string, Promise<Set<string> | undefined>>): Promise<string | undefined> {
   const repository = row.repository!
   const info = await ctx.driver.stat(row.key)
   if (!info) return 'gone'
   if (info.lastModified >= ctx.cutoff) return 'changed'
+  if (!kept.has(repository)) kept.set(repository, keptNow(ctx, repository))
+  const keeping = await kept.get(repository)!
+  return !keeping || keeping.has(row.digest) ? 'referenced again' : undefined
+}
+
+/** The manifests a repository keeps now; undefined when a tag or a manifest cannot be read (keep everything). */
+async function keptNow(ctx: ActContext, repository: string): Promise<Set<string> | undefined> {
   const problems: Problem[] = []
-  const tags = await listTags(ctx.driver, repository, (p) => problems.push(p))
-  if (problems.length > 0 || tags.some((t) => t.digest === row.digest)) return 'referenced again'
-  // Tagged indexes of the repository that (now) list it as a child keep it.
-  for (const tag of tags) {
-    if (!tag.digest) continue
-    const link = {digest: tag.digest, key: pathFor({kind: 'manifest-revision-link', repository, digest: tag.digest}), lastModified: new Date()}
-    const read = await readRevision(ctx.driver, repository, link, {verifyLink: false})
-    if (read.manifest?.manifests.some((c) => c.digest === row.digest)) return 'referenced again'
-  }
-  return undefined
+  const onProblem = (p: Problem) => problems.push(p)
+  const tags = await listTags(ctx.driver, repository, onProblem)
+  const links: LinkEntry[] = []
+  for await (const link of listRevisionLinks(ctx.driver, repository, onProblem)) links.push(link)
+  const limit = pLimit(ctx.concurrency)
+  const reads = await Promise.all(links.map((link) => limit(() => readRevision(ctx.driver, repository, link, {verifyLink: false}))))
+  if (problems.length > 0 || tags.some((t) => t.digest === undefined) || reads.some((r) => r.problems.length > 0)) return undefined
+  return keptManifests(tags, reads, {cutoff: ctx.cutoff, deleteReferrers: ctx.deleteReferrers})
 }
 
 /** A manifest kept at the last moment keeps what it references too. */

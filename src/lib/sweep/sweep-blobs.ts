@@ -34,6 +34,7 @@ const SETTING_KEYS = [
   'mode',
   'minAgeMs',
   'deleteUntagged',
+  'deleteReferrers',
   'maxDeletes',
   'maxBytes',
   'quarantinePrefix',
@@ -177,6 +178,7 @@ async function planAndAct(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoi
             }
           : undefined,
       prefixes,
+      shard: job.shard,
       planned: checkpoint?.planned ?? [],
       cutoff,
       markStart,
@@ -204,6 +206,7 @@ async function planAndAct(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoi
       driver: opts.driver,
       strategy: settings.strategy,
       metadataAuthoritative: settings.metadataAuthoritative,
+      deleteReferrers: settings.deleteReferrers,
       mode: settings.mode as ActingMode,
       quarantinePrefix: settings.quarantinePrefix,
       cutoff,

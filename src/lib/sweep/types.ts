@@ -15,6 +15,8 @@ export interface SweepSettings {
   /** grace period: blobs and links younger than this are never touched (the flag layer refuses unsafe values) */
   minAgeMs: number
   deleteUntagged?: boolean
+  /** with deleteUntagged: also remove referrers (signatures, SBOMs) of kept manifests */
+  deleteReferrers?: boolean
   maxDeletes?: number
   maxBytes?: number
   quarantinePrefix: string
