@@ -15,12 +15,28 @@ import {measure, table} from './common.js'
 
 const ROOT = 'docker/registry/v2'
 const DRIFT = 10
-const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0)
+const sizes = process.argv
+  .slice(2)
+  .map(Number)
+  .filter((n) => n > 0)
 if (sizes.length === 0) sizes.push(10_000)
 const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url))
 
 function driverFor(rgw: RadosgwServer, bucket: string): S3Driver {
-  return new S3Driver({kind: 's3', name: bucket, url: `s3://${bucket}/${ROOT}`, bucket, prefix: ROOT, region: 'us-east-1', endpoint: rgw.endpoint, forcePathStyle: true, checksums: 'when_required', concurrency: 64, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey})
+  return new S3Driver({
+    kind: 's3',
+    name: bucket,
+    url: `s3://${bucket}/${ROOT}`,
+    bucket,
+    prefix: ROOT,
+    region: 'us-east-1',
+    endpoint: rgw.endpoint,
+    forcePathStyle: true,
+    checksums: 'when_required',
+    concurrency: 64,
+    accessKeyId: rgw.accessKeyId,
+    secretAccessKey: rgw.secretAccessKey,
+  })
 }
 
 const keyOf = (body: Buffer) => {
@@ -29,7 +45,11 @@ const keyOf = (body: Buffer) => {
 }
 
 /** Writes `count` blobs into both buckets, then drifts b: DRIFT deleted, DRIFT resized, DRIFT altered at the same size. */
-async function populate(a: S3Driver, b: S3Driver, count: number): Promise<{missing: string[]; resized: string[]; altered: string[]}> {
+async function populate(
+  a: S3Driver,
+  b: S3Driver,
+  count: number,
+): Promise<{missing: string[]; resized: string[]; altered: string[]}> {
   const limit = pLimit(64)
   const keys: string[] = []
   const bodies = new Map<string, Buffer>()
@@ -60,7 +80,10 @@ async function populate(a: S3Driver, b: S3Driver, count: number): Promise<{missi
 
 function rcloneEnv(rgwA: RadosgwServer, rgwB: RadosgwServer): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_')))
-  for (const [name, rgw] of [['A', rgwA], ['B', rgwB]] as const) {
+  for (const [name, rgw] of [
+    ['A', rgwA],
+    ['B', rgwB],
+  ] as const) {
     Object.assign(env, {
       [`RCLONE_CONFIG_${name}_TYPE`]: 's3',
       [`RCLONE_CONFIG_${name}_PROVIDER`]: 'Ceph',
@@ -83,40 +106,116 @@ async function rcloneDifferences(file: string): Promise<string[]> {
 }
 
 async function regopsDifferences(file: string): Promise<string[]> {
-  return [...new Set((await readFile(file, 'utf8')).split('\n').filter(Boolean).map((line) => (JSON.parse(line) as {key: string}).key))].sort()
+  return [
+    ...new Set(
+      (await readFile(file, 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as {key: string}).key),
+    ),
+  ].sort()
 }
 
 const rows: Array<Array<string | number>> = []
 for (const count of sizes) {
-  const [rgwA, rgwB] = await Promise.all([startRadosgw({buckets: ['bench-a'], memstoreBytes: 4 * 1024 ** 3}), startRadosgw({buckets: ['bench-b'], memstoreBytes: 4 * 1024 ** 3})])
+  const [rgwA, rgwB] = await Promise.all([
+    startRadosgw({buckets: ['bench-a'], memstoreBytes: 4 * 1024 ** 3}),
+    startRadosgw({buckets: ['bench-b'], memstoreBytes: 4 * 1024 ** 3}),
+  ])
   const dir = await mkdtemp(join(tmpdir(), 'regops-bench-audit-'))
   try {
     const [a, b] = [driverFor(rgwA, 'bench-a'), driverFor(rgwB, 'bench-b')]
     const t0 = performance.now()
     const drift = await populate(a, b, count)
-    process.stderr.write(`${count} blobs written to both buckets in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`)
+    process.stderr.write(
+      `${count} blobs written to both buckets in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+    )
     await Promise.all([a.close(), b.close()])
     const config = join(dir, 'regops.yaml')
-    const region = (rgw: RadosgwServer, bucket: string) => `{url: "s3://${bucket}/${ROOT}", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
+    const region = (rgw: RadosgwServer, bucket: string) =>
+      `{url: "s3://${bucket}/${ROOT}", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
     await writeFile(config, `regions:\n  a: ${region(rgwA, 'bench-a')}\n  b: ${region(rgwB, 'bench-b')}\nprimary: a\n`)
     const sizeExpected = [...drift.missing, ...drift.resized].sort()
     const allExpected = [...sizeExpected, ...drift.altered].sort()
     const env = rcloneEnv(rgwA, rgwB)
-    const run = async (label: string, cmd: string, args: string[], differences: () => Promise<string[]>, expected: string[]) => {
+    const run = async (
+      label: string,
+      cmd: string,
+      args: string[],
+      differences: () => Promise<string[]>,
+      expected: string[],
+    ) => {
       const m = await measure(cmd, args, cmd === 'rclone' ? env : process.env)
       const found = await differences()
       const same = JSON.stringify(found) === JSON.stringify(expected)
-      if (!same) process.stderr.write(`${label}: found ${found.length} differences, expected ${expected.length} (exit ${m.code})\n${m.stderr.slice(-2000)}\n`)
+      if (!same)
+        process.stderr.write(
+          `${label}: found ${found.length} differences, expected ${expected.length} (exit ${m.code})\n${m.stderr.slice(-2000)}\n`,
+        )
       rows.push([count, label, m.seconds.toFixed(2), m.peakMiB, found.length, same ? 'yes' : 'NO'])
       return m
     }
-    const audit = (level: string) => [bin, 'audit', 'regions', '--config', config, '--level', level, '--in-flight', '0s', '--findings', join(dir, `regops-${level}.jsonl`), '--json', '--concurrency', '32']
-    const rclone = (name: string, extra: string[]) => ['check', `A:bench-a/${ROOT}/blobs`, `B:bench-b/${ROOT}/blobs`, '--combined', join(dir, `${name}.txt`), '--checkers', '32', ...extra]
-    const size = await run('regops --level size', process.execPath, audit('size'), () => regopsDifferences(join(dir, 'regops-size.jsonl')), sizeExpected)
-    const sizeOnly = await run('rclone --size-only', 'rclone', rclone('size-only', ['--size-only']), () => rcloneDifferences(join(dir, 'size-only.txt')), sizeExpected)
-    const fastList = await run('rclone --size-only --fast-list', 'rclone', rclone('fast-list', ['--size-only', '--fast-list']), () => rcloneDifferences(join(dir, 'fast-list.txt')), sizeExpected)
-    const checksum = await run('regops --level checksum', process.execPath, audit('checksum'), () => regopsDifferences(join(dir, 'regops-checksum.jsonl')), allExpected)
-    const download = await run('rclone --download', 'rclone', rclone('download', ['--download']), () => rcloneDifferences(join(dir, 'download.txt')), allExpected)
+    const audit = (level: string) => [
+      bin,
+      'audit',
+      'regions',
+      '--config',
+      config,
+      '--level',
+      level,
+      '--in-flight',
+      '0s',
+      '--findings',
+      join(dir, `regops-${level}.jsonl`),
+      '--json',
+      '--concurrency',
+      '32',
+    ]
+    const rclone = (name: string, extra: string[]) => [
+      'check',
+      `A:bench-a/${ROOT}/blobs`,
+      `B:bench-b/${ROOT}/blobs`,
+      '--combined',
+      join(dir, `${name}.txt`),
+      '--checkers',
+      '32',
+      ...extra,
+    ]
+    const size = await run(
+      'regops --level size',
+      process.execPath,
+      audit('size'),
+      () => regopsDifferences(join(dir, 'regops-size.jsonl')),
+      sizeExpected,
+    )
+    const sizeOnly = await run(
+      'rclone --size-only',
+      'rclone',
+      rclone('size-only', ['--size-only']),
+      () => rcloneDifferences(join(dir, 'size-only.txt')),
+      sizeExpected,
+    )
+    const fastList = await run(
+      'rclone --size-only --fast-list',
+      'rclone',
+      rclone('fast-list', ['--size-only', '--fast-list']),
+      () => rcloneDifferences(join(dir, 'fast-list.txt')),
+      sizeExpected,
+    )
+    const checksum = await run(
+      'regops --level checksum',
+      process.execPath,
+      audit('checksum'),
+      () => regopsDifferences(join(dir, 'regops-checksum.jsonl')),
+      allExpected,
+    )
+    const download = await run(
+      'rclone --download',
+      'rclone',
+      rclone('download', ['--download']),
+      () => rcloneDifferences(join(dir, 'download.txt')),
+      allExpected,
+    )
     process.stderr.write(
       `${count}: size: regops/fast-list time ${(size.seconds / fastList.seconds).toFixed(2)}x, RSS ${(size.peakMiB / fastList.peakMiB).toFixed(2)}x; regops/size-only time ${(size.seconds / sizeOnly.seconds).toFixed(2)}x; checksum: regops/download time ${(checksum.seconds / download.seconds).toFixed(2)}x\n`,
     )

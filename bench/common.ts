@@ -17,7 +17,10 @@ export interface Measured {
 export function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
   if (!existsSync('/usr/bin/time')) throw new Error('benchmarks need GNU time: apt-get install -y time')
   return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', '__TIME__ %e %M', cmd, ...args], {env, stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn('/usr/bin/time', ['-f', '__TIME__ %e %M', cmd, ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
@@ -26,7 +29,13 @@ export function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = pr
     child.on('close', (code) => {
       const match = /__TIME__ ([\d.]+) (\d+)/.exec(stderr)
       if (!match) return reject(new Error(`no timing from ${cmd}: ${stderr.slice(-500)}`))
-      resolve({seconds: Number(match[1]), peakMiB: Math.round(Number(match[2]) / 1024), code, stdout, stderr: stderr.replace(/__TIME__.*\n?/, '')})
+      resolve({
+        seconds: Number(match[1]),
+        peakMiB: Math.round(Number(match[2]) / 1024),
+        code,
+        stdout,
+        stderr: stderr.replace(/__TIME__.*\n?/, ''),
+      })
     })
   })
 }

@@ -69,7 +69,10 @@ async function writeStore(root: string, manifests: number): Promise<{repositorie
         }),
       )
     }
-    await writer.writeIndex(repository, 'multi', images.slice(0, 2), [{os: 'linux', architecture: 'amd64'}, {os: 'linux', architecture: 'arm64'}])
+    await writer.writeIndex(repository, 'multi', images.slice(0, 2), [
+      {os: 'linux', architecture: 'amd64'},
+      {os: 'linux', architecture: 'arm64'},
+    ])
   }
   const workers = Array.from({length: 8}, async () => {
     for (;;) {
@@ -84,14 +87,25 @@ async function writeStore(root: string, manifests: number): Promise<{repositorie
 
 interface Run {
   code: number | null
-  result: {manifests: number; blobs: number; repositories: number; tags: number; layers: number; durationMs: number; problemCount: number; written: {blobs: number}}
+  result: {
+    manifests: number
+    blobs: number
+    repositories: number
+    tags: number
+    layers: number
+    durationMs: number
+    problemCount: number
+    written: {blobs: number}
+  }
   wallMs: number
   peakRssKiB: number
 }
 
 function runImport(args: string[]): Promise<Run> {
   const useTime = existsSync('/usr/bin/time')
-  const [cmd, argv] = useTime ? ['/usr/bin/time', ['-v', process.execPath, BIN, ...args]] : [process.execPath, [BIN, ...args]]
+  const [cmd, argv] = useTime
+    ? ['/usr/bin/time', ['-v', process.execPath, BIN, ...args]]
+    : [process.execPath, [BIN, ...args]]
   const started = Date.now()
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv, {stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, REGOPS_LOG_LEVEL: 'warn'}})
@@ -124,7 +138,10 @@ function runImport(args: string[]): Promise<Run> {
 
 async function main(): Promise<void> {
   if (!existsSync(path.join(ROOT, 'dist/commands/import.js'))) throw new Error('build first: npx tsc -p tsconfig.json')
-  const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0)
+  const sizes = process.argv
+    .slice(2)
+    .map(Number)
+    .filter((n) => n > 0)
   if (sizes.length === 0) sizes.push(1000, 10_000)
   const pgServer = await startPg()
   const rows: string[] = []

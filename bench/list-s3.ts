@@ -2,7 +2,12 @@
 import {ListObjectsV2Command, S3Client} from '@aws-sdk/client-s3'
 
 const [endpoint, bucket, prefix, accessKeyId, secretAccessKey] = process.argv.slice(2)
-const client = new S3Client({region: 'us-east-1', endpoint, forcePathStyle: true, credentials: {accessKeyId, secretAccessKey}})
+const client = new S3Client({
+  region: 'us-east-1',
+  endpoint,
+  forcePathStyle: true,
+  credentials: {accessKeyId, secretAccessKey},
+})
 let token: string | undefined
 let keys = 0
 do {

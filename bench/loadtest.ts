@@ -26,14 +26,43 @@ try {
 
   const wrk = await runCommand('wrk', ['-t2', '-c16', `-d${seconds}s`, '-H', `Accept: ${MANIFEST_ACCEPT}`, manifestUrl])
   const wrkRate = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk.stdout)?.[1])
-  const ac = await autocannon({url: manifestUrl, connections: 16, duration: seconds, headers: {accept: MANIFEST_ACCEPT}})
+  const ac = await autocannon({
+    url: manifestUrl,
+    connections: 16,
+    duration: seconds,
+    headers: {accept: MANIFEST_ACCEPT},
+  })
   const acRate = ac.requests.average
 
   // regops at rising rates on one core; "sustained" = 98% of the starts on time, nothing dropped, no error
   const regops = (rate: number, duration: number, onPid?: (pid: number) => void) =>
     new Promise<{report: any; samples: number[]}>((resolve, reject) => {
-      const child = spawn('taskset', ['-c', '0', process.execPath, BIN, 'loadtest', 'pull', '--registry', registry.url, '--image', 'bench/app:v1',
-        '--manifests-only', '--ping', 'once', '--rate', String(rate), '--duration', `${duration}s`, '--max-in-flight', '16', '--json'], {stdio: ['ignore', 'pipe', 'pipe']})
+      const child = spawn(
+        'taskset',
+        [
+          '-c',
+          '0',
+          process.execPath,
+          BIN,
+          'loadtest',
+          'pull',
+          '--registry',
+          registry.url,
+          '--image',
+          'bench/app:v1',
+          '--manifests-only',
+          '--ping',
+          'once',
+          '--rate',
+          String(rate),
+          '--duration',
+          `${duration}s`,
+          '--max-in-flight',
+          '16',
+          '--json',
+        ],
+        {stdio: ['ignore', 'pipe', 'pipe']},
+      )
       let out = ''
       child.stdout.on('data', (d) => (out += d))
       const samples: number[] = []
@@ -41,7 +70,9 @@ try {
         try {
           const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
           samples.push(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024)
-        } catch { /* exited */ }
+        } catch {
+          /* exited */
+        }
       }, 1000)
       if (child.pid) onPid?.(child.pid)
       child.on('error', reject)
@@ -59,7 +90,9 @@ try {
   for (const rate of [50, 100, 250, 500, 1000, 1500, 2000, 2500, 3000, 4000]) {
     const {report} = await regops(rate, seconds)
     const ok = report.startedInSpan >= 0.98 * rate * seconds && report.pulls.dropped === 0 && report.pulls.failed === 0
-    process.stderr.write(`regops --rate ${rate}: ${report.startedInSpan} on time, ${report.pulls.dropped} dropped, ${report.pulls.failed} failed, manifest p99 ${report.stages.manifest.p99Ms} ms ${ok ? 'sustained' : 'NOT sustained'}\n`)
+    process.stderr.write(
+      `regops --rate ${rate}: ${report.startedInSpan} on time, ${report.pulls.dropped} dropped, ${report.pulls.failed} failed, manifest p99 ${report.stages.manifest.p99Ms} ms ${ok ? 'sustained' : 'NOT sustained'}\n`,
+    )
     if (!ok) break
     best = rate
     bestReport = report
@@ -68,16 +101,22 @@ try {
   const s = long.samples
   const firstTen = Math.max(...s.slice(0, 10))
   const peak = Math.max(...s)
-  console.log(table(
-    ['tool', 'manifest GETs/s', 'vs autocannon', 'vs wrk'],
-    [
-      ['wrk -c16 (2 threads)', Math.round(wrkRate), (wrkRate / acRate).toFixed(2), '1.00'],
-      ['autocannon -c16', Math.round(acRate), '1.00', (acRate / wrkRate).toFixed(2)],
-      ['regops (1 core, open model)', best, (best / acRate).toFixed(2), (best / wrkRate).toFixed(2)],
-    ],
-  ))
-  console.log(`regops at ${best}/s: manifest p50 ${bestReport?.stages.manifest.p50Ms} ms, p99 ${bestReport?.stages.manifest.p99Ms} ms`)
-  console.log(`regops ${longSeconds} s at ${Math.max(best, 250)}/s: ${long.report.pulls.started} pulls, RSS peak ${peak.toFixed(0)} MiB, peak in the first 10 s ${firstTen.toFixed(0)} MiB, at the end ${s[s.length - 1]?.toFixed(0)} MiB`)
+  console.log(
+    table(
+      ['tool', 'manifest GETs/s', 'vs autocannon', 'vs wrk'],
+      [
+        ['wrk -c16 (2 threads)', Math.round(wrkRate), (wrkRate / acRate).toFixed(2), '1.00'],
+        ['autocannon -c16', Math.round(acRate), '1.00', (acRate / wrkRate).toFixed(2)],
+        ['regops (1 core, open model)', best, (best / acRate).toFixed(2), (best / wrkRate).toFixed(2)],
+      ],
+    ),
+  )
+  console.log(
+    `regops at ${best}/s: manifest p50 ${bestReport?.stages.manifest.p50Ms} ms, p99 ${bestReport?.stages.manifest.p99Ms} ms`,
+  )
+  console.log(
+    `regops ${longSeconds} s at ${Math.max(best, 250)}/s: ${long.report.pulls.started} pulls, RSS peak ${peak.toFixed(0)} MiB, peak in the first 10 s ${firstTen.toFixed(0)} MiB, at the end ${s[s.length - 1]?.toFixed(0)} MiB`,
+  )
   console.log(`load average during the run: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
 } finally {
   await registry.stop()

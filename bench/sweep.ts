@@ -22,7 +22,10 @@ const backends = arg('backends', 'fs,s3').split(',')
 const BIN = fileURLToPath(new URL('../bin/run.js', import.meta.url))
 
 /** A store of about `blobs` blobs: images of 5 blobs (manifest, config, 3 layers, one shared per repository) in repositories of 20 images, plus 10% orphans. */
-async function writeStore(driver: StorageDriver, blobs: number): Promise<{orphans: number; images: number; repositories: number}> {
+async function writeStore(
+  driver: StorageDriver,
+  blobs: number,
+): Promise<{orphans: number; images: number; repositories: number}> {
   const w = new LayoutWriter(driver, 64)
   const images = Math.floor((blobs * 0.9) / 4.75)
   const repositories = Math.max(1, Math.ceil(images / 20))
@@ -34,7 +37,16 @@ async function writeStore(driver: StorageDriver, blobs: number): Promise<{orphan
   }
   for (let i = 0; i < images; i++) {
     const r = i % repositories
-    jobs.push(w.writeImage({repository: `bench/repo${r}`, tag: `t${i}`, seed: `img-${i}`, layers: 2, layerSize: 96, sharedLayers: [shared[r]]}))
+    jobs.push(
+      w.writeImage({
+        repository: `bench/repo${r}`,
+        tag: `t${i}`,
+        seed: `img-${i}`,
+        layers: 2,
+        layerSize: 96,
+        sharedLayers: [shared[r]],
+      }),
+    )
     if (jobs.length >= 256) await flush()
   }
   for (let i = 0; i < orphans; i++) {
@@ -79,28 +91,90 @@ try {
       } else {
         const bucket = `bench${size}`
         await rgw!.createBucket(bucket)
-        driver = new S3Driver({kind: 's3', name: 'bench', url: `s3://${bucket}/docker/registry/v2`, bucket, prefix: 'docker/registry/v2', region: 'us-east-1', endpoint: rgw!.endpoint, forcePathStyle: true, checksums: 'when_required', concurrency: 64, accessKeyId: rgw!.accessKeyId, secretAccessKey: rgw!.secretAccessKey})
+        driver = new S3Driver({
+          kind: 's3',
+          name: 'bench',
+          url: `s3://${bucket}/docker/registry/v2`,
+          bucket,
+          prefix: 'docker/registry/v2',
+          region: 'us-east-1',
+          endpoint: rgw!.endpoint,
+          forcePathStyle: true,
+          checksums: 'when_required',
+          concurrency: 64,
+          accessKeyId: rgw!.accessKeyId,
+          secretAccessKey: rgw!.secretAccessKey,
+        })
         region = `{url: "s3://${bucket}/docker/registry/v2", endpoint: "${rgw!.endpoint}", accessKeyId: "${rgw!.accessKeyId}", secretAccessKey: "${rgw!.secretAccessKey}", checksums: when_required}`
         storage = `  s3: {accesskey: "${rgw!.accessKeyId}", secretkey: "${rgw!.secretAccessKey}", region: us-east-1, regionendpoint: "${rgw!.endpoint}", bucket: ${bucket}, secure: false, v4auth: true}`
-        floorCmd = [process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./list-s3.ts', import.meta.url)), rgw!.endpoint, bucket, 'docker/registry/v2/', rgw!.accessKeyId, rgw!.secretAccessKey]]
+        floorCmd = [
+          process.execPath,
+          [
+            '--import',
+            'tsx',
+            fileURLToPath(new URL('./list-s3.ts', import.meta.url)),
+            rgw!.endpoint,
+            bucket,
+            'docker/registry/v2/',
+            rgw!.accessKeyId,
+            rgw!.secretAccessKey,
+          ],
+        ]
       }
       const t0 = performance.now()
       const store = await writeStore(driver, size)
       if (backend === 'fs') await ageTree(join(dir, 'storage'), new Date(Date.now() - 3 * 86_400_000))
       await driver.close()
-      console.error(`${backend} ${size}: wrote ${store.images} images in ${store.repositories} repositories, ${store.orphans} orphans in ${((performance.now() - t0) / 1000).toFixed(1)}s`)
+      console.error(
+        `${backend} ${size}: wrote ${store.images} images in ${store.repositories} repositories, ${store.orphans} orphans in ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+      )
       const regopsConfig = join(dir, 'regops.yaml')
       await writeFile(regopsConfig, `regions:\n  bench: ${region}\n`)
       const registryConfig = join(dir, 'registry.yml')
-      await writeFile(registryConfig, `version: 0.1\nlog: {level: error}\nstorage:\n${storage}\n  delete: {enabled: true}\nhttp: {addr: "127.0.0.1:0"}\n`)
+      await writeFile(
+        registryConfig,
+        `version: 0.1\nlog: {level: error}\nstorage:\n${storage}\n  delete: {enabled: true}\nhttp: {addr: "127.0.0.1:0"}\n`,
+      )
 
-      const regops = await measure(process.execPath, [BIN, 'sweep', 'blobs', '--config', regopsConfig, '--min-age', '0', '--force', '--report', join(dir, 'candidates.jsonl'), '--json', '--log-level', 'warn'])
-      const gc = await measure('/usr/bin/docker-registry', ['garbage-collect', '--dry-run', registryConfig], envWithoutAws())
+      const regops = await measure(process.execPath, [
+        BIN,
+        'sweep',
+        'blobs',
+        '--config',
+        regopsConfig,
+        '--min-age',
+        '0',
+        '--force',
+        '--report',
+        join(dir, 'candidates.jsonl'),
+        '--json',
+        '--log-level',
+        'warn',
+      ])
+      const gc = await measure(
+        '/usr/bin/docker-registry',
+        ['garbage-collect', '--dry-run', registryConfig],
+        envWithoutAws(),
+      )
       const floor = await measure(floorCmd[0], floorCmd[1])
       const result = JSON.parse(regops.stdout)
-      const gcEligible = (gc.stdout + gc.stderr).split('\n').filter((l) => l.includes('blob eligible for deletion')).length
-      rows.push({backend, blobs: result.scanned.blobs, regops: regops.seconds, gc: gc.seconds, floor: floor.seconds, regopsMiB: regops.peakMiB, gcMiB: gc.peakMiB, candidates: result.candidates.count, gcEligible})
-      console.error(`  regops ${regops.seconds}s ${regops.peakMiB} MiB (${result.candidates.count} candidates) | gc ${gc.seconds}s ${gc.peakMiB} MiB (${gcEligible} eligible) | bare listing ${floor.seconds}s`)
+      const gcEligible = (gc.stdout + gc.stderr)
+        .split('\n')
+        .filter((l) => l.includes('blob eligible for deletion')).length
+      rows.push({
+        backend,
+        blobs: result.scanned.blobs,
+        regops: regops.seconds,
+        gc: gc.seconds,
+        floor: floor.seconds,
+        regopsMiB: regops.peakMiB,
+        gcMiB: gc.peakMiB,
+        candidates: result.candidates.count,
+        gcEligible,
+      })
+      console.error(
+        `  regops ${regops.seconds}s ${regops.peakMiB} MiB (${result.candidates.count} candidates) | gc ${gc.seconds}s ${gc.peakMiB} MiB (${gcEligible} eligible) | bare listing ${floor.seconds}s`,
+      )
       await rm(dir, {recursive: true, force: true})
     }
     await rgw?.stop()
@@ -113,7 +187,31 @@ try {
 
 console.log(
   table(
-    ['backend', 'blobs', 'regops s', 'gc s', 'listing s', 'gc/regops', 'regops/listing', 'regops MiB', 'gc MiB', 'candidates', 'gc eligible'],
-    rows.map((r) => [r.backend, r.blobs, r.regops.toFixed(2), r.gc.toFixed(2), r.floor.toFixed(2), (r.gc / r.regops).toFixed(1) + 'x', (r.regops / r.floor).toFixed(2) + 'x', r.regopsMiB, r.gcMiB, r.candidates, r.gcEligible]),
+    [
+      'backend',
+      'blobs',
+      'regops s',
+      'gc s',
+      'listing s',
+      'gc/regops',
+      'regops/listing',
+      'regops MiB',
+      'gc MiB',
+      'candidates',
+      'gc eligible',
+    ],
+    rows.map((r) => [
+      r.backend,
+      r.blobs,
+      r.regops.toFixed(2),
+      r.gc.toFixed(2),
+      r.floor.toFixed(2),
+      (r.gc / r.regops).toFixed(1) + 'x',
+      (r.regops / r.floor).toFixed(2) + 'x',
+      r.regopsMiB,
+      r.gcMiB,
+      r.candidates,
+      r.gcEligible,
+    ]),
   ),
 )

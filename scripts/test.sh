@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (npm test, and .ci/run): installs the real parts the tests need when they are
-# missing, type-checks, builds once (no test builds dist/ while another runs the CLI from it), starts the
+# missing, checks the formatting (prettier) and the types, builds once (no test builds dist/ while another runs the CLI from it), starts the
 # one radosgw cluster the run shares, and runs every test file against real PostgreSQL, radosgw and
 # docker-registry.
 set -euo pipefail
@@ -13,6 +13,7 @@ rm -f "$rgw_json"
 node --import tsx scripts/radosgw.ts "$rgw_json" &
 rgw_pid=$!
 trap 'kill "$rgw_pid" 2>/dev/null || true; wait "$rgw_pid" 2>/dev/null || true; rm -f "$rgw_json"' EXIT
+npm run format:check --silent
 npm run typecheck --silent
 npm run build --silent
 while [ ! -s "$rgw_json" ]; do

@@ -14,7 +14,9 @@ import {openRegion, type StorageDriver} from './lib/storage/index.js'
 import type {Duration, UnsafeBelow} from './flags.js'
 import type {Formatter} from './formatters/formatter.js'
 
-export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof RegopsCommand)['baseFlags'] & T['flags']>
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
+  (typeof RegopsCommand)['baseFlags'] & T['flags']
+>
 
 /** Every result has a `kind`; the base command sets it to the command id (`db-migrate-up`), so --json consumers can dispatch on it. */
 export interface CommandResult {
@@ -83,7 +85,9 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     const {flags} = await this.parse(this.constructor as typeof RegopsCommand)
     this.parsedFlags = flags
     const level = flags['log-level'] as LogLevel
-    this.logger = new Logger(level, flags['log-format'] as LogFormat | undefined, undefined, {}, (message) => this.warnings.push(message))
+    this.logger = new Logger(level, flags['log-format'] as LogFormat | undefined, undefined, {}, (message) =>
+      this.warnings.push(message),
+    )
     routeProcessWarnings(this.logger)
     this.refuseUnsafeDurations(flags)
   }
@@ -118,9 +122,14 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
   }): Promise<Db> {
     const config = this.configuration()
     if (!config.database && options.neededFor) {
-      throw new UsageError(`${options.neededFor} needs a database (database.url in the config, DATABASE_URL or --database-url)`, {hint: options.hint})
+      throw new UsageError(
+        `${options.neededFor} needs a database (database.url in the config, DATABASE_URL or --database-url)`,
+        {hint: options.hint},
+      )
     }
-    const db = await this.withConfigFileHint(async () => openConfiguredDatabase(config, options.applicationName ?? `regops-${this.kind()}`, options.max))
+    const db = await this.withConfigFileHint(async () =>
+      openConfiguredDatabase(config, options.applicationName ?? `regops-${this.kind()}`, options.max),
+    )
     this.onRelease(() => db.close())
     if (options.schema === 'current') await assertSchemaCurrent(db)
     return db
@@ -132,7 +141,11 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
       return await open()
     } catch (error) {
       if (!(error instanceof UsageError) || this.configuration().file || error.hint) throw error
-      throw new UsageError(error.message, {code: error.code, hint: `no config file found (looked for ${configSearchPaths()})`, cause: error})
+      throw new UsageError(error.message, {
+        code: error.code,
+        hint: `no config file found (looked for ${configSearchPaths()})`,
+        cause: error,
+      })
     }
   }
 

@@ -46,7 +46,11 @@ export function durationFlag(options: DurationFlagOptions & {default: string}): 
 export function durationFlag(options: DurationFlagOptions): OptionFlag<Duration | undefined>
 export function durationFlag(options: DurationFlagOptions): OptionFlag<Duration | undefined> {
   const unsafeBelow: UnsafeBelow | undefined = options.unsafeBelow
-    ? {ms: parseDuration(options.unsafeBelow), text: options.unsafeBelow, because: options.unsafeBecause ?? 'it is unsafe'}
+    ? {
+        ms: parseDuration(options.unsafeBelow),
+        text: options.unsafeBelow,
+        because: options.unsafeBecause ?? 'it is unsafe',
+      }
     : undefined
   const flag = Flags.custom<Duration>({
     summary: options.summary,
@@ -54,7 +58,11 @@ export function durationFlag(options: DurationFlagOptions): OptionFlag<Duration 
     env: options.env,
     exclusive: options.exclusive,
     parse: async (input, context) => duration(parseDuration(input, `--${flagNameOf(context)}`)),
-  })(options.default === undefined ? {} : {default: duration(parseDuration(options.default)), defaultHelp: async () => options.default})
+  })(
+    options.default === undefined
+      ? {}
+      : {default: duration(parseDuration(options.default)), defaultHelp: async () => options.default},
+  )
   // Read back by the base command after parsing (see RegopsCommand.refuseUnsafeDurations).
   return Object.assign(flag, {unsafeBelow}) as OptionFlag<Duration | undefined>
 }
@@ -72,7 +80,8 @@ export const sizeFlag = Flags.custom<number>({
 
 /** `--shard i/n`: worker i of n (0-based), each taking a contiguous range of the 256 digest prefixes. */
 export const shardFlag = Flags.custom<{index: number; count: number}>({
-  summary: 'Run as worker i of n (0-based, e.g. 2/8); each worker takes its own range of digest prefixes or repositories.',
+  summary:
+    'Run as worker i of n (0-based, e.g. 2/8); each worker takes its own range of digest prefixes or repositories.',
   helpValue: 'i/n',
   parse: async (input) => {
     const match = /^(\d+)\/(\d+)$/.exec(input)
@@ -92,12 +101,19 @@ export const databaseUrlFlag = Flags.string({
   helpValue: '<url>',
 })
 
-export const regionFlag = Flags.string({summary: 'Region to act on (default: primary).', char: 'r', helpValue: '<name>'})
+export const regionFlag = Flags.string({
+  summary: 'Region to act on (default: primary).',
+  char: 'r',
+  helpValue: '<name>',
+})
 
 /**
  * `--dry-run` where dry-run is already the default: runbooks write it out, and `import` and
  * `db migrate` take it, so refusing it here was a trap. It cannot be combined with the acting flags.
  */
 export function dryRunFlag(acting: string[]) {
-  return Flags.boolean({summary: `Report only; change nothing (the default unless ${acting.map((a) => `--${a}`).join(' or ')}).`, exclusive: acting})
+  return Flags.boolean({
+    summary: `Report only; change nothing (the default unless ${acting.map((a) => `--${a}`).join(' or ')}).`,
+    exclusive: acting,
+  })
 }

@@ -240,7 +240,10 @@ describe('radosgw', () => {
       // bigger than one rgw stripe (4 MiB), sent with ContentLength
       await putGetList(s3, 'regops-a', 'big/blob', randomBlob(5 * 1024 * 1024 + 17, 'big'));
       const buckets = await s3.send(new ListBucketsCommand({}));
-      assert.deepEqual(buckets.Buckets?.map((b) => b.Name), ['regops-a']);
+      assert.deepEqual(
+        buckets.Buckets?.map((b) => b.Name),
+        ['regops-a'],
+      );
     } finally {
       s3.destroy();
     }
@@ -311,7 +314,10 @@ describe('radosgw', () => {
         const hex = s.orphan.digest.slice('sha256:'.length);
         const key = `reg-root/docker/registry/v2/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
         const l = await s3.send(new ListObjectsV2Command({ Bucket: 'registry', Prefix: key }));
-        assert.deepEqual(l.Contents?.map((o) => [o.Key, o.Size]), [[key, 4096]]);
+        assert.deepEqual(
+          l.Contents?.map((o) => [o.Key, o.Size]),
+          [[key, 4096]],
+        );
       } finally {
         s3.destroy();
       }
@@ -357,7 +363,8 @@ describe('docker-registry on the filesystem', () => {
     assert.equal(real.exitCode, 0, real.output);
     assert.deepEqual(real.eligibleBlobs, s.expected);
     await reg.start();
-    const blobDir = (d: string) => path.join(reg.storageRoot!, 'docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7));
+    const blobDir = (d: string) =>
+      path.join(reg.storageRoot!, 'docker/registry/v2/blobs/sha256', d.slice(7, 9), d.slice(7));
     assert.equal(existsSync(blobDir(s.app.configDigest)), true);
     for (const d of s.expected) assert.equal(existsSync(blobDir(d)), false, `${d} removed by GC`);
     assert.equal(await blobExists(reg.url, 'lib/orphans', s.orphan.digest), false);

@@ -8,9 +8,14 @@ export default class Doctor extends RegopsCommand<DoctorResult> {
   static override summary = 'Check the database, every region and the registry: reachable? permitted?'
   static override description = `One row per check: ok, or what failed and why. Exits 1 when any check fails.
 With no database or no region configured there is nothing to vouch for: exit 2, naming the files it looked for.`
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --write-check --json']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --write-check --json',
+  ]
   static override flags = {
-    'write-check': Flags.boolean({summary: 'Also write, read back and delete a scratch object under _regops/doctor/ in every region.'}),
+    'write-check': Flags.boolean({
+      summary: 'Also write, read back and delete a scratch object under _regops/doctor/ in every region.',
+    }),
     timeout: Flags.integer({summary: 'Seconds to wait for each check.', default: 20, min: 1}),
     'database-url': databaseUrlFlag,
   }

@@ -27,11 +27,15 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
     }),
     shard: shardFlag(),
     group: Flags.string({
-      summary: 'Import group shared by all shards of one import (default: a new UUID). The metadata sweep trusts the latest complete group.',
+      summary:
+        'Import group shared by all shards of one import (default: a new UUID). The metadata sweep trusts the latest complete group.',
       env: 'REGOPS_IMPORT_GROUP',
     }),
     // A resumed job runs with the shard, repositories and group it was started with.
-    resume: Flags.string({summary: 'Resume import job ID (see regops jobs list) after its checkpoint.', exclusive: ['shard', 'repository', 'group']}),
+    resume: Flags.string({
+      summary: 'Resume import job ID (see regops jobs list) after its checkpoint.',
+      exclusive: ['shard', 'repository', 'group'],
+    }),
     concurrency: Flags.integer({summary: 'Storage reads in flight per repository.', default: 16, min: 1, max: 1024}),
     'repository-concurrency': Flags.integer({summary: 'Repositories imported at once.', default: 4, min: 1, max: 64}),
     'batch-size': Flags.integer({summary: 'Manifests per write batch.', default: 200, min: 1, max: 10_000}),
@@ -42,7 +46,9 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
     const {flags} = await this.parse(Import)
     const dryRun = flags['dry-run']
     if (flags.shard && flags.shard.count > 1 && !flags.group && !flags.resume && !dryRun) {
-      this.logger.warn('sharded import without --group: each shard is its own import group, so the metadata sweep will not count them as one complete import; pass the same --group to every shard')
+      this.logger.warn(
+        'sharded import without --group: each shard is its own import group, so the metadata sweep will not count them as one complete import; pass the same --group to every shard',
+      )
     }
     const repositoryConcurrency = flags['repository-concurrency']
     // Each repository in flight holds a transaction, plus the job's heartbeat and checkpoint writes.

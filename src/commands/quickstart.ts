@@ -4,17 +4,31 @@ import {quickstart, type QuickstartResult} from '../lib/quickstart/quickstart.js
 import * as formatter from '../formatters/quickstart.js'
 
 export default class Quickstart extends RegopsCommand<QuickstartResult> {
-  static override summary = 'The whole thing on local embedded defaults: sample registry, embedded PostgreSQL, migrate, import, dry-run sweeps.'
-  static override description = 'Needs nothing installed beyond npm ci. Writes only under --dir and deletes nothing outside it. Exits 0 when both sweep strategies find exactly the planted orphans.'
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --dir /tmp/regops-demo --json']
+  static override summary =
+    'The whole thing on local embedded defaults: sample registry, embedded PostgreSQL, migrate, import, dry-run sweeps.'
+  static override description =
+    'Needs nothing installed beyond npm ci. Writes only under --dir and deletes nothing outside it. Exits 0 when both sweep strategies find exactly the planted orphans.'
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --dir /tmp/regops-demo --json',
+  ]
   static override flags = {
-    dir: Flags.string({summary: 'Working directory: created, or replaced if an earlier quickstart made it; any other non-empty directory is refused.', default: '.regops/quickstart'}),
+    dir: Flags.string({
+      summary:
+        'Working directory: created, or replaced if an earlier quickstart made it; any other non-empty directory is refused.',
+      default: '.regops/quickstart',
+    }),
   }
   protected readonly formatter = formatter
 
   protected async execute(): Promise<QuickstartResult> {
     const {flags} = await this.parse(Quickstart)
     // The steps are the formatter's table; as log lines they would say everything twice (--log-level debug shows them).
-    return quickstart({dir: flags.dir, logger: this.logger.child({}), signal: this.interruptible(), onStep: (s) => this.logger.debug(`${s.step}: ${s.detail}`, {ms: s.ms})})
+    return quickstart({
+      dir: flags.dir,
+      logger: this.logger.child({}),
+      signal: this.interruptible(),
+      onStep: (s) => this.logger.debug(`${s.step}: ${s.detail}`, {ms: s.ms}),
+    })
   }
 }

@@ -9,7 +9,11 @@ export default class Replicate extends RegopsCommand<ReplicateResult> {
   static override description = `New-region backfill and storage migration. Blobs first (each re-hashed where it lands), then the repositories' revision links, _layers links and tags (each read back), so no tag ever names content the target lacks.
 Objects the target holds with other content are reported as conflicts and left alone (audit regions and --repair decide those).
 Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharded (--shard).`
-  static override examples = ['<%= config.bin %> <%= command.id %> --from eu --to ap', '<%= config.bin %> <%= command.id %> --from eu --to ap --apply --shard 0/8', '<%= config.bin %> <%= command.id %> --from eu --to ap --resume 17']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --from eu --to ap',
+    '<%= config.bin %> <%= command.id %> --from eu --to ap --apply --shard 0/8',
+    '<%= config.bin %> <%= command.id %> --from eu --to ap --resume 17',
+  ]
   static override flags = {
     from: Flags.string({summary: 'The region copied from.', required: true}),
     to: Flags.string({summary: 'The region copied to.', required: true}),
@@ -26,7 +30,9 @@ Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharde
     const {flags} = await this.parse(Replicate)
     const acting = flags.apply || flags.resume !== undefined
     // Every copy is journaled, so acting needs the database.
-    const db = acting ? await this.database({schema: 'current', neededFor: flags.resume ? '--resume' : '--apply'}) : undefined
+    const db = acting
+      ? await this.database({schema: 'current', neededFor: flags.resume ? '--resume' : '--apply'})
+      : undefined
     const from = await this.region(flags.from)
     const to = await this.region(flags.to)
     const progress = this.progress('replicating')
@@ -38,7 +44,8 @@ Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharde
       concurrency: flags.concurrency,
       logger: this.logger,
       signal: this.interruptible(),
-      onProgress: (p: {phase: string; copied: number; planned: number}) => progress.update(`${p.phase}: ${p.copied} copied of ${p.planned} found so far`),
+      onProgress: (p: {phase: string; copied: number; planned: number}) =>
+        progress.update(`${p.phase}: ${p.copied} copied of ${p.planned} found so far`),
     }
     return replicate(db ? {...common, mode: 'apply', db} : {...common, mode: 'dry-run'})
   }

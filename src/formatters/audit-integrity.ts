@@ -4,7 +4,10 @@ import {formatDuration, renderTable} from '../lib/output/format.js'
 
 export function render(r: AuditIntegrityResult): string {
   const lines = [
-    renderTable(['region', 'blobs', 're-hashed', 'corrupt', 'problems'], [[r.region, r.scanned, r.checked, r.corrupt, r.problemCount]]),
+    renderTable(
+      ['region', 'blobs', 're-hashed', 'corrupt', 'problems'],
+      [[r.region, r.scanned, r.checked, r.corrupt, r.problemCount]],
+    ),
     `${r.statement}; ${formatDuration(r.durationMs)}${r.jobId ? `; job ${r.jobId}` : ''}`,
   ]
   for (const f of r.findings.first.slice(0, 20)) lines.push(`corrupt: ${f.key}`)

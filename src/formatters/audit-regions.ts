@@ -5,14 +5,29 @@ import {formatDuration, renderTable} from '../lib/output/format.js'
 
 /** The summary: a table of region × finding kind, then what was re-hashed, repaired and unreadable. */
 export function render(r: AuditRegionsResult): string {
-  const rows = r.regions.map((region) => [region, r.sources[region], r.scanned[region] ?? 0, ...FINDING_KINDS.map((kind) => r.findings.byRegion[region]?.[kind] ?? 0)])
+  const rows = r.regions.map((region) => [
+    region,
+    r.sources[region],
+    r.scanned[region] ?? 0,
+    ...FINDING_KINDS.map((kind) => r.findings.byRegion[region]?.[kind] ?? 0),
+  ])
   const lines = [renderTable(['region', 'source', 'blobs', ...FINDING_KINDS], rows)]
-  lines.push(`level ${r.level}${r.databaseUsed ? ', with the database' : ''}; ${r.prefixes} prefixes; pending = newer than ${r.cutoff}; ${formatDuration(r.durationMs)}${r.jobId ? `; job ${r.jobId}` : ''}`)
-  if (r.checksum.checked > 0 || r.checksum.statement) lines.push(r.checksum.statement ?? `re-hashed ${r.checksum.checked} copies: ${r.checksum.corrupt} corrupt`)
-  if (r.repair) lines.push(`repair from ${r.repair.from}: ${r.repair.copied} copied and verified, ${r.repair.failed} failed, ${r.repair.unavailable} with no good copy in ${r.repair.from}`)
+  lines.push(
+    `level ${r.level}${r.databaseUsed ? ', with the database' : ''}; ${r.prefixes} prefixes; pending = newer than ${r.cutoff}; ${formatDuration(r.durationMs)}${r.jobId ? `; job ${r.jobId}` : ''}`,
+  )
+  if (r.checksum.checked > 0 || r.checksum.statement)
+    lines.push(r.checksum.statement ?? `re-hashed ${r.checksum.checked} copies: ${r.checksum.corrupt} corrupt`)
+  if (r.repair)
+    lines.push(
+      `repair from ${r.repair.from}: ${r.repair.copied} copied and verified, ${r.repair.failed} failed, ${r.repair.unavailable} with no good copy in ${r.repair.from}`,
+    )
   for (const p of r.problems.slice(0, 20)) lines.push(`problem: ${p.region}: ${p.where}: ${p.message}`)
   if (r.problemCount > 20) lines.push(`... and ${r.problemCount - 20} more problems (see --json)`)
-  lines.push(r.findings.drift === 0 ? 'no drift' : `${r.findings.drift} findings of drift${r.findings.file ? `, every one in ${r.findings.file}` : ''}${r.repair ? '' : '; repair with --repair --from REGION'}`)
+  lines.push(
+    r.findings.drift === 0
+      ? 'no drift'
+      : `${r.findings.drift} findings of drift${r.findings.file ? `, every one in ${r.findings.file}` : ''}${r.repair ? '' : '; repair with --repair --from REGION'}`,
+  )
   return lines.join('\n')
 }
 

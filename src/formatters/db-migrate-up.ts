@@ -2,7 +2,10 @@ import type {MigrateUpResult} from '../lib/metadata/migrations.js'
 
 export function render(result: MigrateUpResult): string {
   if (result.dryRun) {
-    return [...(result.sql ?? []), `-- dry-run: would apply ${result.planned.length} migration(s), v${result.from} → v${result.to}`].join('\n')
+    return [
+      ...(result.sql ?? []),
+      `-- dry-run: would apply ${result.planned.length} migration(s), v${result.from} → v${result.to}`,
+    ].join('\n')
   }
   return result.applied.length === 0
     ? `schema is current at v${result.to}`

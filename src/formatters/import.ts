@@ -12,24 +12,40 @@ export function exitCode(result: ImportResult): number {
 export function render(r: ImportResult): string {
   const lines = [
     renderTable(
-      ['region', 'shard', 'repositories', 'manifests', 'tags', 'layers', 'references', 'layer links', r.dryRun ? 'blobs seen' : 'new blobs', 'problems', 'failed', 'time'],
-      [[
-        r.region,
-        `${r.shard.index}/${r.shard.count}`,
-        r.repositories,
-        r.manifests,
-        r.tags,
-        r.layers,
-        r.references,
-        r.repositoryBlobs,
-        r.blobs,
-        r.problemCount,
-        r.failed.length,
-        formatDuration(r.durationMs),
-      ]],
+      [
+        'region',
+        'shard',
+        'repositories',
+        'manifests',
+        'tags',
+        'layers',
+        'references',
+        'layer links',
+        r.dryRun ? 'blobs seen' : 'new blobs',
+        'problems',
+        'failed',
+        'time',
+      ],
+      [
+        [
+          r.region,
+          `${r.shard.index}/${r.shard.count}`,
+          r.repositories,
+          r.manifests,
+          r.tags,
+          r.layers,
+          r.references,
+          r.repositoryBlobs,
+          r.blobs,
+          r.problemCount,
+          r.failed.length,
+          formatDuration(r.durationMs),
+        ],
+      ],
     ),
   ]
-  for (const p of r.problems.slice(0, LISTED)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message.replace(` (at ${p.key})`, '')}`)
+  for (const p of r.problems.slice(0, LISTED))
+    lines.push(`problem: ${p.kind} at ${p.key}: ${p.message.replace(` (at ${p.key})`, '')}`)
   if (r.problemCount > LISTED) lines.push(`... and ${r.problemCount - LISTED} more problems (see --json)`)
   for (const f of r.failed.slice(0, LISTED)) lines.push(`failed: ${f.repository}: ${f.message}`)
   if (r.dryRun) {
@@ -45,6 +61,7 @@ export function render(r: ImportResult): string {
     `job ${r.jobId} (group ${r.group}): wrote ${w.manifests} manifests, ${w.blobs} blobs, ${w.layers} layers, ${w.references} references, ` +
       `${w.tagsInserted + w.tagsUpdated} tags, ${w.repositoryBlobs} layer links${removed}`,
   )
-  if (r.failed.length > 0) lines.push(`partial: ${r.failed.length} repositories failed; resume with --resume ${r.jobId}`)
+  if (r.failed.length > 0)
+    lines.push(`partial: ${r.failed.length} repositories failed; resume with --resume ${r.jobId}`)
   return lines.join('\n')
 }

@@ -32,8 +32,12 @@ export function renderStages(stages: Record<string, StageReport>): string {
       ms(s.p95Ms),
       ms(s.p99Ms),
       ms(s.maxMs),
-      Object.entries(s.statuses).map(([code, n]) => `${code}:${n}`).join(' '),
-      Object.entries(s.errors).map(([kind, n]) => `${kind}:${n}`).join(' '),
+      Object.entries(s.statuses)
+        .map(([code, n]) => `${code}:${n}`)
+        .join(' '),
+      Object.entries(s.errors)
+        .map(([kind, n]) => `${kind}:${n}`)
+        .join(' '),
       formatBytes(s.bytes),
     ])
   return renderTable(['stage', 'count', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'statuses', 'errors', 'bytes'], rows)
@@ -43,7 +47,8 @@ export function renderErrorsAndThresholds(result: PullReport | MergeReport): str
   const lines: string[] = []
   const errors = Object.entries(result.errors)
   if (errors.length) lines.push(`errors: ${errors.map(([kind, n]) => `${kind} ${n}`).join(', ')}`)
-  for (const t of result.thresholds) lines.push(`threshold ${t.expr}: ${t.ok ? 'ok' : 'BREACHED'} (actual ${formatActual(t.expr, t.actual)})`)
+  for (const t of result.thresholds)
+    lines.push(`threshold ${t.expr}: ${t.ok ? 'ok' : 'BREACHED'} (actual ${formatActual(t.expr, t.actual)})`)
   return lines
 }
 

@@ -7,7 +7,13 @@ export function render(r: ReplicateResult): string {
     renderTable(
       ['', 'blobs', 'bytes', 'links', 'tags'],
       [
-        [r.mode === 'dry-run' ? 'would copy' : 'lacking', r.planned.blobs, formatBytes(r.planned.bytes), r.planned.links, r.planned.tags],
+        [
+          r.mode === 'dry-run' ? 'would copy' : 'lacking',
+          r.planned.blobs,
+          formatBytes(r.planned.bytes),
+          r.planned.links,
+          r.planned.tags,
+        ],
         ['copied', r.copied.blobs, formatBytes(r.copied.bytes), r.copied.links, r.copied.tags],
       ],
     ),
@@ -15,7 +21,8 @@ export function render(r: ReplicateResult): string {
   ]
   for (const c of r.conflicts.slice(0, 20)) lines.push(`conflict: ${c.key}: ${c.reason}`)
   for (const p of r.problems.slice(0, 20)) lines.push(`problem: ${p.region}: ${p.where}: ${p.message}`)
-  if (r.mode === 'dry-run' && r.planned.blobs + r.planned.links + r.planned.tags > 0) lines.push('dry-run: copy with --apply')
+  if (r.mode === 'dry-run' && r.planned.blobs + r.planned.links + r.planned.tags > 0)
+    lines.push('dry-run: copy with --apply')
   return lines.join('\n')
 }
 

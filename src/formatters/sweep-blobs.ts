@@ -26,31 +26,54 @@ export function render(r: SweepBlobsCommandResult): string {
         ['blobs scanned', `${r.scanned.blobs} (${formatBytes(r.scanned.bytes)})`],
         ['referenced', r.referenced],
         ['younger than the cutoff', `${r.tooYoung.count} (grace period ${r.gracePeriod}, cutoff ${r.cutoff})`],
-        ['candidates', `${r.candidates.count} (${formatBytes(r.candidates.bytes)})${r.candidates.manifests ? `, and ${r.candidates.manifests} untagged manifests` : ''}`],
+        [
+          'candidates',
+          `${r.candidates.count} (${formatBytes(r.candidates.bytes)})${r.candidates.manifests ? `, and ${r.candidates.manifests} untagged manifests` : ''}`,
+        ],
         ['acted', r.acted.deleted + r.acted.quarantined + r.acted.manifestsDeleted],
-        ['re-check to action (p50 / p99)', r.window.batches ? `${formatDuration(r.window.p50Ms)} / ${formatDuration(r.window.p99Ms)} over ${r.window.batches} batches` : '-'],
-        ['skipped at re-check', `${r.skipped.referencedAgain} referenced again, ${r.skipped.changed} changed, ${r.skipped.gone} gone`],
+        [
+          're-check to action (p50 / p99)',
+          r.window.batches
+            ? `${formatDuration(r.window.p50Ms)} / ${formatDuration(r.window.p99Ms)} over ${r.window.batches} batches`
+            : '-',
+        ],
+        [
+          'skipped at re-check',
+          `${r.skipped.referencedAgain} referenced again, ${r.skipped.changed} changed, ${r.skipped.gone} gone`,
+        ],
         ['problems', problemsByKind(r)],
         // In the table, so that a long reason wraps within the terminal's width.
-        ...(r.mode === 'dry-run' && r.wouldRefuse.length > 0 ? [['acting would be refused (exit 4)', r.wouldRefuse.join('; ')]] : []),
+        ...(r.mode === 'dry-run' && r.wouldRefuse.length > 0
+          ? [['acting would be refused (exit 4)', r.wouldRefuse.join('; ')]]
+          : []),
         ['time', formatDuration(r.durationMs)],
       ],
     ),
   ]
   for (const p of r.problems.slice(0, LISTED)) lines.push(`problem: ${p.kind} at ${p.key}: ${p.message}`)
   if (r.problemCount > LISTED) lines.push(`... and ${r.problemCount - LISTED} more problems (see --json)`)
-  if (r.postCheck.movedBack) lines.push(`moved back ${r.postCheck.movedBack} quarantined blobs that images pushed during the sweep reference`)
+  if (r.postCheck.movedBack)
+    lines.push(`moved back ${r.postCheck.movedBack} quarantined blobs that images pushed during the sweep reference`)
   for (const b of r.postCheck.broken) {
-    lines.push(`broken: ${b.repository}${b.manifest ? `@${b.manifest}` : ' (a push in progress)'} needs blob ${b.digest}, deleted after its re-check`)
+    lines.push(
+      `broken: ${b.repository}${b.manifest ? `@${b.manifest}` : ' (a push in progress)'} needs blob ${b.digest}, deleted after its re-check`,
+    )
   }
   if (r.postCheck.broken.length > 0) {
-    lines.push('restore each from a region that still holds it (regops audit regions --repair --from REGION), or push the image again')
+    lines.push(
+      'restore each from a region that still holds it (regops audit regions --repair --from REGION), or push the image again',
+    )
   }
-  if (r.restartRegistry) lines.push('the registry caches blob descriptors in memory: restart every registry process before it takes writes again')
+  if (r.restartRegistry)
+    lines.push(
+      'the registry caches blob descriptors in memory: restart every registry process before it takes writes again',
+    )
   if (r.mode === 'dry-run') {
     const report = r.reportFile ? `; candidates in ${r.reportFile}` : ''
     const next = r.candidates.count && r.wouldRefuse.length === 0 ? '; act with --quarantine or --delete' : ''
-    lines.push(`dry-run: ${verb} ${r.candidates.count} blobs (${formatBytes(r.candidates.bytes)}), grace period ${r.gracePeriod}`)
+    lines.push(
+      `dry-run: ${verb} ${r.candidates.count} blobs (${formatBytes(r.candidates.bytes)}), grace period ${r.gracePeriod}`,
+    )
     if (report || next) lines.push((report + next).slice(2))
   } else {
     const manifests = r.acted.manifestsDeleted ? ` and ${r.acted.manifestsDeleted} untagged manifests` : ''
@@ -65,5 +88,7 @@ export function render(r: SweepBlobsCommandResult): string {
 /** "5120 (5118 bad-manifest, 2 storage-error)": one count per kind, never one line per problem. */
 function problemsByKind(r: SweepBlobsResult): string {
   const kinds = Object.entries(r.problemKinds ?? {}).sort(([, a], [, b]) => b - a)
-  return kinds.length === 0 ? String(r.problemCount) : `${r.problemCount} (${kinds.map(([kind, n]) => `${n} ${kind}`).join(', ')})`
+  return kinds.length === 0
+    ? String(r.problemCount)
+    : `${r.problemCount} (${kinds.map(([kind, n]) => `${n} ${kind}`).join(', ')})`
 }

@@ -11,7 +11,10 @@ const hook: Hook.CommandNotFound = async function (opts) {
   const json = opts.argv?.includes('--json') ?? false
   if (!json && process.stdin.isTTY && process.stderr.isTTY) return pluginNotFound.call(this, opts)
   const typed = toConfiguredId(opts.id, opts.config)
-  const candidates = [...opts.config.commands.filter((c) => !c.hidden).map((c) => c.id), ...opts.config.topics.map((t) => t.name)]
+  const candidates = [
+    ...opts.config.commands.filter((c) => !c.hidden).map((c) => c.id),
+    ...opts.config.topics.map((t) => t.name),
+  ]
   const suggestion = closest(opts.id, candidates)
   const message = `${typed} is not a ${opts.config.bin} command${suggestion ? `; did you mean ${toConfiguredId(suggestion, opts.config)}?` : ''}`
   const hint = `${opts.config.bin} help lists the commands`

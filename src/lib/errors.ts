@@ -72,9 +72,15 @@ export class ConfigError extends RegopsError {
   readonly file?: string
   readonly line?: number
 
-  constructor(message: string, where: {field?: string; file?: string; line?: number} = {}, options: RegopsErrorOptions = {}) {
+  constructor(
+    message: string,
+    where: {field?: string; file?: string; line?: number} = {},
+    options: RegopsErrorOptions = {},
+  ) {
     const location = [where.file, where.line === undefined ? undefined : `line ${where.line}`].filter(Boolean).join(':')
-    const prefix = [where.field ? `${where.field}` : undefined, location ? `(${location})` : undefined].filter(Boolean).join(' ')
+    const prefix = [where.field ? `${where.field}` : undefined, location ? `(${location})` : undefined]
+      .filter(Boolean)
+      .join(' ')
     super(prefix ? `config ${prefix}: ${message}` : `config: ${message}`, ExitCode.Usage, {
       code: 'CONFIG_INVALID',
       ...options,
@@ -97,7 +103,11 @@ export class RefusedError extends RegopsError {
 export class InvalidInputError extends RegopsError {
   readonly key?: string
   constructor(message: string, key?: string, options: RegopsErrorOptions = {}) {
-    super(key ? `${message} (at ${key})` : message, ExitCode.Usage, {code: 'INVALID_INPUT', ...options, details: {key, ...options.details}})
+    super(key ? `${message} (at ${key})` : message, ExitCode.Usage, {
+      code: 'INVALID_INPUT',
+      ...options,
+      details: {key, ...options.details},
+    })
     this.key = key
   }
 }

@@ -29,7 +29,10 @@ after(async () => {
 
 function runFixture(args: string[]): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], {cwd: fileURLToPath(new URL('../../', import.meta.url)), stdio: ['ignore', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], {
+      cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
@@ -95,16 +98,48 @@ describe('flags validate their input', () => {
     const uploads = await runCli(['sweep', 'uploads', '--config', config, '--older-than', '10m'])
     assert.equal(uploads.code, 4, uploads.stderr)
     assert.match(uploads.stderr, /--older-than 10m is below 1h/)
-    const forced = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '48h', '--report', join(dir, 'a.jsonl'), '--json'])
+    const forced = await runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--min-age',
+      '48h',
+      '--report',
+      join(dir, 'a.jsonl'),
+      '--json',
+    ])
     assert.equal(forced.json.kind, 'sweep-blobs', forced.stdout + forced.stderr)
     assert.equal(forced.json.gracePeriod, '2d')
-    const text = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--report', join(dir, 'b.jsonl')])
+    const text = await runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--min-age',
+      '0',
+      '--force',
+      '--report',
+      join(dir, 'b.jsonl'),
+    ])
     assert.equal(text.code, 1, text.stderr)
     assert.match(text.stdout, /grace period 0s/)
   })
 
   test('--dry-run is accepted where dry-run is the default, and refused with --delete', async () => {
-    const dry = await runCli(['sweep', 'blobs', '--config', config, '--dry-run', '--min-age', '0', '--force', '--report', join(dir, 'c.jsonl'), '--json'])
+    const dry = await runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--dry-run',
+      '--min-age',
+      '0',
+      '--force',
+      '--report',
+      join(dir, 'c.jsonl'),
+      '--json',
+    ])
     assert.equal(dry.code, 1, dry.stdout + dry.stderr)
     assert.equal(dry.json.mode, 'dry-run')
     const both = await runCli(['sweep', 'blobs', '--config', config, '--dry-run', '--delete', '--json'])
@@ -152,7 +187,10 @@ describe('new-user paths', () => {
       assert.equal(doctor.code, 2, doctor.stdout + doctor.stderr)
       assert.equal(doctor.json.error.code, 'NOTHING_CONFIGURED')
       assert.match(doctor.json.error.message, /no database and no region configured/)
-      assert.match(doctor.json.error.message, /--config, \$REGOPS_CONFIG \(not set\), .*regops-empty-[^/]*\/regops\.yaml/)
+      assert.match(
+        doctor.json.error.message,
+        /--config, \$REGOPS_CONFIG \(not set\), .*regops-empty-[^/]*\/regops\.yaml/,
+      )
       const regionOnly = await runCli(['doctor', '--config', config, '--json'], {cwd: empty})
       assert.equal(regionOnly.code, 2)
       assert.match(regionOnly.json.error.message, /no database configured; config file .*regops\.yaml/)
@@ -171,13 +209,35 @@ describe('new-user paths', () => {
     const s3 = join(dir, 's3.yaml')
     await writeFile(
       s3,
-      ['database:', '  url: postgres://regops@127.0.0.1:1/none', 'regions:', '  eu: {url: "s3://b/docker/registry/v2", endpoint: "http://127.0.0.1:1", accessKeyId: AKIATEST, secretAccessKey: not-a-secret-key}', ''].join('\n'),
+      [
+        'database:',
+        '  url: postgres://regops@127.0.0.1:1/none',
+        'regions:',
+        '  eu: {url: "s3://b/docker/registry/v2", endpoint: "http://127.0.0.1:1", accessKeyId: AKIATEST, secretAccessKey: not-a-secret-key}',
+        '',
+      ].join('\n'),
     )
     const quiet = await runCli(['doctor', '--config', s3, '--timeout', '5'])
     assert.equal(quiet.code, 1, quiet.stdout + quiet.stderr)
     assert.doesNotMatch(quiet.stderr, /Warning/)
-    const debug = await runCli(['doctor', '--config', s3, '--timeout', '5', '--log-level', 'debug', '--log-format', 'json'])
-    const lines = debug.stderr.trim().split('\n').map((line) => JSON.parse(line))
-    assert.ok(lines.some((l) => l.level === 'debug' && /NodeVersionSupportWarning/.test(l.msg)), debug.stderr)
+    const debug = await runCli([
+      'doctor',
+      '--config',
+      s3,
+      '--timeout',
+      '5',
+      '--log-level',
+      'debug',
+      '--log-format',
+      'json',
+    ])
+    const lines = debug.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    assert.ok(
+      lines.some((l) => l.level === 'debug' && /NodeVersionSupportWarning/.test(l.msg)),
+      debug.stderr,
+    )
   })
 })

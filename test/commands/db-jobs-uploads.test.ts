@@ -43,7 +43,10 @@ test('db migrate: dry-run prints SQL and applies nothing; up, status, down, stat
   // Current again, a sweep with --delete runs as a job that jobs and journal show.
   assert.equal((await runCli(['db', 'migrate', 'up'], {env})).code, 0)
   await writeFile(join(dir, 'blobs.txt'), 'not a blob')
-  const swept = await runCli(['sweep', 'blobs', '--config', join(dir, 'r.yaml'), '--delete', '--report', join(dir, 'rep.jsonl'), '--json'], {env})
+  const swept = await runCli(
+    ['sweep', 'blobs', '--config', join(dir, 'r.yaml'), '--delete', '--report', join(dir, 'rep.jsonl'), '--json'],
+    {env},
+  )
   assert.equal(swept.code, 0, swept.stdout + swept.stderr)
   const jobs = await runCli(['jobs', 'list', '--json'], {env})
   assert.equal(jobs.code, 0)
@@ -66,7 +69,10 @@ test('sweep uploads: finds an abandoned upload, deletes it only with --delete, t
   cleanups.push(() => registry.stop())
   const url = await (await sharedPostgres()).createDatabase()
   const config = join(dir, 'regops.yaml')
-  await writeFile(config, `regions:\n  main: {url: "file://${join(root, 'docker', 'registry', 'v2')}"}\ndatabase:\n  url: ${url}\n`)
+  await writeFile(
+    config,
+    `regions:\n  main: {url: "file://${join(root, 'docker', 'registry', 'v2')}"}\ndatabase:\n  url: ${url}\n`,
+  )
   assert.equal((await runCli(['db', 'migrate', 'up', '--config', config])).code, 0)
   await pushImage(registry.url, 'app/web', 'v1', {layers: 1, seed: 'uploads'})
   const old = await startAbandonedUpload(registry.url, 'app/web', randomBlob(500, 'partial'))
@@ -81,12 +87,18 @@ test('sweep uploads: finds an abandoned upload, deletes it only with --delete, t
   await ageTree(root, tenDaysAgo)
   await writeFile(join(uploadsDir, justStarted.uuid, 'startedat'), new Date().toISOString())
   await utimes(join(uploadsDir, justStarted.uuid, 'startedat'), tenDaysAgo, tenDaysAgo)
-  await writeFile(join(uploadsDir, stillWriting.uuid, 'data'), Buffer.concat([randomBlob(300, 'still-writing'), randomBlob(100, 'more')]))
+  await writeFile(
+    join(uploadsDir, stillWriting.uuid, 'data'),
+    Buffer.concat([randomBlob(300, 'still-writing'), randomBlob(100, 'more')]),
+  )
   const fresh = await startAbandonedUpload(registry.url, 'app/web', randomBlob(100, 'fresh'))
 
   const dry = await runCli(['sweep', 'uploads', '--config', config, '--json'])
   assert.equal(dry.code, 1, dry.stderr)
-  assert.deepEqual(dry.json.items.map((u: {uuid: string}) => u.uuid), [old.uuid])
+  assert.deepEqual(
+    dry.json.items.map((u: {uuid: string}) => u.uuid),
+    [old.uuid],
+  )
   assert.equal((await readdir(uploadsDir)).length, 4, 'dry-run deletes nothing')
   const del = await runCli(['sweep', 'uploads', '--config', config, '--delete', '--json'])
   assert.equal(del.code, 0, del.stdout + del.stderr)

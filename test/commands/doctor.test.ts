@@ -68,7 +68,8 @@ describe('doctor', () => {
     assert.equal(res.code, 0, res.stdout + res.stderr)
     assert.equal(res.json.kind, 'doctor')
     const byName = Object.fromEntries(res.json.checks.map((c: {name: string}) => [c.name, c]))
-    for (const name of ['postgres', 'eu', 'lab', 'registry']) assert.equal(byName[name]?.status, 'ok', `${name}: ${JSON.stringify(byName[name])}`)
+    for (const name of ['postgres', 'eu', 'lab', 'registry'])
+      assert.equal(byName[name]?.status, 'ok', `${name}: ${JSON.stringify(byName[name])}`)
     assert.match(byName.eu.detail, /write, delete ok/)
     assert.match(byName.postgres.detail, /PostgreSQL 1\d/)
     assertNoSecrets(res.stdout + res.stderr, 'doctor --json')
@@ -115,7 +116,10 @@ describe('configuration and secrets', () => {
     const broken = join(dir, 'broken.yaml')
     const badDb = new URL(dbUrl)
     badDb.password = 'Wr0ng-' + dbPassword
-    await writeFile(broken, `database:\n  url: ${badDb}\nregions:\n  eu: {url: "s3://nope-bucket/x", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}"}\nregistry:\n  url: ${registry.url}\n  password: ${REGISTRY_PASSWORD}\n`)
+    await writeFile(
+      broken,
+      `database:\n  url: ${badDb}\nregions:\n  eu: {url: "s3://nope-bucket/x", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}"}\nregistry:\n  url: ${registry.url}\n  password: ${REGISTRY_PASSWORD}\n`,
+    )
     for (const args of [
       ['db', 'migrate', 'status', '--config', broken],
       ['db', 'migrate', 'status', '--config', broken, '--json'],
@@ -155,7 +159,8 @@ describe('configuration and secrets', () => {
   test('--help lists the topics and the exit-code table', async () => {
     const res = await runCli(['--help'])
     assert.equal(res.code, 0)
-    for (const topic of ['config', 'db', 'sweep', 'doctor', 'import', 'jobs']) assert.match(res.stdout, new RegExp(`\\b${topic}\\b`))
+    for (const topic of ['config', 'db', 'sweep', 'doctor', 'import', 'jobs'])
+      assert.match(res.stdout, new RegExp(`\\b${topic}\\b`))
     assert.match(res.stdout, /EXIT CODES[\s\S]*\b4\s+refused/)
     const sub = await runCli(['sweep', 'blobs', '--help'])
     assert.match(sub.stdout, /EXIT CODES/)

@@ -26,8 +26,13 @@ test('regops quickstart finds exactly the planted orphans with both strategies, 
     for (const strategy of ['storage', 'metadata']) {
       const sweep = r.sweeps[strategy]
       assert.equal(sweep.scanned.blobs, sweep.referenced + sweep.tooYoung.count + sweep.candidates.count)
-      const detail = r.steps.find((s: {step: string}) => s.step === `sweep blobs, strategy ${strategy} (dry-run)`).detail
-      assert.equal(detail, `${sweep.scanned.blobs} blobs in storage: ${sweep.referenced} referenced (by a manifest or a _layers link younger than 24h), ${sweep.tooYoung.count} unreferenced but younger than 24h, ${sweep.candidates.count} orphans`)
+      const detail = r.steps.find(
+        (s: {step: string}) => s.step === `sweep blobs, strategy ${strategy} (dry-run)`,
+      ).detail
+      assert.equal(
+        detail,
+        `${sweep.scanned.blobs} blobs in storage: ${sweep.referenced} referenced (by a manifest or a _layers link younger than 24h), ${sweep.tooYoung.count} unreferenced but younger than 24h, ${sweep.candidates.count} orphans`,
+      )
     }
     const importDetail = r.steps.find((s: {step: string}) => s.step === 'import storage into the database').detail
     assert.match(importDetail, new RegExp(`${r.import.blobs} blobs named by a manifest or a _layers link$`))

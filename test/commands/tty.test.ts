@@ -18,11 +18,19 @@ test('sweep blobs on a pseudo-terminal: box table, exit 1, done in seconds', asy
     const config = join(dir, 'regops.yaml')
     await writeFile(config, `regions:\n  local: {url: "file://${root}"}\n`)
     // script(1) runs the command on a pty (stdin, stdout and stderr are all a terminal); -e passes its exit code.
-    const run = spawnSync('script', ['-qec', `${process.execPath} ${BIN} sweep blobs --config ${config} --report ${join(dir, 'r.jsonl')}`, '/dev/null'], {
-      encoding: 'utf8',
-      timeout: 60_000,
-      env: {...process.env, COLUMNS: '', LINES: ''},
-    })
+    const run = spawnSync(
+      'script',
+      [
+        '-qec',
+        `${process.execPath} ${BIN} sweep blobs --config ${config} --report ${join(dir, 'r.jsonl')}`,
+        '/dev/null',
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: {...process.env, COLUMNS: '', LINES: ''},
+      },
+    )
     assert.equal(run.error, undefined, `did not end: ${run.error}`)
     assert.equal(run.status, 1, run.stdout)
     assert.match(run.stdout, /┌/, 'a box table on a terminal')

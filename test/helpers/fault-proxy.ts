@@ -70,9 +70,18 @@ function s3ErrorBody(code: string, status: number): string {
   return `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>injected ${status} by the test proxy</Message><RequestId>fault-proxy</RequestId></Error>`;
 }
 
-const DEFAULT_CODES: Record<number, string> = { 403: 'AccessDenied', 404: 'NoSuchKey', 500: 'InternalError', 503: 'SlowDown' };
+const DEFAULT_CODES: Record<number, string> = {
+  403: 'AccessDenied',
+  404: 'NoSuchKey',
+  500: 'InternalError',
+  503: 'SlowDown',
+};
 
-export async function startFaultProxy(opts: { target: string; rules?: FaultRule[]; seed?: number }): Promise<FaultProxy> {
+export async function startFaultProxy(opts: {
+  target: string;
+  rules?: FaultRule[];
+  seed?: number;
+}): Promise<FaultProxy> {
   const target = new URL(opts.target);
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
   const random = prng(seed);
@@ -113,7 +122,11 @@ export async function startFaultProxy(opts: { target: string; rules?: FaultRule[
             const body = Buffer.from(
               Buffer.concat(chunks)
                 .toString('utf8')
-                .replace(/<LastModified>([^<]+)<\/LastModified>/g, (_, when: string) => `<LastModified>${new Date(Date.parse(when) + action.ms).toISOString()}</LastModified>`),
+                .replace(
+                  /<LastModified>([^<]+)<\/LastModified>/g,
+                  (_, when: string) =>
+                    `<LastModified>${new Date(Date.parse(when) + action.ms).toISOString()}</LastModified>`,
+                ),
             );
             delete headers['transfer-encoding'];
             headers['content-length'] = String(body.length);
@@ -151,7 +164,12 @@ export async function startFaultProxy(opts: { target: string; rules?: FaultRule[
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://proxy');
-    const seen: ProxiedRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers };
+    const seen: ProxiedRequest = {
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      query: url.searchParams,
+      headers: req.headers,
+    };
     const rule = choose(seen);
     const action: FaultAction = rule?.action ?? { kind: 'pass' };
     log.push({ method: seen.method, url: req.url ?? '/', rule: rule?.name, action: action.kind });
@@ -159,7 +177,10 @@ export async function startFaultProxy(opts: { target: string; rules?: FaultRule[
       case 'status': {
         req.resume();
         const body = s3ErrorBody(action.code ?? DEFAULT_CODES[action.status] ?? 'InjectedError', action.status);
-        const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) };
+        const headers: http.OutgoingHttpHeaders = {
+          'content-type': 'application/xml',
+          'content-length': Buffer.byteLength(body),
+        };
         if (action.retryAfterSeconds !== undefined) headers['retry-after'] = String(action.retryAfterSeconds);
         res.writeHead(action.status, headers);
         res.end(req.method === 'HEAD' ? undefined : body);
@@ -167,7 +188,10 @@ export async function startFaultProxy(opts: { target: string; rules?: FaultRule[
       }
       case 'reply':
         req.resume();
-        res.writeHead(action.status, { 'content-type': action.contentType ?? 'application/xml', 'content-length': Buffer.byteLength(action.body) });
+        res.writeHead(action.status, {
+          'content-type': action.contentType ?? 'application/xml',
+          'content-length': Buffer.byteLength(action.body),
+        });
         res.end(req.method === 'HEAD' ? undefined : action.body);
         return;
       case 'reset':

@@ -29,7 +29,8 @@ export async function startHttpProxy(target: string, opts: { record?: boolean } 
   let stallUntil = 0;
   let holdMs = 0;
   const server = http.createServer((req, res) => {
-    if (opts.record !== false) requests.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers }, at: Date.now() });
+    if (opts.record !== false)
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers }, at: Date.now() });
     const forward = (): void => {
       const upstream = http.request(
         { host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers, agent },

@@ -159,9 +159,13 @@ export async function pushBlob(
 
 /** Mount a blob from another repository (POST ?mount=&from=); true when the registry answered 201. */
 export async function mountBlob(registryUrl: string, repo: string, digest: string, fromRepo: string): Promise<boolean> {
-  const r = await req('POST', `${base(registryUrl)}/v2/${repo}/blobs/uploads/?mount=${digest}&from=${encodeURIComponent(fromRepo)}`, {
-    headers: { 'Content-Length': '0' },
-  });
+  const r = await req(
+    'POST',
+    `${base(registryUrl)}/v2/${repo}/blobs/uploads/?mount=${digest}&from=${encodeURIComponent(fromRepo)}`,
+    {
+      headers: { 'Content-Length': '0' },
+    },
+  );
   await r.arrayBuffer();
   if (r.status === 202) {
     // not mounted: an upload session was opened; cancel it
@@ -174,7 +178,12 @@ export async function mountBlob(registryUrl: string, repo: string, digest: strin
 }
 
 /** Push a blob that no manifest references (an orphan for garbage collection). */
-export async function uploadOrphanBlob(registryUrl: string, repo: string, size: number, seed: string): Promise<BlobRef> {
+export async function uploadOrphanBlob(
+  registryUrl: string,
+  repo: string,
+  size: number,
+  seed: string,
+): Promise<BlobRef> {
   return pushBlob(registryUrl, repo, randomBlob(size, seed));
 }
 
@@ -187,7 +196,9 @@ export async function startAbandonedUpload(
   repo: string,
   partial?: Buffer,
 ): Promise<{ uuid: string; location: string }> {
-  const start = await req('POST', `${base(registryUrl)}/v2/${repo}/blobs/uploads/`, { headers: { 'Content-Length': '0' } });
+  const start = await req('POST', `${base(registryUrl)}/v2/${repo}/blobs/uploads/`, {
+    headers: { 'Content-Length': '0' },
+  });
   await expectStatus(start, [202], `start upload ${repo}`);
   await start.arrayBuffer();
   const location = absolute(registryUrl, start.headers.get('location') ?? '');
@@ -348,7 +359,9 @@ export async function deleteTagViaManifest(registryUrl: string, repo: string, ta
 
 /** Digest (Docker-Content-Digest) of a manifest by tag or digest, undefined on 404. */
 export async function headManifest(registryUrl: string, repo: string, ref: string): Promise<string | undefined> {
-  const r = await req('HEAD', `${base(registryUrl)}/v2/${repo}/manifests/${ref}`, { headers: { Accept: MANIFEST_ACCEPT } });
+  const r = await req('HEAD', `${base(registryUrl)}/v2/${repo}/manifests/${ref}`, {
+    headers: { Accept: MANIFEST_ACCEPT },
+  });
   if (r.status === 404) return undefined;
   await expectStatus(r, [200], `head manifest ${repo}:${ref}`);
   return r.headers.get('docker-content-digest') ?? undefined;
@@ -363,8 +376,14 @@ export interface FetchedManifest {
 }
 
 /** GET a manifest (full Accept list); undefined on 404. `digest` is computed from the bytes. */
-export async function getManifest(registryUrl: string, repo: string, ref: string): Promise<FetchedManifest | undefined> {
-  const r = await req('GET', `${base(registryUrl)}/v2/${repo}/manifests/${ref}`, { headers: { Accept: MANIFEST_ACCEPT } });
+export async function getManifest(
+  registryUrl: string,
+  repo: string,
+  ref: string,
+): Promise<FetchedManifest | undefined> {
+  const r = await req('GET', `${base(registryUrl)}/v2/${repo}/manifests/${ref}`, {
+    headers: { Accept: MANIFEST_ACCEPT },
+  });
   if (r.status === 404) {
     await r.arrayBuffer();
     return undefined;
@@ -450,7 +469,8 @@ export async function pullImage(registryUrl: string, repo: string, ref: string):
         }
         const body = Buffer.from(await r2.arrayBuffer());
         if (digestOf(body) !== d.digest) fail(d.digest, `blob content hashes to ${digestOf(body)}`);
-        else if (d.size !== undefined && body.length !== d.size) fail(d.digest, `blob size ${body.length} != ${d.size}`);
+        else if (d.size !== undefined && body.length !== d.size)
+          fail(d.digest, `blob size ${body.length} != ${d.size}`);
         else res.blobs.push(d.digest);
       } catch (e) {
         fail(d.digest, String(e));

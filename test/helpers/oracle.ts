@@ -61,10 +61,20 @@ export async function runOracle(seed: number, backend: Backend, opts: { bulkBlob
     const root = path.join(dir, 'storage');
     if (s3 && client) {
       const bucket = await s3.newBucket(`oracle-${seed}`);
-      registry = await startRegistry({ storage: { kind: 's3', endpoint: s3.endpoint, bucket, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, region: s3.region } });
+      registry = await startRegistry({
+        storage: {
+          kind: 's3',
+          endpoint: s3.endpoint,
+          bucket,
+          accessKeyId: s3.accessKeyId,
+          secretAccessKey: s3.secretAccessKey,
+          region: s3.region,
+        },
+      });
       const key = (k: string) => `docker/registry/v2/${k}`;
       raw = {
-        write: async (k, bytes) => void (await client.send(new PutObjectCommand({ Bucket: bucket, Key: key(k), Body: bytes }))),
+        write: async (k, bytes) =>
+          void (await client.send(new PutObjectCommand({ Bucket: bucket, Key: key(k), Body: bytes }))),
         remove: async (k) => void (await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key(k) }))),
       };
       region = `{url: "s3://${bucket}/docker/registry/v2", endpoint: "${s3.endpoint}", accessKeyId: "${s3.accessKeyId}", secretAccessKey: "${s3.secretAccessKey}", checksums: when_required}`;
@@ -83,13 +93,19 @@ export async function runOracle(seed: number, backend: Backend, opts: { bulkBlob
     const config = path.join(dir, 'regops.yaml');
     await writeFile(config, `regions:\n  main: ${region}\ndatabase:\n  url: ${dbUrl}\n`);
 
-    const { scenario, afterImport } = await buildScenario({ seed, registryUrl: registry.url, raw, bulkBlobs: opts.bulkBlobs });
+    const { scenario, afterImport } = await buildScenario({
+      seed,
+      registryUrl: registry.url,
+      raw,
+      bulkBlobs: opts.bulkBlobs,
+    });
     // On a filesystem everything so far becomes three days old, so the metadata strategy has to rely on
     // the database for it (its catch-up walk re-reads only what is newer than the import). S3 keeps its
     // own LastModified: there the catch-up walk covers everything.
     if (backend === 'filesystem') await ageTree(root, new Date(Date.now() - 3 * 86_400_000));
     const imported = await runCli(['import', '--config', config, '--json']);
-    if (imported.code !== 0 && imported.code !== 1) throw new Error(`seed ${seed}: import exited ${imported.code}\n${imported.stdout}${imported.stderr}`);
+    if (imported.code !== 0 && imported.code !== 1)
+      throw new Error(`seed ${seed}: import exited ${imported.code}\n${imported.stdout}${imported.stderr}`);
     await afterImport();
 
     const gc = await registry.garbageCollect({ dryRun: true });
@@ -97,8 +113,22 @@ export async function runOracle(seed: number, backend: Backend, opts: { bulkBlob
     const expected = gc.eligibleBlobs.filter((d) => !scenario.subjectsKept.includes(d));
     const sweep = async (strategy: 'storage' | 'metadata'): Promise<string[]> => {
       const report = path.join(dir, `${strategy}.jsonl`);
-      const res = await runCli(['sweep', 'blobs', '--config', config, '--strategy', strategy, '--min-age', '0s', '--force', '--report', report, '--json']);
-      if (res.code !== 0 && res.code !== 1) throw new Error(`seed ${seed}: sweep --strategy ${strategy} exited ${res.code}\n${res.stdout}${res.stderr}`);
+      const res = await runCli([
+        'sweep',
+        'blobs',
+        '--config',
+        config,
+        '--strategy',
+        strategy,
+        '--min-age',
+        '0s',
+        '--force',
+        '--report',
+        report,
+        '--json',
+      ]);
+      if (res.code !== 0 && res.code !== 1)
+        throw new Error(`seed ${seed}: sweep --strategy ${strategy} exited ${res.code}\n${res.stdout}${res.stderr}`);
       return reportDigests(report);
     };
     const storage = diff(expected, await sweep('storage'));

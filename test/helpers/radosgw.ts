@@ -78,13 +78,7 @@ export function radosgwClientConfig(s: {
   };
 }
 
-function cephConf(o: {
-  dir: string;
-  fsid: string;
-  monPort: number;
-  rgwPort: number;
-  memstoreBytes: number;
-}): string {
+function cephConf(o: { dir: string; fsid: string; monPort: number; rgwPort: number; memstoreBytes: number }): string {
   const d = o.dir;
   return `[global]
 fsid = ${o.fsid}
@@ -133,7 +127,9 @@ rgw_thread_pool_size = 32
 
 /** A start failed because another process took one of its ports between freePort() and bind. */
 export function isPortTaken(e: unknown): boolean {
-  return /address already in use|EADDRINUSE|unable to bind|failed to bind/i.test(e instanceof Error ? e.message : String(e));
+  return /address already in use|EADDRINUSE|unable to bind|failed to bind/i.test(
+    e instanceof Error ? e.message : String(e),
+  );
 }
 
 /** Start a one-node Ceph cluster with radosgw; a start whose port was taken meanwhile is retried on new ports. */
@@ -192,7 +188,10 @@ export function sharedRadosgw(): Promise<SharedRadosgw> {
       secretAccessKey: server.secretAccessKey,
       createBucket,
       async newBucket(label: string) {
-        const name = `${label.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 30)}-${process.pid}-${randomBytes(4).toString('hex')}`;
+        const name = `${label
+          .toLowerCase()
+          .replace(/[^a-z0-9-]/g, '-')
+          .slice(0, 30)}-${process.pid}-${randomBytes(4).toString('hex')}`;
         await createBucket(name);
         return name;
       },
@@ -221,11 +220,10 @@ async function startRadosgwOnce(opts: StartRadosgwOptions): Promise<RadosgwServe
     const [monPort, rgwPort] = [await freePort(), await freePort()];
     const fsid = randomUUID();
     const confPath = path.join(dir, 'ceph.conf');
-    await Promise.all(['run', 'log', 'mon', 'osd/ceph-0', 'rgw', 'crash'].map((s) => mkdir(path.join(dir, s), { recursive: true })));
-    await writeFile(
-      confPath,
-      cephConf({ dir, fsid, monPort, rgwPort, memstoreBytes: opts.memstoreBytes ?? 1 << 30 }),
+    await Promise.all(
+      ['run', 'log', 'mon', 'osd/ceph-0', 'rgw', 'crash'].map((s) => mkdir(path.join(dir, s), { recursive: true })),
     );
+    await writeFile(confPath, cephConf({ dir, fsid, monPort, rgwPort, memstoreBytes: opts.memstoreBytes ?? 1 << 30 }));
     const c = ['-c', confPath];
     const env = { ...process.env, CEPH_CONF: confPath };
     const run = (cmd: string, args: string[], timeoutMs = 20_000) =>
@@ -277,8 +275,16 @@ async function startRadosgwOnce(opts: StartRadosgwOptions): Promise<RadosgwServe
     // Creating the user first also creates the default realm/zone and the .rgw.root
     // pool, so radosgw does not race radosgw-admin for them.
     await radosgwAdmin([
-      'user', 'create', '--uid', 'regops-test', '--display-name', 'regops test',
-      '--access-key', accessKeyId, '--secret-key', secretAccessKey,
+      'user',
+      'create',
+      '--uid',
+      'regops-test',
+      '--display-name',
+      'regops test',
+      '--access-key',
+      accessKeyId,
+      '--secret-key',
+      secretAccessKey,
     ]);
 
     phase('user created');

@@ -27,7 +27,9 @@ export async function startRedis(): Promise<RedisServer> {
     { logFile: path.join(dir, 'redis.log'), cwd: dir },
   );
   const cli = async (args: string[]) =>
-    (await runCommand('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeoutMs: 10_000 })).stdout.trim();
+    (
+      await runCommand('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeoutMs: 10_000 })
+    ).stdout.trim();
   try {
     await waitFor(`redis-server on ${port}`, async () => (await cli(['PING'])) === 'PONG', {
       timeoutMs: 10_000,

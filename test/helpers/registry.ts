@@ -187,7 +187,8 @@ async function startRegistryOnce(opts: StartRegistryOptions): Promise<RegistrySe
         daemon = d;
         await waitFor(
           `docker-registry at ${url}`,
-          async () => (await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) })).status === (opts.auth ? 401 : 200),
+          async () =>
+            (await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(2000) })).status === (opts.auth ? 401 : 200),
           {
             timeoutMs: opts.timeoutMs ?? 15_000,
             intervalMs: 20,

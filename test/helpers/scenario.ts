@@ -3,14 +3,7 @@
 // regops' sweep candidates with `docker-registry garbage-collect --dry-run` on such states; a failure
 // names its seed, and the same seed builds the same operations again.
 import { createHash } from 'node:crypto';
-import {
-  MT,
-  deleteManifest,
-  mountBlob,
-  pushBlob,
-  putManifest,
-  randomBlob,
-} from './images.js';
+import { MT, deleteManifest, mountBlob, pushBlob, putManifest, randomBlob } from './images.js';
 
 /**
  * The seeds `npm test` runs (the script runs any). Seed 1 deletes a child of a still-tagged index (issue
@@ -89,7 +82,9 @@ function blobKey(hex: string): string {
 }
 
 /** Phase one: everything before `regops import`. Returns the scenario and a phase two for after it. */
-export async function buildScenario(opts: ScenarioOptions): Promise<{ scenario: Scenario; afterImport(): Promise<void> }> {
+export async function buildScenario(
+  opts: ScenarioOptions,
+): Promise<{ scenario: Scenario; afterImport(): Promise<void> }> {
   const rnd = prng(opts.seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rnd() * (hi - lo + 1));
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]!;
@@ -115,13 +110,25 @@ export async function buildScenario(opts: ScenarioOptions): Promise<{ scenario: 
   const uniq = (what: string): string => `seed${s}/${what}/${counter++}`;
   // Layer contents: a small shared pool, half of it in the hot prefixes.
   const pool = Array.from({ length: 4 }, (_, i) =>
-    i % 2 === 0 ? bytesInPrefix(scenario.hotPrefixes[i % 3]!, `seed${s}/pool/${i}`, 400) : randomBlob(500, `seed${s}/pool/${i}`),
+    i % 2 === 0
+      ? bytesInPrefix(scenario.hotPrefixes[i % 3]!, `seed${s}/pool/${i}`, 400)
+      : randomBlob(500, `seed${s}/pool/${i}`),
   );
   const newLayer = (): Buffer =>
-    chance(0.4) ? bytesInPrefix(pick(scenario.hotPrefixes), uniq('hot-layer'), 300) : randomBlob(int(200, 900), uniq('layer'));
+    chance(0.4)
+      ? bytesInPrefix(pick(scenario.hotPrefixes), uniq('hot-layer'), 300)
+      : randomBlob(int(200, 900), uniq('layer'));
   const layersFor = (): Buffer[] => Array.from({ length: int(1, 3) }, () => (chance(0.35) ? pick(pool) : newLayer()));
   const configFor = (label: string): Buffer =>
-    Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', created: '2024-01-01T00:00:00Z', config: { Labels: { seed: label } }, rootfs: { type: 'layers', diff_ids: [] } }));
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        created: '2024-01-01T00:00:00Z',
+        config: { Labels: { seed: label } },
+        rootfs: { type: 'layers', diff_ids: [] },
+      }),
+    );
 
   async function pushManifest(
     repo: string,
@@ -139,13 +146,18 @@ export async function buildScenario(opts: ScenarioOptions): Promise<{ scenario: 
       config: { mediaType: oci ? MT.ociConfig : MT.dockerConfig, size: config.size, digest: config.digest },
       layers: layers.map((l) => ({ mediaType: oci ? MT.ociLayer : MT.dockerLayer, size: l.size, digest: l.digest })),
     };
-    if (spec.subject) body.subject = { mediaType: spec.subject.mediaType, size: spec.subject.size, digest: spec.subject.digest };
+    if (spec.subject)
+      body.subject = { mediaType: spec.subject.mediaType, size: spec.subject.size, digest: spec.subject.digest };
     const bytes = Buffer.from(JSON.stringify(body));
     const digest = await putManifest(url, repo, tag ?? `sha256:${sha(bytes)}`, mediaType, bytes);
     return { repo, tag, digest, mediaType, bytes, size: bytes.length };
   }
   const pushImage = async (repo: string, tag?: string): Promise<Pushed> => {
-    const p = await pushManifest(repo, tag, { config: configFor(uniq('config')), layers: layersFor(), oci: chance(0.5) });
+    const p = await pushManifest(repo, tag, {
+      config: configFor(uniq('config')),
+      layers: layersFor(),
+      oci: chance(0.5),
+    });
     op(`push ${repo}${tag ? ':' + tag : ''} ${p.digest}`);
     return p;
   };
@@ -192,11 +204,23 @@ export async function buildScenario(opts: ScenarioOptions): Promise<{ scenario: 
       JSON.stringify({
         schemaVersion: 2,
         mediaType,
-        manifests: children.map((c, n) => ({ mediaType: c.mediaType, size: c.size, digest: c.digest, platform: { os: 'linux', architecture: `arch${n}` } })),
+        manifests: children.map((c, n) => ({
+          mediaType: c.mediaType,
+          size: c.size,
+          digest: c.digest,
+          platform: { os: 'linux', architecture: `arch${n}` },
+        })),
       }),
     );
     const tag = `multi${counter++}`;
-    const index: Pushed = { repo, tag, digest: await putManifest(url, repo, tag, mediaType, bytes), mediaType, bytes, size: bytes.length };
+    const index: Pushed = {
+      repo,
+      tag,
+      digest: await putManifest(url, repo, tag, mediaType, bytes),
+      mediaType,
+      bytes,
+      size: bytes.length,
+    };
     op(`index ${repo}:${tag} ${index.digest} children ${children.map((c) => c.digest).join(' ')}`);
     const fate = rnd();
     if (fate < 0.3) {
@@ -222,14 +246,20 @@ export async function buildScenario(opts: ScenarioOptions): Promise<{ scenario: 
     }
     const target = await pushManifest(to, `mounted${counter}`, { config: configFor(uniq('mount-dst')), layers });
     await deleteManifest(url, from, source.digest);
-    op(`mount ${layers.length} layer(s) ${from} -> ${to}, ${to}@${target.digest} kept, ${from}@${source.digest} deleted`);
+    op(
+      `mount ${layers.length} layer(s) ${from} -> ${to}, ${to}@${target.digest} kept, ${from}@${source.digest} deleted`,
+    );
     setTag(target);
   }
   // Referrers (OCI subject); sometimes the subject is deleted while the referrer stays.
   for (let i = int(0, 2); i > 0; i--) {
     const repo = pick(repos);
     const subject = await pushImage(repo);
-    const referrer = await pushManifest(repo, chance(0.5) ? `sig${counter}` : undefined, { config: configFor(uniq('sig')), layers: [randomBlob(120, uniq('signature'))], subject });
+    const referrer = await pushManifest(repo, chance(0.5) ? `sig${counter}` : undefined, {
+      config: configFor(uniq('sig')),
+      layers: [randomBlob(120, uniq('signature'))],
+      subject,
+    });
     op(`referrer ${repo}@${referrer.digest} -> subject ${subject.digest}`);
     if (chance(0.4)) {
       await deleteManifest(url, repo, subject.digest);
@@ -247,7 +277,9 @@ export async function buildScenario(opts: ScenarioOptions): Promise<{ scenario: 
   // Blobs uploaded with no manifest, some in the hot prefixes.
   const orphans: Buffer[] = [];
   for (let i = int(2, 5); i > 0; i--) {
-    const bytes = chance(0.5) ? bytesInPrefix(pick(scenario.hotPrefixes), uniq('orphan'), 250) : randomBlob(350, uniq('orphan'));
+    const bytes = chance(0.5)
+      ? bytesInPrefix(pick(scenario.hotPrefixes), uniq('orphan'), 250)
+      : randomBlob(350, uniq('orphan'));
     const repo = pick(repos);
     await pushBlob(url, repo, bytes);
     orphans.push(bytes);
@@ -257,7 +289,10 @@ export async function buildScenario(opts: ScenarioOptions): Promise<{ scenario: 
   if (chance(0.5)) {
     const repo = pick(repos);
     const layer = randomBlob(333, uniq('dangling'));
-    const img = await pushManifest(repo, `dangling${counter}`, { config: configFor(uniq('dangling')), layers: [layer] });
+    const img = await pushManifest(repo, `dangling${counter}`, {
+      config: configFor(uniq('dangling')),
+      layers: [layer],
+    });
     await opts.raw.remove(blobKey(sha(layer)));
     op(`dangling: ${repo}@${img.digest} references sha256:${sha(layer)}, whose data was removed`);
   }
@@ -273,11 +308,16 @@ export async function buildScenario(opts: ScenarioOptions): Promise<{ scenario: 
     const bytes = bytesInPrefix(scenario.hotPrefixes[i % 3]!, `seed${s}/bulk/${i}`, 64);
     const hex = sha(bytes);
     writes.push(() => opts.raw.write(blobKey(hex), bytes));
-    if (i % 97 === 0) writes.push(() => opts.raw.write(`repositories/${pick(repos)}/_layers/sha256/${hex}/link`, Buffer.from(`sha256:${hex}`)));
+    if (i % 97 === 0)
+      writes.push(() =>
+        opts.raw.write(`repositories/${pick(repos)}/_layers/sha256/${hex}/link`, Buffer.from(`sha256:${hex}`)),
+      );
   }
   for (let i = 0; i < writes.length; i += 32) await Promise.all(writes.slice(i, i + 32).map((w) => w()));
   op(`bulk: ${bulk} blobs in prefixes ${scenario.hotPrefixes.join(' ')}`);
-  scenario.pullable = [...tagged.values()].filter((p) => !scenario.ops.some((o) => o.startsWith('dangling:') && o.includes(p.digest))).map((p) => ({ repo: p.repo, tag: p.tag! }));
+  scenario.pullable = [...tagged.values()]
+    .filter((p) => !scenario.ops.some((o) => o.startsWith('dangling:') && o.includes(p.digest)))
+    .map((p) => ({ repo: p.repo, tag: p.tag! }));
 
   const afterImport = async (): Promise<void> => {
     // Pushes after the import (the metadata strategy's catch-up walk must see them): a new image, one
@@ -286,13 +326,18 @@ export async function buildScenario(opts: ScenarioOptions): Promise<{ scenario: 
     setTag(await pushImage(repo, `late${counter}`));
     if (orphans.length > 0) {
       const revived = pick(orphans);
-      const p = await pushManifest(repo, `revived${counter}`, { config: configFor(uniq('revived')), layers: [revived] });
+      const p = await pushManifest(repo, `revived${counter}`, {
+        config: configFor(uniq('revived')),
+        layers: [revived],
+      });
       op(`after import: ${repo}@${p.digest} references the old orphan sha256:${sha(revived)}`);
       setTag(p);
     }
     const moving = [...tagged.values()].find((p) => p.repo === repo && p.tag?.startsWith('t'));
     if (moving) setTag(await pushImage(repo, moving.tag));
-    scenario.pullable = [...tagged.values()].filter((p) => !scenario.ops.some((o) => o.startsWith('dangling:') && o.includes(p.digest))).map((p) => ({ repo: p.repo, tag: p.tag! }));
+    scenario.pullable = [...tagged.values()]
+      .filter((p) => !scenario.ops.some((o) => o.startsWith('dangling:') && o.includes(p.digest)))
+      .map((p) => ({ repo: p.repo, tag: p.tag! }));
   };
   return { scenario, afterImport };
 }

@@ -33,8 +33,19 @@ export async function startTokenIssuer(opts: { lifetimeSeconds?: number } = {}):
   const keyFile = path.join(dir, 'key.pem');
   const certFile = path.join(dir, 'cert.pem');
   await runCommand('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile,
-    '-days', '2', '-subj', '/CN=regops-test-token-issuer',
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=regops-test-token-issuer',
   ]);
   const key = readFileSync(keyFile, 'utf8');
   const certDer = new X509Certificate(readFileSync(certFile)).raw;
@@ -49,7 +60,16 @@ export async function startTokenIssuer(opts: { lifetimeSeconds?: number } = {}):
     const m = scope ? /^(repository|registry):([^:]+):(.+)$/.exec(scope) : null;
     if (m) access.push({ type: m[1], name: m[2], actions: m[3]!.split(',') });
     const header = { typ: 'JWT', alg: 'RS256', x5c: [certDer.toString('base64')] };
-    const claims = { iss: issuer, sub: 'loadtest', aud: service, exp: now + lifetime, nbf: now - 5, iat: now, jti: randomUUID(), access };
+    const claims = {
+      iss: issuer,
+      sub: 'loadtest',
+      aud: service,
+      exp: now + lifetime,
+      nbf: now - 5,
+      iat: now,
+      jti: randomUUID(),
+      access,
+    };
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     const signature = createSign('RSA-SHA256').update(input).sign(key);
     return `${input}.${b64url(signature)}`;

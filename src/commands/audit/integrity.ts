@@ -9,7 +9,10 @@ export default class AuditIntegrity extends RegopsCommand<AuditIntegrityResult> 
   static override summary = "Re-hash a region's blobs against their digests (the scrub)."
   static override description = `Every blob's name is its hash: this reads blobs back and hashes them. --sample F re-hashes a fraction and states the bound it supports ("no corruption above X% at 95% confidence").
 Exit 1 when a blob does not hash to its digest; 3 when some could not be read.`
-  static override examples = ['<%= config.bin %> <%= command.id %> --region eu', '<%= config.bin %> <%= command.id %> --region us --sample 0.01 --json']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --region eu',
+    '<%= config.bin %> <%= command.id %> --region us --sample 0.01 --json',
+  ]
   static override flags = {
     region: regionFlag,
     sample: sampleFlag({default: 1}),
@@ -25,7 +28,10 @@ Exit 1 when a blob does not hash to its digest; 3 when some could not be read.`
   protected async execute(): Promise<AuditIntegrityResult> {
     const {flags} = await this.parse(AuditIntegrity)
     // The database keeps the job (checkpoints, --resume); without one the scrub still runs, unresumable.
-    const db = flags.resume || this.configuration().database ? await this.database({schema: 'current', neededFor: '--resume'}) : undefined
+    const db =
+      flags.resume || this.configuration().database
+        ? await this.database({schema: 'current', neededFor: '--resume'})
+        : undefined
     const driver = await this.region(flags.region)
     return auditIntegrity({
       driver,

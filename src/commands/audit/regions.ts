@@ -12,13 +12,15 @@ export const sampleFlag = Flags.custom<number>({
   helpValue: 'F',
   parse: async (input) => {
     const value = Number(input)
-    if (!(value > 0 && value <= 1)) throw new UsageError(`invalid --sample '${input}': a fraction 0 < F <= 1, e.g. 0.01`)
+    if (!(value > 0 && value <= 1))
+      throw new UsageError(`invalid --sample '${input}': a fraction 0 < F <= 1, e.g. 0.01`)
     return value
   },
 })
 
 export default class AuditRegions extends RegopsCommand<AuditRegionsResult> {
-  static override summary = 'Compare regions blob by blob, link by link and tag by tag; repair from a good region when asked.'
+  static override summary =
+    'Compare regions blob by blob, link by link and tag by tag; repair from a good region when asked.'
   static override description = `Per digest prefix, a k-way merge of every region's sorted blob listing (and the database's blobs when configured): memory is one prefix's worth at any bucket size.
 Findings: missing, size_mismatch, extra (in some regions, referenced nowhere), corrupt (re-hashed at --level checksum or on a --sample), pending (newer than --in-flight), tag_mismatch, dangling_link (a link whose blob no region holds). They stream to --findings as JSON Lines.
 Exit 1 on any drift; 3 when a listing, key or region could not be read (named in the report; the rest is audited).
@@ -31,14 +33,24 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
   ]
   static override flags = {
     regions: Flags.string({summary: 'Comma-separated regions to compare (default: every configured region).'}),
-    level: Flags.option({options: ['presence', 'size', 'checksum'] as const, default: 'size' as const, summary: 'presence, size, or checksum (re-hash every copy).'})(),
+    level: Flags.option({
+      options: ['presence', 'size', 'checksum'] as const,
+      default: 'size' as const,
+      summary: 'presence, size, or checksum (re-hash every copy).',
+    })(),
     sample: sampleFlag(),
     'in-flight': durationFlag({summary: 'Objects newer than this are pending, not missing (default 15m).'}),
     findings: Flags.string({summary: 'JSON Lines file of the findings (default: ./regops-audit-<time>.jsonl).'}),
-    inventory: Flags.string({summary: 'REGION=URL of an S3 Inventory manifest.json (CSV) to list that region from, instead of LIST.', multiple: true}),
+    inventory: Flags.string({
+      summary: 'REGION=URL of an S3 Inventory manifest.json (CSV) to list that region from, instead of LIST.',
+      multiple: true,
+    }),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
-    repair: Flags.boolean({summary: 'Copy missing and corrupt objects from --from (default: report only).', dependsOn: ['from']}),
+    repair: Flags.boolean({
+      summary: 'Copy missing and corrupt objects from --from (default: report only).',
+      dependsOn: ['from'],
+    }),
     from: Flags.string({summary: 'The region repairs copy from.', dependsOn: ['repair']}),
     'database-url': databaseUrlFlag,
     concurrency: Flags.integer({summary: 'Re-hashes and copies in flight.', default: 16, min: 1, max: 1024}),

@@ -6,7 +6,10 @@ import * as formatter from '../../formatters/jobs-list.js'
 
 export default class JobsList extends RegopsCommand<formatter.JobsListResult> {
   static override summary = 'Past and running jobs (imports, sweeps, …) with their status and shard.'
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --kind sweep-blobs --json']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --kind sweep-blobs --json',
+  ]
   static override flags = {
     'database-url': databaseUrlFlag,
     kind: Flags.string({summary: 'Only jobs of this kind (import, sweep-blobs, …).'}),

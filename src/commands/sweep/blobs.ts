@@ -30,14 +30,20 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     })(),
     'dry-run': dryRunFlag(['delete', 'quarantine']),
     delete: Flags.boolean({summary: 'Delete the candidates (default: dry-run).', exclusive: ['quarantine', 'dry-run']}),
-    quarantine: Flags.boolean({summary: 'Move the candidates under the quarantine prefix instead of deleting them.', exclusive: ['delete', 'dry-run']}),
+    quarantine: Flags.boolean({
+      summary: 'Move the candidates under the quarantine prefix instead of deleting them.',
+      exclusive: ['delete', 'dry-run'],
+    }),
     'min-age': durationFlag({
-      summary: 'Grace period: blobs and links newer than this are never touched (default: sweep.minAge, 24h). A unit is required: 48h, 2d.',
+      summary:
+        'Grace period: blobs and links newer than this are never touched (default: sweep.minAge, 24h). A unit is required: 48h, 2d.',
       unsafeBelow: '1h',
       unsafeBecause: 'pushes in flight on a live registry upload blobs before the manifest that references them',
     }),
     force: Flags.boolean({summary: 'Accept a --min-age below 1h.'}),
-    'delete-untagged': Flags.boolean({summary: 'Also remove untagged manifests (never a child of a tagged index), then the blobs only they used.'}),
+    'delete-untagged': Flags.boolean({
+      summary: 'Also remove untagged manifests (never a child of a tagged index), then the blobs only they used.',
+    }),
     'delete-referrers': Flags.boolean({
       summary: 'With --delete-untagged: also remove referrers (signatures, SBOMs, attestations) of kept manifests.',
       dependsOn: ['delete-untagged'],
@@ -45,7 +51,8 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     'max-deletes': Flags.integer({summary: 'Refuse to act if there are more candidates than this.', min: 0}),
     'max-bytes': sizeFlag({summary: 'Refuse to act if the candidates add up to more than this (e.g. 500GiB).'}),
     'allow-mass-delete': Flags.boolean({
-      summary: "Act even on more than 50% of the scanned blobs (10% on a region's first acting sweep) with no --max-deletes or --max-bytes.",
+      summary:
+        "Act even on more than 50% of the scanned blobs (10% on a region's first acting sweep) with no --max-deletes or --max-bytes.",
     }),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID (see regops jobs list) from its checkpoint.'}),
@@ -53,13 +60,18 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     concurrency: Flags.integer({summary: 'Storage requests in flight.', default: 32, min: 1, max: 1024}),
     'metadata-authoritative': Flags.boolean({
       summary: 'With --strategy metadata: the registry writes the database itself, so no storage re-walk is needed.',
-      relationships: [{type: 'some', flags: [{name: 'strategy', when: async (flags) => flags.strategy === 'metadata'}]}],
+      relationships: [
+        {type: 'some', flags: [{name: 'strategy', when: async (flags) => flags.strategy === 'metadata'}]},
+      ],
     }),
     'metrics-file': Flags.string({summary: 'Write Prometheus metrics (textfile collector format) here.'}),
     'registry-read-only': Flags.boolean({
-      summary: 'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards).',
+      summary:
+        'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards).',
     }),
-    'max-clock-skew': durationFlag({summary: "Refuse to act when the storage's clock is further than this from this host's (default 5m)."}),
+    'max-clock-skew': durationFlag({
+      summary: "Refuse to act when the storage's clock is further than this from this host's (default 5m).",
+    }),
   }
   protected readonly formatter = formatter
 
@@ -69,7 +81,13 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     const mode = flags.delete ? 'delete' : flags.quarantine ? 'quarantine' : 'dry-run'
     const minAgeMs = flags['min-age']?.ms ?? config.sweep.minAgeMs
     // Acting journals every action; the metadata strategy reads references; a resumed job lives in the database.
-    const neededFor = flags.resume ? '--resume' : mode !== 'dry-run' ? `--${mode}` : flags.strategy === 'metadata' ? '--strategy metadata' : undefined
+    const neededFor = flags.resume
+      ? '--resume'
+      : mode !== 'dry-run'
+        ? `--${mode}`
+        : flags.strategy === 'metadata'
+          ? '--strategy metadata'
+          : undefined
     const db = neededFor ? await this.database({schema: 'current', neededFor}) : undefined
     const driver = await this.region(flags.region)
     const progress = this.progress('sweeping')
@@ -100,7 +118,12 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     }
     // A resumed job keeps its own quarantine prefix: the configured one is resolved only for a new job, so a
     // resume on the wrong region is refused for the region, not for the quarantine setting.
-    const settings = () => ({...stated, strategy: flags.strategy, minAgeMs, quarantinePrefix: resolveQuarantine(config.sweep.quarantine, driver.region)})
+    const settings = () => ({
+      ...stated,
+      strategy: flags.strategy,
+      minAgeMs,
+      quarantinePrefix: resolveQuarantine(config.sweep.quarantine, driver.region),
+    })
     const result = await sweepBlobs(
       flags.resume
         ? {...common, ...stated, mode: mode === 'dry-run' ? undefined : mode, db: db!, resume: flags.resume}
@@ -108,17 +131,23 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
           ? {...common, ...settings(), mode, db}
           : {...common, ...settings(), mode, db: db!},
     )
-    if (flags['metrics-file']) await writeMetrics(flags['metrics-file'], 'sweep', {region: result.region, strategy: result.strategy, mode: result.mode}, {
-      objects_scanned: result.scanned.blobs,
-      bytes_scanned: result.scanned.bytes,
-      candidates: result.candidates.count,
-      candidate_bytes: result.candidates.bytes,
-      deleted: result.acted.deleted,
-      quarantined: result.acted.quarantined,
-      acted_bytes: result.acted.bytes,
-      errors: result.acted.failed + result.problemCount,
-      duration_seconds: result.durationMs / 1000,
-    })
+    if (flags['metrics-file'])
+      await writeMetrics(
+        flags['metrics-file'],
+        'sweep',
+        {region: result.region, strategy: result.strategy, mode: result.mode},
+        {
+          objects_scanned: result.scanned.blobs,
+          bytes_scanned: result.scanned.bytes,
+          candidates: result.candidates.count,
+          candidate_bytes: result.candidates.bytes,
+          deleted: result.acted.deleted,
+          quarantined: result.acted.quarantined,
+          acted_bytes: result.acted.bytes,
+          errors: result.acted.failed + result.problemCount,
+          duration_seconds: result.durationMs / 1000,
+        },
+      )
     return {...result, gracePeriod: formatDurationSpec(minAgeMs)}
   }
 }
@@ -126,7 +155,8 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
 /** The mark and the listing run first, for seconds on a large store: their own figures move until the merge starts. */
 function progressLine(p: SweepProgress): string {
   const perSecond = (n: number) => Math.round(n / Math.max(0.001, p.elapsedMs / 1000))
-  if (p.phase === 'mark') return `mark: ${p.listed} blobs listed (${perSecond(p.listed)}/s), ${p.marks} references marked`
+  if (p.phase === 'mark')
+    return `mark: ${p.listed} blobs listed (${perSecond(p.listed)}/s), ${p.marks} references marked`
   const acted = p.acted ? `, ${p.acted} acted` : ''
   return `${p.phase}: ${p.shardsDone}/${p.shards} prefixes, ${p.scanned} blobs scanned (${perSecond(p.scanned)}/s), ${p.candidates} candidates${acted}`
 }

@@ -7,9 +7,14 @@ import * as formatter from '../../formatters/sweep-purge.js'
 import {assertCacheAllowsActing} from '../../lib/registry/descriptor-cache.js'
 
 export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult> {
-  static override summary = 'Finish quarantines whose hold time has passed: delete what is still unreferenced, rescue what is referenced again.'
-  static override description = 'Dry-run unless --delete. The reference check is fresh (a new walk, or the database), so a blob pushed again while it sat in quarantine goes back to the blob store.'
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --delete --hold-for 7d']
+  static override summary =
+    'Finish quarantines whose hold time has passed: delete what is still unreferenced, rescue what is referenced again.'
+  static override description =
+    'Dry-run unless --delete. The reference check is fresh (a new walk, or the database), so a blob pushed again while it sat in quarantine goes back to the blob store.'
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --delete --hold-for 7d',
+  ]
   static override flags = {
     region: regionFlag,
     'database-url': databaseUrlFlag,
@@ -18,12 +23,18 @@ export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult
       unsafeBelow: '1h',
       unsafeBecause: 'it leaves no time to notice a mistake and restore',
     }),
-    strategy: Flags.option({options: ['storage', 'metadata'] as const, default: 'storage' as const, summary: 'Where the fresh reference check comes from.'})(),
+    strategy: Flags.option({
+      options: ['storage', 'metadata'] as const,
+      default: 'storage' as const,
+      summary: 'Where the fresh reference check comes from.',
+    })(),
     'dry-run': dryRunFlag(['delete']),
     delete: Flags.boolean({summary: 'Delete (and rescue). Default: dry-run.', exclusive: ['dry-run']}),
     job: Flags.string({summary: 'Only the quarantine of this sweep job.'}),
     force: Flags.boolean({summary: 'Accept a --hold-for below 1h.'}),
-    'registry-read-only': Flags.boolean({summary: 'State that the registry is read-only or stopped: allows --delete with registry.cache inmemory.'}),
+    'registry-read-only': Flags.boolean({
+      summary: 'State that the registry is read-only or stopped: allows --delete with registry.cache inmemory.',
+    }),
   }
   protected readonly formatter = formatter
 
@@ -33,7 +44,15 @@ export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult
     if (flags.delete) assertCacheAllowsActing(this.configuration().registryCache.mode, flags['registry-read-only'])
     const db = await this.database({schema: 'current', neededFor: 'sweep purge'})
     const driver = await this.region(flags.region)
-    const result = await purgeQuarantine({db, driver, holdForMs, strategy: flags.strategy, dryRun: !flags.delete, jobId: flags.job, logger: this.logger})
+    const result = await purgeQuarantine({
+      db,
+      driver,
+      holdForMs,
+      strategy: flags.strategy,
+      dryRun: !flags.delete,
+      jobId: flags.job,
+      logger: this.logger,
+    })
     return {...result, holdFor: formatDurationSpec(holdForMs)}
   }
 }

@@ -7,7 +7,10 @@ import * as formatter from '../../formatters/sweep-restore.js'
 
 export default class SweepRestore extends RegopsCommand<QuarantineOpResult> {
   static override summary = 'Undo a quarantine: move the blobs of a sweep job, or one digest, back into the blob store.'
-  static override examples = ['<%= config.bin %> <%= command.id %> --job 42', '<%= config.bin %> <%= command.id %> --digest sha256:…']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --job 42',
+    '<%= config.bin %> <%= command.id %> --digest sha256:…',
+  ]
   static override flags = {
     region: regionFlag,
     'database-url': databaseUrlFlag,
@@ -22,6 +25,13 @@ export default class SweepRestore extends RegopsCommand<QuarantineOpResult> {
     if (flags.digest) assertDigest(flags.digest, '--digest')
     const db = await this.database({schema: 'current', neededFor: 'sweep restore'})
     const driver = await this.region(flags.region)
-    return restoreQuarantine({db, driver, jobId: flags.job, digest: flags.digest, dryRun: flags['dry-run'], logger: this.logger})
+    return restoreQuarantine({
+      db,
+      driver,
+      jobId: flags.job,
+      digest: flags.digest,
+      dryRun: flags['dry-run'],
+      logger: this.logger,
+    })
   }
 }

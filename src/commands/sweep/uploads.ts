@@ -5,8 +5,12 @@ import {sweepUploads} from '../../lib/sweep/sweep-uploads.js'
 import * as formatter from '../../formatters/sweep-uploads.js'
 
 export default class SweepUploadsCommand extends RegopsCommand<formatter.SweepUploadsCommandResult> {
-  static override summary = 'Find abandoned _uploads (started and last written before --older-than); delete them only with --delete.'
-  static override examples = ['<%= config.bin %> <%= command.id %> --older-than 7d', '<%= config.bin %> <%= command.id %> --older-than 7d --delete']
+  static override summary =
+    'Find abandoned _uploads (started and last written before --older-than); delete them only with --delete.'
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --older-than 7d',
+    '<%= config.bin %> <%= command.id %> --older-than 7d --delete',
+  ]
   static override flags = {
     region: regionFlag,
     'database-url': databaseUrlFlag,
@@ -28,7 +32,13 @@ export default class SweepUploadsCommand extends RegopsCommand<formatter.SweepUp
     // Deleting journals each upload, so only --delete needs the database.
     const db = flags.delete ? await this.database({schema: 'current', neededFor: '--delete'}) : undefined
     const driver = await this.region(flags.region)
-    const result = await sweepUploads({driver, db, olderThanMs: olderThan.ms, delete: flags.delete, logger: this.logger})
+    const result = await sweepUploads({
+      driver,
+      db,
+      olderThanMs: olderThan.ms,
+      delete: flags.delete,
+      logger: this.logger,
+    })
     return {...result, olderThan: olderThan.text}
   }
 }

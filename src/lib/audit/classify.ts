@@ -33,7 +33,11 @@ export interface BlobVerdict {
  * - at level size or above, a copy whose size differs from the expected one: `size_mismatch`. The expected
  *   size is the database's, else the size most regions hold, ties broken by region order (primary first).
  */
-export function classifyBlob(row: BlobRow, regions: string[], opts: {level: AuditLevel; cutoff: Date; databaseUsed: boolean}): BlobVerdict {
+export function classifyBlob(
+  row: BlobRow,
+  regions: string[],
+  opts: {level: AuditLevel; cutoff: Date; databaseUsed: boolean},
+): BlobVerdict {
   const findings: Finding[] = []
   const present: number[] = []
   const absent: number[] = []
@@ -45,10 +49,18 @@ export function classifyBlob(row: BlobRow, regions: string[], opts: {level: Audi
   const base = {object: 'blob' as const, key: row.key, digest: row.digest}
   if (present.length === 0) {
     for (const link of row.links) {
-      findings.push({kind: 'dangling_link', object: link.key.includes('/_layers/') ? 'layer-link' : 'revision', region: link.region, key: link.key, digest: row.digest, detail: {blob: row.key, heldBy: []}})
+      findings.push({
+        kind: 'dangling_link',
+        object: link.key.includes('/_layers/') ? 'layer-link' : 'revision',
+        region: link.region,
+        key: link.key,
+        digest: row.digest,
+        detail: {blob: row.key, heldBy: []},
+      })
     }
     if (row.links.length === 0 && row.databaseSize !== undefined) {
-      for (const i of absent) findings.push({...base, kind: 'missing', region: regions[i], detail: {heldBy: ['database']}})
+      for (const i of absent)
+        findings.push({...base, kind: 'missing', region: regions[i], detail: {heldBy: ['database']}})
     }
     return {findings, sizeAgrees: []}
   }
@@ -57,9 +69,16 @@ export function classifyBlob(row: BlobRow, regions: string[], opts: {level: Audi
   if (absent.length > 0 || (opts.databaseUsed && row.databaseSize === undefined)) {
     const fresh = present.filter((i) => copyOf(i).lastModified > opts.cutoff)
     if (absent.length > 0 && fresh.length > 0) {
-      for (const i of fresh) findings.push({...base, kind: 'pending', region: regions[i], detail: {absentIn: absent.map((a) => regions[a]), lastModified: copyOf(i).lastModified.toISOString()}})
+      for (const i of fresh)
+        findings.push({
+          ...base,
+          kind: 'pending',
+          region: regions[i],
+          detail: {absentIn: absent.map((a) => regions[a]), lastModified: copyOf(i).lastModified.toISOString()},
+        })
     } else if (!row.referenced) {
-      if (fresh.length === 0) for (const i of present) findings.push({...base, kind: 'extra', region: regions[i], detail: {heldBy}})
+      if (fresh.length === 0)
+        for (const i of present) findings.push({...base, kind: 'extra', region: regions[i], detail: {heldBy}})
     } else {
       for (const i of absent) findings.push({...base, kind: 'missing', region: regions[i], detail: {heldBy}})
     }
@@ -68,7 +87,8 @@ export function classifyBlob(row: BlobRow, regions: string[], opts: {level: Audi
   const sizeAgrees = present.filter((i) => copyOf(i).size === expected)
   if (opts.level !== 'presence') {
     for (const i of present) {
-      if (copyOf(i).size !== expected) findings.push({...base, kind: 'size_mismatch', region: regions[i], detail: {size: copyOf(i).size, expected}})
+      if (copyOf(i).size !== expected)
+        findings.push({...base, kind: 'size_mismatch', region: regions[i], detail: {size: copyOf(i).size, expected}})
     }
   }
   return {findings, sizeAgrees: opts.level === 'presence' ? present : sizeAgrees}

@@ -31,7 +31,12 @@ export interface CopyResult {
  * target is touched and the outcome after, so an interrupted copy is visible. `unavailable` means the
  * source cannot supply a good copy (absent, or it does not verify): nothing was written or journaled.
  */
-export async function copyVerified(copier: VerifiedCopier, target: StorageDriver, key: string, detail: Record<string, unknown>): Promise<CopyResult> {
+export async function copyVerified(
+  copier: VerifiedCopier,
+  target: StorageDriver,
+  key: string,
+  detail: Record<string, unknown>,
+): Promise<CopyResult> {
   const spec = parseKey(key)
   const isBlob = spec.kind === 'blob-data'
   const digest = 'digest' in spec ? spec.digest : undefined
@@ -40,7 +45,8 @@ export async function copyVerified(copier: VerifiedCopier, target: StorageDriver
   if (isBlob) {
     const info = await copier.source.stat(key)
     if (!info) return {outcome: 'unavailable', message: `absent in ${copier.source.region}`}
-    if (!(await blobVerifies(copier.source, spec.digest, copier.signal))) return {outcome: 'unavailable', message: `the copy in ${copier.source.region} does not hash to its digest`}
+    if (!(await blobVerifies(copier.source, spec.digest, copier.signal)))
+      return {outcome: 'unavailable', message: `the copy in ${copier.source.region} does not hash to its digest`}
     size = info.size
   } else {
     linkBody = await copier.source.readSmall(key, LINK_LIMIT).catch((error: unknown) => {
@@ -56,7 +62,8 @@ export async function copyVerified(copier: VerifiedCopier, target: StorageDriver
   try {
     if (isBlob) {
       await copyBetween(copier.source, target, key)
-      if (!(await blobVerifies(target, spec.digest, copier.signal))) throw new Error(`the copy in ${target.region} does not hash to ${spec.digest}`)
+      if (!(await blobVerifies(target, spec.digest, copier.signal)))
+        throw new Error(`the copy in ${target.region} does not hash to ${spec.digest}`)
     } else {
       await target.write(key, linkBody!, linkBody!.length)
       const back = await target.readSmall(key, LINK_LIMIT)

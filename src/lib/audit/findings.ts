@@ -1,7 +1,15 @@
 import {createWriteStream, type WriteStream} from 'node:fs'
 import {once} from 'node:events'
 
-export const FINDING_KINDS = ['missing', 'size_mismatch', 'extra', 'corrupt', 'pending', 'tag_mismatch', 'dangling_link'] as const
+export const FINDING_KINDS = [
+  'missing',
+  'size_mismatch',
+  'extra',
+  'corrupt',
+  'pending',
+  'tag_mismatch',
+  'dangling_link',
+] as const
 export type FindingKind = (typeof FINDING_KINDS)[number]
 
 export type ObjectKind = 'blob' | 'revision' | 'layer-link' | 'tag'
@@ -77,6 +85,7 @@ export class FindingsSink {
 /** Drift is every finding except `pending`, which is replication still under way. */
 export function driftCount(counts: FindingCounts): number {
   let n = 0
-  for (const kinds of Object.values(counts)) for (const [kind, count] of Object.entries(kinds)) if (kind !== 'pending') n += count ?? 0
+  for (const kinds of Object.values(counts))
+    for (const [kind, count] of Object.entries(kinds)) if (kind !== 'pending') n += count ?? 0
   return n
 }

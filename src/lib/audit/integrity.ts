@@ -59,9 +59,25 @@ export async function auditIntegrity(opts: AuditIntegrityOptions): Promise<Audit
   const region = opts.driver.region
   return runJob<IntegrityCheckpoint, AuditIntegrityResult>(
     opts.db,
-    {kind: AUDIT_INTEGRITY_KIND, params: {sample: opts.sample}, shard: opts.shard, resume: opts.resume, region, signal: opts.signal, logger: opts.logger},
+    {
+      kind: AUDIT_INTEGRITY_KIND,
+      params: {sample: opts.sample},
+      shard: opts.shard,
+      resume: opts.resume,
+      region,
+      signal: opts.signal,
+      logger: opts.logger,
+    },
     async (job) => {
-      const state: IntegrityCheckpoint = job.checkpoint ?? {prefixesDone: 0, scanned: 0, checked: 0, corrupt: 0, problemCount: 0, counts: {}, sampleSeed: randomUUID()}
+      const state: IntegrityCheckpoint = job.checkpoint ?? {
+        prefixesDone: 0,
+        scanned: 0,
+        checked: 0,
+        corrupt: 0,
+        problemCount: 0,
+        counts: {},
+        sampleSeed: randomUUID(),
+      }
       const sink = new FindingsSink(opts.findingsFile, 1000, job.checkpoint !== null, state.counts)
       const problems: AuditProblem[] = []
       const problem = (where: string, error: unknown) => {
@@ -99,7 +115,14 @@ export async function auditIntegrity(opts: AuditIntegrityOptions): Promise<Audit
                 state.checked++
                 if (!verifies) {
                   state.corrupt++
-                  await sink.add({kind: 'corrupt', object: 'blob', region, key: object.key, digest, detail: {size: object.size}})
+                  await sink.add({
+                    kind: 'corrupt',
+                    object: 'blob',
+                    region,
+                    key: object.key,
+                    digest,
+                    detail: {size: object.size},
+                  })
                 }
               })
             }
@@ -133,7 +156,11 @@ export async function auditIntegrity(opts: AuditIntegrityOptions): Promise<Audit
         problemCount: state.problemCount,
         durationMs: Math.round(performance.now() - started),
       }
-      return {result, stats: {checked: result.checked, corrupt: result.corrupt}, failure: result.problemCount > 0 ? 'some blobs could not be read' : undefined}
+      return {
+        result,
+        stats: {checked: result.checked, corrupt: result.corrupt},
+        failure: result.problemCount > 0 ? 'some blobs could not be read' : undefined,
+      }
     },
   )
 }

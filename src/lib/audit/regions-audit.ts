@@ -4,7 +4,16 @@ import {UsageError, errorMessage} from '../errors.js'
 import {runJob, type RunningJob, type Shard} from '../jobs/runner.js'
 import type {Logger} from '../output/logger.js'
 import type {ObjectInfo, StorageDriver} from '../storage/driver.js'
-import {REPOSITORIES_PREFIX, parseKey, parseLink, pathFor, shardOfDigest, shardsFor, splitDigest, type PathSpec} from '../storage/layout.js'
+import {
+  REPOSITORIES_PREFIX,
+  parseKey,
+  parseLink,
+  pathFor,
+  shardOfDigest,
+  shardsFor,
+  splitDigest,
+  type PathSpec,
+} from '../storage/layout.js'
 import {classifyBlob, corruptionBound, mostCommon, type AuditLevel, type BlobCopy} from './classify.js'
 import {copyVerified, type CopyResult, type VerifiedCopier} from './copy.js'
 import {FindingsSink, driftCount, type AuditProblem, type Finding, type FindingCounts} from './findings.js'
@@ -93,19 +102,45 @@ interface AuditCheckpoint {
 export async function auditRegions(opts: AuditRegionsOptions): Promise<AuditRegionsResult> {
   const started = performance.now()
   const regions = opts.drivers.map((d) => d.region)
-  if (regions.length < 2) throw new UsageError(`an audit compares at least two regions (given: ${regions.join(', ') || 'none'})`)
+  if (regions.length < 2)
+    throw new UsageError(`an audit compares at least two regions (given: ${regions.join(', ') || 'none'})`)
   if (opts.repairFrom !== undefined) {
-    if (!regions.includes(opts.repairFrom)) throw new UsageError(`--from ${opts.repairFrom} is not among the audited regions (${regions.join(', ')})`)
-    if (!opts.db) throw new UsageError('--repair journals every copy: it needs the database (database.url, DATABASE_URL or --database-url)')
+    if (!regions.includes(opts.repairFrom))
+      throw new UsageError(`--from ${opts.repairFrom} is not among the audited regions (${regions.join(', ')})`)
+    if (!opts.db)
+      throw new UsageError(
+        '--repair journals every copy: it needs the database (database.url, DATABASE_URL or --database-url)',
+      )
   }
-  const params = {regions, level: opts.level, sample: opts.sample, inFlightMs: opts.inFlightMs, repairFrom: opts.repairFrom}
+  const params = {
+    regions,
+    level: opts.level,
+    sample: opts.sample,
+    inFlightMs: opts.inFlightMs,
+    repairFrom: opts.repairFrom,
+  }
   return runJob<AuditCheckpoint, AuditRegionsResult>(
     opts.db,
-    {kind: AUDIT_REGIONS_KIND, params, shard: opts.shard, resume: opts.resume, region: regions.join(','), signal: opts.signal, logger: opts.logger},
+    {
+      kind: AUDIT_REGIONS_KIND,
+      params,
+      shard: opts.shard,
+      resume: opts.resume,
+      region: regions.join(','),
+      signal: opts.signal,
+      logger: opts.logger,
+    },
     async (job) => {
       const audit = new RegionsAudit(opts, job)
       const result = await audit.run(started)
-      return {result, stats: {findings: result.findings.total, drift: result.findings.drift, problems: result.problemCount}, failure: result.problemCount > 0 || (result.repair?.failed ?? 0) > 0 ? 'some input could not be read or some copies failed' : undefined}
+      return {
+        result,
+        stats: {findings: result.findings.total, drift: result.findings.drift, problems: result.problemCount},
+        failure:
+          result.problemCount > 0 || (result.repair?.failed ?? 0) > 0
+            ? 'some input could not be read or some copies failed'
+            : undefined,
+      }
     },
   )
 }
@@ -160,7 +195,13 @@ class RegionsAudit {
     this.isSampled = sampler(fraction, this.state.sampleSeed)
     this.pool = new Bounded(opts.concurrency)
     if (this.settings.repairFrom !== undefined && opts.db) {
-      this.copier = {db: opts.db, jobId: job.id, action: 'repair', source: this.driverOf(this.settings.repairFrom), signal: job.signal}
+      this.copier = {
+        db: opts.db,
+        jobId: job.id,
+        action: 'repair',
+        source: this.driverOf(this.settings.repairFrom),
+        signal: job.signal,
+      }
     }
   }
 
@@ -171,7 +212,11 @@ class RegionsAudit {
   private problem(region: string, where: string, error: unknown): void {
     this.problemCount++
     if (this.problems.length < MAX_PROBLEMS_IN_RESULT) this.problems.push({region, where, message: errorMessage(error)})
-    this.opts.logger.warn('audit: unreadable input, left out of the comparison', {region, where, error: errorMessage(error)})
+    this.opts.logger.warn('audit: unreadable input, left out of the comparison', {
+      region,
+      where,
+      error: errorMessage(error),
+    })
   }
 
   async run(started: number): Promise<AuditRegionsResult> {
@@ -215,7 +260,9 @@ class RegionsAudit {
   private async walkRepositories(links: LinkSpill): Promise<void> {
     const reporting = !this.state.repositoriesDone
     const mine = new Set(this.shards)
-    const sources = this.opts.drivers.map((d) => d.list(REPOSITORIES_PREFIX, {signal: this.job.signal, prune: (dir) => dir.endsWith('/_uploads/')}))
+    const sources = this.opts.drivers.map((d) =>
+      d.list(REPOSITORIES_PREFIX, {signal: this.job.signal, prune: (dir) => dir.endsWith('/_uploads/')}),
+    )
     const rows = mergeSorted(sources, (f) => this.problem(this.regions[f.source], REPOSITORIES_PREFIX, f.error))
     for await (const row of rows) {
       let spec: PathSpec
@@ -231,7 +278,8 @@ class RegionsAudit {
         if (!mine.has(prefix)) continue
         const hex = splitDigest(spec.digest).hex
         for (const i of this.slotsPresent(row.slots)) links.add(prefix, hex, this.regions[i], row.key)
-        if (reporting) await this.comparePresence(row.key, row.slots, spec.kind === 'layer-link' ? 'layer-link' : 'revision', spec)
+        if (reporting)
+          await this.comparePresence(row.key, row.slots, spec.kind === 'layer-link' ? 'layer-link' : 'revision', spec)
       } else if (spec.kind === 'tag-current-link') {
         if (!reporting || !mine.has(shardOfKey(row.key))) continue
         await this.comparePresence(row.key, row.slots, 'tag', spec)
@@ -245,25 +293,46 @@ class RegionsAudit {
   }
 
   /** A link or tag present in some regions: missing where absent, or pending while the copies are fresh. */
-  private async comparePresence(key: string, slots: Array<Slot<ObjectInfo>>, object: Finding['object'], spec: PathSpec): Promise<void> {
+  private async comparePresence(
+    key: string,
+    slots: Array<Slot<ObjectInfo>>,
+    object: Finding['object'],
+    spec: PathSpec,
+  ): Promise<void> {
     const present = this.slotsPresent(slots)
     const absent = slots.flatMap((slot, i) => (slot === undefined ? [i] : []))
     if (absent.length === 0) return
-    const named = {repository: 'repository' in spec ? spec.repository : undefined, digest: 'digest' in spec ? spec.digest : undefined, tag: 'tag' in spec ? spec.tag : undefined}
+    const named = {
+      repository: 'repository' in spec ? spec.repository : undefined,
+      digest: 'digest' in spec ? spec.digest : undefined,
+      tag: 'tag' in spec ? spec.tag : undefined,
+    }
     const fresh = present.filter((i) => (slots[i] as ObjectInfo).lastModified > this.cutoff)
     const absentIn = absent.map((i) => this.regions[i])
     if (fresh.length > 0) {
-      for (const i of fresh) await this.report({kind: 'pending', object, region: this.regions[i], key, ...named, detail: {absentIn}})
+      for (const i of fresh)
+        await this.report({kind: 'pending', object, region: this.regions[i], key, ...named, detail: {absentIn}})
       return
     }
     for (const i of absent) {
-      await this.report({kind: 'missing', object, region: this.regions[i], key, ...named, detail: {heldBy: present.map((p) => this.regions[p])}})
+      await this.report({
+        kind: 'missing',
+        object,
+        region: this.regions[i],
+        key,
+        ...named,
+        detail: {heldBy: present.map((p) => this.regions[p])},
+      })
       await this.repairObject(i, key, 'missing')
     }
   }
 
   /** A tag whose current link names different manifests in different regions. */
-  private async compareTag(key: string, slots: Array<Slot<ObjectInfo>>, spec: Extract<PathSpec, {kind: 'tag-current-link'}>): Promise<void> {
+  private async compareTag(
+    key: string,
+    slots: Array<Slot<ObjectInfo>>,
+    spec: Extract<PathSpec, {kind: 'tag-current-link'}>,
+  ): Promise<void> {
     const present = this.slotsPresent(slots)
     if (present.length < 2) return
     const digests = new Map<number, string>()
@@ -282,11 +351,25 @@ class RegionsAudit {
     const byRegion = Object.fromEntries(read.map((i) => [this.regions[i], digests.get(i)]))
     for (const i of read) {
       if (digests.get(i) === expected) continue
-      await this.report({kind: 'tag_mismatch', object: 'tag', region: this.regions[i], key, repository: spec.repository, tag: spec.tag, digest: digests.get(i), detail: {expected, byRegion}})
+      await this.report({
+        kind: 'tag_mismatch',
+        object: 'tag',
+        region: this.regions[i],
+        key,
+        repository: spec.repository,
+        tag: spec.tag,
+        digest: digests.get(i),
+        detail: {expected, byRegion},
+      })
       if (this.copier && this.regions[i] !== this.settings.repairFrom) {
         // The tag's history (index link) of the digest it is set to goes with it, as the registry writes both.
         const source = digests.get(this.regions.indexOf(this.settings.repairFrom!))
-        if (source) await this.repairObject(i, pathFor({kind: 'tag-index-link', repository: spec.repository, tag: spec.tag, digest: source}), 'tag_mismatch')
+        if (source)
+          await this.repairObject(
+            i,
+            pathFor({kind: 'tag-index-link', repository: spec.repository, tag: spec.tag, digest: source}),
+            'tag_mismatch',
+          )
         await this.repairObject(i, key, 'tag_mismatch')
       }
     }
@@ -298,14 +381,18 @@ class RegionsAudit {
     if (result.outcome === 'copied') this.state.repair.copied++
     else if (result.outcome === 'failed') this.state.repair.failed++
     else this.state.repair.unavailable++
-    if (result.outcome !== 'copied') this.opts.logger.warn(`repair of ${key} in ${this.regions[target]}: ${result.outcome}`, {message: result.message})
+    if (result.outcome !== 'copied')
+      this.opts.logger.warn(`repair of ${key} in ${this.regions[target]}: ${result.outcome}`, {message: result.message})
     return result
   }
 
   private async auditPrefix(prefix: string, links: LinkSpill): Promise<void> {
     const regionCount = this.regions.length
     const signal = this.job.signal
-    const sources: Array<AsyncIterable<{key: string}>> = [...this.listings.map((l) => l.listPrefix(prefix, signal)), links.listPrefix(prefix)]
+    const sources: Array<AsyncIterable<{key: string}>> = [
+      ...this.listings.map((l) => l.listPrefix(prefix, signal)),
+      links.listPrefix(prefix),
+    ]
     if (this.opts.db) sources.push(databaseBlobs(this.opts.db, prefix))
     let databaseFailure: unknown
     const rows = mergeSorted(sources, (f) => {
@@ -320,18 +407,30 @@ class RegionsAudit {
         if (spec.kind !== 'blob-data') throw new Error(`not a blob key`)
         digest = spec.digest
       } catch (error) {
-        for (let i = 0; i < regionCount; i++) if (row.slots[i] !== undefined && row.slots[i] !== UNKNOWN) this.problem(this.regions[i], row.key, error)
+        for (let i = 0; i < regionCount; i++)
+          if (row.slots[i] !== undefined && row.slots[i] !== UNKNOWN) this.problem(this.regions[i], row.key, error)
         continue
       }
-      const copies: BlobCopy[] = row.slots.slice(0, regionCount).map((slot) => (slot === UNKNOWN ? 'unknown' : (slot as ObjectInfo | undefined)))
+      const copies: BlobCopy[] = row.slots
+        .slice(0, regionCount)
+        .map((slot) => (slot === UNKNOWN ? 'unknown' : (slot as ObjectInfo | undefined)))
       copies.forEach((copy, i) => copy && copy !== 'unknown' && this.state.scanned[this.regions[i]]++)
       await this.confirmInventoried(row.key, copies)
       const linkSlot = row.slots[regionCount] as {links: Array<{region: string; key: string}>} | undefined
-      const databaseSlot = this.opts.db ? (row.slots[regionCount + 1] as {size: number} | undefined | typeof UNKNOWN) : undefined
+      const databaseSlot = this.opts.db
+        ? (row.slots[regionCount + 1] as {size: number} | undefined | typeof UNKNOWN)
+        : undefined
       const databaseSize = databaseSlot && databaseSlot !== UNKNOWN ? databaseSlot.size : undefined
       const linked = linkSlot?.links ?? []
       const verdict = classifyBlob(
-        {digest, key: row.key, copies, databaseSize, referenced: linked.length > 0 || databaseSize !== undefined, links: linked},
+        {
+          digest,
+          key: row.key,
+          copies,
+          databaseSize,
+          referenced: linked.length > 0 || databaseSize !== undefined,
+          links: linked,
+        },
         this.regions,
         {level: this.settings.level, cutoff: this.cutoff, databaseUsed: this.opts.db !== undefined},
       )
@@ -343,7 +442,8 @@ class RegionsAudit {
         }
       }
       if (this.isSampled(digest)) {
-        for (const i of verdict.sizeAgrees) await this.pool.run(() => this.rehash(i, digest, row.key, copies[i] as ObjectInfo))
+        for (const i of verdict.sizeAgrees)
+          await this.pool.run(() => this.rehash(i, digest, row.key, copies[i] as ObjectInfo))
       }
     }
     if (databaseFailure !== undefined) throw databaseFailure
@@ -362,7 +462,14 @@ class RegionsAudit {
     this.state.checked++
     if (verifies) return
     this.state.corrupt++
-    await this.report({kind: 'corrupt', object: 'blob', region: this.regions[i], key, digest, detail: {size: copy.size}})
+    await this.report({
+      kind: 'corrupt',
+      object: 'blob',
+      region: this.regions[i],
+      key,
+      digest,
+      detail: {size: copy.size},
+    })
     await this.repairObject(i, key, 'corrupt')
   }
 
@@ -372,7 +479,11 @@ class RegionsAudit {
    */
   private async confirmInventoried(key: string, copies: BlobCopy[]): Promise<void> {
     const known = copies.filter((c): c is {size: number; lastModified: Date} | undefined => c !== 'unknown')
-    const agree = known.every((c) => (c === undefined) === (known[0] === undefined) && (c === undefined || c.size === (known[0] as {size: number}).size))
+    const agree = known.every(
+      (c) =>
+        (c === undefined) === (known[0] === undefined) &&
+        (c === undefined || c.size === (known[0] as {size: number}).size),
+    )
     if (agree && known.length === copies.length && known[0] !== undefined) return
     await Promise.all(
       this.listings.map(async (listing, i) => {
@@ -402,7 +513,13 @@ class RegionsAudit {
       shard: this.job.shard,
       prefixes: this.shards.length,
       scanned: this.state.scanned,
-      findings: {total: this.sink.total, drift: driftCount(this.sink.counts), byRegion: this.sink.counts, file: this.opts.findingsFile, first: this.sink.sample},
+      findings: {
+        total: this.sink.total,
+        drift: driftCount(this.sink.counts),
+        byRegion: this.sink.counts,
+        file: this.opts.findingsFile,
+        first: this.sink.sample,
+      },
       checksum: {
         checked,
         corrupt: this.state.corrupt,
@@ -413,7 +530,8 @@ class RegionsAudit {
             ? undefined
             : `${this.state.corrupt} corrupt in ${checked} re-hashed copies: no corruption above ${formatPercent(bound)} at 95% confidence`,
       },
-      repair: this.settings.repairFrom === undefined ? undefined : {from: this.settings.repairFrom, ...this.state.repair},
+      repair:
+        this.settings.repairFrom === undefined ? undefined : {from: this.settings.repairFrom, ...this.state.repair},
       problems: this.problems,
       problemCount: this.problemCount,
       cutoff: this.cutoff.toISOString(),

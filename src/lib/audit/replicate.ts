@@ -62,15 +62,28 @@ interface ReplicateCheckpoint {
  */
 export async function replicate(opts: ReplicateOptions): Promise<ReplicateResult> {
   const started = performance.now()
-  if (opts.from.region === opts.to.region) throw new UsageError(`--from and --to are the same region (${opts.from.region})`)
+  if (opts.from.region === opts.to.region)
+    throw new UsageError(`--from and --to are the same region (${opts.from.region})`)
   const db = opts.mode === 'apply' || opts.resume ? opts.db : undefined
   if (opts.resume && !db) throw new UsageError('--resume needs the database that holds the job')
   return runJob<ReplicateCheckpoint, ReplicateResult>(
     db,
-    {kind: REPLICATE_KIND, params: {from: opts.from.region, to: opts.to.region, mode: opts.mode}, shard: opts.shard, resume: opts.resume, region: opts.to.region, signal: opts.signal, logger: opts.logger},
+    {
+      kind: REPLICATE_KIND,
+      params: {from: opts.from.region, to: opts.to.region, mode: opts.mode},
+      shard: opts.shard,
+      resume: opts.resume,
+      region: opts.to.region,
+      signal: opts.signal,
+      logger: opts.logger,
+    },
     async (job) => {
       const result = await new Replication(opts, job).run(started)
-      return {result, stats: {copied: result.copied, failed: result.failed}, failure: result.failed > 0 || result.problemCount > 0 ? 'some objects could not be read or copied' : undefined}
+      return {
+        result,
+        stats: {copied: result.copied, failed: result.failed},
+        failure: result.failed > 0 || result.problemCount > 0 ? 'some objects could not be read or copied' : undefined,
+      }
     },
   )
 }
@@ -91,10 +104,17 @@ class Replication {
     this.state = job.checkpoint ?? {
       phase: 'blobs',
       prefixesDone: 0,
-      result: {planned: {blobs: 0, bytes: 0, links: 0, tags: 0}, copied: {blobs: 0, bytes: 0, links: 0, tags: 0}, failed: 0, conflictCount: 0, problemCount: 0},
+      result: {
+        planned: {blobs: 0, bytes: 0, links: 0, tags: 0},
+        copied: {blobs: 0, bytes: 0, links: 0, tags: 0},
+        failed: 0,
+        conflictCount: 0,
+        problemCount: 0,
+      },
     }
     this.pool = new Bounded(opts.concurrency)
-    if (opts.mode === 'apply') this.copier = {db: opts.db, jobId: job.id, action: 'replicate', source: opts.from, signal: job.signal}
+    if (opts.mode === 'apply')
+      this.copier = {db: opts.db, jobId: job.id, action: 'replicate', source: opts.from, signal: job.signal}
   }
 
   private get tally() {
@@ -160,7 +180,11 @@ class Replication {
       if (outcome.outcome === 'copied') {
         this.tally.copied[what]++
         if (what === 'blobs') this.tally.copied.bytes += outcome.size ?? 0
-        this.opts.onProgress?.({phase: what, copied: this.tally.copied.blobs + this.tally.copied.links + this.tally.copied.tags, planned: this.tally.planned.blobs + this.tally.planned.links + this.tally.planned.tags})
+        this.opts.onProgress?.({
+          phase: what,
+          copied: this.tally.copied.blobs + this.tally.copied.links + this.tally.copied.tags,
+          planned: this.tally.planned.blobs + this.tally.planned.links + this.tally.planned.tags,
+        })
       } else if (outcome.outcome === 'failed') {
         this.tally.failed++
         this.problem(this.opts.to.region, key, outcome.message)
@@ -180,7 +204,8 @@ class Replication {
       const [source, target] = row.slots
       if (source === undefined || source === UNKNOWN || target === UNKNOWN) continue
       if (target === undefined) await this.copy(row.key, source.size, 'blobs')
-      else if (target.size !== source.size) this.conflict(row.key, `size ${target.size} in ${to.region}, ${source.size} in ${from.region}`)
+      else if (target.size !== source.size)
+        this.conflict(row.key, `size ${target.size} in ${to.region}, ${source.size} in ${from.region}`)
     }
     await this.pool.wait()
   }
@@ -189,9 +214,15 @@ class Replication {
     const {from, to} = this.opts
     const signal = this.job.signal
     const mine = new Set(this.shards)
-    const options = {signal, startAfter: this.state.repositoriesAfter, prune: (dir: string) => dir.endsWith('/_uploads/')}
+    const options = {
+      signal,
+      startAfter: this.state.repositoriesAfter,
+      prune: (dir: string) => dir.endsWith('/_uploads/'),
+    }
     const listOf = (driver: StorageDriver) => driver.list(REPOSITORIES_PREFIX, options)
-    const rows = mergeSorted([listOf(from), listOf(to)], (f) => this.problem(f.source === 0 ? from.region : to.region, REPOSITORIES_PREFIX, f.error))
+    const rows = mergeSorted([listOf(from), listOf(to)], (f) =>
+      this.problem(f.source === 0 ? from.region : to.region, REPOSITORIES_PREFIX, f.error),
+    )
     let inBatch = 0
     for await (const row of rows) {
       const [source, target] = row.slots as Array<ObjectInfo | undefined | typeof UNKNOWN>
@@ -205,10 +236,15 @@ class Replication {
       }
       if (!this.owns(spec, row.key, mine)) continue
       if (target === undefined) {
-        await this.copy(row.key, source.size, spec.kind === 'tag-current-link' || spec.kind === 'tag-index-link' ? 'tags' : 'links')
+        await this.copy(
+          row.key,
+          source.size,
+          spec.kind === 'tag-current-link' || spec.kind === 'tag-index-link' ? 'tags' : 'links',
+        )
       } else if (spec.kind === 'tag-current-link') {
         const [a, b] = await Promise.all([from.readSmall(row.key, 1024), to.readSmall(row.key, 1024)])
-        if (!a.equals(b)) this.conflict(row.key, `tag names ${b.toString()} in ${to.region}, ${a.toString()} in ${from.region}`)
+        if (!a.equals(b))
+          this.conflict(row.key, `tag names ${b.toString()} in ${to.region}, ${a.toString()} in ${from.region}`)
       }
       if (++inBatch >= LINK_BATCH) {
         await this.pool.wait()

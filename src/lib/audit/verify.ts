@@ -3,7 +3,12 @@ import type {StorageDriver} from '../storage/driver.js'
 import {pathFor, splitDigest} from '../storage/layout.js'
 
 /** The digest an object's content hashes to, streamed (never held in memory), in the digest's algorithm. */
-export async function hashObject(driver: StorageDriver, key: string, algorithm: 'sha256' | 'sha512', signal?: AbortSignal): Promise<string> {
+export async function hashObject(
+  driver: StorageDriver,
+  key: string,
+  algorithm: 'sha256' | 'sha512',
+  signal?: AbortSignal,
+): Promise<string> {
   const hash = createHash(algorithm)
   const stream = await driver.read(key)
   try {
@@ -19,7 +24,9 @@ export async function hashObject(driver: StorageDriver, key: string, algorithm: 
 
 /** True when a region's copy of a blob hashes to its digest. */
 export async function blobVerifies(driver: StorageDriver, digest: string, signal?: AbortSignal): Promise<boolean> {
-  return (await hashObject(driver, pathFor({kind: 'blob-data', digest}), splitDigest(digest).algorithm, signal)) === digest
+  return (
+    (await hashObject(driver, pathFor({kind: 'blob-data', digest}), splitDigest(digest).algorithm, signal)) === digest
+  )
 }
 
 /**

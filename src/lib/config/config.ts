@@ -95,7 +95,9 @@ export function loadConfig(
     try {
       text = readFileSync(opts.file, 'utf8')
     } catch (error) {
-      throw new ConfigError(`cannot read config file: ${(error as NodeJS.ErrnoException).code ?? error}`, {file: opts.file})
+      throw new ConfigError(`cannot read config file: ${(error as NodeJS.ErrnoException).code ?? error}`, {
+        file: opts.file,
+      })
     }
     source = parseYaml(text, opts.file, env)
   }
@@ -103,7 +105,12 @@ export function loadConfig(
 }
 
 /** Parses config text (for tests). */
-export function loadConfigFromText(text: string, file = '<inline>', env: NodeJS.ProcessEnv = process.env, overrides: ConfigOverrides = {}): RegopsConfig {
+export function loadConfigFromText(
+  text: string,
+  file = '<inline>',
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: ConfigOverrides = {},
+): RegopsConfig {
   registerEnvironmentSecrets(env)
   return buildConfig(parseYaml(text, file, env), env, overrides)
 }
@@ -136,12 +143,15 @@ function parseYaml(text: string, file: string, env: NodeJS.ProcessEnv): YamlSour
 /** `${VAR}` and `${VAR:-default}` in string values, from the environment. */
 function expandEnv(value: unknown, path: string[], source: YamlSource, env: NodeJS.ProcessEnv): unknown {
   if (typeof value === 'string') {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback: string | undefined) => {
-      const v = env[name]
-      if (v !== undefined && v !== '') return v
-      if (fallback !== undefined) return fallback
-      throw new ConfigError(`environment variable ${name} is not set`, where(source, path))
-    })
+    return value.replace(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+      (_m, name: string, fallback: string | undefined) => {
+        const v = env[name]
+        if (v !== undefined && v !== '') return v
+        if (fallback !== undefined) return fallback
+        throw new ConfigError(`environment variable ${name} is not set`, where(source, path))
+      },
+    )
   }
   if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, [...path, String(i)], source, env))
   if (value && typeof value === 'object') {
@@ -162,7 +172,9 @@ function where(source: YamlSource | undefined, path: string[]): {field: string; 
     // A null value has no node: point at its key.
     const parent = source.doc.getIn(path.slice(0, depth - 1), true) as YamlNode | undefined
     if (parent && isMap(parent)) {
-      const pair = parent.items.find((item) => String((item.key as {value?: unknown})?.value ?? item.key) === path[depth - 1])
+      const pair = parent.items.find(
+        (item) => String((item.key as {value?: unknown})?.value ?? item.key) === path[depth - 1],
+      )
       const keyNode = pair?.key as YamlNode | undefined
       if (keyNode?.range) return {field, file: source.file, line: source.lines.linePos(keyNode.range[0]).line}
     }
@@ -171,7 +183,17 @@ function where(source: YamlSource | undefined, path: string[]): {field: string; 
 }
 
 const TOP_KEYS = new Set(['database', 'regions', 'primary', 'registry', 'sweep'])
-const REGION_KEYS = new Set(['url', 'region', 'endpoint', 'forcePathStyle', 'checksums', 'concurrency', 'accessKeyId', 'secretAccessKey', 'empty'])
+const REGION_KEYS = new Set([
+  'url',
+  'region',
+  'endpoint',
+  'forcePathStyle',
+  'checksums',
+  'concurrency',
+  'accessKeyId',
+  'secretAccessKey',
+  'empty',
+])
 
 function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, overrides: ConfigOverrides): RegopsConfig {
   const data = source?.data ?? {}
@@ -181,18 +203,29 @@ function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, ove
     if (!TOP_KEYS.has(key)) throw new ConfigError(`unknown key (expected one of: ${[...TOP_KEYS].join(', ')})`, at(key))
   }
 
-  const config: RegopsConfig = {file: source?.file, regions: {}, registryCache: {mode: 'none'}, sweep: parseSweep(data.sweep, at)}
+  const config: RegopsConfig = {
+    file: source?.file,
+    regions: {},
+    registryCache: {mode: 'none'},
+    sweep: parseSweep(data.sweep, at),
+  }
 
   // database
   const db = data.database
-  if (db !== undefined && db !== null && (typeof db !== 'object' || Array.isArray(db))) throw new ConfigError('must be a mapping with a url', at('database'))
+  if (db !== undefined && db !== null && (typeof db !== 'object' || Array.isArray(db)))
+    throw new ConfigError('must be a mapping with a url', at('database'))
   const dbFileUrl = (db as {url?: unknown} | undefined)?.url
-  if (dbFileUrl !== undefined && typeof dbFileUrl !== 'string') throw new ConfigError('must be a string', at('database', 'url'))
+  if (dbFileUrl !== undefined && typeof dbFileUrl !== 'string')
+    throw new ConfigError('must be a string', at('database', 'url'))
   // An empty variable is unset (`DATABASE_URL= regops …` clears it for one run), not a database called ''.
-  const dbUrl = overrides.databaseUrl || env.REGOPS_DATABASE_URL || env.DATABASE_URL || (dbFileUrl as string | undefined)
+  const dbUrl =
+    overrides.databaseUrl || env.REGOPS_DATABASE_URL || env.DATABASE_URL || (dbFileUrl as string | undefined)
   if (dbUrl) {
     if (!/^postgres(ql)?:\/\//.test(dbUrl)) {
-      throw new ConfigError(`must be a postgres:// URL, got '${redactUrl(dbUrl)}'`, dbUrl === dbFileUrl ? at('database', 'url') : {field: 'database.url'})
+      throw new ConfigError(
+        `must be a postgres:// URL, got '${redactUrl(dbUrl)}'`,
+        dbUrl === dbFileUrl ? at('database', 'url') : {field: 'database.url'},
+      )
     }
     redactUrl(dbUrl)
     config.database = {url: dbUrl}
@@ -201,9 +234,11 @@ function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, ove
   // regions
   const regions = data.regions
   if (regions !== undefined && regions !== null) {
-    if (typeof regions !== 'object' || Array.isArray(regions)) throw new ConfigError('must be a mapping of region name to {url: ...}', at('regions'))
+    if (typeof regions !== 'object' || Array.isArray(regions))
+      throw new ConfigError('must be a mapping of region name to {url: ...}', at('regions'))
     for (const [name, value] of Object.entries(regions as Record<string, unknown>)) {
-      if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name)) throw new ConfigError('region names use letters, digits, - and _', at('regions', name))
+      if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name))
+        throw new ConfigError('region names use letters, digits, - and _', at('regions', name))
       config.regions[name] = parseRegion(name, value, (...p) => at('regions', name, ...p))
     }
   }
@@ -226,14 +261,19 @@ function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, ove
 
   // registry
   const registry = (data.registry ?? {}) as Record<string, unknown>
-  if (typeof registry !== 'object' || Array.isArray(registry)) throw new ConfigError('must be a mapping', at('registry'))
+  if (typeof registry !== 'object' || Array.isArray(registry))
+    throw new ConfigError('must be a mapping', at('registry'))
   const registryUrl = overrides.registryUrl ?? env.REGOPS_REGISTRY_URL ?? (registry.url as string | undefined)
   if (registryUrl !== undefined) {
     if (typeof registryUrl !== 'string' || !isHttpUrl(registryUrl)) {
-      throw new ConfigError(`must be an http:// or https:// URL, got '${String(registryUrl)}'`, registryUrl === registry.url ? at('registry', 'url') : {field: 'registry.url'})
+      throw new ConfigError(
+        `must be an http:// or https:// URL, got '${String(registryUrl)}'`,
+        registryUrl === registry.url ? at('registry', 'url') : {field: 'registry.url'},
+      )
     }
     const password = env.REGOPS_REGISTRY_PASSWORD ?? (registry.password as string | undefined)
-    if (password !== undefined && typeof password !== 'string') throw new ConfigError('must be a string', at('registry', 'password'))
+    if (password !== undefined && typeof password !== 'string')
+      throw new ConfigError('must be a string', at('registry', 'password'))
     registerSecret(password)
     const username = env.REGOPS_REGISTRY_USERNAME ?? (registry.username as string | undefined)
     config.registry = {url: registryUrl.replace(/\/+$/, ''), username, password}
@@ -256,7 +296,10 @@ function parseRegistryCache(value: unknown, at: () => ReturnType<typeof where>):
     redactUrl(value)
     return {mode: 'redis', url: value}
   }
-  throw new ConfigError(`must be none, inmemory or a redis:// URL (what the registry's storage.cache.blobdescriptor uses), got '${typeof value === 'string' ? redactUrl(value) : String(value)}'`, at())
+  throw new ConfigError(
+    `must be none, inmemory or a redis:// URL (what the registry's storage.cache.blobdescriptor uses), got '${typeof value === 'string' ? redactUrl(value) : String(value)}'`,
+    at(),
+  )
 }
 
 function isHttpUrl(text: string): boolean {
@@ -269,17 +312,21 @@ function isHttpUrl(text: string): boolean {
 }
 
 function parseRegion(name: string, value: unknown, at: (...path: string[]) => ReturnType<typeof where>): RegionConfig {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError('must be a mapping with a url', at())
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    throw new ConfigError('must be a mapping with a url', at())
   const region = value as Record<string, unknown>
   for (const key of Object.keys(region)) {
-    if (!REGION_KEYS.has(key)) throw new ConfigError(`unknown key (expected one of: ${[...REGION_KEYS].join(', ')})`, at(key))
+    if (!REGION_KEYS.has(key))
+      throw new ConfigError(`unknown key (expected one of: ${[...REGION_KEYS].join(', ')})`, at(key))
   }
-  if (typeof region.url !== 'string') throw new ConfigError('is required: s3://bucket/prefix or file:///path', at('url'))
+  if (typeof region.url !== 'string')
+    throw new ConfigError('is required: s3://bucket/prefix or file:///path', at('url'))
   const concurrency = region.concurrency === undefined ? undefined : Number(region.concurrency)
   if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024)) {
     throw new ConfigError('must be an integer from 1 to 1024', at('concurrency'))
   }
-  if (region.empty !== undefined && typeof region.empty !== 'boolean') throw new ConfigError('must be true or false', at('empty'))
+  if (region.empty !== undefined && typeof region.empty !== 'boolean')
+    throw new ConfigError('must be true or false', at('empty'))
   const empty = region.empty === true ? {empty: true} : {}
   let url: URL
   try {
@@ -288,24 +335,34 @@ function parseRegion(name: string, value: unknown, at: (...path: string[]) => Re
     throw new ConfigError(`is not a URL: '${region.url}' (expected s3://bucket/prefix or file:///path)`, at('url'))
   }
   if (url.protocol === 'file:') {
-    if (url.host && url.host !== 'localhost') throw new ConfigError(`file URLs take an absolute path (file:///path), got '${region.url}'`, at('url'))
+    if (url.host && url.host !== 'localhost')
+      throw new ConfigError(`file URLs take an absolute path (file:///path), got '${region.url}'`, at('url'))
     const root = decodeURIComponent(url.pathname).replace(/\/+$/, '') || '/'
     return {kind: 'file', name, url: region.url, root, concurrency: concurrency ?? 16, ...empty}
   }
-  if (url.protocol !== 's3:') throw new ConfigError(`unsupported scheme '${url.protocol}' (expected s3:// or file://)`, at('url'))
+  if (url.protocol !== 's3:')
+    throw new ConfigError(`unsupported scheme '${url.protocol}' (expected s3:// or file://)`, at('url'))
   if (!url.hostname) throw new ConfigError(`has no bucket: '${region.url}'`, at('url'))
-  if (url.username || url.password) throw new ConfigError('must not carry credentials; use accessKeyId/secretAccessKey or the AWS credential chain', at('url'))
+  if (url.username || url.password)
+    throw new ConfigError(
+      'must not carry credentials; use accessKeyId/secretAccessKey or the AWS credential chain',
+      at('url'),
+    )
   const endpoint = region.endpoint
   if (endpoint !== undefined && (typeof endpoint !== 'string' || !isHttpUrl(endpoint))) {
     throw new ConfigError(`must be an http:// or https:// URL, got '${String(endpoint)}'`, at('endpoint'))
   }
   const checksums = region.checksums ?? 'when_supported'
-  if (checksums !== 'when_required' && checksums !== 'when_supported') throw new ConfigError("must be 'when_required' or 'when_supported'", at('checksums'))
+  if (checksums !== 'when_required' && checksums !== 'when_supported')
+    throw new ConfigError("must be 'when_required' or 'when_supported'", at('checksums'))
   for (const key of ['accessKeyId', 'secretAccessKey'] as const) {
     if (region[key] !== undefined && typeof region[key] !== 'string') throw new ConfigError('must be a string', at(key))
   }
   if ((region.accessKeyId === undefined) !== (region.secretAccessKey === undefined)) {
-    throw new ConfigError('accessKeyId and secretAccessKey go together', at(region.accessKeyId === undefined ? 'secretAccessKey' : 'accessKeyId'))
+    throw new ConfigError(
+      'accessKeyId and secretAccessKey go together',
+      at(region.accessKeyId === undefined ? 'secretAccessKey' : 'accessKeyId'),
+    )
   }
   registerSecret(region.secretAccessKey as string | undefined)
   registerSecret(region.accessKeyId as string | undefined)
@@ -327,7 +384,8 @@ function parseRegion(name: string, value: unknown, at: (...path: string[]) => Re
 }
 
 function parseSweep(value: unknown, at: (...path: string[]) => ReturnType<typeof where>): SweepConfig {
-  if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value))) throw new ConfigError('must be a mapping', at('sweep'))
+  if (value !== undefined && value !== null && (typeof value !== 'object' || Array.isArray(value)))
+    throw new ConfigError('must be a mapping', at('sweep'))
   const sweep = {...DEFAULT_SWEEP, ...((value ?? {}) as Record<string, unknown>)}
   const duration = (key: 'minAge' | 'holdFor') => {
     try {
@@ -337,7 +395,8 @@ function parseSweep(value: unknown, at: (...path: string[]) => ReturnType<typeof
     }
   }
   for (const key of Object.keys(sweep)) {
-    if (!(key in DEFAULT_SWEEP)) throw new ConfigError('unknown key (expected minAge, quarantine, holdFor)', at('sweep', key))
+    if (!(key in DEFAULT_SWEEP))
+      throw new ConfigError('unknown key (expected minAge, quarantine, holdFor)', at('sweep', key))
   }
   return {minAgeMs: duration('minAge'), holdForMs: duration('holdFor'), quarantine: String(sweep.quarantine)}
 }
@@ -370,9 +429,16 @@ export function redactedConfig(config: RegopsConfig): Record<string, unknown> {
     regions,
     primary: config.primary ?? null,
     registry: config.registry
-      ? {url: config.registry.url, username: config.registry.username ?? null, password: config.registry.password === undefined ? null : REDACTED}
+      ? {
+          url: config.registry.url,
+          username: config.registry.username ?? null,
+          password: config.registry.password === undefined ? null : REDACTED,
+        }
       : null,
-    registryCache: {mode: config.registryCache.mode, url: config.registryCache.url === undefined ? null : redactUrl(config.registryCache.url)},
+    registryCache: {
+      mode: config.registryCache.mode,
+      url: config.registryCache.url === undefined ? null : redactUrl(config.registryCache.url),
+    },
     sweep: {minAgeMs: config.sweep.minAgeMs, quarantine: config.sweep.quarantine, holdForMs: config.sweep.holdForMs},
   }
 }

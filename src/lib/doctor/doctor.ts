@@ -36,11 +36,22 @@ export interface DoctorOptions {
 export async function runDoctor(config: RegopsConfig, options: DoctorOptions): Promise<DoctorResult> {
   refuseNothingConfigured(config)
   const tasks: Array<Promise<DoctorCheck>> = []
-  tasks.push(timed('database', 'postgres', redactUrl(config.database!.url), options.timeoutMs, () => checkDatabase(config.database!.url)))
+  tasks.push(
+    timed('database', 'postgres', redactUrl(config.database!.url), options.timeoutMs, () =>
+      checkDatabase(config.database!.url),
+    ),
+  )
   for (const region of Object.values(config.regions)) {
-    tasks.push(timed('region', region.name, region.url, options.timeoutMs, () => checkRegion(config, region.name, options.writeCheck)))
+    tasks.push(
+      timed('region', region.name, region.url, options.timeoutMs, () =>
+        checkRegion(config, region.name, options.writeCheck),
+      ),
+    )
   }
-  if (config.registry) tasks.push(timed('registry', 'registry', config.registry.url, options.timeoutMs, () => checkRegistry(config.registry!.url)))
+  if (config.registry)
+    tasks.push(
+      timed('registry', 'registry', config.registry.url, options.timeoutMs, () => checkRegistry(config.registry!.url)),
+    )
   else tasks.push(Promise.resolve(skip('registry', 'registry', 'not configured (registry.url)')))
   const checks = await Promise.all(tasks)
   return {kind: 'doctor', ok: checks.every((c) => c.status !== 'fail'), checks}
@@ -51,7 +62,10 @@ export async function runDoctor(config: RegopsConfig, options: DoctorOptions): P
  * 'skip' and the exit 0, so a missing or misplaced config file would look healthy.
  */
 function refuseNothingConfigured(config: RegopsConfig): void {
-  const missing = [config.database ? undefined : 'no database', Object.keys(config.regions).length > 0 ? undefined : 'no region'].filter(Boolean)
+  const missing = [
+    config.database ? undefined : 'no database',
+    Object.keys(config.regions).length > 0 ? undefined : 'no region',
+  ].filter(Boolean)
   if (missing.length === 0) return
   const file = config.file ? `config file ${config.file}` : `no config file found (looked for ${configSearchPaths()})`
   throw new UsageError(`nothing to check: ${missing.join(' and ')} configured; ${file}`, {
@@ -80,7 +94,14 @@ async function timed(
     const outcome = await Promise.race([fn(), timeout])
     return {component, name, target, ...outcome, ms: Math.round(performance.now() - started)}
   } catch (error) {
-    return {component, name, target, status: 'fail', detail: redact(errorMessage(error)), ms: Math.round(performance.now() - started)}
+    return {
+      component,
+      name,
+      target,
+      status: 'fail',
+      detail: redact(errorMessage(error)),
+      ms: Math.round(performance.now() - started),
+    }
   } finally {
     clearTimeout(timer)
   }
@@ -102,7 +123,11 @@ async function checkDatabase(url: string): Promise<{status: CheckStatus; detail:
   }
 }
 
-async function checkRegion(config: RegopsConfig, name: string, writeCheck: boolean): Promise<{status: CheckStatus; detail: string}> {
+async function checkRegion(
+  config: RegopsConfig,
+  name: string,
+  writeCheck: boolean,
+): Promise<{status: CheckStatus; detail: string}> {
   const region = config.regions[name]
   // Two attempts: a doctor reports a dead endpoint in seconds instead of backing off for a minute.
   const driver = await openDriver(region, {maxAttempts: 2})
@@ -130,19 +155,35 @@ async function checkRegion(config: RegopsConfig, name: string, writeCheck: boole
       const back = await driver.readSmall(key, 1024)
       if (!back.toString().startsWith('regops doctor')) throw new Error(`wrote ${key} but read back different content`)
       const deleted = await driver.deleteMany([key])
-      if (deleted.errors.length > 0) throw new Error(`wrote ${key} but could not delete it: ${deleted.errors[0].message}`)
+      if (deleted.errors.length > 0)
+        throw new Error(`wrote ${key} but could not delete it: ${deleted.errors[0].message}`)
       steps.push('write', 'delete')
     }
     const done = `${steps.join(', ')} ok`
     if (region.empty) {
-      if (sample) return {status: 'warn', detail: `${done}; declared empty, but holds ${blob ? BLOBS_ROOT : REPOSITORIES_PREFIX} (remove empty: true once it is in use)`}
+      if (sample)
+        return {
+          status: 'warn',
+          detail: `${done}; declared empty, but holds ${blob ? BLOBS_ROOT : REPOSITORIES_PREFIX} (remove empty: true once it is in use)`,
+        }
       return {status: 'ok', detail: `${done}; declared empty (no ${BLOBS_ROOT} or ${REPOSITORIES_PREFIX} yet)`}
     }
     if (!blob && !repository) {
-      return {status: 'fail', detail: `${done}, but no ${BLOBS_ROOT} and no ${REPOSITORIES_PREFIX}: not a registry root (a typo in the URL?); a new region takes empty: true`}
+      return {
+        status: 'fail',
+        detail: `${done}, but no ${BLOBS_ROOT} and no ${REPOSITORIES_PREFIX}: not a registry root (a typo in the URL?); a new region takes empty: true`,
+      }
     }
-    if (!repository) return {status: 'fail', detail: `${done}, but ${BLOBS_ROOT} without ${REPOSITORIES_PREFIX}: a sweep here would take every blob for an orphan`}
-    if (!blob) return {status: 'fail', detail: `${done}, but ${REPOSITORIES_PREFIX} without ${BLOBS_ROOT}: the blobs are elsewhere`}
+    if (!repository)
+      return {
+        status: 'fail',
+        detail: `${done}, but ${BLOBS_ROOT} without ${REPOSITORIES_PREFIX}: a sweep here would take every blob for an orphan`,
+      }
+    if (!blob)
+      return {
+        status: 'fail',
+        detail: `${done}, but ${REPOSITORIES_PREFIX} without ${BLOBS_ROOT}: the blobs are elsewhere`,
+      }
     return {status: 'ok', detail: `${done}; ${BLOBS_ROOT} and ${REPOSITORIES_PREFIX} present`}
   } finally {
     await driver.close()

@@ -27,7 +27,11 @@ export async function acquireJobLock(db: Db, scope: LockScope): Promise<HeldLock
   let released = false
   const onError = (error: Error) => {
     if (released) return
-    lost?.(new Error(`the lock on ${scope.what} was lost with its database connection: ${errorMessage(error)}`, {cause: error}))
+    lost?.(
+      new Error(`the lock on ${scope.what} was lost with its database connection: ${errorMessage(error)}`, {
+        cause: error,
+      }),
+    )
   }
   client.on('error', onError)
   try {
@@ -38,10 +42,13 @@ export async function acquireJobLock(db: Db, scope: LockScope): Promise<HeldLock
     )
     if (result.rows.some((row) => !row.got)) {
       await client.query('SELECT pg_advisory_unlock_all()')
-      throw new RefusedError(`another job is acting on ${scope.what}: only one may act on a region's objects at a time`, {
-        code: 'LOCKED',
-        hint: "see 'regops jobs list' for the running job; wait for it to end, or resume it instead of starting another",
-      })
+      throw new RefusedError(
+        `another job is acting on ${scope.what}: only one may act on a region's objects at a time`,
+        {
+          code: 'LOCKED',
+          hint: "see 'regops jobs list' for the running job; wait for it to end, or resume it instead of starting another",
+        },
+      )
     }
   } catch (error) {
     released = true
@@ -69,6 +76,9 @@ export async function acquireJobLock(db: Db, scope: LockScope): Promise<HeldLock
 /** The names an acting job on these blob prefixes of a region locks. */
 export function regionLockScope(region: string, prefixes?: string[]): LockScope {
   if (!prefixes) return {what: `region ${region}`, shared: [], exclusive: [`regops:act:${region}`]}
-  const what = prefixes.length === 256 ? `region ${region}` : `region ${region}, prefixes ${prefixes[0]}..${prefixes[prefixes.length - 1]}`
+  const what =
+    prefixes.length === 256
+      ? `region ${region}`
+      : `region ${region}, prefixes ${prefixes[0]}..${prefixes[prefixes.length - 1]}`
   return {what, shared: [`regops:act:${region}`], exclusive: prefixes.map((prefix) => `regops:act:${region}:${prefix}`)}
 }

@@ -62,16 +62,24 @@ export interface JobEnd<R> {
  * anything else (PostgreSQL, storage, network) becomes JobFailedError (exit 3, resumable). The job is
  * marked failed or interrupted in every case, when the database still answers.
  */
-export async function runJob<C, R>(db: Db | undefined, spec: JobSpec, body: (job: RunningJob<C>) => Promise<JobEnd<R>>): Promise<R> {
+export async function runJob<C, R>(
+  db: Db | undefined,
+  spec: JobSpec,
+  body: (job: RunningJob<C>) => Promise<JobEnd<R>>,
+): Promise<R> {
   if (!db) return runWithoutJob(spec, body)
   let lock: HeldLock | undefined
   if (spec.lock) {
-    const shard = spec.resume ? await getJob(db, spec.resume).then((found) => ({index: found.shardIndex, count: found.shardCount})) : (spec.shard ?? {index: 0, count: 1})
+    const shard = spec.resume
+      ? await getJob(db, spec.resume).then((found) => ({index: found.shardIndex, count: found.shardCount}))
+      : (spec.shard ?? {index: 0, count: 1})
     lock = await acquireJobLock(db, spec.lock(shard))
   }
   let job: Job<C>
   try {
-    job = spec.resume ? await takeOver<C>(db, spec, spec.resume) : ((await createJob(db, spec.kind, {...spec.params, region: spec.region}, spec.shard)) as Job<C>)
+    job = spec.resume
+      ? await takeOver<C>(db, spec, spec.resume)
+      : ((await createJob(db, spec.kind, {...spec.params, region: spec.region}, spec.shard)) as Job<C>)
   } catch (error) {
     await lock?.release()
     throw error
@@ -79,14 +87,20 @@ export async function runJob<C, R>(db: Db | undefined, spec: JobSpec, body: (job
   if (spec.resume) spec.logger.info(`resuming ${spec.kind}`, {job: job.id})
   const controller = new AbortController()
   lock?.onLost((reason) => {
-    spec.logger.error('job lock lost: stopping so that no other worker acts beside this one', {job: job.id, error: reason.message})
+    spec.logger.error('job lock lost: stopping so that no other worker acts beside this one', {
+      job: job.id,
+      error: reason.message,
+    })
     controller.abort(reason)
   })
   const forwardStop = () => controller.abort(spec.signal!.reason)
   if (spec.signal?.aborted) forwardStop()
   else spec.signal?.addEventListener('abort', forwardStop, {once: true})
   const stopHeartbeat = startHeartbeat(db, job.id, (reason) => {
-    spec.logger.error('heartbeat lost: stopping so that no other worker acts beside this one', {job: job.id, error: reason.message})
+    spec.logger.error('heartbeat lost: stopping so that no other worker acts beside this one', {
+      job: job.id,
+      error: reason.message,
+    })
     controller.abort(reason)
   })
   let stats: () => unknown = () => job.stats
@@ -128,7 +142,10 @@ export async function runJob<C, R>(db: Db | undefined, spec: JobSpec, body: (job
 }
 
 async function runWithoutJob<C, R>(spec: JobSpec, body: (job: RunningJob<C>) => Promise<JobEnd<R>>): Promise<R> {
-  if (spec.resume) throw new UsageError('--resume needs the database that holds the job (database.url, DATABASE_URL or --database-url)')
+  if (spec.resume)
+    throw new UsageError(
+      '--resume needs the database that holds the job (database.url, DATABASE_URL or --database-url)',
+    )
   const signal = spec.signal ?? new AbortController().signal
   try {
     const end = await body({
@@ -157,16 +174,24 @@ async function takeOver<C>(db: Db, spec: JobSpec, id: string): Promise<Job<C>> {
   if (found.kind !== spec.kind) throw new UsageError(`job ${found.id} is a ${found.kind} job, not ${spec.kind}`)
   const region = found.params.region
   if (region !== undefined && region !== spec.region) {
-    throw new UsageError(`job ${found.id} ran on region '${String(region)}', not '${spec.region}': pass --region ${String(region)}`)
+    throw new UsageError(
+      `job ${found.id} ran on region '${String(region)}', not '${spec.region}': pass --region ${String(region)}`,
+    )
   }
   const stated = spec.shard ? {...spec.params, shard: spec.shard} : spec.params
-  const differing = differingParams({...found.params, shard: {index: found.shardIndex, count: found.shardCount}}, stated)
+  const differing = differingParams(
+    {...found.params, shard: {index: found.shardIndex, count: found.shardCount}},
+    stated,
+  )
   if (differing.length > 0) {
     const named = differing.map((d) => `${d.name} (job: ${d.job}, given: ${d.given})`).join(', ')
-    throw new UsageError(`job ${found.id} runs with the settings it started with; this invocation differs in ${named}`, {
-      hint: `leave those out of --resume ${found.id}, or start a new job`,
-      details: {differing},
-    })
+    throw new UsageError(
+      `job ${found.id} runs with the settings it started with; this invocation differs in ${named}`,
+      {
+        hint: `leave those out of --resume ${found.id}, or start a new job`,
+        details: {differing},
+      },
+    )
   }
   return resumeJob<C>(db, id, spec.kind)
 }
@@ -183,7 +208,8 @@ export function differingParams(job: Record<string, unknown>, stated: Record<str
   for (const [name, given] of Object.entries(stated)) {
     if (given === undefined) continue
     const held = job[name]
-    if (canonical(held) !== canonical(given)) differing.push({name, job: held === undefined ? '(not set)' : canonical(held), given: canonical(given)})
+    if (canonical(held) !== canonical(given))
+      differing.push({name, job: held === undefined ? '(not set)' : canonical(held), given: canonical(given)})
   }
   return differing
 }
@@ -191,7 +217,9 @@ export function differingParams(job: Record<string, unknown>, stated: Record<str
 /** JSON with object keys sorted, so that settings compare by value whatever order they were written in. */
 function canonical(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
   )
 }
 
@@ -201,7 +229,8 @@ function canonical(value: unknown): string {
  * fetch reports a network failure as a TypeError with the system error as its cause: that one is not a bug.
  */
 export function isBug(error: unknown): boolean {
-  if (error instanceof TypeError) return !(error.cause instanceof Error && typeof (error.cause as {code?: unknown}).code === 'string')
+  if (error instanceof TypeError)
+    return !(error.cause instanceof Error && typeof (error.cause as {code?: unknown}).code === 'string')
   return (
     error instanceof RangeError ||
     error instanceof ReferenceError ||

@@ -92,9 +92,12 @@ export async function resumeJob<C>(db: Db, id: string, kind: string): Promise<Jo
     [id, ownerId(), STALE_HEARTBEAT_MS / 1000],
   )
   if (result.rowCount === 0) {
-    throw new RefusedError(`job ${id} is running on ${job.owner ?? 'another worker'} (heartbeat ${job.heartbeatAt?.toISOString()})`, {
-      hint: `wait for it, or for its heartbeat to be older than ${STALE_HEARTBEAT_MS / 1000}s if that worker is dead`,
-    })
+    throw new RefusedError(
+      `job ${id} is running on ${job.owner ?? 'another worker'} (heartbeat ${job.heartbeatAt?.toISOString()})`,
+      {
+        hint: `wait for it, or for its heartbeat to be older than ${STALE_HEARTBEAT_MS / 1000}s if that worker is dead`,
+      },
+    )
   }
   return toJob<C>(result.rows[0])
 }
@@ -104,17 +107,21 @@ export async function resumeJob<C>(db: Db, id: string, kind: string): Promise<Jo
  * was taken over after its heartbeat went stale must not overwrite the new owner's progress.
  */
 export async function saveCheckpoint(db: Db, id: string, checkpoint: unknown, stats: unknown): Promise<void> {
-  const result = await db.query('UPDATE regops_jobs SET checkpoint = $2, stats = $3, heartbeat_at = now() WHERE id = $1 AND owner = $4', [
-    id,
-    JSON.stringify(checkpoint),
-    JSON.stringify(stats),
-    ownerId(),
-  ])
+  const result = await db.query(
+    'UPDATE regops_jobs SET checkpoint = $2, stats = $3, heartbeat_at = now() WHERE id = $1 AND owner = $4',
+    [id, JSON.stringify(checkpoint), JSON.stringify(stats), ownerId()],
+  )
   if (result.rowCount === 0) throw takenOver(id)
 }
 
 /** Ends a job; like a checkpoint, only its owner may. */
-export async function finishJob(db: Db, id: string, status: Exclude<JobStatus, 'pending' | 'running'>, stats: unknown, error?: string): Promise<void> {
+export async function finishJob(
+  db: Db,
+  id: string,
+  status: Exclude<JobStatus, 'pending' | 'running'>,
+  stats: unknown,
+  error?: string,
+): Promise<void> {
   const result = await db.query(
     'UPDATE regops_jobs SET status = $2, stats = $3, error = $4, finished_at = now(), heartbeat_at = now() WHERE id = $1 AND owner = $5',
     [id, status, JSON.stringify(stats), error ?? null, ownerId()],
@@ -123,7 +130,9 @@ export async function finishJob(db: Db, id: string, status: Exclude<JobStatus, '
 }
 
 function takenOver(id: string): RefusedError {
-  return new RefusedError(`job ${id} is no longer owned by this worker (${ownerId()}): another worker resumed it, so this one stopped`)
+  return new RefusedError(
+    `job ${id} is no longer owned by this worker (${ownerId()}): another worker resumed it, so this one stopped`,
+  )
 }
 
 /**
@@ -131,7 +140,12 @@ function takenOver(id: string): RefusedError {
  * called once when an update fails or finds the job taken over: after a minute without a heartbeat
  * another worker may resume the job, so this one must stop rather than act beside it.
  */
-export function startHeartbeat(db: Db, id: string, onLost: (reason: Error) => void, everyMs = HEARTBEAT_EVERY_MS): () => void {
+export function startHeartbeat(
+  db: Db,
+  id: string,
+  onLost: (reason: Error) => void,
+  everyMs = HEARTBEAT_EVERY_MS,
+): () => void {
   const owner = ownerId()
   let stopped = false
   const lose = (reason: Error) => {
@@ -145,7 +159,8 @@ export function startHeartbeat(db: Db, id: string, onLost: (reason: Error) => vo
       (result) => {
         if (result.rowCount === 0) lose(new Error(`job ${id} is no longer owned by this worker (${owner})`))
       },
-      (error: unknown) => lose(new Error(`the heartbeat of job ${id} could not be written: ${errorMessage(error)}`, {cause: error})),
+      (error: unknown) =>
+        lose(new Error(`the heartbeat of job ${id} could not be written: ${errorMessage(error)}`, {cause: error})),
     )
   }, everyMs)
   timer.unref()

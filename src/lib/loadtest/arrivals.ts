@@ -10,7 +10,8 @@ export interface RateStage {
  * is the integral of the rate, and the k-th arrival is where that integral reaches k.
  */
 export class ArrivalSchedule {
-  private readonly segments: Array<{startMs: number; durationMs: number; from: number; to: number; arrivals: number}> = []
+  private readonly segments: Array<{startMs: number; durationMs: number; from: number; to: number; arrivals: number}> =
+    []
   readonly durationMs: number
   /** pulls the schedule holds in all (fractional: the last one may not fit) */
   readonly expectedArrivals: number

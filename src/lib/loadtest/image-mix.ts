@@ -18,7 +18,10 @@ const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/
 
 /** Parses `repo:tag`, `repo@sha256:…`, either with `=WEIGHT`; the error says which image and why. */
 export function parseImage(text: string, where = '--image'): ImageChoice {
-  const bad = (why: string) => new UsageError(`${where} '${text}': ${why}`, {hint: 'write REPOSITORY:TAG or REPOSITORY@DIGEST, optionally =WEIGHT (e.g. library/alpine:3.19=5)'})
+  const bad = (why: string) =>
+    new UsageError(`${where} '${text}': ${why}`, {
+      hint: 'write REPOSITORY:TAG or REPOSITORY@DIGEST, optionally =WEIGHT (e.g. library/alpine:3.19=5)',
+    })
   let ref = text.trim()
   let weight = 1
   const eq = ref.lastIndexOf('=')
@@ -58,7 +61,8 @@ export class ImagePicker {
     zipf = 0,
     private readonly random: () => number = Math.random,
   ) {
-    if (images.length === 0) throw new UsageError('no image to pull: give --image, --scenario with images, or --from-catalog')
+    if (images.length === 0)
+      throw new UsageError('no image to pull: give --image, --scenario with images, or --from-catalog')
     let sum = 0
     images.forEach((image, i) => {
       sum += image.weight / Math.pow(i + 1, zipf)
@@ -107,7 +111,8 @@ export function loadScenario(file: string): Scenario {
 
 export function parseScenario(data: unknown, file: string): Scenario {
   const field = (name: string) => `--scenario ${file}: ${name}`
-  if (!data || typeof data !== 'object' || Array.isArray(data)) throw new UsageError(`--scenario ${file}: must be a mapping`)
+  if (!data || typeof data !== 'object' || Array.isArray(data))
+    throw new UsageError(`--scenario ${file}: must be a mapping`)
   const doc = data as Record<string, unknown>
   const known = new Set(['images', 'zipf', 'startRate', 'stages', 'thresholds'])
   for (const key of Object.keys(doc)) {
@@ -120,7 +125,8 @@ export function parseScenario(data: unknown, file: string): Scenario {
       const {ref, weight} = entry as {ref: string; weight?: unknown}
       const image = parseImage(ref, where)
       if (weight !== undefined) {
-        if (typeof weight !== 'number' || !(weight > 0)) throw new UsageError(`${where}.weight: must be a positive number`)
+        if (typeof weight !== 'number' || !(weight > 0))
+          throw new UsageError(`${where}.weight: must be a positive number`)
         image.weight = weight
       }
       return image
@@ -139,11 +145,13 @@ export function parseScenario(data: unknown, file: string): Scenario {
           const durationMs = parseDuration(String(duration ?? ''), `${where}.duration`)
           if (durationMs <= 0) throw new UsageError(`${where}.duration: must be positive`)
           const rate = optionalNumber(target, `${where}.target`)
-          if (rate === undefined) throw new UsageError(`${where}.target: the pulls/s to reach by the end of the stage is required`)
+          if (rate === undefined)
+            throw new UsageError(`${where}.target: the pulls/s to reach by the end of the stage is required`)
           return {durationMs, target: rate}
         })
   const thresholds = asArray(doc.thresholds ?? [], field('thresholds')).map((t, i) => {
-    if (typeof t !== 'string') throw new UsageError(`${field(`thresholds[${i}]`)}: must be a string like 'manifest.p99<250ms'`)
+    if (typeof t !== 'string')
+      throw new UsageError(`${field(`thresholds[${i}]`)}: must be a string like 'manifest.p99<250ms'`)
     return t
   })
   return {images, zipf, startRate, stages, thresholds}
@@ -157,6 +165,7 @@ function asArray(value: unknown, where: string): unknown[] {
 
 function optionalNumber(value: unknown, where: string): number | undefined {
   if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new UsageError(`${where}: must be a number >= 0`)
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+    throw new UsageError(`${where}: must be a number >= 0`)
   return value
 }

@@ -28,12 +28,14 @@ export function planLoad(shape: LoadShape): {model: LoadModel; maxPulls?: number
   const maxPulls = shape.maxPulls === undefined ? undefined : splitCount(shape.maxPulls)
   const stages = shape.scenario?.stages
   if (shape.vus !== undefined) {
-    if (shape.rate !== undefined) throw new UsageError('--vus (closed model) and --rate (open model) exclude each other')
+    if (shape.rate !== undefined)
+      throw new UsageError('--vus (closed model) and --rate (open model) exclude each other')
     if (shape.durationMs === undefined && maxPulls === undefined) {
       throw new UsageError('a --vus run needs --duration or --max-pulls so that it ends by itself')
     }
     const vus = splitCount(shape.vus)
-    if (vus < 1) throw new UsageError(`--vus ${shape.vus} leaves shard ${shape.shard?.index}/${shape.shard?.count} without a user`)
+    if (vus < 1)
+      throw new UsageError(`--vus ${shape.vus} leaves shard ${shape.shard?.index}/${shape.shard?.count} without a user`)
     return {model: {kind: 'closed', vus, durationMs: shape.durationMs}, maxPulls}
   }
   if (shape.rate !== undefined) {
@@ -41,15 +43,27 @@ export function planLoad(shape: LoadShape): {model: LoadModel; maxPulls?: number
     const rate = shape.rate * share
     let durationMs = shape.durationMs
     if (durationMs === undefined) {
-      if (maxPulls === undefined) throw new UsageError('a run needs --duration or --max-pulls so that it ends by itself')
+      if (maxPulls === undefined)
+        throw new UsageError('a run needs --duration or --max-pulls so that it ends by itself')
       durationMs = (maxPulls / rate) * 1000 + 1
     }
-    return {model: {kind: 'open', schedule: ArrivalSchedule.constant(rate, durationMs), maxInFlight: shape.maxInFlight, rate}, maxPulls}
+    return {
+      model: {kind: 'open', schedule: ArrivalSchedule.constant(rate, durationMs), maxInFlight: shape.maxInFlight, rate},
+      maxPulls,
+    }
   }
   if (stages?.length) {
     const scaled: RateStage[] = stages.map((s) => ({durationMs: s.durationMs, target: s.target * share}))
     const startRate = (shape.scenario?.startRate ?? 0) * share
-    return {model: {kind: 'open', schedule: new ArrivalSchedule(startRate, scaled), maxInFlight: shape.maxInFlight, stages: scaled}, maxPulls}
+    return {
+      model: {
+        kind: 'open',
+        schedule: new ArrivalSchedule(startRate, scaled),
+        maxInFlight: shape.maxInFlight,
+        stages: scaled,
+      },
+      maxPulls,
+    }
   }
   throw new UsageError('give an arrival rate (--rate, or stages in --scenario) or --vus for the closed model')
 }

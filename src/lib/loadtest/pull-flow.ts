@@ -60,14 +60,25 @@ export async function pullImage(
   }
   if (options.pingEveryPull || !client.pinged) await at('ping', () => client.ping(stages.ping, signal))
 
-  let manifest = await at('manifest', () => fetchManifest(client, image.repository, image.reference, scope, options.verify, stages, signal))
+  let manifest = await at('manifest', () =>
+    fetchManifest(client, image.repository, image.reference, scope, options.verify, stages, signal),
+  )
   if (manifest.kind === 'index') {
     const child = pickPlatform(manifest.children, options.platform)
     if (!child) {
-      throw new StageFailure('manifest', new PullError('no_platform', `${image.repository}:${image.reference} has no ${platformText(options.platform)} manifest`))
+      throw new StageFailure(
+        'manifest',
+        new PullError(
+          'no_platform',
+          `${image.repository}:${image.reference} has no ${platformText(options.platform)} manifest`,
+        ),
+      )
     }
-    manifest = await at('manifest', () => fetchManifest(client, image.repository, child.digest, scope, options.verify, stages, signal))
-    if (manifest.kind === 'index') throw new StageFailure('manifest', new PullError('bad_manifest', `index ${child.digest} points at another index`))
+    manifest = await at('manifest', () =>
+      fetchManifest(client, image.repository, child.digest, scope, options.verify, stages, signal),
+    )
+    if (manifest.kind === 'index')
+      throw new StageFailure('manifest', new PullError('bad_manifest', `index ${child.digest} points at another index`))
   }
   if (options.manifestsOnly) return
 
@@ -78,11 +89,17 @@ export async function pullImage(
     token: stages.token,
   })
   const fetchBlob = async (stage: 'config' | 'layer', blob: Descriptor) => {
-    const result = await client.get(`/v2/${image.repository}/blobs/${blob.digest}`, {scope, stages: blobStages(stage), hash: options.verify, signal})
+    const result = await client.get(`/v2/${image.repository}/blobs/${blob.digest}`, {
+      scope,
+      stages: blobStages(stage),
+      hash: options.verify,
+      signal,
+    })
     if (blob.size !== undefined && result.bytes !== blob.size) {
       throw new PullError('size_mismatch', `${blob.digest}: ${result.bytes} bytes, the manifest says ${blob.size}`)
     }
-    if (options.verify && result.digest !== blob.digest) throw new PullError('digest_mismatch', `${blob.digest}: the body hashes to ${result.digest}`)
+    if (options.verify && result.digest !== blob.digest)
+      throw new PullError('digest_mismatch', `${blob.digest}: the body hashes to ${result.digest}`)
   }
   await at('config', () => fetchBlob('config', manifest.config))
 
@@ -118,9 +135,13 @@ async function fetchManifest(
     hash: verify || byDigest,
     signal,
   })
-  if (byDigest && result.digest !== reference) throw new PullError('digest_mismatch', `manifest ${reference}: the body hashes to ${result.digest}`)
+  if (byDigest && result.digest !== reference)
+    throw new PullError('digest_mismatch', `manifest ${reference}: the body hashes to ${result.digest}`)
   if (verify && result.dockerContentDigest && result.dockerContentDigest !== result.digest) {
-    throw new PullError('digest_mismatch', `manifest ${repository}:${reference}: Docker-Content-Digest ${result.dockerContentDigest}, the body hashes to ${result.digest}`)
+    throw new PullError(
+      'digest_mismatch',
+      `manifest ${repository}:${reference}: Docker-Content-Digest ${result.dockerContentDigest}, the body hashes to ${result.digest}`,
+    )
   }
   return parseManifest(result.body!, `${repository}:${reference}`)
 }
@@ -133,9 +154,11 @@ export function parseManifest(body: Buffer, where: string): Manifest {
     throw new PullError('bad_manifest', `manifest ${where} is not JSON`)
   }
   if (!json || typeof json !== 'object') throw new PullError('bad_manifest', `manifest ${where} is not a JSON object`)
-  const isDescriptor = (d: unknown): d is Descriptor => !!d && typeof d === 'object' && typeof (d as Descriptor).digest === 'string'
+  const isDescriptor = (d: unknown): d is Descriptor =>
+    !!d && typeof d === 'object' && typeof (d as Descriptor).digest === 'string'
   if (Array.isArray(json.manifests)) {
-    if (!json.manifests.every(isDescriptor)) throw new PullError('bad_manifest', `index ${where} has a child without a digest`)
+    if (!json.manifests.every(isDescriptor))
+      throw new PullError('bad_manifest', `index ${where} has a child without a digest`)
     return {kind: 'index', children: json.manifests}
   }
   const layers = json.layers
@@ -147,7 +170,10 @@ export function parseManifest(body: Buffer, where: string): Manifest {
 
 export function pickPlatform(children: Descriptor[], want: Platform): Descriptor | undefined {
   return children.find(
-    (c) => c.platform?.os === want.os && c.platform?.architecture === want.architecture && (!want.variant || c.platform?.variant === want.variant),
+    (c) =>
+      c.platform?.os === want.os &&
+      c.platform?.architecture === want.architecture &&
+      (!want.variant || c.platform?.variant === want.variant),
   )
 }
 

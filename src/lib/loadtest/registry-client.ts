@@ -136,7 +136,14 @@ export class RegistryClient {
   /** GET a registry path, with auth, redirects and body handling. Throws PullError. */
   async get(
     path: string,
-    opts: {scope: string; accept?: string; stages: FetchStages; keepBody?: boolean; hash?: boolean; signal: AbortSignal},
+    opts: {
+      scope: string
+      accept?: string
+      stages: FetchStages
+      keepBody?: boolean
+      hash?: boolean
+      signal: AbortSignal
+    },
   ): Promise<FetchResult> {
     let retriedAuth = false
     for (;;) {
@@ -171,7 +178,13 @@ export class RegistryClient {
       const hopStarted = performance.now()
       let response: Dispatcher.ResponseData
       try {
-        response = await this.agent.request({origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, signal: opts.signal})
+        response = await this.agent.request({
+          origin: url.origin,
+          path: url.pathname + url.search,
+          method: 'GET',
+          headers,
+          signal: opts.signal,
+        })
       } catch (error) {
         throw classify(error, false)
       }
@@ -182,8 +195,10 @@ export class RegistryClient {
         const location = header(response.headers, 'location')
         await response.body.dump().catch(() => undefined)
         if (hop > 0) opts.stages.redirect.recordLatency(performance.now() - hopStarted)
-        if (!location) throw new PullError('bad_redirect', `HTTP ${status} without a Location header from ${url.origin}`)
-        if (hop + 1 > this.options.maxRedirects) throw new PullError('too_many_redirects', `more than ${this.options.maxRedirects} redirects from ${firstUrl}`)
+        if (!location)
+          throw new PullError('bad_redirect', `HTTP ${status} without a Location header from ${url.origin}`)
+        if (hop + 1 > this.options.maxRedirects)
+          throw new PullError('too_many_redirects', `more than ${this.options.maxRedirects} redirects from ${firstUrl}`)
         try {
           url = new URL(location, url)
         } catch {
@@ -243,10 +258,18 @@ export class RegistryClient {
     if (declared !== undefined && Number(declared) !== bytes) {
       throw new PullError('length_mismatch', `Content-Length ${declared} but ${bytes} bytes received`)
     }
-    return {bytes, body: opts.keepBody ? Buffer.concat(chunks) : undefined, digest: hash ? 'sha256:' + hash.digest('hex') : undefined}
+    return {
+      bytes,
+      body: opts.keepBody ? Buffer.concat(chunks) : undefined,
+      digest: hash ? 'sha256:' + hash.digest('hex') : undefined,
+    }
   }
 
-  private async authorizationFor(scope: string, tokenStage: StageStats, signal: AbortSignal): Promise<string | undefined> {
+  private async authorizationFor(
+    scope: string,
+    tokenStage: StageStats,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
     const challenge = this.challenge
     if (!challenge) return this.basicAuth
     if (challenge.scheme === 'basic') return this.basicAuth
@@ -261,7 +284,12 @@ export class RegistryClient {
     return `Bearer ${await pending}`
   }
 
-  private async fetchToken(challenge: Challenge, scope: string, stage: StageStats, signal: AbortSignal): Promise<string> {
+  private async fetchToken(
+    challenge: Challenge,
+    scope: string,
+    stage: StageStats,
+    signal: AbortSignal,
+  ): Promise<string> {
     if (!challenge.realm) throw new PullError('auth', 'bearer challenge without a realm')
     let url: URL
     try {
@@ -279,7 +307,13 @@ export class RegistryClient {
     let text: string
     let status: number
     try {
-      const response = await this.agent.request({origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, signal})
+      const response = await this.agent.request({
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: 'GET',
+        headers,
+        signal,
+      })
       status = response.statusCode
       text = await response.body.text()
     } catch (error) {
@@ -299,7 +333,12 @@ export class RegistryClient {
       stage.recordError('auth')
       throw new PullError('auth', 'token endpoint answered something that is not JSON')
     }
-    const token = typeof parsed.token === 'string' ? parsed.token : typeof parsed.access_token === 'string' ? parsed.access_token : undefined
+    const token =
+      typeof parsed.token === 'string'
+        ? parsed.token
+        : typeof parsed.access_token === 'string'
+          ? parsed.access_token
+          : undefined
     if (!token) {
       stage.recordError('auth')
       throw new PullError('auth', 'token endpoint answered without a token')
@@ -345,7 +384,15 @@ function header(headers: Dispatcher.ResponseData['headers'], name: string): stri
 
 export function statusError(status: number, what: string): PullError {
   const kind =
-    status === 404 ? 'not_found' : status === 401 || status === 403 ? 'unauthorized' : status === 429 ? 'rate_limited' : status >= 500 ? 'server_error' : 'http_status'
+    status === 404
+      ? 'not_found'
+      : status === 401 || status === 403
+        ? 'unauthorized'
+        : status === 429
+          ? 'rate_limited'
+          : status >= 500
+            ? 'server_error'
+            : 'http_status'
   return new PullError(kind, `${what}: HTTP ${status}`)
 }
 
@@ -355,10 +402,13 @@ export function classify(error: unknown, duringBody: boolean): PullError {
   const code = (error as {code?: string}).code
   const name = (error as {name?: string}).name
   const message = (error as Error)?.message ?? String(error)
-  if (name === 'AbortError' || error instanceof undiciErrors.RequestAbortedError) return new PullError('cut_off', 'aborted at the end of the run')
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return new PullError('timeout', message)
+  if (name === 'AbortError' || error instanceof undiciErrors.RequestAbortedError)
+    return new PullError('cut_off', 'aborted at the end of the run')
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
+    return new PullError('timeout', message)
   if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return new PullError('length_mismatch', message)
   if (duringBody) return new PullError('truncated_body', message)
-  if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'EPIPE') return new PullError('connection', message)
+  if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'EPIPE')
+    return new PullError('connection', message)
   return new PullError('network', message)
 }

@@ -87,7 +87,9 @@ export function readPullReport(file: string): PullReport {
   }
   const report = data as Partial<PullReport>
   if (report?.kind !== 'loadtest-pull' || report.version !== 1 || !report.stages || !report.pulls) {
-    throw new UsageError(`${file}: not a loadtest-pull report (version 1)`, {hint: 'write shard reports with regops loadtest pull --report FILE'})
+    throw new UsageError(`${file}: not a loadtest-pull report (version 1)`, {
+      hint: 'write shard reports with regops loadtest pull --report FILE',
+    })
   }
   return report as PullReport
 }
@@ -112,11 +114,18 @@ export function mergeReports(files: string[], thresholdExprs: string[] | undefin
     tokenFetches += report.tokenFetches ?? 0
   }
   // Without --threshold, the shards' own thresholds (they normally share one command line), each once.
-  const exprs = thresholdExprs?.length ? thresholdExprs : [...new Set(reports.flatMap(({report}) => (report.thresholds ?? []).map((t) => t.expr)))]
+  const exprs = thresholdExprs?.length
+    ? thresholdExprs
+    : [...new Set(reports.flatMap(({report}) => (report.thresholds ?? []).map((t) => t.expr)))]
   const thresholds = evaluateThresholds(parseThresholds(exprs), {stages, pulls})
   return {
     kind: 'loadtest-merge',
-    shards: reports.map(({file, report}) => ({file, registry: report.registry, startedAt: report.startedAt, pulls: report.pulls})),
+    shards: reports.map(({file, report}) => ({
+      file,
+      registry: report.registry,
+      startedAt: report.startedAt,
+      pulls: report.pulls,
+    })),
     pulls,
     tokenFetches,
     errors,

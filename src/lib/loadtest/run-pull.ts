@@ -10,7 +10,13 @@ import {newStageSet} from './stage-stats.js'
 import {evaluateThresholds, type Threshold} from './thresholds.js'
 
 export type LoadModel =
-  | {kind: 'open'; schedule: ArrivalSchedule; maxInFlight: number; rate?: number; stages?: Array<{durationMs: number; target: number}>}
+  | {
+      kind: 'open'
+      schedule: ArrivalSchedule
+      maxInFlight: number
+      rate?: number
+      stages?: Array<{durationMs: number; target: number}>
+    }
   | {kind: 'closed'; vus: number; durationMs?: number}
 
 export interface PullLoadtestOptions {
@@ -88,7 +94,9 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
   const t0 = performance.now()
 
   try {
-    const images = Array.isArray(options.images) ? options.images : await catalogImages(client, options.images.fromCatalog, stages, cutOff.signal)
+    const images = Array.isArray(options.images)
+      ? options.images
+      : await catalogImages(client, options.images.fromCatalog, stages, cutOff.signal)
     const picker = new ImagePicker(images, options.zipf)
 
     const onePull = async (intendedStart: number) => {
@@ -177,7 +185,14 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
         const users = Promise.all(Array.from({length: model.vus}, user)).then(() => undefined)
         track(users)
         const remaining = deadline - performance.now()
-        await Promise.race([users, stop.signal.aborted ? undefined : sleep(Number.isFinite(remaining) ? remaining : 2 ** 31 - 1, undefined, {signal: stop.signal}).catch(() => undefined)])
+        await Promise.race([
+          users,
+          stop.signal.aborted
+            ? undefined
+            : sleep(Number.isFinite(remaining) ? remaining : 2 ** 31 - 1, undefined, {signal: stop.signal}).catch(
+                () => undefined,
+              ),
+        ])
         stop.abort()
       }
       // Let pulls in flight finish within the grace period; abort the rest (cut off, not errors).
@@ -202,14 +217,24 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
       model: model.kind,
       settings: {
         ...(model.kind === 'open'
-          ? {rate: model.rate, stages: model.stages, maxInFlight: model.maxInFlight, durationMs: model.schedule.durationMs}
+          ? {
+              rate: model.rate,
+              stages: model.stages,
+              maxInFlight: model.maxInFlight,
+              durationMs: model.schedule.durationMs,
+            }
           : {vus: model.vus, durationMs: model.durationMs}),
         maxPulls: options.maxPulls,
         manifestsOnly: options.manifestsOnly,
         verify: options.verify,
         parallelism: options.parallelism,
-        platform: [options.platform.os, options.platform.architecture, options.platform.variant].filter(Boolean).join('/'),
-        images: picker.images.map((i) => ({image: `${i.repository}${i.reference.includes(':') ? '@' : ':'}${i.reference}`, weight: i.weight})),
+        platform: [options.platform.os, options.platform.architecture, options.platform.variant]
+          .filter(Boolean)
+          .join('/'),
+        images: picker.images.map((i) => ({
+          image: `${i.repository}${i.reference.includes(':') ? '@' : ':'}${i.reference}`,
+          weight: i.weight,
+        })),
         zipf: options.zipf,
       },
       startedAt: startedAt.toISOString(),
@@ -233,7 +258,12 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
 }
 
 /** The first `count` images of the registry's catalog: each repository's tags in order, repositories in order. */
-async function catalogImages(client: RegistryClient, count: number, stages: ReturnType<typeof newStageSet>, signal: AbortSignal): Promise<ImageChoice[]> {
+async function catalogImages(
+  client: RegistryClient,
+  count: number,
+  stages: ReturnType<typeof newStageSet>,
+  signal: AbortSignal,
+): Promise<ImageChoice[]> {
   const fetchStages = {total: stages.manifest, redirect: stages.redirect, token: stages.token}
   const readJson = async (path: string, scope: string) => {
     if (!client.pinged) await client.ping(stages.ping, signal)
@@ -256,7 +286,8 @@ async function catalogImages(client: RegistryClient, count: number, stages: Retu
       }
     }
   } catch (error) {
-    if (error instanceof PullError) throw new RefusedError(`--from-catalog: cannot read the registry's catalog (${error.message})`)
+    if (error instanceof PullError)
+      throw new RefusedError(`--from-catalog: cannot read the registry's catalog (${error.message})`)
     throw error
   }
   // The catalog's reads are not part of the load: start the figures clean.

@@ -18,7 +18,12 @@ export function stageByName(name: string): StageName | undefined {
  * of the true sample, and a packed histogram of a whole run is a few KiB however many pulls it saw.
  */
 function newHistogram(): Histogram {
-  return build({bitBucketSize: 'packed', numberOfSignificantValueDigits: 3, lowestDiscernibleValue: 1, autoResize: true})
+  return build({
+    bitBucketSize: 'packed',
+    numberOfSignificantValueDigits: 3,
+    lowestDiscernibleValue: 1,
+    autoResize: true,
+  })
 }
 
 export interface Percentiles {

@@ -57,7 +57,10 @@ export function parseThreshold(expr: string): Threshold {
     throw bad(`${subject} has .rate and .count`)
   }
   const stage = stageByName(subject)
-  if (!stage) throw bad(`unknown stage '${subject}' (stages: pull, ping, token, manifest, config, layer_first_byte, layer, redirect; or errors, dropped)`)
+  if (!stage)
+    throw bad(
+      `unknown stage '${subject}' (stages: pull, ping, token, manifest, config, layer_first_byte, layer, redirect; or errors, dropped)`,
+    )
   const unitMatch = /^(\d+(?:\.\d+)?)(us|µs|ms|s|m)$/.exec(limitText)
   if (!unitMatch) throw bad('a latency limit needs a unit: us, ms, s or m (e.g. 250ms)')
   const limit = Number(unitMatch[1]) * LATENCY_UNITS[unitMatch[2]!]!

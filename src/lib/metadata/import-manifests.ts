@@ -1,5 +1,16 @@
 import type {DbClient} from './db.js'
-import {cleanMediaType, ensureBlobs, insertLayers, MediaTypeIds, upsertManifests, type BlobKnown, type BlobWant, type LayerRow, type ManifestRow, type RepositoryRow} from './import-db.js'
+import {
+  cleanMediaType,
+  ensureBlobs,
+  insertLayers,
+  MediaTypeIds,
+  upsertManifests,
+  type BlobKnown,
+  type BlobWant,
+  type LayerRow,
+  type ManifestRow,
+  type RepositoryRow,
+} from './import-db.js'
 import {addEdges} from './import-db-repository.js'
 import type {ImportCounts, ImportWrites} from './import-counts.js'
 import {failOnStorage, type ImportShared} from './import-repository.js'
@@ -51,7 +62,11 @@ export async function writeManifests(
   const mediaTypes = shared.mediaTypes!
   written.mediaTypes += await resolveMediaTypes(shared, mediaTypes, parsed)
   const known = await ensureManifestBlobs(shared, mediaTypes, parsed, counts, written)
-  const {ids, inserted} = await upsertManifests(client, repo, parsed.map(({manifest, read, payload}) => manifestRow(mediaTypes, manifest, read, payload)))
+  const {ids, inserted} = await upsertManifests(
+    client,
+    repo,
+    parsed.map(({manifest, read, payload}) => manifestRow(mediaTypes, manifest, read, payload)),
+  )
   written.manifests += inserted.size
   counts.manifests += parsed.length
   shared.live.manifests += parsed.length
@@ -65,7 +80,13 @@ export async function writeManifests(
     if (inserted.has(read.digest)) {
       m.layers.forEach((l, position) => {
         const size = validSize(l.size) || known.get(l.digest)?.size || 0
-        layers.push({manifestId: id, position, digest: l.digest, size, mediaTypeId: mediaTypes.id(layerMediaType(m, l.mediaType))})
+        layers.push({
+          manifestId: id,
+          position,
+          digest: l.digest,
+          size,
+          mediaTypeId: mediaTypes.id(layerMediaType(m, l.mediaType)),
+        })
       })
     }
     for (const child of m.manifests) edges.push({parentId: id, parentDigest: read.digest, childDigest: child.digest})
@@ -75,7 +96,11 @@ export async function writeManifests(
 }
 
 /** Media types of the batch (unknown ones are inserted); returns how many were new. */
-async function resolveMediaTypes(shared: ImportShared, mediaTypes: MediaTypeIds, parsed: ParsedRead[]): Promise<number> {
+async function resolveMediaTypes(
+  shared: ImportShared,
+  mediaTypes: MediaTypeIds,
+  parsed: ParsedRead[],
+): Promise<number> {
   const types = new Set<string>()
   for (const {manifest: m, read} of parsed) {
     types.add(manifestMediaType(m))
@@ -113,11 +138,13 @@ async function ensureManifestBlobs(
       return
     }
     if (prev.size === undefined) prev.size = size
-    if (mediaTypeId !== null && (prev.mediaTypeId === null || mediaTypeId < prev.mediaTypeId)) prev.mediaTypeId = mediaTypeId
+    if (mediaTypeId !== null && (prev.mediaTypeId === null || mediaTypeId < prev.mediaTypeId))
+      prev.mediaTypeId = mediaTypeId
   }
   for (const {manifest: m, read, payload} of parsed) {
     want(read.digest, payload.length, mediaTypes.id(manifestMediaType(m)))
-    if (m.config) want(m.config.digest, validSize(m.config.size), mediaTypes.idOrNull(cleanMediaType(m.config.mediaType)))
+    if (m.config)
+      want(m.config.digest, validSize(m.config.size), mediaTypes.idOrNull(cleanMediaType(m.config.mediaType)))
     for (const l of m.layers) want(l.digest, validSize(l.size), mediaTypes.id(layerMediaType(m, l.mediaType)))
   }
   const known = await ensureBlobs(shared.db!, shared.driver, wants, shared.concurrency)

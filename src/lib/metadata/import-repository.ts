@@ -15,7 +15,16 @@ import {writeManifests} from './import-manifests.js'
 import {zeroCounts, zeroWrites, type ImportCounts, type ImportProblem, type ImportWrites} from './import-counts.js'
 import type {StorageDriver} from '../storage/driver.js'
 import {pathFor} from '../storage/layout.js'
-import {listLayerLinks, listRevisionLinks, listTags, readRevision, type LinkEntry, type ManifestRead, type Problem, type TagEntry} from '../storage/repositories.js'
+import {
+  listLayerLinks,
+  listRevisionLinks,
+  listTags,
+  readRevision,
+  type LinkEntry,
+  type ManifestRead,
+  type Problem,
+  type TagEntry,
+} from '../storage/repositories.js'
 
 /** Payload bytes read before a batch of manifests is written, whatever its count: bounds memory per repository. */
 const MAX_BATCH_PAYLOAD_BYTES = 8 * 1024 * 1024
@@ -112,7 +121,8 @@ class RepositoryImport {
     const onProblem = (p: Problem): void => {
       // A key under _manifests/revisions that does not parse (an unknown digest algorithm, say) may be a
       // manifest revision: what it references is unknown.
-      if (p.kind === 'invalid-key') this.unreadable.push({key: p.key, digest: p.digest, problem: p.kind, message: p.message})
+      if (p.kind === 'invalid-key')
+        this.unreadable.push({key: p.key, digest: p.digest, problem: p.kind, message: p.message})
       this.reportOrFail(p)
     }
     for await (const link of listRevisionLinks(this.shared.driver, this.name, onProblem)) {
@@ -128,12 +138,19 @@ class RepositoryImport {
   private async importRevisionBatch(client: DbClient, links: LinkEntry[]): Promise<void> {
     if (links.length === 0) return
     const {shared} = this
-    if (this.prune) await addSeen(client, 'm', links.map((l) => l.digest))
+    if (this.prune)
+      await addSeen(
+        client,
+        'm',
+        links.map((l) => l.digest),
+      )
     let pending: ManifestRead[] = []
     let bytes = 0
     for (let i = 0; i < links.length; i += shared.concurrency) {
       this.checkSignal()
-      const reads = await Promise.all(links.slice(i, i + shared.concurrency).map((link) => readRevision(shared.driver, this.name, link)))
+      const reads = await Promise.all(
+        links.slice(i, i + shared.concurrency).map((link) => readRevision(shared.driver, this.name, link)),
+      )
       for (const read of reads) this.noteUnreadable(read)
       pending.push(...reads)
       for (const r of reads) bytes += r.payload?.length ?? 0
@@ -150,7 +167,8 @@ class RepositoryImport {
   /** A revision whose manifest could not be read or parsed: its own digest stays referenced, its references are unknown. */
   private noteUnreadable(read: ManifestRead): void {
     if (read.manifest) return
-    const cause = read.problems.find((p) => p.kind !== 'corrupt-link' && p.kind !== 'link-mismatch') ?? read.problems.at(-1)
+    const cause =
+      read.problems.find((p) => p.kind !== 'corrupt-link' && p.kind !== 'link-mismatch') ?? read.problems.at(-1)
     this.unreadable.push({
       key: read.revisionKey,
       digest: read.digest,
@@ -177,7 +195,12 @@ class RepositoryImport {
     if (chunk.length === 0) return
     const {shared, counts, written} = this
     this.checkSignal()
-    if (this.prune) await addSeen(client, 'b', chunk.map((l) => l.digest))
+    if (this.prune)
+      await addSeen(
+        client,
+        'b',
+        chunk.map((l) => l.digest),
+      )
     const wants = new Map<string, BlobWant>()
     for (const l of chunk) wants.set(l.digest, {mediaTypeId: null, linkOnly: true})
     const known = await ensureBlobs(this.db, shared.driver, wants, shared.concurrency)
@@ -206,7 +229,10 @@ class RepositoryImport {
 
   /** Index → child references (the children may have come in any batch). */
   private async importReferences(client: DbClient): Promise<void> {
-    const refs = this.edges > 0 ? await insertReferences(client, this.repository) : {resolved: 0, inserted: 0, danglingInserted: 0, missing: []}
+    const refs =
+      this.edges > 0
+        ? await insertReferences(client, this.repository)
+        : {resolved: 0, inserted: 0, danglingInserted: 0, missing: []}
     this.counts.references += refs.resolved
     // dangling edges are reference rows too (by digest): a re-run over an unchanged store writes none
     this.written.references += refs.inserted + refs.danglingInserted
@@ -232,7 +258,11 @@ class RepositoryImport {
     const dangling = new Set<string>()
     for (let i = 0; i < readable.length; i += 1000) {
       const chunk = readable.slice(i, i + 1000)
-      const result = await upsertTags(client, this.repository, chunk.map((t) => ({name: t.tag, digest: t.digest!, createdAt: t.lastModified})))
+      const result = await upsertTags(
+        client,
+        this.repository,
+        chunk.map((t) => ({name: t.tag, digest: t.digest!, createdAt: t.lastModified})),
+      )
       this.counts.tags += result.imported
       this.written.tagsInserted += result.inserted
       this.written.tagsUpdated += result.updated

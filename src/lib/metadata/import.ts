@@ -14,7 +14,15 @@
 import {createHash, randomUUID} from 'node:crypto'
 import type {Db} from './db.js'
 import {MediaTypeIds} from './import-db.js'
-import {addCounts, addWrites, zeroCounts, zeroWrites, type ImportCounts, type ImportProblem, type ImportWrites} from './import-counts.js'
+import {
+  addCounts,
+  addWrites,
+  zeroCounts,
+  zeroWrites,
+  type ImportCounts,
+  type ImportProblem,
+  type ImportWrites,
+} from './import-counts.js'
 import {importRepository, type ImportShared, type RepositoryOutcome} from './import-repository.js'
 import {dryRunRepository} from './import-dry-run.js'
 import {CheckpointWindow} from './import-window.js'
@@ -106,7 +114,8 @@ export function repositoryFilter(filters: string[] | undefined): (name: string) 
   for (const f of filters) {
     if (f.endsWith('*')) prefixes.push(f.slice(0, -1))
     else if (isRepositoryName(f)) exact.add(f)
-    else throw new UsageError(`invalid --repository '${f}': a repository name, or a prefix ending in '*' (e.g. 'team/*')`)
+    else
+      throw new UsageError(`invalid --repository '${f}': a repository name, or a prefix ending in '*' (e.g. 'team/*')`)
   }
   return (name) => exact.has(name) || prefixes.some((p) => name.startsWith(p))
 }
@@ -125,18 +134,36 @@ interface ImportCheckpoint {
 export async function importStorage(opts: ImportOptions): Promise<ImportResult> {
   const {driver, db} = opts
   const dryRun = Boolean(opts.dryRun)
-  if (!dryRun && !db) throw new UsageError('import needs a database (database.url, DATABASE_URL or --database-url); --dry-run walks storage without one')
-  if (dryRun && opts.resumeJobId) throw new UsageError('--resume and --dry-run do not go together: a dry-run writes no job')
+  if (!dryRun && !db)
+    throw new UsageError(
+      'import needs a database (database.url, DATABASE_URL or --database-url); --dry-run walks storage without one',
+    )
+  if (dryRun && opts.resumeJobId)
+    throw new UsageError('--resume and --dry-run do not go together: a dry-run writes no job')
   const shard = opts.shard
-  if (shard && (shard.count < 1 || shard.index < 0 || shard.index >= shard.count)) throw new UsageError(`invalid shard ${shard.index}/${shard.count}`)
+  if (shard && (shard.count < 1 || shard.index < 0 || shard.index >= shard.count))
+    throw new UsageError(`invalid shard ${shard.index}/${shard.count}`)
   const filters = opts.repositories && opts.repositories.length > 0 ? [...opts.repositories] : undefined
   // A resume states only what was given; a new job stores its group (shared by its shards), and whether it covers everything.
   const params = opts.resumeJobId
     ? {repositories: filters, group: opts.group}
-    : {group: dryRun ? opts.group : (opts.group ?? randomUUID()), location: driver.location, repositories: filters ?? null, complete: filters === undefined}
+    : {
+        group: dryRun ? opts.group : (opts.group ?? randomUUID()),
+        location: driver.location,
+        repositories: filters ?? null,
+        complete: filters === undefined,
+      }
   return runJob<ImportCheckpoint, ImportResult>(
     dryRun ? undefined : db,
-    {kind: IMPORT_JOB_KIND, params, shard, resume: opts.resumeJobId, region: driver.region, signal: opts.signal, logger: opts.logger ?? silentLogger},
+    {
+      kind: IMPORT_JOB_KIND,
+      params,
+      shard,
+      resume: opts.resumeJobId,
+      region: driver.region,
+      signal: opts.signal,
+      logger: opts.logger ?? silentLogger,
+    },
     (job) => new ImportRun(opts, job, dryRun).run(),
   )
 }
@@ -250,7 +277,10 @@ class ImportRun {
     // Stopped by a signal (or a lost heartbeat): the checkpoint is saved; the runner ends the job.
     job.signal.throwIfAborted()
     // The checkpoint stays as saved: a failed job resumes after its last complete repository.
-    const failure = result.failed.length > 0 ? `${result.failed.length} repositories failed; resume with --resume ${job.id}` : undefined
+    const failure =
+      result.failed.length > 0
+        ? `${result.failed.length} repositories failed; resume with --resume ${job.id}`
+        : undefined
     return {result, stats, failure}
   }
 
@@ -262,7 +292,10 @@ class ImportRun {
     // Each repository in flight holds one connection for its transaction and borrows a second one for
     // the shared rows (blobs, media types): more repositories than the pool can serve would wait forever.
     const poolMax = opts.db?.pool.options.max ?? 10
-    const repositoryConcurrency = Math.max(1, Math.min(opts.repositoryConcurrency ?? 4, this.dryRun ? Infinity : Math.floor((poolMax - 1) / 2)))
+    const repositoryConcurrency = Math.max(
+      1,
+      Math.min(opts.repositoryConcurrency ?? 4, this.dryRun ? Infinity : Math.floor((poolMax - 1) / 2)),
+    )
     const inflight = new Set<Promise<void>>()
     try {
       for await (const name of listRepositories(opts.driver, (p: Problem) => shared.report(p), job.signal)) {
@@ -293,7 +326,9 @@ class ImportRun {
     const slot = this.window.start(name)
     const shared = this.shared
     try {
-      const outcome = shared.db ? await importRepository({...shared, db: shared.db}, name) : await dryRunRepository(shared, name)
+      const outcome = shared.db
+        ? await importRepository({...shared, db: shared.db}, name)
+        : await dryRunRepository(shared, name)
       slot.done(outcome)
       addCounts(this.runCounts, outcome.counts)
       addWrites(this.runWrites, outcome.written)
@@ -333,7 +368,11 @@ class ImportRun {
     }
     const jobId = job.id
     this.saving = this.saving.then(() =>
-      job.save(snapshot, snapshot).catch((error: unknown) => this.logger.warn('could not save the checkpoint', {job: jobId, error: errorMessage(error)})),
+      job
+        .save(snapshot, snapshot)
+        .catch((error: unknown) =>
+          this.logger.warn('could not save the checkpoint', {job: jobId, error: errorMessage(error)}),
+        ),
     )
     return this.saving
   }

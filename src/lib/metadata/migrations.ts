@@ -156,7 +156,9 @@ export async function loadMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): Prom
   try {
     entries = await readdir(dir)
   } catch (error) {
-    throw new UsageError(`cannot read the migrations directory ${dir}: ${(error as Error).message}`, {code: 'MIGRATIONS_DIR'})
+    throw new UsageError(`cannot read the migrations directory ${dir}: ${(error as Error).message}`, {
+      code: 'MIGRATIONS_DIR',
+    })
   }
   const ups = new Map<number, {name: string; file: string}>()
   const downs = new Map<number, {name: string; file: string}>()
@@ -164,60 +166,108 @@ export async function loadMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): Prom
     if (!file.endsWith('.sql') || file.startsWith('.')) continue
     const m = FILE_RE.exec(file)
     if (!m) {
-      throw new UsageError(`migration file ${file} is misnamed: expected NNNN_name.up.sql or NNNN_name.down.sql (lower-case name)`, {
-        code: 'MIGRATION_FILES',
-        details: {file, dir},
-      })
+      throw new UsageError(
+        `migration file ${file} is misnamed: expected NNNN_name.up.sql or NNNN_name.down.sql (lower-case name)`,
+        {
+          code: 'MIGRATION_FILES',
+          details: {file, dir},
+        },
+      )
     }
     const version = Number(m[1])
-    if (version === 0) throw new UsageError(`migration file ${file}: versions start at 0001`, {code: 'MIGRATION_FILES', details: {file}})
+    if (version === 0)
+      throw new UsageError(`migration file ${file}: versions start at 0001`, {code: 'MIGRATION_FILES', details: {file}})
     const target = m[3] === 'up' ? ups : downs
     const seen = target.get(version)
     if (seen) {
-      throw new UsageError(`duplicate migration version ${m[1]}: ${seen.file} and ${file}`, {code: 'MIGRATION_FILES', details: {file}})
+      throw new UsageError(`duplicate migration version ${m[1]}: ${seen.file} and ${file}`, {
+        code: 'MIGRATION_FILES',
+        details: {file},
+      })
     }
     target.set(version, {name: m[2], file})
   }
   for (const [version, down] of downs) {
-    if (!ups.has(version)) throw new UsageError(`migration file ${down.file} has no matching .up.sql`, {code: 'MIGRATION_FILES', details: {file: down.file}})
+    if (!ups.has(version))
+      throw new UsageError(`migration file ${down.file} has no matching .up.sql`, {
+        code: 'MIGRATION_FILES',
+        details: {file: down.file},
+      })
   }
   const versions = [...ups.keys()].sort((a, b) => a - b)
   const migrations: Migration[] = []
   for (const [index, version] of versions.entries()) {
     const up = ups.get(version)!
     if (version !== index + 1) {
-      throw new UsageError(`migration ${up.file}: version ${String(index + 1).padStart(4, '0')} is missing before it (no gaps allowed)`, {
+      throw new UsageError(
+        `migration ${up.file}: version ${String(index + 1).padStart(4, '0')} is missing before it (no gaps allowed)`,
+        {
+          code: 'MIGRATION_FILES',
+          details: {file: up.file},
+        },
+      )
+    }
+    const down = downs.get(version)
+    if (!down)
+      throw new UsageError(`migration file ${up.file} has no matching .down.sql`, {
         code: 'MIGRATION_FILES',
         details: {file: up.file},
       })
-    }
-    const down = downs.get(version)
-    if (!down) throw new UsageError(`migration file ${up.file} has no matching .down.sql`, {code: 'MIGRATION_FILES', details: {file: up.file}})
     if (down.name !== up.name) {
-      throw new UsageError(`migration files ${up.file} and ${down.file} disagree on the name`, {code: 'MIGRATION_FILES', details: {file: down.file}})
+      throw new UsageError(`migration files ${up.file} and ${down.file} disagree on the name`, {
+        code: 'MIGRATION_FILES',
+        details: {file: down.file},
+      })
     }
     const upPath = path.join(dir, up.file)
     const downPath = path.join(dir, down.file)
-    const [upSql, downSql] = await Promise.all([readFile(upPath, 'utf8'), readFile(downPath, 'utf8')]).then(([a, b]) => [stripBom(a), stripBom(b)])
-    for (const [file, sql] of [[up.file, upSql], [down.file, downSql]] as const) {
+    const [upSql, downSql] = await Promise.all([readFile(upPath, 'utf8'), readFile(downPath, 'utf8')]).then(
+      ([a, b]) => [stripBom(a), stripBom(b)],
+    )
+    for (const [file, sql] of [
+      [up.file, upSql],
+      [down.file, downSql],
+    ] as const) {
       const tx = TX_CONTROL_RE.exec(sql)
       if (tx) {
-        throw new UsageError(`migration file ${file} contains "${tx[0].trim()}": each migration already runs in one transaction`, {
-          code: 'MIGRATION_FILES',
-          details: {file},
-        })
+        throw new UsageError(
+          `migration file ${file} contains "${tx[0].trim()}": each migration already runs in one transaction`,
+          {
+            code: 'MIGRATION_FILES',
+            details: {file},
+          },
+        )
       }
     }
-    migrations.push({version, name: up.name, file: up.file, downFile: down.file, upPath, downPath, upSql, downSql, checksum: checksumOf(upSql)})
+    migrations.push({
+      version,
+      name: up.name,
+      file: up.file,
+      downFile: down.file,
+      upPath,
+      downPath,
+      upSql,
+      downSql,
+      checksum: checksumOf(upSql),
+    })
   }
   return migrations
 }
 
 /** Writes the next-numbered empty pair NNNN_<name>.{up,down}.sql into dir. */
-export async function createMigration(dir: string, name: string): Promise<{version: number; name: string; upPath: string; downPath: string}> {
-  const slug = name.trim().toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '')
-  if (!slug) throw new UsageError(`migration name ${JSON.stringify(name)} has no letters or digits`, {code: 'MIGRATION_NAME'})
-  if (slug.length > 80) throw new UsageError(`migration name is too long (${slug.length} > 80 characters)`, {code: 'MIGRATION_NAME'})
+export async function createMigration(
+  dir: string,
+  name: string,
+): Promise<{version: number; name: string; upPath: string; downPath: string}> {
+  const slug = name
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '')
+  if (!slug)
+    throw new UsageError(`migration name ${JSON.stringify(name)} has no letters or digits`, {code: 'MIGRATION_NAME'})
+  if (slug.length > 80)
+    throw new UsageError(`migration name is too long (${slug.length} > 80 characters)`, {code: 'MIGRATION_NAME'})
   await mkdir(dir, {recursive: true})
   const existing = await loadMigrations(dir)
   const version = existing.length + 1
@@ -257,7 +307,13 @@ async function readApplied(q: Queryable): Promise<AppliedRow[]> {
   const rows = await q.query<{version: number; name: string; checksum: string; applied_at: Date; execution_ms: number}>(
     `SELECT version, name, checksum, applied_at, execution_ms FROM ${MIGRATIONS_TABLE} ORDER BY version`,
   )
-  return rows.rows.map((r) => ({version: r.version, name: r.name, checksum: r.checksum, appliedAt: r.applied_at, executionMs: r.execution_ms}))
+  return rows.rows.map((r) => ({
+    version: r.version,
+    name: r.name,
+    checksum: r.checksum,
+    appliedAt: r.applied_at,
+    executionMs: r.execution_ms,
+  }))
 }
 
 function ref(m: Migration): MigrationRef {
@@ -308,13 +364,19 @@ function buildStatus(migrations: Migration[], applied: AppliedRow[]): MigrationS
 function assertConsistent(status: MigrationStatus, dir: string, migrations: Migration[]): void {
   const drifted = status.migrations.find((e) => e.state === 'drifted')
   if (drifted) {
-    const file = migrations.find((m) => m.version === drifted.version)?.file ?? `${vname(drifted.version)}_${drifted.name}.up.sql`
+    const file =
+      migrations.find((m) => m.version === drifted.version)?.file ?? `${vname(drifted.version)}_${drifted.name}.up.sql`
     throw new RefusedError(
       `migration ${vname(drifted.version)} (${file}) has drifted: the file changed after it was applied (checksum ${drifted.checksum.slice(0, 12)}… ≠ recorded ${String(drifted.recordedChecksum).slice(0, 12)}…)`,
       {
         code: 'MIGRATION_DRIFTED',
         hint: 'restore the applied file and put the change in a new migration (regops db migrate create NAME)',
-        details: {version: drifted.version, file: path.join(dir, file), checksum: drifted.checksum, recordedChecksum: drifted.recordedChecksum},
+        details: {
+          version: drifted.version,
+          file: path.join(dir, file),
+          checksum: drifted.checksum,
+          recordedChecksum: drifted.recordedChecksum,
+        },
       },
     )
   }
@@ -322,14 +384,22 @@ function assertConsistent(status: MigrationStatus, dir: string, migrations: Migr
   if (missing) {
     throw new RefusedError(
       `migration ${vname(missing.version)} (${missing.name}) is applied in the database but has no file in ${dir}: the database is newer than this regops`,
-      {code: 'MIGRATION_MISSING_FILE', hint: 'upgrade regops to a version that has this migration', details: {version: missing.version, name: missing.name}},
+      {
+        code: 'MIGRATION_MISSING_FILE',
+        hint: 'upgrade regops to a version that has this migration',
+        details: {version: missing.version, name: missing.name},
+      },
     )
   }
   const firstPending = status.migrations.find((e) => e.state === 'pending')
   if (firstPending && firstPending.version < status.current) {
     throw new RefusedError(
       `migration ${vname(firstPending.version)} (${firstPending.name}) is pending but ${vname(status.current)} is already applied (out of order)`,
-      {code: 'MIGRATION_OUT_OF_ORDER', hint: 'renumber the new migration after the applied ones', details: {version: firstPending.version}},
+      {
+        code: 'MIGRATION_OUT_OF_ORDER',
+        hint: 'renumber the new migration after the applied ones',
+        details: {version: firstPending.version},
+      },
     )
   }
 }
@@ -344,13 +414,25 @@ function migrationFailed(m: Migration, direction: 'up' | 'down', error: unknown,
   const file = direction === 'up' ? m.file : m.downFile
   const sql = direction === 'up' ? m.upSql : m.downSql
   const line = lineOf(sql, e.position === undefined ? undefined : Number(e.position))
-  return new RegopsError(`migration ${file} failed${line ? ` at line ${line}` : ''}: ${e.message ?? String(error)}; it was rolled back`, ExitCode.Partial, {
-    code: 'MIGRATION_FAILED',
-    hint: done.length > 0
-      ? `${done.map((d) => vname(d.version)).join(', ')} ${done.length === 1 ? 'was' : 'were'} applied before it and stay${done.length === 1 ? 's' : ''}; fix the file and run again`
-      : 'nothing was applied; fix the file and run again',
-    details: {version: m.version, file: direction === 'up' ? m.upPath : m.downPath, line, sqlstate: e.code, where: e.where, done: done.map((d) => d.version)},
-  })
+  return new RegopsError(
+    `migration ${file} failed${line ? ` at line ${line}` : ''}: ${e.message ?? String(error)}; it was rolled back`,
+    ExitCode.Partial,
+    {
+      code: 'MIGRATION_FAILED',
+      hint:
+        done.length > 0
+          ? `${done.map((d) => vname(d.version)).join(', ')} ${done.length === 1 ? 'was' : 'were'} applied before it and stay${done.length === 1 ? 's' : ''}; fix the file and run again`
+          : 'nothing was applied; fix the file and run again',
+      details: {
+        version: m.version,
+        file: direction === 'up' ? m.upPath : m.downPath,
+        line,
+        sqlstate: e.code,
+        where: e.where,
+        done: done.map((d) => d.version),
+      },
+    },
+  )
 }
 
 async function acquireLock(client: DbClient, timeoutMs: number): Promise<void> {
@@ -381,7 +463,11 @@ async function acquireLock(client: DbClient, timeoutMs: number): Promise<void> {
   throw new RefusedError(`another migration holds the lock${who}; waited ${Math.round(timeoutMs / 1000)}s`, {
     code: 'MIGRATION_LOCKED',
     hint: 'wait for the other run to finish, then run again',
-    details: {lockKey: MIGRATION_LOCK_KEY, holderPid: holder?.pid, holderApplication: holder?.application_name ?? undefined},
+    details: {
+      lockKey: MIGRATION_LOCK_KEY,
+      holderPid: holder?.pid,
+      holderApplication: holder?.application_name ?? undefined,
+    },
   })
 }
 
@@ -401,13 +487,18 @@ async function withMigrationLock<T>(db: Db, timeoutMs: number, fn: (client: DbCl
 function sqlFor(m: Migration, direction: 'up' | 'down'): string {
   const file = direction === 'up' ? m.file : m.downFile
   const sql = direction === 'up' ? m.upSql : m.downSql
-  const after = direction === 'up'
-    ? `then records version ${m.version} (sha256 ${m.checksum}) in ${MIGRATIONS_TABLE}`
-    : `then deletes version ${m.version} from ${MIGRATIONS_TABLE}`
+  const after =
+    direction === 'up'
+      ? `then records version ${m.version} (sha256 ${m.checksum}) in ${MIGRATIONS_TABLE}`
+      : `then deletes version ${m.version} from ${MIGRATIONS_TABLE}`
   return `-- ${file}: runs in one transaction, ${after}\n${sql.endsWith('\n') ? sql : `${sql}\n`}`
 }
 
-async function runInTransaction(client: DbClient, sql: string, bookkeeping: () => {text: string; values: unknown[]}): Promise<void> {
+async function runInTransaction(
+  client: DbClient,
+  sql: string,
+  bookkeeping: () => {text: string; values: unknown[]},
+): Promise<void> {
   await client.query('BEGIN')
   try {
     await client.query(sql)
@@ -422,7 +513,8 @@ async function runInTransaction(client: DbClient, sql: string, bookkeeping: () =
 
 function checkVersionOption(value: number | undefined, label: string): void {
   if (value === undefined) return
-  if (!Number.isInteger(value) || value < 0) throw new UsageError(`${label} must be a whole number ≥ 0, got ${value}`, {code: 'USAGE'})
+  if (!Number.isInteger(value) || value < 0)
+    throw new UsageError(`${label} must be a whole number ≥ 0, got ${value}`, {code: 'USAGE'})
 }
 
 function planUp(migrations: Migration[], status: MigrationStatus, to: number | undefined): Migration[] {
@@ -430,7 +522,9 @@ function planUp(migrations: Migration[], status: MigrationStatus, to: number | u
     throw new UsageError(`there is no migration ${vname(to)}; the latest is ${vname(status.latest)}`)
   }
   if (to !== undefined && to < status.current) {
-    throw new UsageError(`target ${vname(to)} is below the current version ${vname(status.current)}; use regops db migrate down`)
+    throw new UsageError(
+      `target ${vname(to)} is below the current version ${vname(status.current)}; use regops db migrate down`,
+    )
   }
   const limit = to ?? status.latest
   const pendingVersions = new Set(status.migrations.filter((e) => e.state === 'pending').map((e) => e.version))
@@ -442,8 +536,17 @@ export async function migrateUp(db: Db, opts: MigrateUpOptions = {}): Promise<Mi
   checkVersionOption(opts.to, 'the target version')
   const dir = opts.dir ?? DEFAULT_MIGRATIONS_DIR
   const migrations = await loadMigrations(dir)
-  const result = (status: MigrationStatus, planned: Migration[], applied: MigrationRun[], dryRun: boolean): MigrateUpResult => {
-    const to = dryRun ? (planned.length > 0 ? planned[planned.length - 1].version : status.current) : applied.reduce((max, a) => Math.max(max, a.version), status.current)
+  const result = (
+    status: MigrationStatus,
+    planned: Migration[],
+    applied: MigrationRun[],
+    dryRun: boolean,
+  ): MigrateUpResult => {
+    const to = dryRun
+      ? planned.length > 0
+        ? planned[planned.length - 1].version
+        : status.current
+      : applied.reduce((max, a) => Math.max(max, a.version), status.current)
     return {
       kind: 'migrate-up',
       dryRun,
@@ -451,7 +554,11 @@ export async function migrateUp(db: Db, opts: MigrateUpOptions = {}): Promise<Mi
       to,
       planned: planned.map(ref),
       applied,
-      pending: migrations.filter((m) => m.version > to && status.migrations.some((e) => e.version === m.version && e.state === 'pending')).map(ref),
+      pending: migrations
+        .filter(
+          (m) => m.version > to && status.migrations.some((e) => e.version === m.version && e.state === 'pending'),
+        )
+        .map(ref),
       ...(dryRun ? {sql: planned.map((m) => sqlFor(m, 'up'))} : {}),
     }
   }
@@ -487,16 +594,24 @@ export async function migrateUp(db: Db, opts: MigrateUpOptions = {}): Promise<Mi
 }
 
 function planDown(migrations: Migration[], status: MigrationStatus, opts: MigrateDownOptions): Migration[] {
-  const appliedVersions = status.migrations.filter((e) => e.state === 'applied').map((e) => e.version).sort((a, b) => b - a)
+  const appliedVersions = status.migrations
+    .filter((e) => e.state === 'applied')
+    .map((e) => e.version)
+    .sort((a, b) => b - a)
   let versions: number[]
   if (opts.to !== undefined) {
-    if (opts.to > status.current) throw new UsageError(`target ${vname(opts.to)} is above the current version ${vname(status.current)}; use regops db migrate up`)
+    if (opts.to > status.current)
+      throw new UsageError(
+        `target ${vname(opts.to)} is above the current version ${vname(status.current)}; use regops db migrate up`,
+      )
     versions = appliedVersions.filter((v) => v > opts.to!)
   } else {
     const steps = opts.steps ?? 1
     if (!Number.isInteger(steps) || steps < 1) throw new UsageError(`steps must be a whole number ≥ 1, got ${steps}`)
     if (steps > appliedVersions.length) {
-      throw new UsageError(`cannot revert ${steps} migration${steps === 1 ? '' : 's'}: only ${appliedVersions.length} ${appliedVersions.length === 1 ? 'is' : 'are'} applied`)
+      throw new UsageError(
+        `cannot revert ${steps} migration${steps === 1 ? '' : 's'}: only ${appliedVersions.length} ${appliedVersions.length === 1 ? 'is' : 'are'} applied`,
+      )
     }
     versions = appliedVersions.slice(0, steps)
   }
@@ -509,9 +624,19 @@ export async function migrateDown(db: Db, opts: MigrateDownOptions = {}): Promis
   checkVersionOption(opts.to, 'the target version')
   const dir = opts.dir ?? DEFAULT_MIGRATIONS_DIR
   const migrations = await loadMigrations(dir)
-  const result = (status: MigrationStatus, planned: Migration[], reverted: MigrationRun[], dryRun: boolean): MigrateDownResult => {
+  const result = (
+    status: MigrationStatus,
+    planned: Migration[],
+    reverted: MigrationRun[],
+    dryRun: boolean,
+  ): MigrateDownResult => {
     const lowest = dryRun ? planned.at(-1)?.version : reverted.at(-1)?.version
-    const below = lowest === undefined ? status.current : status.migrations.filter((e) => e.state === 'applied' && e.version < lowest).reduce((max, e) => Math.max(max, e.version), 0)
+    const below =
+      lowest === undefined
+        ? status.current
+        : status.migrations
+            .filter((e) => e.state === 'applied' && e.version < lowest)
+            .reduce((max, e) => Math.max(max, e.version), 0)
     return {
       kind: 'migrate-down',
       dryRun,
@@ -537,7 +662,10 @@ export async function migrateDown(db: Db, opts: MigrateDownOptions = {}): Promis
     for (const m of planned) {
       const started = performance.now()
       try {
-        await runInTransaction(client, m.downSql, () => ({text: `DELETE FROM ${MIGRATIONS_TABLE} WHERE version = $1`, values: [m.version]}))
+        await runInTransaction(client, m.downSql, () => ({
+          text: `DELETE FROM ${MIGRATIONS_TABLE} WHERE version = $1`,
+          values: [m.version],
+        }))
       } catch (error) {
         throw migrationFailed(m, 'down', error, reverted)
       }
@@ -565,7 +693,8 @@ export async function assertSchemaCurrent(db: Db, opts: {dir?: string} = {}): Pr
   const drifted = by('drifted')
   const missing = by('missing-file')
   const pending = by('pending')
-  const list = (entries: MigrationStatusEntry[]): string => entries.map((e) => `${vname(e.version)}_${e.name}`).join(', ')
+  const list = (entries: MigrationStatusEntry[]): string =>
+    entries.map((e) => `${vname(e.version)}_${e.name}`).join(', ')
   if (drifted.length > 0) {
     throw new RefusedError(`metadata schema has drifted migrations: ${list(drifted)}`, {
       code: 'SCHEMA_DRIFTED',
@@ -581,11 +710,14 @@ export async function assertSchemaCurrent(db: Db, opts: {dir?: string} = {}): Pr
     })
   }
   if (pending.length > 0) {
-    throw new RefusedError(`metadata schema is not current: ${pending.length} pending migration${pending.length === 1 ? '' : 's'} (${list(pending)})`, {
-      code: 'SCHEMA_NOT_CURRENT',
-      hint: 'run regops db migrate up',
-      details: {current: status.current, latest: status.latest, pending: pending.map((e) => e.version)},
-    })
+    throw new RefusedError(
+      `metadata schema is not current: ${pending.length} pending migration${pending.length === 1 ? '' : 's'} (${list(pending)})`,
+      {
+        code: 'SCHEMA_NOT_CURRENT',
+        hint: 'run regops db migrate up',
+        details: {current: status.current, latest: status.latest, pending: pending.map((e) => e.version)},
+      },
+    )
   }
   return status
 }

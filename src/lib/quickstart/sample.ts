@@ -32,18 +32,66 @@ export async function writeSampleRegistry(driver: StorageDriver, root: string | 
   const tags: SampleRegistry['tags'] = []
   const orphans: PlantedOrphan[] = []
 
-  const nginx1 = await w.writeImage({repository: 'library/nginx', tag: '1.25', seed: 'nginx-1.25', layers: 2, layerSize: 2048, sharedLayers: [base]})
-  const nginx2 = await w.writeImage({repository: 'library/nginx', tag: 'latest', seed: 'nginx-1.27', layers: 1, layerSize: 2048, sharedLayers: [base]})
-  tags.push({repository: 'library/nginx', tag: '1.25', digest: nginx1.manifestDigest}, {repository: 'library/nginx', tag: 'latest', digest: nginx2.manifestDigest})
+  const nginx1 = await w.writeImage({
+    repository: 'library/nginx',
+    tag: '1.25',
+    seed: 'nginx-1.25',
+    layers: 2,
+    layerSize: 2048,
+    sharedLayers: [base],
+  })
+  const nginx2 = await w.writeImage({
+    repository: 'library/nginx',
+    tag: 'latest',
+    seed: 'nginx-1.27',
+    layers: 1,
+    layerSize: 2048,
+    sharedLayers: [base],
+  })
+  tags.push(
+    {repository: 'library/nginx', tag: '1.25', digest: nginx1.manifestDigest},
+    {repository: 'library/nginx', tag: 'latest', digest: nginx2.manifestDigest},
+  )
 
-  const amd64 = await w.writeImage({repository: 'team/api', seed: 'api-amd64', layers: 1, layerSize: 1024, sharedLayers: [base], platform: {os: 'linux', architecture: 'amd64'}, oci: true})
-  const arm64 = await w.writeImage({repository: 'team/api', seed: 'api-arm64', layers: 1, layerSize: 1024, sharedLayers: [base], platform: {os: 'linux', architecture: 'arm64'}, oci: true})
-  const index = await w.writeIndex('team/api', 'v1', [amd64, arm64], [{os: 'linux', architecture: 'amd64'}, {os: 'linux', architecture: 'arm64'}])
+  const amd64 = await w.writeImage({
+    repository: 'team/api',
+    seed: 'api-amd64',
+    layers: 1,
+    layerSize: 1024,
+    sharedLayers: [base],
+    platform: {os: 'linux', architecture: 'amd64'},
+    oci: true,
+  })
+  const arm64 = await w.writeImage({
+    repository: 'team/api',
+    seed: 'api-arm64',
+    layers: 1,
+    layerSize: 1024,
+    sharedLayers: [base],
+    platform: {os: 'linux', architecture: 'arm64'},
+    oci: true,
+  })
+  const index = await w.writeIndex(
+    'team/api',
+    'v1',
+    [amd64, arm64],
+    [
+      {os: 'linux', architecture: 'amd64'},
+      {os: 'linux', architecture: 'arm64'},
+    ],
+  )
   tags.push({repository: 'team/api', tag: 'v1', digest: index})
 
   // An image whose manifest was deleted through the registry API: distribution removes the revision
   // link and the tag, and leaves every blob behind.
-  const deleted = await w.writeImage({repository: 'team/api', tag: 'v0', seed: 'api-v0', layers: 1, layerSize: 3000, sharedLayers: [base]})
+  const deleted = await w.writeImage({
+    repository: 'team/api',
+    tag: 'v0',
+    seed: 'api-v0',
+    layers: 1,
+    layerSize: 3000,
+    sharedLayers: [base],
+  })
   await driver.deleteMany([
     pathFor({kind: 'manifest-revision-link', repository: 'team/api', digest: deleted.manifestDigest}),
     pathFor({kind: 'tag-current-link', repository: 'team/api', tag: 'v0'}),
@@ -58,8 +106,14 @@ export async function writeSampleRegistry(driver: StorageDriver, root: string | 
   const ci = await w.writeImage({repository: 'tools/ci', tag: 'stable', seed: 'ci', layers: 2, layerSize: 1500})
   tags.push({repository: 'tools/ci', tag: 'stable', digest: ci.manifestDigest})
   orphans.push(
-    {digest: await w.writeOrphan('tools/ci', 'abandoned-push-1', 5000), why: 'uploaded to tools/ci, no manifest ever came'},
-    {digest: await w.writeOrphan('tools/ci', 'abandoned-push-2', 7000), why: 'uploaded to tools/ci, no manifest ever came'},
+    {
+      digest: await w.writeOrphan('tools/ci', 'abandoned-push-1', 5000),
+      why: 'uploaded to tools/ci, no manifest ever came',
+    },
+    {
+      digest: await w.writeOrphan('tools/ci', 'abandoned-push-2', 7000),
+      why: 'uploaded to tools/ci, no manifest ever came',
+    },
     {digest: await w.writeOrphan(undefined, 'stray', 900), why: 'in the blob store with no link at all'},
   )
 

@@ -48,7 +48,7 @@ export const redisKeys = {
 export function assertCacheAllowsActing(mode: RegistryCacheMode, readOnly: boolean): void {
   if (mode !== 'inmemory' || readOnly) return
   throw new RefusedError(
-    "the registry caches blob descriptors in memory (registry.cache: inmemory): a blob deleted behind that cache still reads as present, a re-push skips its upload and the image breaks",
+    'the registry caches blob descriptors in memory (registry.cache: inmemory): a blob deleted behind that cache still reads as present, a re-push skips its upload and the image breaks',
     {
       code: 'REGISTRY_CACHE',
       hint: 'put the registry in read-only mode (storage.maintenance.readonly) or stop it, pass --registry-read-only, and restart every registry process afterwards; or switch the registry to a redis cache and set registry.cache to its URL',
@@ -73,7 +73,12 @@ class RedisDescriptorCache implements DescriptorCache {
 
   constructor(private readonly url: string) {
     // No offline queue and few retries: a sweep must learn at once that eviction failed, not wait.
-    this.client = new Redis(url, {lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: false, connectTimeout: 5_000})
+    this.client = new Redis(url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 2,
+      enableOfflineQueue: false,
+      connectTimeout: 5_000,
+    })
     // ioredis emits 'error' for every failed reconnect; the command that needed it fails on its own.
     this.client.on('error', () => {})
   }
@@ -100,10 +105,14 @@ class RedisDescriptorCache implements DescriptorCache {
       if (failed) throw failed[0]
       return replies.reduce((sum, [, removed]) => sum + Number(removed ?? 0), 0)
     } catch (error) {
-      throw new StorageError(`cannot evict the registry's cached blob descriptors at ${redactUrl(this.url)}: ${errorMessage(error)}`, {}, {
-        code: 'REGISTRY_CACHE',
-        hint: 'nothing was acted on for this batch; check registry.cache and that this host reaches the Redis',
-      })
+      throw new StorageError(
+        `cannot evict the registry's cached blob descriptors at ${redactUrl(this.url)}: ${errorMessage(error)}`,
+        {},
+        {
+          code: 'REGISTRY_CACHE',
+          hint: 'nothing was acted on for this batch; check registry.cache and that this host reaches the Redis',
+        },
+      )
     }
   }
 
@@ -113,7 +122,8 @@ class RedisDescriptorCache implements DescriptorCache {
   }
 
   async close(): Promise<void> {
-    if (this.client.status !== 'wait' && this.client.status !== 'end') await this.client.quit().catch(() => this.client.disconnect())
+    if (this.client.status !== 'wait' && this.client.status !== 'end')
+      await this.client.quit().catch(() => this.client.disconnect())
   }
 }
 

@@ -81,12 +81,22 @@ export class LayoutWriter {
     platform?: {os: string; architecture: string}
     oci?: boolean
   }): Promise<WrittenImage> {
-    const layerContents = [...(spec.sharedLayers ?? []), ...Array.from({length: spec.layers}, (_, i) => seededBytes(`${spec.seed}:layer:${i}`, spec.layerSize))]
+    const layerContents = [
+      ...(spec.sharedLayers ?? []),
+      ...Array.from({length: spec.layers}, (_, i) => seededBytes(`${spec.seed}:layer:${i}`, spec.layerSize)),
+    ]
     const layerDigests = await Promise.all(layerContents.map((content) => this.putBlob(content)))
     await Promise.all(layerDigests.map((digest) => this.linkLayer(spec.repository, digest)))
     const platform = spec.platform ?? {os: 'linux', architecture: 'amd64'}
     const config = Buffer.from(
-      JSON.stringify({architecture: platform.architecture, os: platform.os, rootfs: {type: 'layers', diff_ids: layerDigests}, config: {}, created: '2026-01-01T00:00:00Z', seed: spec.seed}),
+      JSON.stringify({
+        architecture: platform.architecture,
+        os: platform.os,
+        rootfs: {type: 'layers', diff_ids: layerDigests},
+        config: {},
+        created: '2026-01-01T00:00:00Z',
+        seed: spec.seed,
+      }),
     )
     const configDigest = await this.putBlob(config)
     await this.linkLayer(spec.repository, configDigest)
@@ -94,16 +104,36 @@ export class LayoutWriter {
       JSON.stringify({
         schemaVersion: 2,
         mediaType: spec.oci ? MediaTypes.ociManifest : MediaTypes.dockerManifest,
-        config: {mediaType: spec.oci ? MediaTypes.ociConfig : MediaTypes.dockerConfig, size: config.length, digest: configDigest},
-        layers: layerContents.map((content, i) => ({mediaType: spec.oci ? MediaTypes.ociLayerGzip : MediaTypes.dockerLayer, size: content.length, digest: layerDigests[i]})),
+        config: {
+          mediaType: spec.oci ? MediaTypes.ociConfig : MediaTypes.dockerConfig,
+          size: config.length,
+          digest: configDigest,
+        },
+        layers: layerContents.map((content, i) => ({
+          mediaType: spec.oci ? MediaTypes.ociLayerGzip : MediaTypes.dockerLayer,
+          size: content.length,
+          digest: layerDigests[i],
+        })),
       }),
     )
     const manifestDigest = await this.putManifest(spec.repository, manifest, spec.tag)
-    return {repository: spec.repository, tag: spec.tag, manifestDigest, configDigest, layerDigests, blobs: [manifestDigest, configDigest, ...layerDigests]}
+    return {
+      repository: spec.repository,
+      tag: spec.tag,
+      manifestDigest,
+      configDigest,
+      layerDigests,
+      blobs: [manifestDigest, configDigest, ...layerDigests],
+    }
   }
 
   /** A multi-platform index over images already written to the same repository. */
-  async writeIndex(repository: string, tag: string | undefined, children: WrittenImage[], platforms: Array<{os: string; architecture: string}>): Promise<string> {
+  async writeIndex(
+    repository: string,
+    tag: string | undefined,
+    children: WrittenImage[],
+    platforms: Array<{os: string; architecture: string}>,
+  ): Promise<string> {
     const payload = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
@@ -111,7 +141,12 @@ export class LayoutWriter {
         manifests: await Promise.all(
           children.map(async (child, i) => {
             const info = await this.driver.stat(pathFor({kind: 'blob-data', digest: child.manifestDigest}))
-            return {mediaType: MediaTypes.dockerManifest, size: info?.size ?? 0, digest: child.manifestDigest, platform: platforms[i]}
+            return {
+              mediaType: MediaTypes.dockerManifest,
+              size: info?.size ?? 0,
+              digest: child.manifestDigest,
+              platform: platforms[i],
+            }
           }),
         ),
       }),

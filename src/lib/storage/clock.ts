@@ -25,10 +25,18 @@ export const CLOCK_SCRATCH_PREFIX = '_regops/clock/'
  * Offset of a server clock that stamped `serverTime` somewhere between host times `sentAt` and
  * `answeredAt`, with `resolutionMs` the granularity of that stamp (truncated, as S3's whole seconds are).
  */
-export function estimateOffset(sentAt: number, serverTime: number, answeredAt: number, resolutionMs: number): {offsetMs: number; uncertaintyMs: number} {
+export function estimateOffset(
+  sentAt: number,
+  serverTime: number,
+  answeredAt: number,
+  resolutionMs: number,
+): {offsetMs: number; uncertaintyMs: number} {
   const hostMidpoint = (sentAt + answeredAt) / 2
   const serverMidpoint = serverTime + resolutionMs / 2
-  return {offsetMs: Math.round(serverMidpoint - hostMidpoint), uncertaintyMs: Math.ceil((answeredAt - sentAt) / 2 + resolutionMs / 2)}
+  return {
+    offsetMs: Math.round(serverMidpoint - hostMidpoint),
+    uncertaintyMs: Math.ceil((answeredAt - sentAt) / 2 + resolutionMs / 2),
+  }
 }
 
 export function clockWithOffset(offsetMs: number, uncertaintyMs: number): StorageClock {
@@ -71,7 +79,10 @@ export function assertClockSkewWithin(clock: StorageClock, limitMs: number, what
   if (Math.abs(clock.offsetMs) + clock.uncertaintyMs <= limitMs) return
   throw new RefusedError(
     `${what}'s clock is ${formatSkew(clock.offsetMs)} from this host's (±${clock.uncertaintyMs} ms), more than the ${Math.round(limitMs / 1000)} s allowed`,
-    {code: 'CLOCK_SKEW', hint: "fix the host's time (NTP) or the storage's; the grace period is measured on the storage's clock"},
+    {
+      code: 'CLOCK_SKEW',
+      hint: "fix the host's time (NTP) or the storage's; the grace period is measured on the storage's clock",
+    },
   )
 }
 

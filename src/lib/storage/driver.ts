@@ -56,7 +56,12 @@ export interface StorageDriver {
 }
 
 /** Copies one object between two drivers (regions), streaming. */
-export async function copyBetween(source: StorageDriver, target: StorageDriver, key: string, targetKey = key): Promise<ObjectInfo> {
+export async function copyBetween(
+  source: StorageDriver,
+  target: StorageDriver,
+  key: string,
+  targetKey = key,
+): Promise<ObjectInfo> {
   const info = await source.stat(key)
   if (!info) throw new NotFoundError(key, source.region)
   const stream = await source.read(key)
@@ -102,7 +107,11 @@ export class KeyOrder {
 
   check(key: string): void {
     if (this.previous !== undefined && !keyBefore(this.previous, key)) {
-      throw new StorageError(`listing of ${this.prefix || '/'} is out of order: '${key}' came after '${this.previous}'`, {region: this.region, key}, {code: 'UNSORTED_LISTING'})
+      throw new StorageError(
+        `listing of ${this.prefix || '/'} is out of order: '${key}' came after '${this.previous}'`,
+        {region: this.region, key},
+        {code: 'UNSORTED_LISTING'},
+      )
     }
     this.previous = key
   }

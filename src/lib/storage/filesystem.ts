@@ -1,4 +1,16 @@
-import {mkdir, open, readdir, rename, rm, rmdir, stat, unlink, copyFile, writeFile, type FileHandle} from 'node:fs/promises'
+import {
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  copyFile,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises'
 import {lstatSync, readdirSync, readFileSync, realpathSync, statSync, type Dirent} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
@@ -74,10 +86,16 @@ export class FilesystemDriver implements StorageDriver {
       if (symlink) {
         target = this.realDirectory(key)
         if (stack.some((frame) => frame.target === target)) {
-          throw new StorageError(`symbolic link loop at ${key} (it leads back to ${target}, which is being walked)`, {region: this.region, key}, {code: 'SYMLINK_LOOP'})
+          throw new StorageError(
+            `symbolic link loop at ${key} (it leads back to ${target}, which is being walked)`,
+            {region: this.region, key},
+            {code: 'SYMLINK_LOOP'},
+          )
         }
       }
-      const entries = (await this.readEntries(key)).filter((e) => e.name.startsWith(prefix) && keep(`${key}${e.name}`, e))
+      const entries = (await this.readEntries(key)).filter(
+        (e) => e.name.startsWith(prefix) && keep(`${key}${e.name}`, e),
+      )
       stack.push({dirKey: key, entries, next: 0, target})
     }
     const order = new KeyOrder(this.region, `${dirKey}${namePrefix}`)
@@ -92,8 +110,7 @@ export class FilesystemDriver implements StorageDriver {
       if (entry.dir) {
         const child = `${top.dirKey}${entry.name}/`
         if (!options.prune?.(child)) await push(child, '', entry.symlink)
-      }
-      else if (entry.info) {
+      } else if (entry.info) {
         order.check(entry.info.key)
         yield entry.info
       }
@@ -116,7 +133,11 @@ export class FilesystemDriver implements StorageDriver {
       const code = (error as NodeJS.ErrnoException).code
       // A directory that vanished mid-walk (or never existed) simply has no keys.
       if (code === 'ENOENT' || code === 'ENOTDIR') return []
-      throw new StorageError(`cannot list ${dirKey || '/'}: ${code ?? error}`, {region: this.region, key: dirKey}, {cause: error})
+      throw new StorageError(
+        `cannot list ${dirKey || '/'}: ${code ?? error}`,
+        {region: this.region, key: dirKey},
+        {cause: error},
+      )
     }
     const entries: DirEntry[] = []
     for (const d of dirents) {
@@ -133,7 +154,12 @@ export class FilesystemDriver implements StorageDriver {
         symlink = isDirectory
         if (!isDirectory && !target.isFile()) continue
       } else if (!(isDirectory || d.isFile())) continue
-      const entry: DirEntry = {name: d.name, dir: isDirectory, sortKey: Buffer.from(isDirectory ? `${d.name}/` : d.name), symlink}
+      const entry: DirEntry = {
+        name: d.name,
+        dir: isDirectory,
+        sortKey: Buffer.from(isDirectory ? `${d.name}/` : d.name),
+        symlink,
+      }
       if (!entry.dir) {
         const st = statSync(join(dir, d.name), {throwIfNoEntry: false})
         // A file deleted between readdir and stat is simply gone.
@@ -155,8 +181,17 @@ export class FilesystemDriver implements StorageDriver {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       if (code === 'ENOENT' && lstatSync(path, {throwIfNoEntry: false}) === undefined) return undefined
-      const reason = code === 'ENOENT' ? 'its target does not exist' : code === 'ELOOP' ? 'it is a loop of links' : (code ?? String(error))
-      throw new StorageError(`cannot follow the symbolic link ${key}: ${reason}`, {region: this.region, key}, {cause: error, code: 'SYMLINK_BROKEN'})
+      const reason =
+        code === 'ENOENT'
+          ? 'its target does not exist'
+          : code === 'ELOOP'
+            ? 'it is a loop of links'
+            : (code ?? String(error))
+      throw new StorageError(
+        `cannot follow the symbolic link ${key}: ${reason}`,
+        {region: this.region, key},
+        {cause: error, code: 'SYMLINK_BROKEN'},
+      )
     }
   }
 
@@ -165,7 +200,11 @@ export class FilesystemDriver implements StorageDriver {
       return realpathSync(this.pathOf(dirKey))
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
-      throw new StorageError(`cannot follow the symbolic link ${dirKey}: ${code ?? error}`, {region: this.region, key: dirKey}, {cause: error, code: 'SYMLINK_BROKEN'})
+      throw new StorageError(
+        `cannot follow the symbolic link ${dirKey}: ${code ?? error}`,
+        {region: this.region, key: dirKey},
+        {cause: error, code: 'SYMLINK_BROKEN'},
+      )
     }
   }
 
@@ -176,7 +215,11 @@ export class FilesystemDriver implements StorageDriver {
       const code = (error as NodeJS.ErrnoException).code
       // A directory that vanished mid-walk (or never existed) simply has no keys.
       if (code === 'ENOENT' || code === 'ENOTDIR') return []
-      throw new StorageError(`cannot list ${dirKey || '/'}: ${code ?? error}`, {region: this.region, key: dirKey}, {cause: error})
+      throw new StorageError(
+        `cannot list ${dirKey || '/'}: ${code ?? error}`,
+        {region: this.region, key: dirKey},
+        {cause: error},
+      )
     }
   }
 
@@ -185,11 +228,16 @@ export class FilesystemDriver implements StorageDriver {
     const base = prefix === '' ? this.root : this.pathOf(prefix)
     const dirs = entries
       .filter((entry) => !entry.name.startsWith('.regops-tmp-'))
-      .filter((entry) => entry.isDirectory() || (entry.isSymbolicLink() && this.followLink(join(base, entry.name), `${prefix}${entry.name}`)?.isDirectory()))
+      .filter(
+        (entry) =>
+          entry.isDirectory() ||
+          (entry.isSymbolicLink() && this.followLink(join(base, entry.name), `${prefix}${entry.name}`)?.isDirectory()),
+      )
       .map((entry) => `${prefix}${entry.name}/`)
       .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
     for (const dir of dirs) {
-      if (options.startAfter !== undefined && Buffer.compare(Buffer.from(dir), Buffer.from(options.startAfter)) <= 0) continue
+      if (options.startAfter !== undefined && Buffer.compare(Buffer.from(dir), Buffer.from(options.startAfter)) <= 0)
+        continue
       yield dir
     }
   }
@@ -222,7 +270,10 @@ export class FilesystemDriver implements StorageDriver {
     try {
       const st = statSync(path)
       if (!st.isFile()) throw Object.assign(new Error('not a file'), {code: 'EISDIR'})
-      if (st.size > limit) throw new InvalidInputError(`object is ${st.size} bytes, more than the ${limit} expected`, key, {code: 'TOO_LARGE'})
+      if (st.size > limit)
+        throw new InvalidInputError(`object is ${st.size} bytes, more than the ${limit} expected`, key, {
+          code: 'TOO_LARGE',
+        })
       return readFileSync(path)
     } catch (error) {
       throw this.mapError(error, key, 'read')

@@ -18,10 +18,15 @@ export async function openRegion(config: RegopsConfig, name?: string): Promise<S
   if (!regionName) {
     const known = Object.keys(config.regions)
     throw new UsageError(
-      known.length === 0 ? 'no regions are configured (add regions: to the config file)' : `several regions are configured (${known.join(', ')}): pick one with --region or set primary:`,
+      known.length === 0
+        ? 'no regions are configured (add regions: to the config file)'
+        : `several regions are configured (${known.join(', ')}): pick one with --region or set primary:`,
     )
   }
   const region = config.regions[regionName]
-  if (!region) throw new UsageError(`unknown region '${regionName}' (regions: ${Object.keys(config.regions).join(', ') || 'none'})`)
+  if (!region)
+    throw new UsageError(
+      `unknown region '${regionName}' (regions: ${Object.keys(config.regions).join(', ') || 'none'})`,
+    )
   return openDriver(region)
 }

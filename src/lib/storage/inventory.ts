@@ -45,7 +45,15 @@ export class InventoryListing {
    * Reads the report at `url` (s3://bucket/key/manifest.json, read with the region's endpoint and
    * credentials, or file:///path/manifest.json) for the region whose bucket it inventories.
    */
-  static async open(url: string, region: RegionConfig, opts: {shards: Iterable<string>; onProblem: (p: InventoryProblem) => void; openBucket: (bucket: string) => Promise<StorageDriver>}): Promise<InventoryListing> {
+  static async open(
+    url: string,
+    region: RegionConfig,
+    opts: {
+      shards: Iterable<string>
+      onProblem: (p: InventoryProblem) => void
+      openBucket: (bucket: string) => Promise<StorageDriver>
+    },
+  ): Promise<InventoryListing> {
     const reader = await inventoryReader(url, region, opts.openBucket)
     try {
       let manifest: InventoryManifest
@@ -54,11 +62,13 @@ export class InventoryListing {
       } catch (error) {
         throw new UsageError(`inventory manifest ${url} cannot be read: ${errorMessage(error)}`)
       }
-      if (manifest.fileFormat !== 'CSV') throw new UsageError(`inventory ${url}: only the CSV format is read (this one is ${manifest.fileFormat})`)
+      if (manifest.fileFormat !== 'CSV')
+        throw new UsageError(`inventory ${url}: only the CSV format is read (this one is ${manifest.fileFormat})`)
       const columns = manifest.fileSchema.split(',').map((c) => c.trim())
       const at = (name: string) => {
         const index = columns.indexOf(name)
-        if (index < 0) throw new UsageError(`inventory ${url}: fileSchema has no ${name} column (${manifest.fileSchema})`)
+        if (index < 0)
+          throw new UsageError(`inventory ${url}: fileSchema has no ${name} column (${manifest.fileSchema})`)
         return index
       }
       const [bucketAt, keyAt, sizeAt, modifiedAt] = [at('Bucket'), at('Key'), at('Size'), at('LastModifiedDate')]
@@ -80,7 +90,8 @@ export class InventoryListing {
             const relative = key.slice(rootPrefix.length)
             const size = Number(fields[sizeAt])
             const modified = Date.parse(fields[modifiedAt])
-            if (!Number.isSafeInteger(size) || size < 0 || Number.isNaN(modified)) throw new Error(`bad Size '${fields[sizeAt]}' or LastModifiedDate '${fields[modifiedAt]}'`)
+            if (!Number.isSafeInteger(size) || size < 0 || Number.isNaN(modified))
+              throw new Error(`bad Size '${fields[sizeAt]}' or LastModifiedDate '${fields[modifiedAt]}'`)
             const shard = relative.slice('blobs/sha256/'.length, 'blobs/sha256/'.length + 2)
             lines.add(shard, `${relative}\t${size}\t${modified}`)
             rows++
@@ -151,7 +162,11 @@ interface ReportReader {
 }
 
 /** The manifest and data files live in another bucket (or directory); data file keys are relative to its root. */
-async function inventoryReader(url: string, region: RegionConfig, openBucket: (bucket: string) => Promise<StorageDriver>): Promise<ReportReader> {
+async function inventoryReader(
+  url: string,
+  region: RegionConfig,
+  openBucket: (bucket: string) => Promise<StorageDriver>,
+): Promise<ReportReader> {
   if (url.startsWith('file://')) {
     const manifestPath = fileURLToPath(url)
     // Data file keys start at the destination's root: the manifest sits at <root>/<bucket>/<config>/<date>/manifest.json.
@@ -164,8 +179,12 @@ async function inventoryReader(url: string, region: RegionConfig, openBucket: (b
     }
   }
   const match = /^s3:\/\/([^/]+)\/(.+)$/.exec(url)
-  if (!match) throw new UsageError(`--inventory '${url}': expected s3://bucket/path/manifest.json or file:///path/manifest.json`)
-  if (region.kind !== 's3') throw new UsageError(`--inventory ${url}: an s3:// report is read with an S3 region's endpoint and credentials; region '${region.name}' is a directory`)
+  if (!match)
+    throw new UsageError(`--inventory '${url}': expected s3://bucket/path/manifest.json or file:///path/manifest.json`)
+  if (region.kind !== 's3')
+    throw new UsageError(
+      `--inventory ${url}: an s3:// report is read with an S3 region's endpoint and credentials; region '${region.name}' is a directory`,
+    )
   const driver = await openBucket(match[1])
   return {
     manifestKey: match[2],
@@ -174,4 +193,3 @@ async function inventoryReader(url: string, region: RegionConfig, openBucket: (b
     close: () => driver.close(),
   }
 }
-

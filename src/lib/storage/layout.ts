@@ -29,19 +29,27 @@ export function isTag(text: string): boolean {
 }
 
 export function assertDigest(text: string, where?: string): string {
-  if (!isDigest(text)) throw new InvalidInputError(`invalid digest '${truncate(text)}': expected sha256:<64 lowercase hex> or sha512:<128 lowercase hex>`, where)
+  if (!isDigest(text))
+    throw new InvalidInputError(
+      `invalid digest '${truncate(text)}': expected sha256:<64 lowercase hex> or sha512:<128 lowercase hex>`,
+      where,
+    )
   return text
 }
 
 export function assertRepositoryName(text: string, where?: string): string {
   if (!isRepositoryName(text)) {
-    throw new InvalidInputError(`invalid repository name '${truncate(text)}': lowercase components [a-z0-9] separated by '.', '_', '__' or '-', joined by '/', at most ${MAX_NAME_LENGTH} characters`, where)
+    throw new InvalidInputError(
+      `invalid repository name '${truncate(text)}': lowercase components [a-z0-9] separated by '.', '_', '__' or '-', joined by '/', at most ${MAX_NAME_LENGTH} characters`,
+      where,
+    )
   }
   return text
 }
 
 export function assertTag(text: string, where?: string): string {
-  if (!isTag(text)) throw new InvalidInputError(`invalid tag '${truncate(text)}': [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, where)
+  if (!isTag(text))
+    throw new InvalidInputError(`invalid tag '${truncate(text)}': [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, where)
   return text
 }
 
@@ -145,10 +153,12 @@ export function parseKey(key: string): PathSpec {
   const parts = key.split('/')
   if (parts[0] === 'blobs') {
     // blobs/<alg>/<2hex>/<hex>/data
-    if (parts.length !== 5 || parts[4] !== 'data') throw new LayoutError('blob keys are blobs/<alg>/<2 hex>/<hex>/data', key)
+    if (parts.length !== 5 || parts[4] !== 'data')
+      throw new LayoutError('blob keys are blobs/<alg>/<2 hex>/<hex>/data', key)
     const [, algorithm, fan, hex] = parts
     const digest = `${algorithm}:${hex}`
-    if (!isDigest(digest) || HEX_LENGTH[algorithm] === undefined) throw new LayoutError(`bad digest '${truncate(digest)}'`, key)
+    if (!isDigest(digest) || HEX_LENGTH[algorithm] === undefined)
+      throw new LayoutError(`bad digest '${truncate(digest)}'`, key)
     if (fan !== hex.slice(0, 2)) throw new LayoutError(`fan-out directory '${fan}' does not match digest`, key)
     return {kind: 'blob-data', digest}
   }
@@ -166,7 +176,8 @@ export function parseKey(key: string): PathSpec {
   switch (rest[0]) {
     case '_layers':
       // _layers/<alg>/<hex>/link
-      if (rest.length === 4 && rest[3] === 'link') return {kind: 'layer-link', repository, digest: digestAt(rest[1], rest[2])}
+      if (rest.length === 4 && rest[3] === 'link')
+        return {kind: 'layer-link', repository, digest: digestAt(rest[1], rest[2])}
       break
     case '_manifests':
       if (rest[1] === 'revisions' && rest.length === 5 && rest[4] === 'link') {
@@ -175,7 +186,8 @@ export function parseKey(key: string): PathSpec {
       if (rest[1] === 'tags' && rest.length >= 4) {
         const tag = rest[2]
         if (!isTag(tag)) throw new LayoutError(`invalid tag '${truncate(tag)}'`, key)
-        if (rest.length === 5 && rest[3] === 'current' && rest[4] === 'link') return {kind: 'tag-current-link', repository, tag}
+        if (rest.length === 5 && rest[3] === 'current' && rest[4] === 'link')
+          return {kind: 'tag-current-link', repository, tag}
         if (rest.length === 7 && rest[3] === 'index' && rest[6] === 'link') {
           return {kind: 'tag-index-link', repository, tag, digest: digestAt(rest[4], rest[5])}
         }
@@ -198,7 +210,10 @@ export function parseKey(key: string): PathSpec {
 /** The content of a link file: a digest followed by nothing (distribution writes no newline). */
 export function parseLink(content: Buffer | string, key: string): string {
   const text = (typeof content === 'string' ? content : content.toString('utf8')).trim()
-  if (!isDigest(text)) throw new InvalidInputError(`corrupt link file: content is not a digest ('${truncate(text)}')`, key, {code: 'CORRUPT_LINK'})
+  if (!isDigest(text))
+    throw new InvalidInputError(`corrupt link file: content is not a digest ('${truncate(text)}')`, key, {
+      code: 'CORRUPT_LINK',
+    })
   return text
 }
 

@@ -78,7 +78,10 @@ export function parseManifest(payload: Buffer, digest: string, key: string): Par
     throw new InvalidInputError('unparsable manifest: not JSON', key, {code: 'BAD_MANIFEST', details: {digest}})
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new InvalidInputError('unparsable manifest: not a JSON object', key, {code: 'BAD_MANIFEST', details: {digest}})
+    throw new InvalidInputError('unparsable manifest: not a JSON object', key, {
+      code: 'BAD_MANIFEST',
+      details: {digest},
+    })
   }
   const m = doc as Record<string, unknown>
   const schemaVersion = typeof m.schemaVersion === 'number' ? m.schemaVersion : undefined
@@ -88,28 +91,54 @@ export function parseManifest(payload: Buffer, digest: string, key: string): Par
     if (schemaVersion === 1) mediaType = MediaTypes.dockerSchema1Signed
     else if (Array.isArray(m.manifests)) mediaType = MediaTypes.ociIndex
     else if (m.config && typeof m.config === 'object') mediaType = MediaTypes.ociManifest
-    else throw new InvalidInputError('unparsable manifest: no mediaType, config or manifests', key, {code: 'BAD_MANIFEST', details: {digest}})
+    else
+      throw new InvalidInputError('unparsable manifest: no mediaType, config or manifests', key, {
+        code: 'BAD_MANIFEST',
+        details: {digest},
+      })
   }
   const descriptor = (value: unknown, field: string): Descriptor => {
     const d = value as Record<string, unknown> | null
     if (!d || typeof d !== 'object' || typeof d.digest !== 'string' || !isDigest(d.digest)) {
-      throw new InvalidInputError(`unparsable manifest: ${field} has no valid digest`, key, {code: 'BAD_MANIFEST', details: {digest}})
+      throw new InvalidInputError(`unparsable manifest: ${field} has no valid digest`, key, {
+        code: 'BAD_MANIFEST',
+        details: {digest},
+      })
     }
-    return {digest: d.digest, size: Number(d.size ?? 0), mediaType: typeof d.mediaType === 'string' ? d.mediaType : undefined}
+    return {
+      digest: d.digest,
+      size: Number(d.size ?? 0),
+      mediaType: typeof d.mediaType === 'string' ? d.mediaType : undefined,
+    }
   }
   const list = (value: unknown, field: string): unknown[] => {
     if (value === undefined || value === null) return []
-    if (!Array.isArray(value)) throw new InvalidInputError(`unparsable manifest: ${field} is not a list`, key, {code: 'BAD_MANIFEST', details: {digest}})
+    if (!Array.isArray(value))
+      throw new InvalidInputError(`unparsable manifest: ${field} is not a list`, key, {
+        code: 'BAD_MANIFEST',
+        details: {digest},
+      })
     return value
   }
 
   const cls: ManifestClass = KNOWN[mediaType] ?? 'unknown'
-  const parsed: ParsedManifest = {digest, mediaType, class: cls, schemaVersion, layers: [], manifests: [], references: []}
+  const parsed: ParsedManifest = {
+    digest,
+    mediaType,
+    class: cls,
+    schemaVersion,
+    layers: [],
+    manifests: [],
+    references: [],
+  }
   if (cls === 'schema1') {
     parsed.layers = list(m.fsLayers, 'fsLayers').map((l, i) => {
       const blobSum = (l as {blobSum?: unknown})?.blobSum
       if (typeof blobSum !== 'string' || !isDigest(blobSum)) {
-        throw new InvalidInputError(`unparsable manifest: fsLayers[${i}] has no valid blobSum`, key, {code: 'BAD_MANIFEST', details: {digest}})
+        throw new InvalidInputError(`unparsable manifest: fsLayers[${i}] has no valid blobSum`, key, {
+          code: 'BAD_MANIFEST',
+          details: {digest},
+        })
       }
       return {digest: blobSum, size: 0}
     })
@@ -132,7 +161,11 @@ export function parseManifest(payload: Buffer, digest: string, key: string): Par
       return d
     })
     if (m.subject !== undefined) parsed.subject = descriptor(m.subject, 'subject')
-    if (cls === 'image' && !parsed.config) throw new InvalidInputError('unparsable manifest: image manifest without config', key, {code: 'BAD_MANIFEST', details: {digest}})
+    if (cls === 'image' && !parsed.config)
+      throw new InvalidInputError('unparsable manifest: image manifest without config', key, {
+        code: 'BAD_MANIFEST',
+        details: {digest},
+      })
   }
   const refs = new Set<string>()
   if (parsed.config) refs.add(parsed.config.digest)

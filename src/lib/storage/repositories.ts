@@ -45,7 +45,11 @@ export function problemOf(error: unknown, kind: Problem['kind'], key: string, ex
 }
 
 /** The spec of a key, or undefined after reporting it: one bad key never stops a walk. */
-export function parseKeyOrReport(key: string, onProblem: (p: Problem) => void, repository?: string): PathSpec | undefined {
+export function parseKeyOrReport(
+  key: string,
+  onProblem: (p: Problem) => void,
+  repository?: string,
+): PathSpec | undefined {
   try {
     return parseKey(key)
   } catch (error) {
@@ -59,7 +63,11 @@ export function parseKeyOrReport(key: string, onProblem: (p: Problem) => void, r
  * holding _manifests, _layers or _uploads is a repository; other directories are name components.
  * One LIST per directory, never a listing of every link.
  */
-export async function* listRepositories(driver: StorageDriver, onProblem: (p: Problem) => void, signal?: AbortSignal): AsyncIterable<string> {
+export async function* listRepositories(
+  driver: StorageDriver,
+  onProblem: (p: Problem) => void,
+  signal?: AbortSignal,
+): AsyncIterable<string> {
   const children = async (prefix: string): Promise<string[]> => {
     const out: string[] = []
     for await (const dir of driver.listDirectories(prefix, {signal})) out.push(dir)
@@ -73,7 +81,8 @@ export async function* listRepositories(driver: StorageDriver, onProblem: (p: Pr
     if (names.some((n) => n === '_manifests' || n === '_layers' || n === '_uploads')) {
       const name = prefix.slice(REPOSITORIES_PREFIX.length, -1)
       if (isRepositoryName(name)) yield name
-      else onProblem({kind: 'invalid-repository-name', key: prefix, message: `invalid repository name '${name}': skipped`})
+      else
+        onProblem({kind: 'invalid-repository-name', key: prefix, message: `invalid repository name '${name}': skipped`})
     }
     const nested = dirs.filter((dir) => !dir.slice(prefix.length).startsWith('_'))
     const ahead = new Map<number, Promise<string[]>>()
@@ -103,12 +112,20 @@ export interface LinkEntry {
 }
 
 /** The manifest revision links of a repository, digest from the key (no reads). */
-export async function* listRevisionLinks(driver: StorageDriver, repository: string, onProblem: (p: Problem) => void): AsyncIterable<LinkEntry> {
+export async function* listRevisionLinks(
+  driver: StorageDriver,
+  repository: string,
+  onProblem: (p: Problem) => void,
+): AsyncIterable<LinkEntry> {
   yield* listDigestLinks(driver, manifestRevisionsPrefix(repository), 'manifest-revision-link', repository, onProblem)
 }
 
 /** The _layers links of a repository, digest from the key (no reads). */
-export async function* listLayerLinks(driver: StorageDriver, repository: string, onProblem: (p: Problem) => void): AsyncIterable<LinkEntry> {
+export async function* listLayerLinks(
+  driver: StorageDriver,
+  repository: string,
+  onProblem: (p: Problem) => void,
+): AsyncIterable<LinkEntry> {
   yield* listDigestLinks(driver, layersPrefix(repository), 'layer-link', repository, onProblem)
 }
 
@@ -139,11 +156,17 @@ export interface TagEntry {
 }
 
 /** The tags of a repository with the digest each currently points at (one read per tag). */
-export async function listTags(driver: StorageDriver, repository: string, onProblem: (p: Problem) => void, concurrency = 16): Promise<TagEntry[]> {
+export async function listTags(
+  driver: StorageDriver,
+  repository: string,
+  onProblem: (p: Problem) => void,
+  concurrency = 16,
+): Promise<TagEntry[]> {
   const links: RepositoryKeys['tagLinks'] = []
   for await (const object of driver.list(tagsPrefix(repository))) {
     const spec = parseKeyOrReport(object.key, onProblem, repository)
-    if (spec?.kind === 'tag-current-link') links.push({tag: spec.tag, key: object.key, lastModified: object.lastModified})
+    if (spec?.kind === 'tag-current-link')
+      links.push({tag: spec.tag, key: object.key, lastModified: object.lastModified})
   }
   return readTagLinks(driver, repository, links, onProblem, concurrency)
 }
@@ -162,8 +185,19 @@ export interface ManifestRead {
  * Reads one manifest revision: its link (must name the digest in its path) and the manifest blob
  * (must hash to that digest and parse). Every failure is a Problem, never a throw.
  */
-export async function readRevision(driver: StorageDriver, repository: string, link: LinkEntry, opts: {verifyLink?: boolean} = {}): Promise<ManifestRead> {
-  const read: ManifestRead = {repository, digest: link.digest, revisionKey: link.key, revisionModified: link.lastModified, problems: []}
+export async function readRevision(
+  driver: StorageDriver,
+  repository: string,
+  link: LinkEntry,
+  opts: {verifyLink?: boolean} = {},
+): Promise<ManifestRead> {
+  const read: ManifestRead = {
+    repository,
+    digest: link.digest,
+    revisionKey: link.key,
+    revisionModified: link.lastModified,
+    problems: [],
+  }
   const blobKey = pathFor({kind: 'blob-data', digest: link.digest})
   const [linkResult, blobResult] = await Promise.allSettled([
     opts.verifyLink === false ? Promise.resolve(undefined) : driver.readSmall(link.key, 1024),
@@ -171,12 +205,24 @@ export async function readRevision(driver: StorageDriver, repository: string, li
   ])
   if (linkResult.status === 'rejected') {
     const error = linkResult.reason
-    if (!(error instanceof NotFoundError)) read.problems.push(problemOf(error, error instanceof InvalidInputError ? 'corrupt-link' : 'storage-error', link.key, {repository, digest: link.digest}))
+    if (!(error instanceof NotFoundError))
+      read.problems.push(
+        problemOf(error, error instanceof InvalidInputError ? 'corrupt-link' : 'storage-error', link.key, {
+          repository,
+          digest: link.digest,
+        }),
+      )
   } else if (linkResult.value !== undefined) {
     try {
       const target = parseLink(linkResult.value, link.key)
       if (target !== link.digest) {
-        read.problems.push({kind: 'link-mismatch', key: link.key, repository, digest: link.digest, message: `revision link names ${target}, its path names ${link.digest}`})
+        read.problems.push({
+          kind: 'link-mismatch',
+          key: link.key,
+          repository,
+          digest: link.digest,
+          message: `revision link names ${target}, its path names ${link.digest}`,
+        })
       }
     } catch (error) {
       read.problems.push(problemOf(error, 'corrupt-link', link.key, {repository, digest: link.digest}))
@@ -184,9 +230,23 @@ export async function readRevision(driver: StorageDriver, repository: string, li
   }
   if (blobResult.status === 'rejected') {
     const error = blobResult.reason
-    const kind = error instanceof NotFoundError ? 'missing-manifest-blob' : error instanceof InvalidInputError ? 'bad-manifest' : 'storage-error'
-    const message = error instanceof NotFoundError ? `manifest blob ${blobKey} is missing (revision link to a missing manifest)` : errorMessage(error)
-    read.problems.push({kind, key: kind === 'missing-manifest-blob' ? link.key : blobKey, repository, digest: link.digest, message})
+    const kind =
+      error instanceof NotFoundError
+        ? 'missing-manifest-blob'
+        : error instanceof InvalidInputError
+          ? 'bad-manifest'
+          : 'storage-error'
+    const message =
+      error instanceof NotFoundError
+        ? `manifest blob ${blobKey} is missing (revision link to a missing manifest)`
+        : errorMessage(error)
+    read.problems.push({
+      kind,
+      key: kind === 'missing-manifest-blob' ? link.key : blobKey,
+      repository,
+      digest: link.digest,
+      message,
+    })
     return read
   }
   const payload = blobResult.value
@@ -194,7 +254,13 @@ export async function readRevision(driver: StorageDriver, repository: string, li
   const algorithm = link.digest.startsWith('sha512:') ? 'sha512' : 'sha256'
   const actual = `${algorithm}:${createHash(algorithm).update(payload).digest('hex')}`
   if (actual !== link.digest) {
-    read.problems.push({kind: 'manifest-digest-mismatch', key: blobKey, repository, digest: link.digest, message: `content hashes to ${actual}`})
+    read.problems.push({
+      kind: 'manifest-digest-mismatch',
+      key: blobKey,
+      repository,
+      digest: link.digest,
+      message: `content hashes to ${actual}`,
+    })
   }
   try {
     read.manifest = parseManifest(payload, link.digest, blobKey)
@@ -237,9 +303,12 @@ export async function* listRepositoryGroups(
       if (current) yield current
       current = {repository: spec.repository, revisions: [], tagLinks: [], layerLinks: []}
     }
-    if (spec.kind === 'manifest-revision-link') current.revisions.push({digest: spec.digest, key: object.key, lastModified: object.lastModified})
-    else if (spec.kind === 'layer-link') current.layerLinks.push({digest: spec.digest, key: object.key, lastModified: object.lastModified})
-    else if (spec.kind === 'tag-current-link') current.tagLinks.push({tag: spec.tag, key: object.key, lastModified: object.lastModified})
+    if (spec.kind === 'manifest-revision-link')
+      current.revisions.push({digest: spec.digest, key: object.key, lastModified: object.lastModified})
+    else if (spec.kind === 'layer-link')
+      current.layerLinks.push({digest: spec.digest, key: object.key, lastModified: object.lastModified})
+    else if (spec.kind === 'tag-current-link')
+      current.tagLinks.push({tag: spec.tag, key: object.key, lastModified: object.lastModified})
   }
   if (current) yield current
 }
@@ -259,7 +328,11 @@ export async function readTagLinks(
         try {
           return {...link, digest: parseLink(await driver.readSmall(link.key, 1024), link.key)}
         } catch (error) {
-          onProblem(problemOf(error, error instanceof InvalidInputError ? 'corrupt-link' : 'storage-error', link.key, {repository}))
+          onProblem(
+            problemOf(error, error instanceof InvalidInputError ? 'corrupt-link' : 'storage-error', link.key, {
+              repository,
+            }),
+          )
           return {...link}
         }
       }),

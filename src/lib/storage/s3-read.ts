@@ -28,7 +28,11 @@ export class S3HttpError extends Error {
   }
 }
 
-const xml = new XMLParser({parseTagValue: false, ignoreAttributes: true, isArray: (name) => name === 'Contents' || name === 'CommonPrefixes'})
+const xml = new XMLParser({
+  parseTagValue: false,
+  ignoreAttributes: true,
+  isArray: (name) => name === 'Contents' || name === 'CommonPrefixes',
+})
 
 /**
  * The read path of the S3 driver (LIST, GET, HEAD) on undici with SigV4 from `aws4`. A sweep is
@@ -51,7 +55,11 @@ export class S3ReadPath {
     const endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
     this.pathStyle = config.forcePathStyle || config.endpoint !== undefined
     this.origin = new URL(this.pathStyle ? endpoint : endpoint.replace('://', `://${config.bucket}.`))
-    this.pool = new Pool(this.origin.origin, {connections: config.concurrency, keepAliveTimeout: 30_000, connectTimeout: 5_000})
+    this.pool = new Pool(this.origin.origin, {
+      connections: config.concurrency,
+      keepAliveTimeout: 30_000,
+      connectTimeout: 5_000,
+    })
     this.dispatcher = new RetryAgent(this.pool, {
       maxRetries: Math.max(0, maxAttempts - 1),
       minTimeout: 100,
@@ -72,17 +80,40 @@ export class S3ReadPath {
     return this.pathStyle ? `/${this.config.bucket}` : '/'
   }
 
-  private async signed(method: 'GET' | 'HEAD', path: string, headers: Record<string, string> = {}): Promise<Record<string, string>> {
+  private async signed(
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: Record<string, string> = {},
+  ): Promise<Record<string, string>> {
     const creds = await this.credentials()
     const request = aws4.sign(
-      {host: this.origin.host, path, method, service: 's3', region: this.config.region, headers: {...headers, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD'}},
+      {
+        host: this.origin.host,
+        path,
+        method,
+        service: 's3',
+        region: this.config.region,
+        headers: {...headers, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD'},
+      },
       creds,
     )
     return request.headers as Record<string, string>
   }
 
-  private async send(method: 'GET' | 'HEAD', path: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
-    return this.dispatcher.request({method, path, headers: await this.signed(method, path, headers), signal, headersTimeout: 60_000, bodyTimeout: 120_000})
+  private async send(
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: Record<string, string> = {},
+    signal?: AbortSignal,
+  ): Promise<Dispatcher.ResponseData> {
+    return this.dispatcher.request({
+      method,
+      path,
+      headers: await this.signed(method, path, headers),
+      signal,
+      headersTimeout: 60_000,
+      bodyTimeout: 120_000,
+    })
   }
 
   private async fail(response: Dispatcher.ResponseData): Promise<never> {
@@ -100,7 +131,10 @@ export class S3ReadPath {
     throw new S3HttpError(response.statusCode, code || (response.statusCode === 404 ? 'NotFound' : ''), message)
   }
 
-  async list(prefix: string, opts: {startAfter?: string; token?: string; delimiter?: string; signal?: AbortSignal}): Promise<ListPage> {
+  async list(
+    prefix: string,
+    opts: {startAfter?: string; token?: string; delimiter?: string; signal?: AbortSignal},
+  ): Promise<ListPage> {
     const query = new URLSearchParams({'list-type': '2', prefix, 'max-keys': '1000'})
     if (opts.delimiter) query.set('delimiter', opts.delimiter)
     if (opts.token) query.set('continuation-token', opts.token)
@@ -121,12 +155,20 @@ export class S3ReadPath {
     await response.body.dump()
     if (response.statusCode === 404) return undefined
     if (response.statusCode !== 200) throw new S3HttpError(response.statusCode, '', `HTTP ${response.statusCode}`)
-    return {size: Number(response.headers['content-length'] ?? 0), lastModified: new Date(String(response.headers['last-modified'] ?? 0))}
+    return {
+      size: Number(response.headers['content-length'] ?? 0),
+      lastModified: new Date(String(response.headers['last-modified'] ?? 0)),
+    }
   }
 
   /** The object's bytes, or [start, end]; refuses more than `limit` bytes without reading them. */
-  async get(key: string, opts: {limit?: number; range?: {start: number; end?: number}} = {}): Promise<{body: Readable; size: number}> {
-    const headers: Record<string, string> = opts.range ? {range: `bytes=${opts.range.start}-${opts.range.end ?? ''}`} : {}
+  async get(
+    key: string,
+    opts: {limit?: number; range?: {start: number; end?: number}} = {},
+  ): Promise<{body: Readable; size: number}> {
+    const headers: Record<string, string> = opts.range
+      ? {range: `bytes=${opts.range.start}-${opts.range.end ?? ''}`}
+      : {}
     const response = await this.send('GET', this.objectPath(key), headers)
     if (response.statusCode !== 200 && response.statusCode !== 206) return this.fail(response)
     const size = Number(response.headers['content-length'] ?? 0)
@@ -152,7 +194,9 @@ const ENTITIES: Record<string, string> = {amp: '&', lt: '<', gt: '>', quot: '"',
 function unescapeXml(text: string): string {
   if (!text.includes('&')) return text
   return text.replace(/&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);/g, (_m, entity: string) =>
-    entity[0] === '#' ? String.fromCodePoint(entity[1] === 'x' ? parseInt(entity.slice(2), 16) : parseInt(entity.slice(1), 10)) : ENTITIES[entity],
+    entity[0] === '#'
+      ? String.fromCodePoint(entity[1] === 'x' ? parseInt(entity.slice(2), 16) : parseInt(entity.slice(1), 10))
+      : ENTITIES[entity],
   )
 }
 
@@ -186,10 +230,16 @@ export function parseListBucketResult(body: string): ListPage {
     // older than any grace cutoff, and a wrong size defeats the re-check before acting.
     const modified = element(block, 'LastModified')
     const lastModified = new Date(modified ?? NaN)
-    if (Number.isNaN(lastModified.getTime())) throw new Error(`ListBucketResult entry ${key} has ${modified === undefined ? 'no LastModified' : `an unparsable LastModified '${modified}'`}`)
+    if (Number.isNaN(lastModified.getTime()))
+      throw new Error(
+        `ListBucketResult entry ${key} has ${modified === undefined ? 'no LastModified' : `an unparsable LastModified '${modified}'`}`,
+      )
     const sizeText = element(block, 'Size')
     const size = sizeText === undefined || sizeText.trim() === '' ? NaN : Number(sizeText)
-    if (!Number.isSafeInteger(size) || size < 0) throw new Error(`ListBucketResult entry ${key} has ${sizeText === undefined ? 'no Size' : `an unparsable Size '${sizeText}'`}`)
+    if (!Number.isSafeInteger(size) || size < 0)
+      throw new Error(
+        `ListBucketResult entry ${key} has ${sizeText === undefined ? 'no Size' : `an unparsable Size '${sizeText}'`}`,
+      )
     contents.push({key, size, lastModified})
     at = close + 11
   }
@@ -205,10 +255,13 @@ export function parseListBucketResult(body: string): ListPage {
   }
   if (!body.includes('<ListBucketResult')) throw new Error('not a ListBucketResult')
   // The continuation token and IsTruncated sit outside every Contents block, at the top level.
-  const tail = body.slice(0, body.indexOf('<Contents>') >= 0 ? body.indexOf('<Contents>') : body.length) + body.slice(body.lastIndexOf('</Contents>') + 1)
+  const tail =
+    body.slice(0, body.indexOf('<Contents>') >= 0 ? body.indexOf('<Contents>') : body.length) +
+    body.slice(body.lastIndexOf('</Contents>') + 1)
   const truncated = element(tail, 'IsTruncated') === 'true'
   const nextToken = truncated ? element(tail, 'NextContinuationToken') : undefined
   // Ending here would read as "no more keys": the rest of the listing would look like nothing there.
-  if (truncated && !nextToken) throw new Error('ListBucketResult is truncated (IsTruncated true) but has no NextContinuationToken')
+  if (truncated && !nextToken)
+    throw new Error('ListBucketResult is truncated (IsTruncated true) but has no NextContinuationToken')
   return {contents, prefixes, nextToken}
 }

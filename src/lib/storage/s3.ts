@@ -16,7 +16,14 @@ import {NodeHttpHandler} from '@smithy/node-http-handler'
 import pLimit, {type LimitFunction} from 'p-limit'
 import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
 import type {S3RegionConfig} from '../config/config.js'
-import {KeyOrder, RegionUnavailableError, type DeleteResult, type ListOptions, type ObjectInfo, type StorageDriver} from './driver.js'
+import {
+  KeyOrder,
+  RegionUnavailableError,
+  type DeleteResult,
+  type ListOptions,
+  type ObjectInfo,
+  type StorageDriver,
+} from './driver.js'
 import {S3HttpError, S3ReadPath} from './s3-read.js'
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
@@ -37,7 +44,10 @@ export class S3Driver implements StorageDriver {
   /** where requests go, for messages (the default AWS endpoint when none is configured) */
   private readonly endpoint: string
 
-  constructor(private readonly config: S3RegionConfig, clientOverrides: Partial<S3ClientConfig> = {}) {
+  constructor(
+    private readonly config: S3RegionConfig,
+    clientOverrides: Partial<S3ClientConfig> = {},
+  ) {
     this.region = config.name
     this.base = config.prefix ? `${config.prefix}/` : ''
     this.endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
@@ -49,7 +59,9 @@ export class S3Driver implements StorageDriver {
       endpoint: config.endpoint,
       forcePathStyle: config.forcePathStyle,
       credentials:
-        config.accessKeyId && config.secretAccessKey ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey} : undefined,
+        config.accessKeyId && config.secretAccessKey
+          ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey}
+          : undefined,
       requestChecksumCalculation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
       responseChecksumValidation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
       retryMode: 'adaptive',
@@ -62,7 +74,10 @@ export class S3Driver implements StorageDriver {
       }),
       ...clientOverrides,
     })
-    const staticCredentials = config.accessKeyId && config.secretAccessKey ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey} : undefined
+    const staticCredentials =
+      config.accessKeyId && config.secretAccessKey
+        ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey}
+        : undefined
     // Without keys in the config, the SDK's default chain (environment, profile, IRSA) resolves and refreshes them.
     const provider = async () => staticCredentials ?? (await this.client.config.credentials())
     this.readPath = new S3ReadPath(config, provider, Number(clientOverrides.maxAttempts ?? 8))
@@ -138,7 +153,10 @@ export class S3Driver implements StorageDriver {
         for await (const chunk of body) chunks.push(chunk as Buffer)
         return Buffer.concat(chunks)
       } catch (error) {
-        if (error instanceof RangeError) throw new InvalidInputError(`object is ${error.message} bytes, more than the ${limit} expected`, key, {code: 'TOO_LARGE'})
+        if (error instanceof RangeError)
+          throw new InvalidInputError(`object is ${error.message} bytes, more than the ${limit} expected`, key, {
+            code: 'TOO_LARGE',
+          })
         throw error
       }
     })
@@ -148,7 +166,9 @@ export class S3Driver implements StorageDriver {
     const length = Buffer.isBuffer(body) ? body.length : size
     if (length === undefined) throw new InvalidInputError('a streamed write needs its size', key)
     await this.send('write', key, () =>
-      this.client.send(new PutObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(key), Body: body, ContentLength: length})),
+      this.client.send(
+        new PutObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(key), Body: body, ContentLength: length}),
+      ),
     )
   }
 
@@ -167,7 +187,9 @@ export class S3Driver implements StorageDriver {
               }),
             ),
           )
-          const failed = new Map((response.Errors ?? []).map((e) => [this.relativeKey(e.Key ?? ''), `${e.Code}: ${e.Message}`]))
+          const failed = new Map(
+            (response.Errors ?? []).map((e) => [this.relativeKey(e.Key ?? ''), `${e.Code}: ${e.Message}`]),
+          )
           for (const key of batch) {
             const message = failed.get(key)
             if (message === undefined) result.deleted.push(key)
@@ -187,7 +209,9 @@ export class S3Driver implements StorageDriver {
     const copySource = `${this.config.bucket}/${this.fullKey(sourceKey)}`.split('/').map(encodeURIComponent).join('/')
     if (info.size <= MAX_SINGLE_COPY) {
       await this.send('copy', sourceKey, () =>
-        this.client.send(new CopyObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey), CopySource: copySource})),
+        this.client.send(
+          new CopyObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey), CopySource: copySource}),
+        ),
       )
       return
     }
@@ -224,7 +248,13 @@ export class S3Driver implements StorageDriver {
       )
     } catch (error) {
       await this.client
-        .send(new AbortMultipartUploadCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey), UploadId: upload.UploadId}))
+        .send(
+          new AbortMultipartUploadCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(targetKey),
+            UploadId: upload.UploadId,
+          }),
+        )
         .catch(() => {})
       throw error
     }
@@ -246,15 +276,27 @@ export class S3Driver implements StorageDriver {
 
   private mapError(error: unknown, key: string, op: string): Error {
     if (error instanceof InvalidInputError || error instanceof StorageError) return error
-    const e = error as {name?: string; Code?: string; message?: string; $metadata?: {httpStatusCode?: number}; code?: string; statusCode?: number}
+    const e = error as {
+      name?: string
+      Code?: string
+      message?: string
+      $metadata?: {httpStatusCode?: number}
+      code?: string
+      statusCode?: number
+    }
     const status = e.$metadata?.httpStatusCode ?? (error instanceof S3HttpError ? error.status : e.statusCode)
     const code = error instanceof S3HttpError ? error.code : e.name
     // A LIST answers 404 only when the bucket is missing: never "no such key" (an empty prefix is an empty listing).
     const noBucket = code === 'NoSuchBucket' || (op === 'list' && status === 404)
-    if (!noBucket && (status === 404 || code === 'NoSuchKey' || code === 'NotFound')) return new NotFoundError(key, this.region)
+    if (!noBucket && (status === 404 || code === 'NoSuchKey' || code === 'NotFound'))
+      return new NotFoundError(key, this.region)
     const what = e.name && e.name !== 'Error' ? e.name : (e.code ?? 'error')
     // No HTTP answer at all: refused, reset, timed out, name not resolved (Node's E… codes, undici's UND_ERR_…).
-    const network = status === undefined && typeof e.code === 'string' && /^(E[A-Z]+|UND_ERR_)/.test(e.code) && e.code !== 'UND_ERR_ABORTED'
+    const network =
+      status === undefined &&
+      typeof e.code === 'string' &&
+      /^(E[A-Z]+|UND_ERR_)/.test(e.code) &&
+      e.code !== 'UND_ERR_ABORTED'
     let detail: string
     if (error instanceof S3HttpError) detail = error.message
     else if (status) detail = `HTTP ${status} ${what}`
@@ -272,8 +314,15 @@ export class S3Driver implements StorageDriver {
       code === 'InvalidAccessKeyId' ||
       code === 'SignatureDoesNotMatch'
     if (wholeRegion) {
-      return new RegionUnavailableError(`cannot ${op} ${key || '/'} in bucket '${this.config.bucket}' at ${this.endpoint}: ${network ? `no answer: ${detail}` : detail}`, where, options)
+      return new RegionUnavailableError(
+        `cannot ${op} ${key || '/'} in bucket '${this.config.bucket}' at ${this.endpoint}: ${network ? `no answer: ${detail}` : detail}`,
+        where,
+        options,
+      )
     }
-    return new StorageError(`${op} failed on ${this.location}: ${detail}`, where, {...options, code: status === 403 ? 'FORBIDDEN' : 'STORAGE'})
+    return new StorageError(`${op} failed on ${this.location}: ${detail}`, where, {
+      ...options,
+      code: status === 403 ? 'FORBIDDEN' : 'STORAGE',
+    })
   }
 }

@@ -63,7 +63,13 @@ const RECORD_ATTEMPTS = 4
  * database missed a beat. If it still cannot be recorded the job stops; the intent stays open and the
  * resume re-checks it (an object already gone then counts as done).
  */
-export async function recordOutcome(ctx: ActContext, intentId: string, phase: OutcomePhase, detail: Record<string, unknown>, candidate?: Parameters<typeof journalOutcome>[5]): Promise<string> {
+export async function recordOutcome(
+  ctx: ActContext,
+  intentId: string,
+  phase: OutcomePhase,
+  detail: Record<string, unknown>,
+  candidate?: Parameters<typeof journalOutcome>[5],
+): Promise<string> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await journalOutcome(ctx.db, ctx.jobId, intentId, phase, detail, candidate)

@@ -3,12 +3,17 @@ import type {StorageDriver} from '../storage/driver.js'
 import {quarantineKey} from '../storage/layout.js'
 import {problemOf} from '../storage/repositories.js'
 import {journalIntents, journaledOutcomes, unfinishedIntents, type IntentRow, type JournalAction} from './journal.js'
-import {pendingCandidates, retryFailedCandidates, skipCandidate, skippedCounts, type CandidateRow} from './candidates.js'
+import {
+  pendingCandidates,
+  retryFailedCandidates,
+  skipCandidate,
+  skippedCounts,
+  type CandidateRow,
+} from './candidates.js'
 import {deleteManifestLinks, moveBack, quarantineBlob} from './vacuum.js'
 import type {ActingMode, SweepBlobsResult} from './types.js'
 import {recordOutcome, storageNow, type ActContext, type ActedBatch, type ActState} from './act-state.js'
 import {keepReferencesOf, postCheck, recheckRows} from './recheck.js'
-
 
 /**
  * The act phase: the job's pending candidates in batches, manifests first (a removed manifest frees its
@@ -56,7 +61,12 @@ export function windowSummary(samples: number[]): SweepBlobsResult['window'] {
 }
 
 /** Re-checks a batch just before acting; records the ones it keeps and returns the others. */
-async function recheckBatch(ctx: ActContext, state: ActState, kind: 'blob' | 'manifest', rows: CandidateRow[]): Promise<CandidateRow[]> {
+async function recheckBatch(
+  ctx: ActContext,
+  state: ActState,
+  kind: 'blob' | 'manifest',
+  rows: CandidateRow[],
+): Promise<CandidateRow[]> {
   const skips = await recheckRows(ctx, state, kind, rows, false)
   const go: CandidateRow[] = []
   for (const [i, row] of rows.entries()) {
@@ -132,7 +142,13 @@ async function actOnBatch(
   ctx.signal.throwIfAborted()
   // Deletes go to storage as one batched request (S3 DeleteObjects takes 1,000 keys); each outcome is
   // still journaled per object.
-  const deleteErrors = action === 'delete' ? await deleteBatch(driver, go.map((row) => row.key)) : new Map<string, string>()
+  const deleteErrors =
+    action === 'delete'
+      ? await deleteBatch(
+          driver,
+          go.map((row) => row.key),
+        )
+      : new Map<string, string>()
   const acted: ActedBatch['acted'] & {actedAt?: number} = new Map()
   acted.actedAt = performance.now()
   // Settled, not raced: when recording fails the job stops, but only after every object's own record
@@ -140,7 +156,10 @@ async function actOnBatch(
   const settled = await Promise.allSettled(
     go.map(async (row, i) => {
       // A recovered intent goes where its intent said (a job started before keys carried the job id).
-      const target = action === 'quarantine' ? (recovered?.quarantineKeys.get(row.key) ?? jobQuarantineKey(ctx.quarantinePrefix, ctx.jobId, row.digest)) : undefined
+      const target =
+        action === 'quarantine'
+          ? (recovered?.quarantineKeys.get(row.key) ?? jobQuarantineKey(ctx.quarantinePrefix, ctx.jobId, row.digest))
+          : undefined
       const act =
         action === 'delete-manifest'
           ? () => deleteManifestLinks(driver, row.repository!, row.digest, row.key)
@@ -161,7 +180,8 @@ async function actOnBatch(
         return
       }
       count(ctx.result, action, Number(row.size))
-      if (kind === 'blob') acted.set(row.digest, {key: row.key, size: Number(row.size), quarantineKey: target, outcomeId})
+      if (kind === 'blob')
+        acted.set(row.digest, {key: row.key, size: Number(row.size), quarantineKey: target, outcomeId})
     }),
   )
   const stopped = settled.find((outcome) => outcome.status === 'rejected')
@@ -181,7 +201,8 @@ async function deleteBatch(driver: StorageDriver, keys: string[]): Promise<Map<s
   } catch (error) {
     const errors = new Map<string, string>()
     const still = await Promise.all(keys.map((key) => driver.stat(key)))
-    for (const [i, key] of keys.entries()) if (still[i]) errors.set(key, `batch delete failed (${errorMessage(error)}) and the object is still there`)
+    for (const [i, key] of keys.entries())
+      if (still[i]) errors.set(key, `batch delete failed (${errorMessage(error)}) and the object is still there`)
     return errors
   }
 }
@@ -233,7 +254,9 @@ async function actAndRecord(
 async function recoverUnfinished(ctx: ActContext, state: ActState): Promise<void> {
   const intents = await unfinishedIntents(ctx.db, ctx.jobId)
   for (const kind of ['manifest', 'blob'] as const) {
-    const ofKind = intents.filter((intent) => (intent.action === 'delete-manifest' ? 'manifest' : 'blob') === kind && intent.action !== 'rescue')
+    const ofKind = intents.filter(
+      (intent) => (intent.action === 'delete-manifest' ? 'manifest' : 'blob') === kind && intent.action !== 'rescue',
+    )
     for (let i = 0; i < ofKind.length; i += ctx.batchSize) {
       const batch = ofKind.slice(i, i + ctx.batchSize)
       const rows = batch.map((intent) => rowOf(intent))
@@ -248,12 +271,22 @@ async function recoverUnfinished(ctx: ActContext, state: ActState): Promise<void
           goIntents.push(intent.id)
           continue
         }
-        await recordOutcome(ctx, intent.id, 'skipped', {recovered: true, reason: skip}, {kind, key: intent.key, state: 'skipped', note: skip})
+        await recordOutcome(
+          ctx,
+          intent.id,
+          'skipped',
+          {recovered: true, reason: skip},
+          {kind, key: intent.key, state: 'skipped', note: skip},
+        )
         if (kind === 'manifest') await keepReferencesOf(ctx, rows[j])
       }
       if (go.length === 0) continue
       const recheckEnd = performance.now()
-      const quarantineKeys = new Map(batch.filter((intent) => intent.detail.quarantineKey).map((intent) => [intent.key, String(intent.detail.quarantineKey)]))
+      const quarantineKeys = new Map(
+        batch
+          .filter((intent) => intent.detail.quarantineKey)
+          .map((intent) => [intent.key, String(intent.detail.quarantineKey)]),
+      )
       const acted = await actOnBatch(ctx, kind, go, goIntents, {quarantineKeys})
       if (kind === 'blob') {
         state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
@@ -286,4 +319,3 @@ function rowOf(intent: IntentRow): CandidateRow {
     last_modified: intent.at,
   }
 }
-

@@ -60,7 +60,12 @@ export async function retryFailedCandidates(db: Db, jobId: string): Promise<void
 }
 
 /** The next pending candidates of a kind, in digest order. */
-export async function pendingCandidates(db: Db, jobId: string, kind: 'blob' | 'manifest', limit: number): Promise<CandidateRow[]> {
+export async function pendingCandidates(
+  db: Db,
+  jobId: string,
+  kind: 'blob' | 'manifest',
+  limit: number,
+): Promise<CandidateRow[]> {
   const result = await db.query<CandidateRow>(
     `SELECT kind, digest, repository, key, size, last_modified FROM regops_sweep_candidates
      WHERE job_id = $1 AND kind = $2 AND state = 'pending' ORDER BY digest, key LIMIT $3`,
@@ -71,12 +76,10 @@ export async function pendingCandidates(db: Db, jobId: string, kind: 'blob' | 'm
 
 /** A candidate the re-check kept, with the reason ('gone', 'changed', 'referenced again'). */
 export async function skipCandidate(db: Db, jobId: string, row: CandidateRow, reason: string): Promise<void> {
-  await db.query(`UPDATE regops_sweep_candidates SET state = 'skipped', note = $4 WHERE job_id = $1 AND kind = $2 AND key = $3`, [
-    jobId,
-    row.kind,
-    row.key,
-    reason,
-  ])
+  await db.query(
+    `UPDATE regops_sweep_candidates SET state = 'skipped', note = $4 WHERE job_id = $1 AND kind = $2 AND key = $3`,
+    [jobId, row.kind, row.key, reason],
+  )
 }
 
 /** Keeps the pending blobs among `digests`: a manifest kept at the last moment keeps what it references. */
@@ -89,7 +92,10 @@ export async function skipBlobsReferencedByKept(db: Db, jobId: string, digests: 
 }
 
 /** How many candidates of the whole job the re-check skipped, by reason: a resumed job reports them all. */
-export async function skippedCounts(db: Db, jobId: string): Promise<{referencedAgain: number; changed: number; gone: number}> {
+export async function skippedCounts(
+  db: Db,
+  jobId: string,
+): Promise<{referencedAgain: number; changed: number; gone: number}> {
   const result = await db.query<{note: string | null; n: number}>(
     `SELECT note, count(*)::int AS n FROM regops_sweep_candidates WHERE job_id = $1 AND state = 'skipped' GROUP BY note`,
     [jobId],

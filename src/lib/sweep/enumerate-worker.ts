@@ -4,7 +4,13 @@ import {openDriver} from '../storage/index.js'
 import {enumerateBlobs} from './enumerate.js'
 import {ShardLines} from './spill.js'
 
-const {region, shards, dir, suffix, concurrency} = workerData as {region: RegionConfig; shards: string[]; dir: string; suffix: string; concurrency: number}
+const {region, shards, dir, suffix, concurrency} = workerData as {
+  region: RegionConfig
+  shards: string[]
+  dir: string
+  suffix: string
+  concurrency: number
+}
 const driver = await openDriver(region)
 try {
   const done = await enumerateBlobs(driver, shards, new ShardLines(dir, new Set(shards), suffix), {

@@ -49,9 +49,9 @@ export async function enumerateBlobs(
   opts: EnumerateOptions,
 ): Promise<EnumerateResult> {
   const rangeCount = Math.max(1, Math.min(shards.length, 16, Math.ceil(opts.concurrency / 2)))
-  const ranges = Array.from({length: rangeCount}, (_, r) => shards.slice(Math.floor((r * shards.length) / rangeCount), Math.floor(((r + 1) * shards.length) / rangeCount))).filter(
-    (range) => range.length > 0,
-  )
+  const ranges = Array.from({length: rangeCount}, (_, r) =>
+    shards.slice(Math.floor((r * shards.length) / rangeCount), Math.floor(((r + 1) * shards.length) / rangeCount)),
+  ).filter((range) => range.length > 0)
   const result: EnumerateResult = {completed: [], failed: false}
   const algorithmPrefix = blobAlgorithmPrefix()
   // One range that finds the region unreachable stops the others: the outage is one error, not one
@@ -70,7 +70,10 @@ export async function enumerateBlobs(
         }
       }
       try {
-        for await (const object of driver.list(algorithmPrefix, {startAfter: `${algorithmPrefix}${range[0]}`, signal})) {
+        for await (const object of driver.list(algorithmPrefix, {
+          startAfter: `${algorithmPrefix}${range[0]}`,
+          signal,
+        })) {
           const shard = object.key.slice(algorithmPrefix.length, algorithmPrefix.length + 2)
           if (shard > range[range.length - 1]) break
           const spec = parseKeyOrReport(object.key, opts.onProblem)
@@ -119,7 +122,10 @@ export async function enumerateBlobsInWorker(
   // Under tsx (tests) this module is the .ts source; built, it is .js.
   const self = new URL(import.meta.url)
   const file = new URL(self.pathname.endsWith('.ts') ? './enumerate-worker.ts' : './enumerate-worker.js', self)
-  const worker = new Worker(file, {workerData: {region, shards, dir: out.dir, suffix: '.blobs', concurrency: opts.concurrency}, execArgv: process.execArgv})
+  const worker = new Worker(file, {
+    workerData: {region, shards, dir: out.dir, suffix: '.blobs', concurrency: opts.concurrency},
+    execArgv: process.execArgv,
+  })
   const abort = () => void worker.terminate()
   opts.signal?.addEventListener('abort', abort, {once: true})
   try {
@@ -128,7 +134,10 @@ export async function enumerateBlobsInWorker(
         if (message.listed) opts.onListed?.(message.listed)
         if (message.problem) opts.onProblem(message.problem)
         if (message.done) resolve(message.done)
-        if (message.error) reject(new StorageError(`blob listing of region ${region.name} failed: ${message.error}`, {region: region.name}))
+        if (message.error)
+          reject(
+            new StorageError(`blob listing of region ${region.name} failed: ${message.error}`, {region: region.name}),
+          )
       })
       worker.on('error', reject)
       worker.on('exit', (code) => reject(new Error(`blob listing worker exited with ${code}`)))

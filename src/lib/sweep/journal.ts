@@ -84,15 +84,14 @@ export async function journalOutcome(
        RETURNING id`,
       [intentId, phase, JSON.stringify(detail)],
     )
-    const id = inserted.rows[0]?.id ?? (await client.query<{id: string}>('SELECT id FROM regops_journal WHERE intent_id = $1', [intentId])).rows[0]?.id
+    const id =
+      inserted.rows[0]?.id ??
+      (await client.query<{id: string}>('SELECT id FROM regops_journal WHERE intent_id = $1', [intentId])).rows[0]?.id
     if (candidate && jobId) {
-      await client.query(`UPDATE regops_sweep_candidates SET state = $4, note = coalesce($5, note) WHERE job_id = $1 AND kind = $2 AND key = $3`, [
-        jobId,
-        candidate.kind,
-        candidate.key,
-        candidate.state,
-        candidate.note ?? null,
-      ])
+      await client.query(
+        `UPDATE regops_sweep_candidates SET state = $4, note = coalesce($5, note) WHERE job_id = $1 AND kind = $2 AND key = $3`,
+        [jobId, candidate.kind, candidate.key, candidate.state, candidate.note ?? null],
+      )
     }
     return String(id)
   })
@@ -117,7 +116,10 @@ export interface JournalRow extends IntentRow {
 }
 
 /** Newest first unless asked otherwise: the limit must cut off the oldest changes, not the latest. */
-export async function listJournal(db: Db, opts: {jobId?: string; digest?: string; limit?: number; oldestFirst?: boolean} = {}): Promise<JournalRow[]> {
+export async function listJournal(
+  db: Db,
+  opts: {jobId?: string; digest?: string; limit?: number; oldestFirst?: boolean} = {},
+): Promise<JournalRow[]> {
   const result = await db.query(
     `SELECT * FROM regops_journal WHERE ($1::bigint IS NULL OR job_id = $1) AND ($2::text IS NULL OR digest = $2)
      ORDER BY id ${opts.oldestFirst ? 'ASC' : 'DESC'} LIMIT $3`,
@@ -146,7 +148,10 @@ function toJournalRow(row: Record<string, any>): JournalRow {
  * What a job has done, counted from its journal: the outcomes of every run of the job, so a resumed
  * job's summary counts the whole job and not only its last run.
  */
-export async function journaledOutcomes(db: Db, jobId: string): Promise<{deleted: number; quarantined: number; manifestsDeleted: number; bytes: number; failed: number}> {
+export async function journaledOutcomes(
+  db: Db,
+  jobId: string,
+): Promise<{deleted: number; quarantined: number; manifestsDeleted: number; bytes: number; failed: number}> {
   const result = await db.query<{action: JournalAction; phase: 'done' | 'failed'; n: number; bytes: string | null}>(
     // A failure that a later run of the job got past (the same action on the same key done or skipped) is not a failure of the job.
     `SELECT action, phase, count(*)::int AS n, sum(size) AS bytes FROM regops_journal o

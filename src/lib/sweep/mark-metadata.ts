@@ -27,9 +27,12 @@ export async function lastCompleteImportStart(db: Db, region: string): Promise<D
 export async function requireCompleteImport(db: Db, region: string): Promise<Date> {
   const since = await lastCompleteImportStart(db, region)
   if (!since) {
-    throw new RefusedError(`no finished import of region '${region}' in this database: --strategy metadata would miss every reference`, {
-      hint: `run regops import --region ${region} first (an import of another region does not count: its storage may differ), or pass --metadata-authoritative if the registry itself writes this database`,
-    })
+    throw new RefusedError(
+      `no finished import of region '${region}' in this database: --strategy metadata would miss every reference`,
+      {
+        hint: `run regops import --region ${region} first (an import of another region does not count: its storage may differ), or pass --metadata-authoritative if the registry itself writes this database`,
+      },
+    )
   }
   return since
 }
@@ -50,9 +53,21 @@ export interface UnreadableRereadResult {
 export async function rereadUnreadableRevisions(
   db: Db,
   driver: StorageDriver,
-  opts: {concurrency: number; signal?: AbortSignal; mark: (digest: string) => void; onProblem: (problem: Problem) => void},
+  opts: {
+    concurrency: number
+    signal?: AbortSignal
+    mark: (digest: string) => void
+    onProblem: (problem: Problem) => void
+  },
 ): Promise<UnreadableRereadResult> {
-  const rows = await db.query<{repository: string; key: string; digest: string | null; problem: string; message: string; revision_modified: Date | null}>(
+  const rows = await db.query<{
+    repository: string
+    key: string
+    digest: string | null
+    problem: string
+    message: string
+    revision_modified: Date | null
+  }>(
     `SELECT r.path AS repository, u.key, u.digest, u.problem, u.message, u.revision_modified
        FROM unreadable_revisions u JOIN repositories r ON r.top_level_namespace_id = u.top_level_namespace_id AND r.id = u.repository_id
       ORDER BY r.path, u.key`,
@@ -76,10 +91,19 @@ export async function rereadUnreadableRevisions(
         })
         if (row.digest === null) {
           result.unresolved++
-          opts.onProblem(problemOfRow(`import could not read this revision (${row.problem}: ${row.message}): what it references is unknown`))
+          opts.onProblem(
+            problemOfRow(
+              `import could not read this revision (${row.problem}: ${row.message}): what it references is unknown`,
+            ),
+          )
           return
         }
-        const read = await readRevision(driver, row.repository, {digest: row.digest, key: row.key, lastModified: row.revision_modified ?? new Date(0)}, {verifyLink: false})
+        const read = await readRevision(
+          driver,
+          row.repository,
+          {digest: row.digest, key: row.key, lastModified: row.revision_modified ?? new Date(0)},
+          {verifyLink: false},
+        )
         if (read.manifest) {
           result.resolved++
           opts.mark(row.digest)
@@ -90,7 +114,10 @@ export async function rereadUnreadableRevisions(
         const cause = read.problems[0]
         opts.onProblem(
           cause
-            ? {...cause, message: `manifest revision of ${row.repository} unreadable at import and now (${cause.message}): what it references is unknown`}
+            ? {
+                ...cause,
+                message: `manifest revision of ${row.repository} unreadable at import and now (${cause.message}): what it references is unknown`,
+              }
             : problemOfRow('manifest revision unreadable at import and now: what it references is unknown'),
         )
       }),

@@ -1,7 +1,15 @@
 import pLimit from 'p-limit'
 import {RegionUnavailableError, type StorageDriver} from '../storage/driver.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
-import {listRepositoryGroups, problemOf, readRevision, readTagLinks, type ManifestRead, type Problem, type RepositoryKeys} from '../storage/repositories.js'
+import {
+  listRepositoryGroups,
+  problemOf,
+  readRevision,
+  readTagLinks,
+  type ManifestRead,
+  type Problem,
+  type RepositoryKeys,
+} from '../storage/repositories.js'
 
 export type MarkReason = 'manifest' | 'reference' | 'young-link'
 
@@ -85,7 +93,10 @@ export async function markFromStorage(driver: StorageDriver, opts: StorageMarkOp
       namespaceLimit(async () => {
         const pending: Array<Promise<void>> = []
         try {
-          for await (const group of listRepositoryGroups(driver, namespace, opts.onProblem, {signal, tags: opts.deleteUntagged})) {
+          for await (const group of listRepositoryGroups(driver, namespace, opts.onProblem, {
+            signal,
+            tags: opts.deleteUntagged,
+          })) {
             result.repositories++
             pending.push(markRepository(driver, group, markOpts, readLimit, result, failed))
             // Bounded: at most a few repositories read behind the listing.
@@ -124,7 +135,9 @@ async function markRepository(
     const revisions = opts.since ? group.revisions.filter((link) => link.lastModified >= opts.since!) : group.revisions
     // The digest in a revision link's path is what the mark needs; the link's content is not read
     // (import validates it). A corrupt link still keeps its manifest, which is the safe side.
-    const reads = await Promise.all(revisions.map((link) => readLimit(() => readRevision(driver, repository, link, {verifyLink: false}))))
+    const reads = await Promise.all(
+      revisions.map((link) => readLimit(() => readRevision(driver, repository, link, {verifyLink: false}))),
+    )
     result.manifests += reads.length
 
     let keep = (_digest: string) => true
@@ -136,7 +149,12 @@ async function markRepository(
       keep = (digest) => {
         if (!kept || kept.has(digest)) return true
         const read = byDigest.get(digest)!
-        result.untagged.push({repository, digest, revisionKey: read.revisionKey, lastModified: read.revisionModified.toISOString()})
+        result.untagged.push({
+          repository,
+          digest,
+          revisionKey: read.revisionKey,
+          lastModified: read.revisionModified.toISOString(),
+        })
         return false
       }
     }
@@ -179,7 +197,7 @@ export function keptManifests(
   reach(tags.map((t) => t.digest).filter((d): d is string => d !== undefined))
   reach(reads.filter((r) => r.revisionModified >= opts.cutoff || r.problems.length > 0).map((r) => r.digest))
   if (!opts.deleteReferrers) {
-    for (let grew = true; grew; ) {
+    for (let grew = true; grew;) {
       grew = false
       for (const read of reads) {
         const subject = read.manifest?.subject?.digest

@@ -18,11 +18,21 @@ export interface PrefixMerge {
  * must be strictly increasing: a merge over unsorted input would call a referenced blob unreferenced, so
  * it refuses instead.
  */
-export function mergePrefix(listing: readonly string[], references: readonly string[], cutoffMs: number, delta?: ReadonlySet<string>): PrefixMerge {
+export function mergePrefix(
+  listing: readonly string[],
+  references: readonly string[],
+  cutoffMs: number,
+  delta?: ReadonlySet<string>,
+): PrefixMerge {
   for (let r = 1; r < references.length; r++) {
     if (!(references[r - 1] < references[r])) throw unsorted('references', references[r - 1], references[r])
   }
-  const merged: PrefixMerge = {scanned: {blobs: 0, bytes: 0}, referenced: 0, tooYoung: {count: 0, bytes: 0}, candidates: []}
+  const merged: PrefixMerge = {
+    scanned: {blobs: 0, bytes: 0},
+    referenced: 0,
+    tooYoung: {count: 0, bytes: 0},
+    candidates: [],
+  }
   let previous = ''
   let r = 0
   for (const line of listing) {
@@ -55,5 +65,7 @@ export function mergePrefix(listing: readonly string[], references: readonly str
 }
 
 function unsorted(what: string, before: string, after: string): RefusedError {
-  return new RefusedError(`the ${what} is not in strictly increasing byte order ('${before}' then '${after}'): no blob of this prefix is decided on`)
+  return new RefusedError(
+    `the ${what} is not in strictly increasing byte order ('${before}' then '${after}'): no blob of this prefix is decided on`,
+  )
 }

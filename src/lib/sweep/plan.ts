@@ -15,7 +15,10 @@ import {CandidateReport} from './report.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
 import {CLOCK_SKEW_MS, type SweepBlobsResult, type SweepCandidate, type SweepSettings} from './types.js'
 
-export interface PlanContext extends Pick<SweepSettings, 'strategy' | 'deleteUntagged' | 'deleteReferrers' | 'metadataAuthoritative'> {
+export interface PlanContext extends Pick<
+  SweepSettings,
+  'strategy' | 'deleteUntagged' | 'deleteReferrers' | 'metadataAuthoritative'
+> {
   driver: StorageDriver
   region?: RegionConfig
   /** the database of the metadata strategy */
@@ -88,7 +91,12 @@ export async function planSweep(ctx: PlanContext): Promise<void> {
   }
 }
 
-function listBlobs(ctx: PlanContext, todo: string[], listing: ShardLines, onListed: (count: number) => void): Promise<EnumerateResult> {
+function listBlobs(
+  ctx: PlanContext,
+  todo: string[],
+  listing: ShardLines,
+  onListed: (count: number) => void,
+): Promise<EnumerateResult> {
   const options = {concurrency: ctx.concurrency, signal: ctx.signal, onProblem: ctx.onProblem, onListed}
   return ctx.driver.kind === 'file' && ctx.region && todo.length > 0
     ? enumerateBlobsInWorker(ctx.region, todo, listing, options)
@@ -106,7 +114,8 @@ async function mark(ctx: PlanContext, marks: MarkSpill): Promise<Marked> {
       cutoff: ctx.cutoff,
       deleteUntagged: ctx.deleteUntagged,
       deleteReferrers: ctx.deleteReferrers,
-      ownsRepository: ctx.shard && ((repository) => shardOfRepository(repository, ctx.shard!.count) === ctx.shard!.index),
+      ownsRepository:
+        ctx.shard && ((repository) => shardOfRepository(repository, ctx.shard!.count) === ctx.shard!.index),
       concurrency: ctx.concurrency,
       signal: ctx.signal,
       mark: (digest) => marks.add(digest),
@@ -133,11 +142,20 @@ async function mark(ctx: PlanContext, marks: MarkSpill): Promise<Marked> {
   }
   // Revisions the import could not read are older than its start, so the walk above skips them: read
   // them again, or the mark is incomplete (they may reference anything).
-  await rereadUnreadableRevisions(ctx.db!, ctx.driver, {concurrency: ctx.concurrency, signal: ctx.signal, mark: (digest) => delta.add(digest), onProblem: markProblem})
+  await rereadUnreadableRevisions(ctx.db!, ctx.driver, {
+    concurrency: ctx.concurrency,
+    signal: ctx.signal,
+    mark: (digest) => delta.add(digest),
+    onProblem: markProblem,
+  })
   return {marks, delta, untagged: []}
 }
 
-async function recordUntagged(ctx: PlanContext, untagged: UntaggedManifest[], report: CandidateReport | undefined): Promise<void> {
+async function recordUntagged(
+  ctx: PlanContext,
+  untagged: UntaggedManifest[],
+  report: CandidateReport | undefined,
+): Promise<void> {
   for (const manifest of untagged) {
     const candidate: SweepCandidate = {
       kind: 'manifest',
@@ -174,7 +192,10 @@ async function mergePrefixes(
     ctx.signal.throwIfAborted()
     // A prefix whose listing did not finish: unknown, so no checkpoint (and acting is refused).
     if (!listed.has(prefix)) continue
-    const references = ctx.strategy === 'storage' ? await marked.marks.read(prefix) : await referencedDigestsFromDb(ctx.db!, prefix, {linkedSince: ctx.cutoff})
+    const references =
+      ctx.strategy === 'storage'
+        ? await marked.marks.read(prefix)
+        : await referencedDigestsFromDb(ctx.db!, prefix, {linkedSince: ctx.cutoff})
     const merged = mergePrefix(await listing.read(prefix), references, ctx.cutoff.getTime(), marked.delta)
     result.scanned.blobs += merged.scanned.blobs
     result.scanned.bytes += merged.scanned.bytes
@@ -229,6 +250,8 @@ async function reportBlindMark(ctx: PlanContext): Promise<void> {
 
 /** Revisions the import could not read count: they are re-read before the merge, and marked. */
 async function databaseHasManifests(db: Db): Promise<boolean> {
-  const found = await db.query<{found: boolean}>('SELECT EXISTS (SELECT 1 FROM manifests) OR EXISTS (SELECT 1 FROM unreadable_revisions) AS found')
+  const found = await db.query<{found: boolean}>(
+    'SELECT EXISTS (SELECT 1 FROM manifests) OR EXISTS (SELECT 1 FROM unreadable_revisions) AS found',
+  )
   return found.rows[0].found
 }

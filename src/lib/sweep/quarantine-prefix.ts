@@ -8,7 +8,9 @@ export function resolveQuarantine(setting: string, region: string): string {
   const match = /^([A-Za-z0-9][A-Za-z0-9_-]*):(.+)$/.exec(setting)
   if (match && !match[2].startsWith('//')) {
     if (match[1] !== region) {
-      throw new UsageError(`sweep.quarantine names region '${match[1]}' but the sweep runs in '${region}': quarantine must be in the swept region`)
+      throw new UsageError(
+        `sweep.quarantine names region '${match[1]}' but the sweep runs in '${region}': quarantine must be in the swept region`,
+      )
     }
     return normalise(match[2])
   }
@@ -21,7 +23,9 @@ function normalise(prefix: string): string {
     throw new UsageError(`sweep.quarantine: invalid prefix '${prefix}' (empty, or a '.' or '..' segment)`)
   }
   if (p === 'blobs' || p.startsWith('blobs/') || p === 'repositories' || p.startsWith('repositories/')) {
-    throw new UsageError(`sweep.quarantine: prefix '${prefix}' lies inside the registry layout; use e.g. _regops/quarantine`)
+    throw new UsageError(
+      `sweep.quarantine: prefix '${prefix}' lies inside the registry layout; use e.g. _regops/quarantine`,
+    )
   }
   return p
 }

@@ -1,6 +1,13 @@
 import {RefusedError, errorMessage} from '../errors.js'
 import pLimit from 'p-limit'
-import {listRevisionLinks, listTags, problemOf, readRevision, type LinkEntry, type Problem} from '../storage/repositories.js'
+import {
+  listRevisionLinks,
+  listTags,
+  problemOf,
+  readRevision,
+  type LinkEntry,
+  type Problem,
+} from '../storage/repositories.js'
 import {keptManifests, markFromStorage, type MarkSource} from './mark-storage.js'
 import {referencedAmong} from './references.js'
 import {journalIntents} from './journal.js'
@@ -16,7 +23,13 @@ import {recordOutcome, type ActContext, type ActedBatch, type ActState} from './
  * rows are intents of an earlier run whose action may have gone through already, so an object that is
  * gone is not a reason to keep it (the redo finds it done).
  */
-export async function recheckRows(ctx: ActContext, state: ActState, kind: 'blob' | 'manifest', rows: CandidateRow[], recovered: boolean): Promise<Array<string | undefined>> {
+export async function recheckRows(
+  ctx: ActContext,
+  state: ActState,
+  kind: 'blob' | 'manifest',
+  rows: CandidateRow[],
+  recovered: boolean,
+): Promise<Array<string | undefined>> {
   if (kind === 'manifest') {
     // Manifest re-checks read tags and are rare: one at a time.
     const skips: Array<string | undefined> = []
@@ -27,7 +40,11 @@ export async function recheckRows(ctx: ActContext, state: ActState, kind: 'blob'
     }
     return skips
   }
-  const keep = await recheckReferences(ctx, state, rows.map((r) => r.digest))
+  const keep = await recheckReferences(
+    ctx,
+    state,
+    rows.map((r) => r.digest),
+  )
   // Blob re-checks are independent stats: in parallel (the driver caps requests in flight).
   return Promise.all(rows.map((row) => recheckBlob(ctx, row, keep, recovered)))
 }
@@ -40,13 +57,18 @@ export async function recheckRows(ctx: ActContext, state: ActState, kind: 'blob'
 async function recheckReferences(ctx: ActContext, state: ActState, digests: string[]): Promise<Set<string>> {
   const keep = new Set<string>()
   const checking = state.unchecked.splice(0)
-  if (ctx.strategy === 'metadata') for (const d of await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff})) keep.add(d)
+  if (ctx.strategy === 'metadata')
+    for (const d of await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff})) keep.add(d)
   if (ctx.strategy === 'storage' || !ctx.metadataAuthoritative) {
     const wanted = new Set(digests)
-    const found = await walkWrittenSince(ctx, new Date(Math.max(ctx.cutoff.getTime(), ctx.markStart.getTime() - ctx.sinceMarginMs)), (digest, source) => {
-      if (wanted.has(digest)) keep.add(digest)
-      return checking.some((batch) => batch.acted.has(digest)) ? source : undefined
-    })
+    const found = await walkWrittenSince(
+      ctx,
+      new Date(Math.max(ctx.cutoff.getTime(), ctx.markStart.getTime() - ctx.sinceMarginMs)),
+      (digest, source) => {
+        if (wanted.has(digest)) keep.add(digest)
+        return checking.some((batch) => batch.acted.has(digest)) ? source : undefined
+      },
+    )
     // During the re-check an unreadable new manifest means its references are unknown: keep the whole batch.
     if (!found.complete) for (const d of digests) keep.add(d)
     await undoReferencedAgain(ctx, checking, found.referenced)
@@ -60,7 +82,11 @@ interface WalkResult {
 }
 
 /** Walks the revisions and links written since `since` (storage time); `interest` picks the digests to remember. */
-async function walkWrittenSince(ctx: ActContext, since: Date, interest: (digest: string, source: MarkSource) => MarkSource | undefined): Promise<WalkResult> {
+async function walkWrittenSince(
+  ctx: ActContext,
+  since: Date,
+  interest: (digest: string, source: MarkSource) => MarkSource | undefined,
+): Promise<WalkResult> {
   const found: WalkResult = {complete: true, referenced: new Map()}
   await markFromStorage(ctx.driver, {
     cutoff: ctx.cutoff,
@@ -94,11 +120,18 @@ export async function postCheck(ctx: ActContext, state: ActState): Promise<void>
   const since = new Date(Math.min(...checking.map((batch) => batch.since.getTime())) - ctx.sinceMarginMs)
   if (ctx.strategy === 'metadata' && ctx.metadataAuthoritative) {
     const digests = checking.flatMap((batch) => [...batch.acted.keys()])
-    const referenced = new Map([...(await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff}))].map((d) => [d, [{repository: '(metadata database)', manifest: null}]]))
+    const referenced = new Map(
+      [...(await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff}))].map((d) => [
+        d,
+        [{repository: '(metadata database)', manifest: null}],
+      ]),
+    )
     await undoReferencedAgain(ctx, checking, referenced)
     return
   }
-  const found = await walkWrittenSince(ctx, since, (digest, source) => (checking.some((batch) => batch.acted.has(digest)) ? source : undefined))
+  const found = await walkWrittenSince(ctx, since, (digest, source) =>
+    checking.some((batch) => batch.acted.has(digest)) ? source : undefined,
+  )
   await undoReferencedAgain(ctx, checking, found.referenced)
 }
 
@@ -107,16 +140,30 @@ export async function postCheck(ctx: ActContext, state: ActState): Promise<void>
  * back at once (journaled as a rescue of that quarantine); a deleted one is gone: it is reported as a
  * broken image, which fails the job (exit 3).
  */
-async function undoReferencedAgain(ctx: ActContext, checked: ActedBatch[], referenced: Map<string, MarkSource[]>): Promise<void> {
+async function undoReferencedAgain(
+  ctx: ActContext,
+  checked: ActedBatch[],
+  referenced: Map<string, MarkSource[]>,
+): Promise<void> {
   for (const [digest, found] of referenced) {
     // A manifest put links its layers again: the link says no more than the manifest that names it.
-    const sources = found.filter((s) => s.manifest !== null || !found.some((other) => other.manifest !== null && other.repository === s.repository))
+    const sources = found.filter(
+      (s) =>
+        s.manifest !== null || !found.some((other) => other.manifest !== null && other.repository === s.repository),
+    )
     const acted = checked.find((batch) => batch.acted.has(digest))?.acted.get(digest)
     if (!acted) continue
     if (acted.quarantineKey) {
       const quarantine = {key: acted.key, quarantineKey: acted.quarantineKey, size: acted.size}
       const [intent] = await journalIntents(ctx.db, ctx.jobId, [
-        {action: 'rescue', region: ctx.driver.region, key: acted.key, digest, size: acted.size, detail: {quarantineEntry: acted.outcomeId, quarantineKey: acted.quarantineKey, postCheck: true}},
+        {
+          action: 'rescue',
+          region: ctx.driver.region,
+          key: acted.key,
+          digest,
+          size: acted.size,
+          detail: {quarantineEntry: acted.outcomeId, quarantineKey: acted.quarantineKey, postCheck: true},
+        },
       ])
       let failure: unknown
       try {
@@ -132,11 +179,17 @@ async function undoReferencedAgain(ctx: ActContext, checked: ActedBatch[], refer
       ctx.onProblem(problemOf(failure, 'storage-error', acted.key, {digest}))
       await recordOutcome(ctx, intent, 'failed', {error: errorMessage(failure), referencedBy: sources})
     }
-    for (const source of sources) ctx.result.postCheck.broken.push({digest, repository: source.repository, manifest: source.manifest})
+    for (const source of sources)
+      ctx.result.postCheck.broken.push({digest, repository: source.repository, manifest: source.manifest})
   }
 }
 
-async function recheckBlob(ctx: ActContext, row: CandidateRow, keep: Set<string>, recovered: boolean): Promise<string | undefined> {
+async function recheckBlob(
+  ctx: ActContext,
+  row: CandidateRow,
+  keep: Set<string>,
+  recovered: boolean,
+): Promise<string | undefined> {
   if (keep.has(row.digest)) return 'referenced again'
   const info = await ctx.driver.stat(row.key)
   if (!info) return recovered ? undefined : 'gone'
@@ -150,7 +203,11 @@ async function recheckBlob(ctx: ActContext, row: CandidateRow, keep: Set<string>
  * same decision as the mark (tags through index children to any depth, young revisions, referrers),
  * on what the repository holds now. `kept` caches one repository's answer for the rows of a batch.
  */
-async function recheckManifest(ctx: ActContext, row: CandidateRow, kept: Map<string, Promise<Set<string> | undefined>>): Promise<string | undefined> {
+async function recheckManifest(
+  ctx: ActContext,
+  row: CandidateRow,
+  kept: Map<string, Promise<Set<string> | undefined>>,
+): Promise<string | undefined> {
   const repository = row.repository!
   const info = await ctx.driver.stat(row.key)
   if (!info) return 'gone'
@@ -168,8 +225,11 @@ async function keptNow(ctx: ActContext, repository: string): Promise<Set<string>
   const links: LinkEntry[] = []
   for await (const link of listRevisionLinks(ctx.driver, repository, onProblem)) links.push(link)
   const limit = pLimit(ctx.concurrency)
-  const reads = await Promise.all(links.map((link) => limit(() => readRevision(ctx.driver, repository, link, {verifyLink: false}))))
-  if (problems.length > 0 || tags.some((t) => t.digest === undefined) || reads.some((r) => r.problems.length > 0)) return undefined
+  const reads = await Promise.all(
+    links.map((link) => limit(() => readRevision(ctx.driver, repository, link, {verifyLink: false}))),
+  )
+  if (problems.length > 0 || tags.some((t) => t.digest === undefined) || reads.some((r) => r.problems.length > 0))
+    return undefined
   return keptManifests(tags, reads, {cutoff: ctx.cutoff, deleteReferrers: ctx.deleteReferrers})
 }
 

@@ -34,17 +34,19 @@ function referencesQuery(cond: (column: string) => string, linkedSince: string):
  */
 export async function referencedDigestsFromDb(db: Db, shard: string, opts: ReferenceQueryOptions): Promise<string[]> {
   const [low, high] = shardRange(shard)
-  const result = await db.query<{digest: string}>(`${referencesQuery((column) => `${column} >= $1 AND ${column} < $2`, '$3')} ORDER BY 1`, [
-    low,
-    high,
-    opts.linkedSince,
-  ])
+  const result = await db.query<{digest: string}>(
+    `${referencesQuery((column) => `${column} >= $1 AND ${column} < $2`, '$3')} ORDER BY 1`,
+    [low, high, opts.linkedSince],
+  )
   return result.rows.map((row) => row.digest)
 }
 
 /** Which of `digests` the metadata database references now (the re-check just before acting). */
 export async function referencedAmong(db: Db, digests: string[], opts: ReferenceQueryOptions): Promise<Set<string>> {
   if (digests.length === 0) return new Set()
-  const result = await db.query<{digest: string}>(referencesQuery((column) => `${column} = ANY($1::text[])`, '$2'), [digests, opts.linkedSince])
+  const result = await db.query<{digest: string}>(
+    referencesQuery((column) => `${column} = ANY($1::text[])`, '$2'),
+    [digests, opts.linkedSince],
+  )
   return new Set(result.rows.map((row) => row.digest))
 }

@@ -33,7 +33,11 @@ export interface QuarantineEntry {
 }
 
 /** Blobs quarantined in a region and neither restored, rescued nor purged since. */
-export async function quarantinedEntries(db: Db, region: string, filter: {jobId?: string; digest?: string; olderThan?: Date} = {}): Promise<QuarantineEntry[]> {
+export async function quarantinedEntries(
+  db: Db,
+  region: string,
+  filter: {jobId?: string; digest?: string; olderThan?: Date} = {},
+): Promise<QuarantineEntry[]> {
   const result = await db.query(
     `SELECT o.id AS entry, o.job_id, i.digest, i.key, i.detail->>'quarantineKey' AS quarantine_key, i.size, o.at
      FROM regops_journal o JOIN regops_journal i ON i.id = o.intent_id
@@ -67,7 +71,13 @@ export interface QuarantineOpResult {
   purged: number
   bytes: number
   failed: Array<{digest: string; key: string; message: string}>
-  items: Array<{digest: string; action: 'restore' | 'rescue' | 'purge' | 'keep'; key: string; quarantineKey: string; size: number}>
+  items: Array<{
+    digest: string
+    action: 'restore' | 'rescue' | 'purge' | 'keep'
+    key: string
+    quarantineKey: string
+    size: number
+  }>
   problems: Problem[]
 }
 
@@ -81,7 +91,14 @@ async function journaled(
   result: QuarantineOpResult,
 ): Promise<boolean> {
   const [intent] = await journalIntents(db, null, [
-    {action, region: driver.region, key: entry.key, digest: entry.digest, size: entry.size, detail: {quarantineEntry: entry.entry, quarantineKey: entry.quarantineKey}},
+    {
+      action,
+      region: driver.region,
+      key: entry.key,
+      digest: entry.digest,
+      size: entry.size,
+      detail: {quarantineEntry: entry.entry, quarantineKey: entry.quarantineKey},
+    },
   ])
   try {
     await fn()
@@ -110,9 +127,27 @@ export function restoreQuarantine(opts: RestoreOptions): Promise<QuarantineOpRes
 
 async function restore(opts: RestoreOptions): Promise<QuarantineOpResult> {
   const entries = await quarantinedEntries(opts.db, opts.driver.region, {jobId: opts.jobId, digest: opts.digest})
-  const result: QuarantineOpResult = {kind: 'sweep-restore', region: opts.driver.region, dryRun: Boolean(opts.dryRun), entries: entries.length, restored: 0, rescued: 0, purged: 0, bytes: 0, failed: [], items: [], problems: []}
+  const result: QuarantineOpResult = {
+    kind: 'sweep-restore',
+    region: opts.driver.region,
+    dryRun: Boolean(opts.dryRun),
+    entries: entries.length,
+    restored: 0,
+    rescued: 0,
+    purged: 0,
+    bytes: 0,
+    failed: [],
+    items: [],
+    problems: [],
+  }
   for (const entry of entries) {
-    result.items.push({digest: entry.digest, action: 'restore', key: entry.key, quarantineKey: entry.quarantineKey, size: entry.size})
+    result.items.push({
+      digest: entry.digest,
+      action: 'restore',
+      key: entry.key,
+      quarantineKey: entry.quarantineKey,
+      size: entry.size,
+    })
     if (opts.dryRun) continue
     if (await journaled(opts.db, opts.driver, 'restore', entry, () => moveBack(opts.driver, entry), result)) {
       result.restored++
@@ -145,8 +180,23 @@ export function purgeQuarantine(opts: PurgeOptions): Promise<QuarantineOpResult>
 
 async function purge(opts: PurgeOptions): Promise<QuarantineOpResult> {
   const now = opts.now ?? new Date()
-  const entries = await quarantinedEntries(opts.db, opts.driver.region, {jobId: opts.jobId, olderThan: new Date(now.getTime() - opts.holdForMs)})
-  const result: QuarantineOpResult = {kind: 'sweep-purge', region: opts.driver.region, dryRun: opts.dryRun, entries: entries.length, restored: 0, rescued: 0, purged: 0, bytes: 0, failed: [], items: [], problems: []}
+  const entries = await quarantinedEntries(opts.db, opts.driver.region, {
+    jobId: opts.jobId,
+    olderThan: new Date(now.getTime() - opts.holdForMs),
+  })
+  const result: QuarantineOpResult = {
+    kind: 'sweep-purge',
+    region: opts.driver.region,
+    dryRun: opts.dryRun,
+    entries: entries.length,
+    restored: 0,
+    rescued: 0,
+    purged: 0,
+    bytes: 0,
+    failed: [],
+    items: [],
+    problems: [],
+  }
   if (entries.length === 0) return result
   const wanted = new Set(entries.map((e) => e.digest))
   const referenced = new Set<string>()
@@ -181,12 +231,28 @@ async function purge(opts: PurgeOptions): Promise<QuarantineOpResult> {
     const rescue = referenced.has(entry.digest)
     // An incomplete mark means a reference may have been missed: leave it in quarantine, purge nothing.
     const action = rescue ? 'rescue' : incomplete ? 'keep' : 'purge'
-    result.items.push({digest: entry.digest, action, key: entry.key, quarantineKey: entry.quarantineKey, size: entry.size})
+    result.items.push({
+      digest: entry.digest,
+      action,
+      key: entry.key,
+      quarantineKey: entry.quarantineKey,
+      size: entry.size,
+    })
     if (opts.dryRun || action === 'keep') continue
     if (rescue) {
-      if (await journaled(opts.db, opts.driver, 'rescue', entry, () => moveBack(opts.driver, entry), result)) result.rescued++
+      if (await journaled(opts.db, opts.driver, 'rescue', entry, () => moveBack(opts.driver, entry), result))
+        result.rescued++
     } else {
-      if (await journaled(opts.db, opts.driver, 'purge', entry, () => deleteObjects(opts.driver, [entry.quarantineKey]), result)) {
+      if (
+        await journaled(
+          opts.db,
+          opts.driver,
+          'purge',
+          entry,
+          () => deleteObjects(opts.driver, [entry.quarantineKey]),
+          result,
+        )
+      ) {
         result.purged++
         result.bytes += entry.size
       }

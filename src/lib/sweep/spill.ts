@@ -70,7 +70,10 @@ export class ShardLines {
       return (await readFile(file, 'utf8')).split('\n').filter(Boolean)
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
-      throw new RegopsError(`cannot read the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {code: 'SPILL_UNREADABLE', cause: error})
+      throw new RegopsError(`cannot read the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
+        code: 'SPILL_UNREADABLE',
+        cause: error,
+      })
     }
   }
 

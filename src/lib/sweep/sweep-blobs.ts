@@ -10,7 +10,17 @@ import {shardsFor} from '../storage/layout.js'
 import type {Problem} from '../storage/repositories.js'
 import {planSweep, type ListingProgress} from './plan.js'
 import {actOnCandidates} from './act.js'
-import {CLOCK_SKEW_MS, FIRST_SWEEP_MASS_DELETE_SHARE, MASS_DELETE_SHARE, type ActingMode, type SweepBlobsOptions, type SweepBlobsResult, type SweepMode, type SweepProgress, type SweepSettings} from './types.js'
+import {
+  CLOCK_SKEW_MS,
+  FIRST_SWEEP_MASS_DELETE_SHARE,
+  MASS_DELETE_SHARE,
+  type ActingMode,
+  type SweepBlobsOptions,
+  type SweepBlobsResult,
+  type SweepMode,
+  type SweepProgress,
+  type SweepSettings,
+} from './types.js'
 
 export type * from './types.js'
 
@@ -51,8 +61,10 @@ const SETTING_KEYS = [
 export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsResult> {
   const started = performance.now()
   if (opts.resume === undefined) {
-    if (opts.strategy === 'metadata' && !opts.db) throw new UsageError('the metadata strategy needs a database (database.url or DATABASE_URL)')
-    if (opts.strategy === 'metadata' && opts.deleteUntagged) throw new UsageError('untagged manifests are found by the storage strategy only')
+    if (opts.strategy === 'metadata' && !opts.db)
+      throw new UsageError('the metadata strategy needs a database (database.url or DATABASE_URL)')
+    if (opts.strategy === 'metadata' && opts.deleteUntagged)
+      throw new UsageError('untagged manifests are found by the storage strategy only')
   }
   const acting = opts.resume !== undefined || opts.mode !== 'dry-run'
   // Before any job exists: an in-memory registry cache would hide what we remove, unless the registry is stopped.
@@ -81,7 +93,11 @@ function pickSettings(from: object): Partial<StoredSettings> {
   return picked as Partial<StoredSettings>
 }
 
-async function runSweep(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint>, started: number): Promise<JobEnd<SweepBlobsResult>> {
+async function runSweep(
+  opts: SweepBlobsOptions,
+  job: RunningJob<SweepCheckpoint>,
+  started: number,
+): Promise<JobEnd<SweepBlobsResult>> {
   const settings = pickSettings(job.params) as StoredSettings
   const checkpoint = job.checkpoint
   const acting = settings.mode !== 'dry-run' && job.id !== null && opts.db !== undefined
@@ -106,12 +122,26 @@ async function runSweep(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint
     if (seen <= PROBLEMS_LOGGED_PER_KIND) opts.logger.warn(problem.message, {problem: problem.kind, key: problem.key})
   }
   try {
-    return await planAndAct(opts, job, {started, settings, result, onProblem, acting, clock, maxClockSkewMs, markStart, cutoff, prefixes})
+    return await planAndAct(opts, job, {
+      started,
+      settings,
+      result,
+      onProblem,
+      acting,
+      clock,
+      maxClockSkewMs,
+      markStart,
+      cutoff,
+      prefixes,
+    })
   } finally {
     for (const [kind, seen] of seenThisRun) {
       if (seen > PROBLEMS_LOGGED_PER_KIND) {
         const more = seen - PROBLEMS_LOGGED_PER_KIND
-        opts.logger.warn(`… and ${more.toLocaleString('en-US')} more problems of kind ${kind}`, {problem: kind, count: more})
+        opts.logger.warn(`… and ${more.toLocaleString('en-US')} more problems of kind ${kind}`, {
+          problem: kind,
+          count: more,
+        })
       }
     }
   }
@@ -131,7 +161,11 @@ interface SweepRun {
   prefixes: string[]
 }
 
-async function planAndAct(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoint>, run: SweepRun): Promise<JobEnd<SweepBlobsResult>> {
+async function planAndAct(
+  opts: SweepBlobsOptions,
+  job: RunningJob<SweepCheckpoint>,
+  run: SweepRun,
+): Promise<JobEnd<SweepBlobsResult>> {
   const {started, settings, result, onProblem, acting, clock, maxClockSkewMs, markStart, cutoff, prefixes} = run
   const checkpoint = job.checkpoint
   let live: ListingProgress = {listed: 0, marks: 0}
@@ -222,12 +256,16 @@ async function planAndAct(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoi
       onProblem,
       onBatch: () => progress('act', 0),
     })
-    result.restartRegistry = result.registryCache === 'inmemory' && result.acted.deleted + result.acted.quarantined + result.acted.manifestsDeleted > 0
+    result.restartRegistry =
+      result.registryCache === 'inmemory' &&
+      result.acted.deleted + result.acted.quarantined + result.acted.manifestsDeleted > 0
   }
   result.durationMs = Math.round(performance.now() - started)
   const failures = [
     result.acted.failed > 0 ? `${result.acted.failed} action(s) failed` : undefined,
-    result.postCheck.broken.length > 0 ? `${result.postCheck.broken.length} image(s) reference a blob deleted after its re-check` : undefined,
+    result.postCheck.broken.length > 0
+      ? `${result.postCheck.broken.length} image(s) reference a blob deleted after its re-check`
+      : undefined,
   ].filter(Boolean)
   const failure = failures.length > 0 ? failures.join('; ') : undefined
   return {result, stats: withoutProblems(result), failure}
@@ -237,7 +275,11 @@ async function planAndAct(opts: SweepBlobsOptions, job: RunningJob<SweepCheckpoi
  * The storage's clock. Acting refuses (exit 4) when it cannot be measured or is too far from this
  * host's; a dry-run warns and uses this host's clock.
  */
-async function storageClock(opts: SweepBlobsOptions, acting: boolean, maxClockSkewMs: number): Promise<StorageClock | undefined> {
+async function storageClock(
+  opts: SweepBlobsOptions,
+  acting: boolean,
+  maxClockSkewMs: number,
+): Promise<StorageClock | undefined> {
   try {
     const clock = await measureStorageClock(opts.driver)
     if (acting) assertClockSkewWithin(clock, maxClockSkewMs, opts.driver.location)
@@ -313,7 +355,11 @@ async function firstActingSweep(db: Db | undefined, region: string): Promise<boo
  * caps; or, with no cap stated, more than a share of the scanned blobs (a store the mark misread looks
  * like a store of orphans, and no ordinary sweep removes half a registry).
  */
-export function actingRefusals(result: SweepBlobsResult, settings: SweepSettings, firstSweep: boolean | undefined): Refusal[] {
+export function actingRefusals(
+  result: SweepBlobsResult,
+  settings: SweepSettings,
+  firstSweep: boolean | undefined,
+): Refusal[] {
   const refusals: Refusal[] = []
   const {candidates, scanned} = result
   if (!result.markComplete) {
@@ -328,12 +374,19 @@ export function actingRefusals(result: SweepBlobsResult, settings: SweepSettings
   const deletions = candidates.count + candidates.manifests
   const capHint = 'check the dry-run report; raise the cap only if the finding is expected'
   if (settings.maxDeletes !== undefined && deletions > settings.maxDeletes) {
-    refusals.push({reason: `${deletions} candidates (${candidates.manifests} of them manifests) exceed --max-deletes ${settings.maxDeletes}`, hint: capHint})
+    refusals.push({
+      reason: `${deletions} candidates (${candidates.manifests} of them manifests) exceed --max-deletes ${settings.maxDeletes}`,
+      hint: capHint,
+    })
   }
   if (settings.maxBytes !== undefined && candidates.bytes > settings.maxBytes) {
-    refusals.push({reason: `${candidates.bytes} candidate bytes exceed --max-bytes ${settings.maxBytes}`, hint: capHint})
+    refusals.push({
+      reason: `${candidates.bytes} candidate bytes exceed --max-bytes ${settings.maxBytes}`,
+      hint: capHint,
+    })
   }
-  const capped = settings.maxDeletes !== undefined || settings.maxBytes !== undefined || settings.allowMassDelete === true
+  const capped =
+    settings.maxDeletes !== undefined || settings.maxBytes !== undefined || settings.allowMassDelete === true
   const limit = firstSweep === false ? MASS_DELETE_SHARE : FIRST_SWEEP_MASS_DELETE_SHARE
   if (!capped && scanned.blobs > 0 && candidates.count > scanned.blobs * limit) {
     const which =
@@ -358,10 +411,13 @@ function percent(share: number): string {
 function refuseUnsafePlan(refusals: Refusal[], settings: StoredSettings): void {
   if (refusals.length === 0) return
   const [first] = refusals
-  throw new RefusedError(`${refusals.map((refusal) => refusal.reason).join('; ')}: nothing was ${settings.mode === 'delete' ? 'deleted' : 'quarantined'}`, {
-    hint: first.hint,
-    details: first.details,
-  })
+  throw new RefusedError(
+    `${refusals.map((refusal) => refusal.reason).join('; ')}: nothing was ${settings.mode === 'delete' ? 'deleted' : 'quarantined'}`,
+    {
+      hint: first.hint,
+      details: first.details,
+    },
+  )
 }
 
 /** The job row keeps counters, not the problem list (that is in the result and the logs). */

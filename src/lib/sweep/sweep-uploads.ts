@@ -47,7 +47,8 @@ export async function sweepUploads(opts: {
   now?: Date
 }): Promise<SweepUploadsResult> {
   const started = performance.now()
-  if (opts.delete && !opts.db) throw new UsageError('--delete needs a database for the journal (database.url or DATABASE_URL)')
+  if (opts.delete && !opts.db)
+    throw new UsageError('--delete needs a database for the journal (database.url or DATABASE_URL)')
   const cutoff = new Date((opts.now ?? new Date()).getTime() - opts.olderThanMs)
   const result: SweepUploadsResult = {
     kind: 'sweep-uploads',
@@ -85,7 +86,13 @@ export async function sweepUploads(opts: {
             const text = (await opts.driver.readSmall(object.key, 256)).toString('utf8').trim()
             const parsed = new Date(text)
             if (!Number.isNaN(parsed.getTime())) startedAt = parsed
-            else onProblem({kind: 'invalid-key', key: object.key, repository, message: `startedat is not a time ('${text.slice(0, 40)}'); using the newest write instead`})
+            else
+              onProblem({
+                kind: 'invalid-key',
+                key: object.key,
+                repository,
+                message: `startedat is not a time ('${text.slice(0, 40)}'); using the newest write instead`,
+              })
           } catch (error) {
             onProblem(problemOf(error, 'storage-error', object.key, {repository}))
           }
@@ -93,12 +100,28 @@ export async function sweepUploads(opts: {
       }
       const start = startedAt ?? lastActivity
       if (keys.length === 0 || start >= cutoff || lastActivity >= cutoff) continue
-      const item: AbandonedUpload = {repository, uuid, prefix: dir, startedAt: start.toISOString(), lastActivity: lastActivity.toISOString(), bytes, objects: keys.length}
+      const item: AbandonedUpload = {
+        repository,
+        uuid,
+        prefix: dir,
+        startedAt: start.toISOString(),
+        lastActivity: lastActivity.toISOString(),
+        bytes,
+        objects: keys.length,
+      }
       result.abandoned.count++
       result.abandoned.bytes += bytes
       result.items.push(item)
       if (!opts.delete || !opts.db) continue
-      const [intent] = await journalIntents(opts.db, null, [{action: 'delete-upload', region: opts.driver.region, key: dir, size: bytes, detail: {repository, uuid, objects: keys.length}}])
+      const [intent] = await journalIntents(opts.db, null, [
+        {
+          action: 'delete-upload',
+          region: opts.driver.region,
+          key: dir,
+          size: bytes,
+          detail: {repository, uuid, objects: keys.length},
+        },
+      ])
       try {
         await deleteObjects(opts.driver, keys)
         await journalOutcome(opts.db, null, intent, 'done', {})

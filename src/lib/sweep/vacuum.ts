@@ -16,13 +16,19 @@ export async function deleteObjects(driver: StorageDriver, keys: string[]): Prom
  * Moves a blob to its quarantine key: copy, check the copy's size, then delete the original. `signal`
  * is checked before the original is touched, so a stopped job leaves it in place.
  */
-export async function quarantineBlob(driver: StorageDriver, key: string, quarantineKey: string, signal?: AbortSignal): Promise<void> {
+export async function quarantineBlob(
+  driver: StorageDriver,
+  key: string,
+  quarantineKey: string,
+  signal?: AbortSignal,
+): Promise<void> {
   const source = await driver.stat(key)
   if (source) {
     signal?.throwIfAborted()
     await driver.copy(key, quarantineKey)
     const copy = await driver.stat(quarantineKey)
-    if (!copy || copy.size !== source.size) throw new Error(`quarantine copy ${quarantineKey} is not complete; the blob was left in place`)
+    if (!copy || copy.size !== source.size)
+      throw new Error(`quarantine copy ${quarantineKey} is not complete; the blob was left in place`)
     signal?.throwIfAborted()
     await deleteObjects(driver, [key])
     return
@@ -32,18 +38,27 @@ export async function quarantineBlob(driver: StorageDriver, key: string, quarant
 }
 
 /** Moves a quarantined blob back to its place in the blob store (unless an intact copy is already there). */
-export async function moveBack(driver: StorageDriver, item: {key: string; quarantineKey: string; size: number}): Promise<void> {
+export async function moveBack(
+  driver: StorageDriver,
+  item: {key: string; quarantineKey: string; size: number},
+): Promise<void> {
   const present = await driver.stat(item.key)
   if (!present || present.size !== item.size) {
     await driver.copy(item.quarantineKey, item.key)
     const back = await driver.stat(item.key)
-    if (!back || back.size !== item.size) throw new Error(`restored copy of ${item.key} has the wrong size; the quarantine copy was kept`)
+    if (!back || back.size !== item.size)
+      throw new Error(`restored copy of ${item.key} has the wrong size; the quarantine copy was kept`)
   }
   await deleteObjects(driver, [item.quarantineKey])
 }
 
 /** Removes an untagged manifest from a repository the way distribution does: its revision link and tag index entries. */
-export async function deleteManifestLinks(driver: StorageDriver, repository: string, digest: string, revisionKey: string): Promise<void> {
+export async function deleteManifestLinks(
+  driver: StorageDriver,
+  repository: string,
+  digest: string,
+  revisionKey: string,
+): Promise<void> {
   const keys = [revisionKey]
   for await (const object of driver.list(tagsPrefix(repository))) {
     try {

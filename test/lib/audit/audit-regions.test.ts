@@ -7,7 +7,13 @@ import {gzipSync} from 'node:zlib'
 import {mkdtemp, mkdir, readFile, rm, truncate, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
-import {DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client} from '@aws-sdk/client-s3'
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3'
 import pg from 'pg'
 import {sharedPostgres} from '../../helpers/postgres.js'
 import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js'
@@ -37,9 +43,15 @@ interface TestRegion {
 function s3Region(name: string, client: S3Client, bucket: string): TestRegion {
   return {
     name,
-    put: async (key, body) => void (await client.send(new PutObjectCommand({Bucket: bucket, Key: `${ROOT}/${key}`, Body: body}))),
+    put: async (key, body) =>
+      void (await client.send(new PutObjectCommand({Bucket: bucket, Key: `${ROOT}/${key}`, Body: body}))),
     remove: async (key) => void (await client.send(new DeleteObjectCommand({Bucket: bucket, Key: `${ROOT}/${key}`}))),
-    get: async (key) => Buffer.from(await (await client.send(new GetObjectCommand({Bucket: bucket, Key: `${ROOT}/${key}`}))).Body!.transformToByteArray()),
+    get: async (key) =>
+      Buffer.from(
+        await (
+          await client.send(new GetObjectCommand({Bucket: bucket, Key: `${ROOT}/${key}`}))
+        ).Body!.transformToByteArray(),
+      ),
     keys: async () => {
       const out: Array<{key: string; size: number; lastModified: Date}> = []
       let token: string | undefined
@@ -112,8 +124,14 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
     dir = await mkdtemp(join(tmpdir(), 'regops-audit-'))
     cleanups.push(() => rm(dir, {recursive: true, force: true}))
     dbUrl = await (await sharedPostgres()).createDatabase()
-    ;[rgwA, rgwB] = await Promise.all([startRadosgw({buckets: ['reg-eu']}), startRadosgw({buckets: ['reg-us', 'reg-fresh']})])
-    cleanups.push(() => rgwA.stop(), () => rgwB.stop())
+    ;[rgwA, rgwB] = await Promise.all([
+      startRadosgw({buckets: ['reg-eu']}),
+      startRadosgw({buckets: ['reg-us', 'reg-fresh']}),
+    ])
+    cleanups.push(
+      () => rgwA.stop(),
+      () => rgwB.stop(),
+    )
     // The empty region replicate fills is reached through a proxy that can stall one write: a kill at a known point.
     proxy = await startFaultProxy({target: rgwB.endpoint})
     cleanups.push(() => proxy.close())
@@ -131,7 +149,16 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
     fresh = s3Region('fresh', rgwB.s3Client(), 'reg-fresh')
     assert.equal((await cli(['db', 'migrate', 'up'])).code, 0)
 
-    const registry = await startRegistry({storage: {kind: 's3', endpoint: rgwA.endpoint, bucket: 'reg-eu', accessKeyId: rgwA.accessKeyId, secretAccessKey: rgwA.secretAccessKey, region: rgwA.region}})
+    const registry = await startRegistry({
+      storage: {
+        kind: 's3',
+        endpoint: rgwA.endpoint,
+        bucket: 'reg-eu',
+        accessKeyId: rgwA.accessKeyId,
+        secretAccessKey: rgwA.secretAccessKey,
+        region: rgwA.region,
+      },
+    })
     const base = randomBlob(3000, 'base')
     const v1 = await pushImage(registry.url, 'library/web', 'v1', {layers: [base, randomBlob(2000, 'v1')], seed: 'v1'})
     const v2 = await pushImage(registry.url, 'library/web', 'v2', {layers: [base, randomBlob(2100, 'v2')], seed: 'v2'})
@@ -142,7 +169,16 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
       const copied = await cli(['replicate', '--from', 'eu', '--to', to, '--apply'])
       assert.equal(copied.code, 0, copied.stdout + copied.stderr)
     }
-    const clean = await cli(['audit', 'regions', '--regions', 'eu,us,lab', '--in-flight', '0s', '--findings', join(dir, 'clean.jsonl')])
+    const clean = await cli([
+      'audit',
+      'regions',
+      '--regions',
+      'eu,us,lab',
+      '--in-flight',
+      '0s',
+      '--findings',
+      join(dir, 'clean.jsonl'),
+    ])
     assert.equal(clean.code, 0, `identical after replicate: ${clean.stdout}`)
 
     // Drift, part one: what must look old by the time of the audit.
@@ -156,7 +192,9 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
     lostBlob = {key: blobKey(lost.layerDigests[0]), body: await eu.get(blobKey(lost.layerDigests[0]))}
     for (const region of [eu, us, lab]) {
       await region.remove(lostBlob.key)
-      expected.push(`dangling_link ${region.name} repositories/team/lost/_layers/sha256/${lost.layerDigests[0].slice(7)}/link`)
+      expected.push(
+        `dangling_link ${region.name} repositories/team/lost/_layers/sha256/${lost.layerDigests[0].slice(7)}/link`,
+      )
     }
     await sleep(3000)
     // Part two: rewritten in place (present everywhere, so their age does not matter), and one written a moment ago.
@@ -185,28 +223,53 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
   })
 
   test('--level checksum and --sample 1 also find the blob altered at the same size', async () => {
-    for (const args of [['--level', 'checksum'], ['--sample', '1']]) {
+    for (const args of [
+      ['--level', 'checksum'],
+      ['--sample', '1'],
+    ]) {
       await writePending()
       const file = join(dir, `checksum-${args[0]}.jsonl`)
-      const res = await cli(['audit', 'regions', '--regions', 'eu,us,lab', '--in-flight', '3s', '--findings', file, ...args])
+      const res = await cli([
+        'audit',
+        'regions',
+        '--regions',
+        'eu,us,lab',
+        '--in-flight',
+        '3s',
+        '--findings',
+        file,
+        ...args,
+      ])
       assert.equal(res.code, 1, res.stdout + res.stderr)
       assert.deepEqual(await findingsOf(file), [...expected, ...checksumOnly].sort(), args.join(' '))
     }
     await writePending()
-    const sampled = await cli(['audit', 'regions', '--regions', 'eu,us,lab', '--in-flight', '3s', '--findings', join(dir, 's.jsonl'), '--sample', '1'])
-    assert.match(sampled.json.checksum.statement, /1 corrupt in \d+ re-hashed copies: no corruption above [\d.]+% at 95% confidence/)
+    const sampled = await cli([
+      'audit',
+      'regions',
+      '--regions',
+      'eu,us,lab',
+      '--in-flight',
+      '3s',
+      '--findings',
+      join(dir, 's.jsonl'),
+      '--sample',
+      '1',
+    ])
+    assert.match(
+      sampled.json.checksum.statement,
+      /1 corrupt in \d+ re-hashed copies: no corruption above [\d.]+% at 95% confidence/,
+    )
   })
 
   test('the same audit from an S3 Inventory report of us finds the same drift as from LIST', async () => {
     const objects = (await us.keys()).reverse() // not sorted, as inventories are not
     const csv = objects
-      .map((o) => [
-        'reg-us',
-        encodeURIComponent(o.key).replace(/%2F/g, '/'),
-        String(o.size),
-        o.lastModified.toISOString(),
-        'etag',
-      ].map((f) => `"${f}"`).join(','))
+      .map((o) =>
+        ['reg-us', encodeURIComponent(o.key).replace(/%2F/g, '/'), String(o.size), o.lastModified.toISOString(), 'etag']
+          .map((f) => `"${f}"`)
+          .join(','),
+      )
       .join('\n')
     // The layout S3 writes: <destination prefix>/<source bucket>/<config id>/<date>/manifest.json, data files
     // named by their key in the destination bucket. The report is read with the region's own endpoint and
@@ -215,7 +278,10 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
     const client = rgwB.s3Client()
     const lines = csv.split('\n')
     const half = Math.ceil(lines.length / 2)
-    const files = [lines.slice(0, half), lines.slice(half)].map((part, i) => ({key: `_inventory/us/all/data/part-${i}.csv.gz`, body: gzipSync(part.join('\n') + '\n')}))
+    const files = [lines.slice(0, half), lines.slice(half)].map((part, i) => ({
+      key: `_inventory/us/all/data/part-${i}.csv.gz`,
+      body: gzipSync(part.join('\n') + '\n'),
+    }))
     for (const f of files) await client.send(new PutObjectCommand({Bucket: 'reg-us', Key: f.key, Body: f.body}))
     const manifest = {
       sourceBucket: 'reg-us',
@@ -226,10 +292,23 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
       fileSchema: 'Bucket, Key, Size, LastModifiedDate, ETag',
       files: files.map((f) => ({key: f.key, size: f.body.length, MD5checksum: 'not checked'})),
     }
-    await client.send(new PutObjectCommand({Bucket: 'reg-us', Key: `${base}/manifest.json`, Body: JSON.stringify(manifest)}))
+    await client.send(
+      new PutObjectCommand({Bucket: 'reg-us', Key: `${base}/manifest.json`, Body: JSON.stringify(manifest)}),
+    )
     await writePending()
     const file = join(dir, 'inventory.jsonl')
-    const res = await cli(['audit', 'regions', '--regions', 'eu,us,lab', '--in-flight', '3s', '--findings', file, '--inventory', `us=s3://reg-us/${base}/manifest.json`])
+    const res = await cli([
+      'audit',
+      'regions',
+      '--regions',
+      'eu,us,lab',
+      '--in-flight',
+      '3s',
+      '--findings',
+      file,
+      '--inventory',
+      `us=s3://reg-us/${base}/manifest.json`,
+    ])
     assert.equal(res.code, 1, res.stdout + res.stderr)
     assert.equal(res.json.sources.us, 'inventory')
     assert.deepEqual(await findingsOf(file), [...expected].sort())
@@ -237,31 +316,86 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
 
   test('--repair --from eu copies missing and corrupt blobs and the moved tag, verified and journaled; then a second audit exits 0', async () => {
     await writePending()
-    const res = await cli(['audit', 'regions', '--regions', 'eu,us,lab', '--in-flight', '3s', '--findings', join(dir, 'repair.jsonl'), '--level', 'checksum', '--repair', '--from', 'eu'])
+    const res = await cli([
+      'audit',
+      'regions',
+      '--regions',
+      'eu,us,lab',
+      '--in-flight',
+      '3s',
+      '--findings',
+      join(dir, 'repair.jsonl'),
+      '--level',
+      'checksum',
+      '--repair',
+      '--from',
+      'eu',
+    ])
     assert.equal(res.code, 1, res.stdout + res.stderr)
     assert.equal(res.json.repair.failed, 0)
     const client = new pg.Client({connectionString: dbUrl})
     await client.connect()
-    const done = await client.query(`SELECT region, key FROM regops_journal WHERE job_id = $1 AND action = 'repair' AND phase = 'done' ORDER BY region, key`, [res.json.jobId])
+    const done = await client.query(
+      `SELECT region, key FROM regops_journal WHERE job_id = $1 AND action = 'repair' AND phase = 'done' ORDER BY region, key`,
+      [res.json.jobId],
+    )
     await client.end()
     const repaired = done.rows.map((r) => `${r.region} ${r.key}`)
-    for (const f of [...expected, ...checksumOnly].filter((f) => /^(missing|size_mismatch|corrupt|tag_mismatch) /.test(f))) {
+    for (const f of [...expected, ...checksumOnly].filter((f) =>
+      /^(missing|size_mismatch|corrupt|tag_mismatch) /.test(f),
+    )) {
       const [, region, key] = f.split(' ')
-      assert.ok(repaired.includes(`${region} ${key}`), `journal holds the copy of ${key} to ${region}: ${repaired.join(', ')}`)
+      assert.ok(
+        repaired.includes(`${region} ${key}`),
+        `journal holds the copy of ${key} to ${region}: ${repaired.join(', ')}`,
+      )
     }
     // What a copy cannot fix: an extra object (the sweep's business), a blob no region holds, one still arriving.
     await lab.remove(extraKey)
     await eu.remove(freshKey)
     for (const region of [eu, us, lab]) await region.put(lostBlob.key, lostBlob.body)
-    const again = await cli(['audit', 'regions', '--regions', 'eu,us,lab', '--in-flight', '0s', '--level', 'checksum', '--findings', join(dir, 'after.jsonl')])
+    const again = await cli([
+      'audit',
+      'regions',
+      '--regions',
+      'eu,us,lab',
+      '--in-flight',
+      '0s',
+      '--level',
+      'checksum',
+      '--findings',
+      join(dir, 'after.jsonl'),
+    ])
     assert.equal(again.code, 0, again.stdout + again.stderr)
   })
 
   test('replicate --from eu to an empty region, killed midway and resumed: the audit over all regions exits 0 and a registry on it pulls every tag', async () => {
-    const euBlobs = (await eu.keys()).filter((o) => o.key.startsWith(`${ROOT}/blobs/`)).map((o) => o.key).sort()
+    const euBlobs = (await eu.keys())
+      .filter((o) => o.key.startsWith(`${ROOT}/blobs/`))
+      .map((o) => o.key)
+      .sort()
     const stallAt = euBlobs[Math.floor(euBlobs.length / 2)]
-    proxy.setRules([{name: 'stall', match: (r) => r.method === 'PUT' && r.path.endsWith(stallAt), action: {kind: 'stall', ms: 120_000}, times: 1}])
-    const run = startCli(['replicate', '--from', 'eu', '--to', 'fresh', '--apply', '--concurrency', '1', '--config', config, '--json'])
+    proxy.setRules([
+      {
+        name: 'stall',
+        match: (r) => r.method === 'PUT' && r.path.endsWith(stallAt),
+        action: {kind: 'stall', ms: 120_000},
+        times: 1,
+      },
+    ])
+    const run = startCli([
+      'replicate',
+      '--from',
+      'eu',
+      '--to',
+      'fresh',
+      '--apply',
+      '--concurrency',
+      '1',
+      '--config',
+      config,
+      '--json',
+    ])
     const deadline = Date.now() + 60_000
     while (proxy.fired('stall') === 0 && Date.now() < deadline) await sleep(50)
     assert.equal(proxy.fired('stall'), 1, 'the copy reached the stalled write')
@@ -275,13 +409,35 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
     await client.connect()
     const job = await client.query(`SELECT id FROM regops_jobs WHERE kind = 'replicate' ORDER BY id DESC LIMIT 1`)
     // The killed worker's heartbeat is fresh: age it, as a minute would pass in production.
-    await client.query(`UPDATE regops_jobs SET heartbeat_at = now() - interval '5 minutes' WHERE id = $1`, [job.rows[0].id])
+    await client.query(`UPDATE regops_jobs SET heartbeat_at = now() - interval '5 minutes' WHERE id = $1`, [
+      job.rows[0].id,
+    ])
     await client.end()
     const resumed = await cli(['replicate', '--from', 'eu', '--to', 'fresh', '--resume', String(job.rows[0].id)])
     assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr)
-    const audit = await cli(['audit', 'regions', '--regions', 'eu,us,lab,fresh', '--in-flight', '0s', '--level', 'checksum', '--findings', join(dir, 'all.jsonl')])
+    const audit = await cli([
+      'audit',
+      'regions',
+      '--regions',
+      'eu,us,lab,fresh',
+      '--in-flight',
+      '0s',
+      '--level',
+      'checksum',
+      '--findings',
+      join(dir, 'all.jsonl'),
+    ])
     assert.equal(audit.code, 0, audit.stdout + audit.stderr)
-    const registry = await startRegistry({storage: {kind: 's3', endpoint: rgwB.endpoint, bucket: 'reg-fresh', accessKeyId: rgwB.accessKeyId, secretAccessKey: rgwB.secretAccessKey, region: rgwB.region}})
+    const registry = await startRegistry({
+      storage: {
+        kind: 's3',
+        endpoint: rgwB.endpoint,
+        bucket: 'reg-fresh',
+        accessKeyId: rgwB.accessKeyId,
+        secretAccessKey: rgwB.secretAccessKey,
+        region: rgwB.region,
+      },
+    })
     cleanups.push(() => registry.stop())
     for (const {repo, tag} of tags) {
       const pulled = await pullImage(registry.url, repo, tag)
@@ -297,14 +453,33 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
     await lab.put(extraAt, extra)
     await sleep(1100)
     const failingPrefix = `${ROOT}/blobs/sha256/${extraAt.slice(13, 15) === '00' ? '01' : '00'}/`
-    proxy.setRules([{name: 'list-500', match: (r) => r.method === 'GET' && r.query.get('prefix') === failingPrefix, action: {kind: 'status', status: 500, code: 'InternalError'}}])
+    proxy.setRules([
+      {
+        name: 'list-500',
+        match: (r) => r.method === 'GET' && r.query.get('prefix') === failingPrefix,
+        action: {kind: 'status', status: 500, code: 'InternalError'},
+      },
+    ])
     try {
-      const res = await cli(['audit', 'regions', '--regions', 'eu,lab,fresh', '--in-flight', '1s', '--findings', join(dir, 'bad.jsonl')])
+      const res = await cli([
+        'audit',
+        'regions',
+        '--regions',
+        'eu,lab,fresh',
+        '--in-flight',
+        '1s',
+        '--findings',
+        join(dir, 'bad.jsonl'),
+      ])
       assert.equal(res.code, 3, res.stdout + res.stderr)
       const named = res.json.problems.map((p: {region: string; where: string}) => `${p.region} ${p.where}`)
       assert.ok(named.includes(`lab ${junk}`), named.join(', '))
       assert.ok(named.includes(`fresh ${failingPrefix.slice(ROOT.length + 1)}`), named.join(', '))
-      assert.deepEqual(await findingsOf(join(dir, 'bad.jsonl')), [`extra lab ${extraAt}`], 'the rest audited: nothing taken as missing in the failed prefix')
+      assert.deepEqual(
+        await findingsOf(join(dir, 'bad.jsonl')),
+        [`extra lab ${extraAt}`],
+        'the rest audited: nothing taken as missing in the failed prefix',
+      )
     } finally {
       proxy.setRules([])
       await lab.remove(junk)

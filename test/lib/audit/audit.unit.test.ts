@@ -26,14 +26,22 @@ const show = (slot: unknown) => (slot === UNKNOWN ? '?' : slot === undefined ? '
 test('merge: each key once, in byte order, with what every source holds', async () => {
   const failures: unknown[] = []
   const rows = await collect(mergeSorted([keys('a', 'c', 'e'), keys('b', 'c'), keys()], (f) => failures.push(f)))
-  assert.deepEqual(rows.map((r) => `${r.key}:${r.slots.map(show).join('')}`), ['a:+--', 'b:-+-', 'c:++-', 'e:+--'])
+  assert.deepEqual(
+    rows.map((r) => `${r.key}:${r.slots.map(show).join('')}`),
+    ['a:+--', 'b:-+-', 'c:++-', 'e:+--'],
+  )
   assert.deepEqual(failures, [])
 })
 
 test('merge: a source that fails is unknown from then on, never absent', async () => {
   const failures: Array<{source: number}> = []
-  const rows = await collect(mergeSorted([keys('a', 'b', 'c'), failingAfter(['a'], new Error('page 2: 500'))], (f) => failures.push(f)))
-  assert.deepEqual(rows.map((r) => `${r.key}:${r.slots.map(show).join('')}`), ['a:++', 'b:+?', 'c:+?'])
+  const rows = await collect(
+    mergeSorted([keys('a', 'b', 'c'), failingAfter(['a'], new Error('page 2: 500'))], (f) => failures.push(f)),
+  )
+  assert.deepEqual(
+    rows.map((r) => `${r.key}:${r.slots.map(show).join('')}`),
+    ['a:++', 'b:+?', 'c:+?'],
+  )
   assert.equal(failures.length, 1)
   assert.equal(failures[0].source, 1)
 })
@@ -42,7 +50,10 @@ test('merge: a source going backwards is a failure (the merge would pair the wro
   const failures: unknown[] = []
   const rows = await collect(mergeSorted([keys('a', 'b'), keys('b', 'a')], (f) => failures.push(f)))
   assert.equal(failures.length, 1, 'reported, so the audit exits 3 instead of trusting the rows')
-  assert.deepEqual(rows.map((r) => `${r.key}:${r.slots.map(show).join('')}`), ['a:+-', 'b:++'])
+  assert.deepEqual(
+    rows.map((r) => `${r.key}:${r.slots.map(show).join('')}`),
+    ['a:+-', 'b:++'],
+  )
 })
 
 const old = new Date('2024-01-01T00:00:00Z')
@@ -51,22 +62,66 @@ const cutoff = new Date('2024-01-01T12:00:00Z')
 const regions = ['eu', 'us', 'lab']
 const copy = (size: number, at = old): BlobCopy => ({size, lastModified: at})
 
-function verdict(copies: BlobCopy[], extra: {referenced?: boolean; databaseSize?: number; links?: Array<{region: string; key: string}>; level?: 'presence' | 'size'} = {}) {
-  const row = {digest: 'sha256:' + 'a'.repeat(64), key: 'k', copies, referenced: extra.referenced ?? true, databaseSize: extra.databaseSize, links: extra.links ?? []}
-  return classifyBlob(row, regions, {level: extra.level ?? 'size', cutoff, databaseUsed: extra.databaseSize !== undefined}).findings.map((f) => `${f.kind}@${f.region}`)
+function verdict(
+  copies: BlobCopy[],
+  extra: {
+    referenced?: boolean
+    databaseSize?: number
+    links?: Array<{region: string; key: string}>
+    level?: 'presence' | 'size'
+  } = {},
+) {
+  const row = {
+    digest: 'sha256:' + 'a'.repeat(64),
+    key: 'k',
+    copies,
+    referenced: extra.referenced ?? true,
+    databaseSize: extra.databaseSize,
+    links: extra.links ?? [],
+  }
+  return classifyBlob(row, regions, {
+    level: extra.level ?? 'size',
+    cutoff,
+    databaseUsed: extra.databaseSize !== undefined,
+  }).findings.map((f) => `${f.kind}@${f.region}`)
 }
 
 test('classify: the table of rules', () => {
   assert.deepEqual(verdict([copy(5), copy(5), copy(5)]), [], 'everywhere, same size')
   assert.deepEqual(verdict([copy(5), undefined, copy(5)]), ['missing@us'], 'absent and referenced')
   assert.deepEqual(verdict([copy(5), undefined, copy(5, fresh)]), ['pending@lab'], 'absent while a copy is fresh')
-  assert.deepEqual(verdict([undefined, undefined, copy(5)], {referenced: false}), ['extra@lab'], 'in one region, referenced nowhere')
-  assert.deepEqual(verdict([copy(5), copy(5), copy(5)], {referenced: false}), [], 'unreferenced everywhere is the sweep\'s business')
+  assert.deepEqual(
+    verdict([undefined, undefined, copy(5)], {referenced: false}),
+    ['extra@lab'],
+    'in one region, referenced nowhere',
+  )
+  assert.deepEqual(
+    verdict([copy(5), copy(5), copy(5)], {referenced: false}),
+    [],
+    "unreferenced everywhere is the sweep's business",
+  )
   assert.deepEqual(verdict([copy(5), 'unknown', copy(5)]), [], 'an unknown region is never missing')
-  assert.deepEqual(verdict([copy(5), copy(5), copy(3)]), ['size_mismatch@lab'], 'the size most regions hold is expected')
+  assert.deepEqual(
+    verdict([copy(5), copy(5), copy(3)]),
+    ['size_mismatch@lab'],
+    'the size most regions hold is expected',
+  )
   assert.deepEqual(verdict([copy(5), copy(5), copy(3)], {level: 'presence'}), [], 'no sizes at presence level')
-  assert.deepEqual(verdict([copy(5), copy(3), copy(3)], {databaseSize: 5}), ['size_mismatch@us', 'size_mismatch@lab'], 'the database\'s size wins')
-  assert.deepEqual(verdict([copy(5), copy(3)].concat([undefined]).slice(0, 2).concat([copy(7)])), ['size_mismatch@us', 'size_mismatch@lab'], 'a three-way tie: the primary\'s size')
+  assert.deepEqual(
+    verdict([copy(5), copy(3), copy(3)], {databaseSize: 5}),
+    ['size_mismatch@us', 'size_mismatch@lab'],
+    "the database's size wins",
+  )
+  assert.deepEqual(
+    verdict(
+      [copy(5), copy(3)]
+        .concat([undefined])
+        .slice(0, 2)
+        .concat([copy(7)]),
+    ),
+    ['size_mismatch@us', 'size_mismatch@lab'],
+    "a three-way tie: the primary's size",
+  )
   assert.deepEqual(
     verdict([undefined, undefined, undefined], {links: [{region: 'us', key: 'repositories/a/_layers/sha256/x/link'}]}),
     ['dangling_link@us'],
@@ -81,13 +136,10 @@ test('corruption bound at 95%: rule of three with none found, Clopper-Pearson ot
 })
 
 test('inventory CSV: quoted fields, doubled quotes, URL-encoded keys left to the caller', () => {
-  assert.deepEqual(parseCsvLine('"b","docker/registry/v2/blobs/sha256/ab/ab%2Bc/data","12","2024-01-01T00:00:00.000Z","e1"'), [
-    'b',
-    'docker/registry/v2/blobs/sha256/ab/ab%2Bc/data',
-    '12',
-    '2024-01-01T00:00:00.000Z',
-    'e1',
-  ])
+  assert.deepEqual(
+    parseCsvLine('"b","docker/registry/v2/blobs/sha256/ab/ab%2Bc/data","12","2024-01-01T00:00:00.000Z","e1"'),
+    ['b', 'docker/registry/v2/blobs/sha256/ab/ab%2Bc/data', '12', '2024-01-01T00:00:00.000Z', 'e1'],
+  )
   assert.deepEqual(parseCsvLine('"a""b",c,'), ['a"b', 'c', ''])
   assert.throws(() => parseCsvLine('"open'))
 })

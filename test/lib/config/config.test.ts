@@ -64,7 +64,10 @@ test('the redacted config and redact() never show a secret', () => {
 test('environment overrides the file, flags override the environment', () => {
   const env = {EU_SECRET: 's3cr3t-x', REGISTRY_PASSWORD: 'p4ss-x', DATABASE_URL: 'postgres://env@h/db'}
   assert.equal(loadConfigFromText(GOOD, 'f', env).database?.url, 'postgres://env@h/db')
-  assert.equal(loadConfigFromText(GOOD, 'f', env, {databaseUrl: 'postgres://flag@h/db'}).database?.url, 'postgres://flag@h/db')
+  assert.equal(
+    loadConfigFromText(GOOD, 'f', env, {databaseUrl: 'postgres://flag@h/db'}).database?.url,
+    'postgres://flag@h/db',
+  )
   assert.equal(loadConfigFromText(GOOD, 'f', {...env, REGOPS_PRIMARY: 'lab'}).primary, 'lab')
 })
 
@@ -100,7 +103,9 @@ test('a bad URL names the region field and line', () => {
 
 test('unknown keys, unset variables and bad durations are named', () => {
   assert.equal(errorOf(() => loadConfigFromText('regoins: {}\n', 'k.yaml', {})).field, 'regoins')
-  const unset = errorOf(() => loadConfigFromText('registry:\n  url: http://x\n  password: ${NOPE_NOT_SET}\n', 'k.yaml', {}))
+  const unset = errorOf(() =>
+    loadConfigFromText('registry:\n  url: http://x\n  password: ${NOPE_NOT_SET}\n', 'k.yaml', {}),
+  )
   assert.equal(unset.field, 'registry.password')
   assert.equal(unset.line, 3)
   assert.match(unset.message, /NOPE_NOT_SET is not set/)
@@ -127,5 +132,6 @@ test('a duration needs a unit; the spelling echoed back is exact', () => {
   assert.equal(formatDurationSpec(5_400_000), '1h30m')
   assert.equal(formatDurationSpec(1_500), '1s500ms')
   assert.equal(formatDurationSpec(0), '0s')
-  for (const text of ['90s', '36h', '7d', '1h30m']) assert.equal(parseDuration(formatDurationSpec(parseDuration(text))), parseDuration(text))
+  for (const text of ['90s', '36h', '7d', '1h30m'])
+    assert.equal(parseDuration(formatDurationSpec(parseDuration(text))), parseDuration(text))
 })

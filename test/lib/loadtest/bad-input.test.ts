@@ -28,14 +28,21 @@ let url: string
 before(async () => {
   server = http.createServer((req, res) => {
     const path = req.url ?? ''
-    const json = (body: string) => res.writeHead(200, {'content-type': 'application/vnd.docker.distribution.manifest.v2+json', 'content-length': Buffer.byteLength(body)}).end(body)
+    const json = (body: string) =>
+      res
+        .writeHead(200, {
+          'content-type': 'application/vnd.docker.distribution.manifest.v2+json',
+          'content-length': Buffer.byteLength(body),
+        })
+        .end(body)
     if (path === '/v2/') return res.writeHead(200).end('{}')
     if (path === '/v2/good/manifests/v1') return json(manifest(layerDigest, layer.length))
     if (path === '/v2/garbage/manifests/v1') return json('{"schemaVersion": 2, "layers": [')
     if (path === '/v2/short/manifests/v1') return json(manifest(truncatedDigest, 1000))
     if (path === '/v2/loop/manifests/v1') return json(manifest(loopDigest, 10))
     if (path === '/v2/silent/manifests/v1') return // never answers
-    if (path.endsWith(`/blobs/${configDigest}`)) return res.writeHead(200, {'content-length': config.length}).end(config)
+    if (path.endsWith(`/blobs/${configDigest}`))
+      return res.writeHead(200, {'content-length': config.length}).end(config)
     if (path.endsWith(`/blobs/${layerDigest}`)) return res.writeHead(200, {'content-length': layer.length}).end(layer)
     if (path.endsWith(`/blobs/${truncatedDigest}`)) {
       res.writeHead(200, {'content-length': 1000})
@@ -43,7 +50,8 @@ before(async () => {
       setTimeout(() => res.socket?.destroy(), 20)
       return
     }
-    if (path.includes(`/blobs/${loopDigest}`)) return res.writeHead(302, {location: `/v2/loop/blobs/${loopDigest}?hop=${Math.random()}`}).end()
+    if (path.includes(`/blobs/${loopDigest}`))
+      return res.writeHead(302, {location: `/v2/loop/blobs/${loopDigest}?hop=${Math.random()}`}).end()
     res.writeHead(404, {'content-type': 'application/json'}).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
   })
   const port = await freePort()
@@ -56,9 +64,15 @@ after(async () => {
 })
 
 test('every kind of bad answer is counted as its kind, the good image still pulls, and the run ends on time', async () => {
-  const images = ['good', 'garbage', 'short', 'loop', 'missing', 'silent'].map((repository) => ({repository, reference: 'v1', weight: 1}))
+  const images = ['good', 'garbage', 'short', 'loop', 'missing', 'silent'].map((repository) => ({
+    repository,
+    reference: 'v1',
+    weight: 1,
+  }))
   const started = Date.now()
-  const report = await runPullLoadtest(loadOptions({registry: {url}, images, model: openModel(60, 3000), timeoutMs: 1000, graceMs: 500, verify: true}))
+  const report = await runPullLoadtest(
+    loadOptions({registry: {url}, images, model: openModel(60, 3000), timeoutMs: 1000, graceMs: 500, verify: true}),
+  )
   const tookMs = Date.now() - started
   // 3 s of starts, at most 1 s for a request, 0.5 s grace: 4.5 s, plus slack for a loaded 2-core host.
   // A run that waited on the silent server would not end at all.
@@ -67,8 +81,14 @@ test('every kind of bad answer is counted as its kind, the good image still pull
   for (const kind of ['bad_manifest', 'truncated_body', 'too_many_redirects', 'not_found', 'timeout']) {
     assert.ok((report.errors[kind] ?? 0) > 0, `${kind} counted: ${JSON.stringify(report.errors)}`)
   }
-  assert.equal(report.pulls.failed, Object.values(report.errors).reduce((a, b) => a + b, 0))
-  assert.ok(report.stages.manifest!.errors.not_found! > 0 && report.stages.layer!.errors.truncated_body! > 0, 'errors are counted at their stage')
+  assert.equal(
+    report.pulls.failed,
+    Object.values(report.errors).reduce((a, b) => a + b, 0),
+  )
+  assert.ok(
+    report.stages.manifest!.errors.not_found! > 0 && report.stages.layer!.errors.truncated_body! > 0,
+    'errors are counted at their stage',
+  )
   assert.ok(report.stages.redirect!.count > 0, 'the redirect hops were timed')
   assert.equal(report.pulls.started, report.pulls.completed + report.pulls.cutOff)
 })

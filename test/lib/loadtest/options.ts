@@ -6,7 +6,9 @@ export function openModel(rate: number, durationMs: number, maxInFlight = 1000):
   return {kind: 'open', schedule: ArrivalSchedule.constant(rate, durationMs), maxInFlight, rate}
 }
 
-export function loadOptions(over: Partial<PullLoadtestOptions> & Pick<PullLoadtestOptions, 'registry' | 'images' | 'model'>): PullLoadtestOptions {
+export function loadOptions(
+  over: Partial<PullLoadtestOptions> & Pick<PullLoadtestOptions, 'registry' | 'images' | 'model'>,
+): PullLoadtestOptions {
   return {
     zipf: 0,
     manifestsOnly: false,

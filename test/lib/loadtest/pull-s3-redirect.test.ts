@@ -26,7 +26,14 @@ before(async () => {
   cleanups.push(() => rgw.stop())
   storageProxy = await startHttpProxy(rgw.endpoint)
   cleanups.push(() => storageProxy.stop())
-  const storage = {kind: 's3' as const, endpoint: storageProxy.url, bucket: 'registry', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region}
+  const storage = {
+    kind: 's3' as const,
+    endpoint: storageProxy.url,
+    bucket: 'registry',
+    accessKeyId: rgw.accessKeyId,
+    secretAccessKey: rgw.secretAccessKey,
+    region: rgw.region,
+  }
   const pusher = await startRegistry({storage})
   cleanups.push(() => pusher.stop())
   await pushImage(pusher.url, 'app/s3', 'v1', {layers: 3, layerSize: 8192, seed: 's3'})
@@ -41,7 +48,12 @@ before(async () => {
 test('the layer hop to S3 is followed and timed as its own stage, and S3 never sees our Authorization header', async () => {
   storageProxy.requests.length = 0
   const report = await runPullLoadtest(
-    loadOptions({registry: {url: registry.url}, images: [{repository: 'app/s3', reference: 'v1', weight: 1}], model: openModel(10, 2000), verify: true}),
+    loadOptions({
+      registry: {url: registry.url},
+      images: [{repository: 'app/s3', reference: 'v1', weight: 1}],
+      model: openModel(10, 2000),
+      verify: true,
+    }),
   )
   assert.equal(report.pulls.failed, 0, JSON.stringify(report.errors))
   assert.ok(report.pulls.succeeded >= 15)
@@ -51,7 +63,13 @@ test('the layer hop to S3 is followed and timed as its own stage, and S3 never s
   assert.equal(report.stages.redirect!.statuses['200'], report.pulls.succeeded * 4)
   const presigned = storageProxy.requests.filter((r) => /X-Amz-Signature=/i.test(r.url))
   assert.equal(presigned.length, report.pulls.succeeded * 4, 'every blob body came from the storage host')
-  assert.deepEqual(presigned.filter((r) => r.headers.authorization !== undefined), [])
-  assert.ok(!storageProxy.requests.some((r) => /^Bearer /i.test(r.headers.authorization ?? '')), 'no bearer token ever reached storage')
+  assert.deepEqual(
+    presigned.filter((r) => r.headers.authorization !== undefined),
+    [],
+  )
+  assert.ok(
+    !storageProxy.requests.some((r) => /^Bearer /i.test(r.headers.authorization ?? '')),
+    'no bearer token ever reached storage',
+  )
   assert.equal(issuer.requests.length, 1, 'one token for the whole run (60 s lifetime)')
 })

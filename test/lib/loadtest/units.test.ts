@@ -26,8 +26,20 @@ test('thresholds parse with units and are judged on the figures', () => {
   assert.equal(verdict('errors.count<3').ok, true)
   assert.equal(verdict('dropped.count<=0').ok, true)
   assert.equal(verdict('layer.first_byte.p95<2s').ok, true)
-  for (const bad of ['manifest.p99<250', 'manifest.p99 250ms', 'nosuch.p99<1s', 'errors.rate<5', 'errors.count<1.5', 'manifest.rate<1%', 'manifest.p101<1s']) {
-    assert.throws(() => parseThreshold(bad), (e: unknown) => e instanceof UsageError && e.exitCode === 2 && e.message.includes(`'${bad}'`), bad)
+  for (const bad of [
+    'manifest.p99<250',
+    'manifest.p99 250ms',
+    'nosuch.p99<1s',
+    'errors.rate<5',
+    'errors.count<1.5',
+    'manifest.rate<1%',
+    'manifest.p101<1s',
+  ]) {
+    assert.throws(
+      () => parseThreshold(bad),
+      (e: unknown) => e instanceof UsageError && e.exitCode === 2 && e.message.includes(`'${bad}'`),
+      bad,
+    )
   }
 })
 
@@ -38,7 +50,10 @@ test('the arrival schedule starts k pulls by the integral of the rate, ramps inc
   assert.ok(Math.abs(constant.offsetOf(1999)! - 9995) < 1e-6)
   assert.equal(constant.offsetOf(2001), undefined)
   // 0 → 100/s over 10 s (500 pulls), then 100/s for 5 s (500 more)
-  const ramp = new ArrivalSchedule(0, [{durationMs: 10_000, target: 100}, {durationMs: 5000, target: 100}])
+  const ramp = new ArrivalSchedule(0, [
+    {durationMs: 10_000, target: 100},
+    {durationMs: 5000, target: 100},
+  ])
   assert.equal(ramp.expectedArrivals, 1000)
   assert.ok(Math.abs(ramp.offsetOf(125)! - 5000) < 1e-6, 'a quarter of the ramp arrivals by half its time')
   assert.ok(Math.abs(ramp.offsetOf(750)! - 12_500) < 1e-6)
@@ -49,7 +64,11 @@ test('the arrival schedule starts k pulls by the integral of the rate, ramps inc
 
 test('images parse with weights; the picker follows weights and a Zipf skew', () => {
   assert.deepEqual(parseImage('library/alpine:3.19=5'), {repository: 'library/alpine', reference: '3.19', weight: 5})
-  assert.deepEqual(parseImage('a/b@sha256:' + 'a'.repeat(64)), {repository: 'a/b', reference: 'sha256:' + 'a'.repeat(64), weight: 1})
+  assert.deepEqual(parseImage('a/b@sha256:' + 'a'.repeat(64)), {
+    repository: 'a/b',
+    reference: 'sha256:' + 'a'.repeat(64),
+    weight: 1,
+  })
   for (const bad of ['alpine', 'Alpine:1', 'a:b=0', 'a:b=x']) assert.throws(() => parseImage(bad), UsageError, bad)
   let seed = 1
   const random = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646
@@ -69,7 +88,16 @@ test('images parse with weights; the picker follows weights and a Zipf skew', ()
   assert.ok(Math.abs(zipf.a! / 20_000 - 0.48) < 0.02 && Math.abs(zipf.d! / 20_000 - 0.12) < 0.02, JSON.stringify(zipf))
   const weighted = counts(0, [parseImage('a:1=3'), parseImage('b:1')])
   assert.ok(Math.abs(weighted.a! / 20_000 - 0.75) < 0.02, JSON.stringify(weighted))
-  const scenario = parseScenario({images: ['a:1', {ref: 'b:2', weight: 3}], zipf: 1.1, startRate: 5, stages: [{duration: '10s', target: 50}], thresholds: ['errors.rate<1%']}, 's.yaml')
+  const scenario = parseScenario(
+    {
+      images: ['a:1', {ref: 'b:2', weight: 3}],
+      zipf: 1.1,
+      startRate: 5,
+      stages: [{duration: '10s', target: 50}],
+      thresholds: ['errors.rate<1%'],
+    },
+    's.yaml',
+  )
   assert.equal(scenario.images[1]!.weight, 3)
   assert.deepEqual(scenario.stages, [{durationMs: 10_000, target: 50}])
   assert.throws(() => parseScenario({stages: [{duration: '10s'}]}, 's.yaml'), /stages\[0\]\.target/)
@@ -106,13 +134,29 @@ test('merging shard reports gives exactly the percentiles of one histogram of al
       }
       const file = path.join(dir, `s${shard}.json`)
       const pulls = {...emptyCounts(), started: 5000, completed: 5000, succeeded: 5000}
-      writeFileSync(file, JSON.stringify({kind: 'loadtest-pull', version: 1, registry: 'x', startedAt: '', pulls, errors: {}, tokenFetches: 0, stages: stagesToReport(stages), thresholds: [{expr: 'manifest.p99<1s', actual: 0, ok: true}]}))
+      writeFileSync(
+        file,
+        JSON.stringify({
+          kind: 'loadtest-pull',
+          version: 1,
+          registry: 'x',
+          startedAt: '',
+          pulls,
+          errors: {},
+          tokenFetches: 0,
+          stages: stagesToReport(stages),
+          thresholds: [{expr: 'manifest.p99<1s', actual: 0, ok: true}],
+        }),
+      )
       files.push(file)
     }
     const merged = mergeReports(files, undefined)
     const whole = all.percentiles()
     const m = merged.stages.manifest!
-    assert.deepEqual([m.count, m.minMs, m.p50Ms, m.p90Ms, m.p95Ms, m.p99Ms, m.p999Ms, m.maxMs], [whole.count, whole.minMs, whole.p50Ms, whole.p90Ms, whole.p95Ms, whole.p99Ms, whole.p999Ms, whole.maxMs])
+    assert.deepEqual(
+      [m.count, m.minMs, m.p50Ms, m.p90Ms, m.p95Ms, m.p99Ms, m.p999Ms, m.maxMs],
+      [whole.count, whole.minMs, whole.p50Ms, whole.p90Ms, whole.p95Ms, whole.p99Ms, whole.p999Ms, whole.maxMs],
+    )
     // each shard met manifest.p99<1s on its own; the whole does not (2.5% of samples over 500 ms)
     assert.deepEqual(merged.breached, ['manifest.p99<1s'])
     assert.throws(() => mergeReports([path.join(dir, 'nope.json')], undefined), UsageError)

@@ -23,9 +23,29 @@ import {sweepBlobs} from '../../../src/lib/sweep/sweep-blobs.js'
 import {silentLogger} from '../../../src/lib/output/logger.js'
 import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
 import {sharedRadosgw} from '../../helpers/radosgw.js'
-import {deleteManifest, getManifest, headManifest, listCatalog, listTags as registryTags, pushImage, pushIndex, randomBlob, uploadOrphanBlob} from '../../helpers/images.js'
+import {
+  deleteManifest,
+  getManifest,
+  headManifest,
+  listCatalog,
+  listTags as registryTags,
+  pushImage,
+  pushIndex,
+  randomBlob,
+  uploadOrphanBlob,
+} from '../../helpers/images.js'
 
-const REGISTRY_TABLES = ['top_level_namespaces', 'repositories', 'media_types', 'blobs', 'repository_blobs', 'manifests', 'manifest_references', 'layers', 'tags']
+const REGISTRY_TABLES = [
+  'top_level_namespaces',
+  'repositories',
+  'media_types',
+  'blobs',
+  'repository_blobs',
+  'manifests',
+  'manifest_references',
+  'layers',
+  'tags',
+]
 
 const cleanups: Array<() => Promise<void>> = []
 after(async () => {
@@ -93,7 +113,9 @@ async function logicalDump(db: Db): Promise<Record<string, string[]>> {
 }
 
 /** tag → digest and manifest digests per repository, as storage says (the walk helpers, not the import). */
-async function storageView(driver: FilesystemDriver): Promise<Map<string, {tags: Record<string, string>; manifests: string[]}>> {
+async function storageView(
+  driver: FilesystemDriver,
+): Promise<Map<string, {tags: Record<string, string>; manifests: string[]}>> {
   const view = new Map<string, {tags: Record<string, string>; manifests: string[]}>()
   for await (const repo of listRepositories(driver, () => {})) {
     const tags: Record<string, string> = {}
@@ -113,8 +135,14 @@ async function dbView(db: Db): Promise<Map<string, {tags: Record<string, string>
       `SELECT t.name, m.digest FROM tags t JOIN repositories r ON r.id = t.repository_id JOIN manifests m ON m.id = t.manifest_id AND m.repository_id = t.repository_id WHERE r.path = $1`,
       [repo],
     )
-    const manifests = await db.query<{digest: string}>(`SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.path = $1 ORDER BY m.digest`, [repo])
-    view.set(repo, {tags: Object.fromEntries(tags.rows.map((t) => [t.name, t.digest])), manifests: manifests.rows.map((m) => m.digest)})
+    const manifests = await db.query<{digest: string}>(
+      `SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.path = $1 ORDER BY m.digest`,
+      [repo],
+    )
+    view.set(repo, {
+      tags: Object.fromEntries(tags.rows.map((t) => [t.name, t.digest])),
+      manifests: manifests.rows.map((m) => m.digest),
+    })
   }
   return view
 }
@@ -127,24 +155,98 @@ function sortedEntries<V>(map: Map<string, V>): Array<[string, V]> {
 async function writeMixedStore(writer: LayoutWriter) {
   const shared = seededBytes('shared-base-layer', 3000)
   const armShared = seededBytes('shared-arch-layer', 1500)
-  const webV1 = await writer.writeImage({repository: 'alpha/web', tag: 'v1', seed: 'web-v1', layers: 2, layerSize: 700, sharedLayers: [shared]})
-  const webOci = await writer.writeImage({repository: 'alpha/web', tag: 'v2-oci', seed: 'web-v2', layers: 1, layerSize: 900, sharedLayers: [shared], oci: true})
+  const webV1 = await writer.writeImage({
+    repository: 'alpha/web',
+    tag: 'v1',
+    seed: 'web-v1',
+    layers: 2,
+    layerSize: 700,
+    sharedLayers: [shared],
+  })
+  const webOci = await writer.writeImage({
+    repository: 'alpha/web',
+    tag: 'v2-oci',
+    seed: 'web-v2',
+    layers: 1,
+    layerSize: 900,
+    sharedLayers: [shared],
+    oci: true,
+  })
   const untagged = await writer.writeImage({repository: 'alpha/web', seed: 'web-untagged', layers: 1, layerSize: 500})
-  const amd = await writer.writeImage({repository: 'beta', seed: 'multi-amd64', layers: 1, layerSize: 600, sharedLayers: [armShared], platform: {os: 'linux', architecture: 'amd64'}})
-  const arm = await writer.writeImage({repository: 'beta', seed: 'multi-arm64', layers: 1, layerSize: 600, sharedLayers: [armShared], platform: {os: 'linux', architecture: 'arm64'}, oci: true})
-  const index = await writer.writeIndex('beta', 'latest', [amd, arm], [{os: 'linux', architecture: 'amd64'}, {os: 'linux', architecture: 'arm64'}])
-  const stable = await writer.writeImage({repository: 'beta', tag: 'stable', seed: 'beta-stable', layers: 1, layerSize: 400, sharedLayers: [shared]})
+  const amd = await writer.writeImage({
+    repository: 'beta',
+    seed: 'multi-amd64',
+    layers: 1,
+    layerSize: 600,
+    sharedLayers: [armShared],
+    platform: {os: 'linux', architecture: 'amd64'},
+  })
+  const arm = await writer.writeImage({
+    repository: 'beta',
+    seed: 'multi-arm64',
+    layers: 1,
+    layerSize: 600,
+    sharedLayers: [armShared],
+    platform: {os: 'linux', architecture: 'arm64'},
+    oci: true,
+  })
+  const index = await writer.writeIndex(
+    'beta',
+    'latest',
+    [amd, arm],
+    [
+      {os: 'linux', architecture: 'amd64'},
+      {os: 'linux', architecture: 'arm64'},
+    ],
+  )
+  const stable = await writer.writeImage({
+    repository: 'beta',
+    tag: 'stable',
+    seed: 'beta-stable',
+    layers: 1,
+    layerSize: 400,
+    sharedLayers: [shared],
+  })
   // A second tag on the same manifest, and a repository whose name sorts between 'alpha' and 'alpha/web'.
   await writer.tag('beta', 'stable-copy', stable.manifestDigest)
-  const dash = await writer.writeImage({repository: 'alpha-x', tag: 'main', seed: 'alpha-x', layers: 1, layerSize: 300, sharedLayers: [shared]})
+  const dash = await writer.writeImage({
+    repository: 'alpha-x',
+    tag: 'main',
+    seed: 'alpha-x',
+    layers: 1,
+    layerSize: 300,
+    sharedLayers: [shared],
+  })
   // Docker schema 1 (signed form, mediaType absent).
   const s1Layer = await writer.putBlob(seededBytes('schema1-layer', 800))
   await writer.linkLayer('gamma/legacy', s1Layer)
-  const schema1 = Buffer.from(JSON.stringify({schemaVersion: 1, name: 'gamma/legacy', tag: 'old', architecture: 'amd64', fsLayers: [{blobSum: s1Layer}], history: [{v1Compatibility: '{}'}]}))
+  const schema1 = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 1,
+      name: 'gamma/legacy',
+      tag: 'old',
+      architecture: 'amd64',
+      fsLayers: [{blobSum: s1Layer}],
+      history: [{v1Compatibility: '{}'}],
+    }),
+  )
   const schema1Digest = await writer.putManifest('gamma/legacy', schema1, 'old')
   // A blob uploaded to alpha/web whose manifest never came: a _layers link only.
   const orphan = await writer.writeOrphan('alpha/web', 'orphan-1', 1234)
-  return {webV1, webOci, untagged, amd, arm, index, stable, dash, s1Layer, schema1Digest, orphan, images: [webV1, webOci, untagged, amd, arm, stable, dash]}
+  return {
+    webV1,
+    webOci,
+    untagged,
+    amd,
+    arm,
+    index,
+    stable,
+    dash,
+    s1Layer,
+    schema1Digest,
+    orphan,
+    images: [webV1, webOci, untagged, amd, arm, stable, dash],
+  }
 }
 
 describe('regops import', () => {
@@ -169,7 +271,13 @@ describe('regops import', () => {
     assert.equal(fromStorage.get('beta')!.tags.latest, s.index)
 
     // every blob a manifest references (manifest, config, layers) is in blobs, with its storage size
-    const expected = new Set<string>([...s.images.flatMap((i) => i.blobs), s.index, s.s1Layer, s.schema1Digest, s.orphan])
+    const expected = new Set<string>([
+      ...s.images.flatMap((i) => i.blobs),
+      s.index,
+      s.s1Layer,
+      s.schema1Digest,
+      s.orphan,
+    ])
     const blobs = await db.query<{digest: string; size: string}>('SELECT digest, size FROM blobs')
     const inDb = new Map(blobs.rows.map((b) => [b.digest, Number(b.size)]))
     for (const digest of expected) {
@@ -189,10 +297,19 @@ describe('regops import', () => {
       `SELECT p.digest AS parent, c.digest AS child FROM manifest_references mr
          JOIN manifests p ON p.id = mr.parent_id JOIN manifests c ON c.id = mr.child_id ORDER BY c.digest`,
     )
-    assert.deepEqual(edges.rows, [s.amd.manifestDigest, s.arm.manifestDigest].sort().map((child) => ({parent: s.index, child})))
+    assert.deepEqual(
+      edges.rows,
+      [s.amd.manifestDigest, s.arm.manifestDigest].sort().map((child) => ({parent: s.index, child})),
+    )
 
     // manifest rows: media types, configs, schema versions, payload
-    const manifests = await db.query<{digest: string; media_type: string; schema_version: number; config: string | null; payload: Buffer}>(
+    const manifests = await db.query<{
+      digest: string
+      media_type: string
+      schema_version: number
+      config: string | null
+      payload: Buffer
+    }>(
       `SELECT m.digest, mt.media_type, m.schema_version, m.configuration_blob_digest AS config, m.payload FROM manifests m JOIN media_types mt ON mt.id = m.media_type_id`,
     )
     const byDigest = new Map(manifests.rows.map((m) => [m.digest, m]))
@@ -210,23 +327,45 @@ describe('regops import', () => {
       `SELECT l.position, l.digest FROM layers l JOIN manifests m ON m.id = l.manifest_id AND m.repository_id = l.repository_id WHERE m.digest = $1 ORDER BY l.position`,
       [s.webV1.manifestDigest],
     )
-    assert.deepEqual(layers.rows.map((l) => l.digest), s.webV1.layerDigests)
-    const sharedUsers = await db.query<{n: string}>('SELECT count(*) AS n FROM layers WHERE digest = $1', [s.webV1.layerDigests[0]])
+    assert.deepEqual(
+      layers.rows.map((l) => l.digest),
+      s.webV1.layerDigests,
+    )
+    const sharedUsers = await db.query<{n: string}>('SELECT count(*) AS n FROM layers WHERE digest = $1', [
+      s.webV1.layerDigests[0],
+    ])
     assert.equal(Number(sharedUsers.rows[0].n), 4)
 
     // _layers links → repository_blobs, with the link's time; manifests get their revision link's time
     const links = await db.query<{path: string; digest: string; created_at: Date}>(
       `SELECT r.path, rb.blob_digest AS digest, rb.created_at FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id WHERE r.path = 'alpha/web'`,
     )
-    const webLinks = new Set([...s.webV1.layerDigests, s.webV1.configDigest, ...s.webOci.layerDigests, s.webOci.configDigest, ...s.untagged.layerDigests, s.untagged.configDigest, s.orphan])
+    const webLinks = new Set([
+      ...s.webV1.layerDigests,
+      s.webV1.configDigest,
+      ...s.webOci.layerDigests,
+      s.webOci.configDigest,
+      ...s.untagged.layerDigests,
+      s.untagged.configDigest,
+      s.orphan,
+    ])
     assert.deepEqual(new Set(links.rows.map((l) => l.digest)), webLinks)
     const orphanLink = await driver.stat(pathFor({kind: 'layer-link', repository: 'alpha/web', digest: s.orphan}))
-    assert.equal(links.rows.find((l) => l.digest === s.orphan)!.created_at.getTime(), orphanLink!.lastModified.getTime())
+    assert.equal(
+      links.rows.find((l) => l.digest === s.orphan)!.created_at.getTime(),
+      orphanLink!.lastModified.getTime(),
+    )
 
     // namespaces and the job row (group param for the sweep)
     const namespaces = await db.query<{name: string}>('SELECT name FROM top_level_namespaces ORDER BY name')
-    assert.deepEqual(namespaces.rows.map((n) => n.name), ['alpha', 'alpha-x', 'beta', 'gamma'])
-    const job = await db.query<{status: string; group: string; checkpoint: {after: string}}>(`SELECT status, params->>'group' AS group, checkpoint FROM regops_jobs WHERE id = $1`, [result.jobId])
+    assert.deepEqual(
+      namespaces.rows.map((n) => n.name),
+      ['alpha', 'alpha-x', 'beta', 'gamma'],
+    )
+    const job = await db.query<{status: string; group: string; checkpoint: {after: string}}>(
+      `SELECT status, params->>'group' AS group, checkpoint FROM regops_jobs WHERE id = $1`,
+      [result.jobId],
+    )
     assert.equal(job.rows[0].status, 'done')
     assert.equal(job.rows[0].group, result.group)
     assert.equal(job.rows[0].checkpoint.after, 'gamma/legacy')
@@ -237,7 +376,8 @@ describe('regops import', () => {
     const dry = await importStorage({driver, db, dryRun: true})
     assert.equal(dry.dryRun, true)
     assert.equal(dry.jobId, undefined)
-    for (const key of ['repositories', 'manifests', 'tags', 'layers', 'references', 'repositoryBlobs'] as const) assert.equal(dry[key], result[key], key)
+    for (const key of ['repositories', 'manifests', 'tags', 'layers', 'references', 'repositoryBlobs'] as const)
+      assert.equal(dry[key], result[key], key)
     assert.deepEqual(await fullDump(db), before)
     assert.deepEqual((await db.query('SELECT count(*) FROM regops_jobs')).rows, jobsBefore.rows)
 
@@ -245,7 +385,10 @@ describe('regops import', () => {
     const {db: db2} = await freshDb()
     const filtered = await importStorage({driver, db: db2, repositories: ['beta', 'alpha/*']})
     assert.equal(filtered.repositories, 2)
-    assert.deepEqual((await db2.query<{path: string}>('SELECT path FROM repositories ORDER BY path')).rows.map((r) => r.path), ['alpha/web', 'beta'])
+    assert.deepEqual(
+      (await db2.query<{path: string}>('SELECT path FROM repositories ORDER BY path')).rows.map((r) => r.path),
+      ['alpha/web', 'beta'],
+    )
   })
 
   test('a second run changes no row; a re-run after changes in storage follows them', async () => {
@@ -277,7 +420,13 @@ describe('regops import', () => {
       pathFor({kind: 'tag-current-link', repository: 'beta', tag: 'stable-copy'}),
       pathFor({kind: 'manifest-revision-link', repository: 'alpha/web', digest: s.untagged.manifestDigest}),
     ])
-    const pushed = await writer.writeImage({repository: 'alpha/web', tag: 'v3', seed: 'web-v3', layers: 1, layerSize: 100})
+    const pushed = await writer.writeImage({
+      repository: 'alpha/web',
+      tag: 'v3',
+      seed: 'web-v3',
+      layers: 1,
+      layerSize: 100,
+    })
     const third = await importStorage({driver, db})
     assert.deepEqual(third.problems, [])
     assert.equal(third.written.tagsUpdated, 1)
@@ -293,7 +442,13 @@ describe('regops import', () => {
 
   test('bad input: corrupt link, garbage manifest, missing manifest blob, unknown media type are reported with their key; the rest is imported', async () => {
     const {dir, driver, writer} = await store('bad')
-    const good = await writer.writeImage({repository: 'bad/repo', tag: 'good', seed: 'bad-good', layers: 1, layerSize: 200})
+    const good = await writer.writeImage({
+      repository: 'bad/repo',
+      tag: 'good',
+      seed: 'bad-good',
+      layers: 1,
+      layerSize: 200,
+    })
     const other = await writer.writeImage({repository: 'clean', tag: 'v1', seed: 'clean', layers: 2, layerSize: 200})
     // a tag whose current link holds garbage
     const corruptTagKey = pathFor({kind: 'tag-current-link', repository: 'bad/repo', tag: 'broken'})
@@ -322,10 +477,22 @@ describe('regops import', () => {
     assert.deepEqual(result.failed, [])
     assert.equal(importExitCode(result), ExitCode.Found)
     const byKind = (kind: string) => result.problems.filter((p) => p.kind === kind)
-    assert.deepEqual(byKind('corrupt-link').map((p) => p.key), [corruptTagKey])
-    assert.deepEqual(byKind('bad-manifest').map((p) => p.key), [pathFor({kind: 'blob-data', digest: garbage})])
-    assert.deepEqual(byKind('missing-manifest-blob').map((p) => p.key), [missingKey])
-    assert.deepEqual(byKind('unknown-media-type').map((p) => p.key), [pathFor({kind: 'blob-data', digest: artifactDigest})])
+    assert.deepEqual(
+      byKind('corrupt-link').map((p) => p.key),
+      [corruptTagKey],
+    )
+    assert.deepEqual(
+      byKind('bad-manifest').map((p) => p.key),
+      [pathFor({kind: 'blob-data', digest: garbage})],
+    )
+    assert.deepEqual(
+      byKind('missing-manifest-blob').map((p) => p.key),
+      [missingKey],
+    )
+    assert.deepEqual(
+      byKind('unknown-media-type').map((p) => p.key),
+      [pathFor({kind: 'blob-data', digest: artifactDigest})],
+    )
     assert.equal(result.problemCount, 4, JSON.stringify(result.problems))
     for (const p of result.problems) assert.equal(p.repository, 'bad/repo')
 
@@ -334,12 +501,17 @@ describe('regops import', () => {
     assert.deepEqual(view.get('bad/repo')!.tags, {good: good.manifestDigest, thing: artifactDigest})
     assert.deepEqual(view.get('bad/repo')!.manifests, [good.manifestDigest, artifactDigest].sort())
     assert.deepEqual(view.get('clean')!.tags, {v1: other.manifestDigest})
-    const types = await db.query<{media_type: string}>(`SELECT media_type FROM media_types WHERE media_type LIKE 'application/vnd.example.%' ORDER BY 1`)
-    assert.deepEqual(types.rows.map((t) => t.media_type), [
-      'application/vnd.example.thing.config.v1+json',
-      'application/vnd.example.thing.layer.v1',
-      'application/vnd.example.thing.manifest.v1+json',
-    ])
+    const types = await db.query<{media_type: string}>(
+      `SELECT media_type FROM media_types WHERE media_type LIKE 'application/vnd.example.%' ORDER BY 1`,
+    )
+    assert.deepEqual(
+      types.rows.map((t) => t.media_type),
+      [
+        'application/vnd.example.thing.config.v1+json',
+        'application/vnd.example.thing.layer.v1',
+        'application/vnd.example.thing.manifest.v1+json',
+      ],
+    )
     const artifactRow = await db.query<{config: string; layer: string}>(
       `SELECT m.configuration_blob_digest AS config, l.digest AS layer FROM manifests m JOIN layers l ON l.manifest_id = m.id AND l.repository_id = m.repository_id WHERE m.digest = $1`,
       [artifactDigest],
@@ -367,14 +539,27 @@ describe('regops import', () => {
     const {db} = await freshDb()
     const report = path.join(await tempDir('sweep-report'), 'candidates.jsonl')
     const sweep = () =>
-      sweepBlobs({driver, db, strategy: 'metadata', mode: 'dry-run', minAgeMs: 24 * 3600_000, quarantinePrefix: '_regops/quarantine', logger: silentLogger, reportFile: report})
+      sweepBlobs({
+        driver,
+        db,
+        strategy: 'metadata',
+        mode: 'dry-run',
+        minAgeMs: 24 * 3600_000,
+        quarantinePrefix: '_regops/quarantine',
+        logger: silentLogger,
+        reportFile: report,
+      })
     await importStorage({driver, db, shard: {index: 0, count: 2}, group: 'nightly'})
     await assert.rejects(sweep(), RefusedError, 'half a group is not an import')
     await importStorage({driver, db, repositories: ['beta'], group: 'partial'})
     await assert.rejects(sweep(), RefusedError, 'an import of some repositories is not an import')
     await importStorage({driver, db, shard: {index: 1, count: 2}, group: 'nightly'})
     const result = await sweep()
-    const candidates = (await readFile(report, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l).digest).sort()
+    const candidates = (await readFile(report, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l).digest)
+      .sort()
     assert.deepEqual(candidates, [s.orphan, loose].sort())
     assert.equal(result.candidates.count, 2)
   })
@@ -382,7 +567,13 @@ describe('regops import', () => {
   test('a repository that fails (storage error) is rolled back: exit 3, the job is failed, --resume finishes it', async () => {
     const {dir, writer} = await store('partial')
     await writeManyRepositories(writer, 6, 2)
-    const broken = await writer.writeImage({repository: 'ns1/flaky', tag: 'v1', seed: 'flaky', layers: 1, layerSize: 100})
+    const broken = await writer.writeImage({
+      repository: 'ns1/flaky',
+      tag: 'v1',
+      seed: 'flaky',
+      layers: 1,
+      layerSize: 100,
+    })
     // A driver whose reads of one manifest blob fail as a dying S3 endpoint would (after its retries).
     const faultKey = pathFor({kind: 'blob-data', digest: broken.manifestDigest})
     let faulty = true
@@ -396,14 +587,22 @@ describe('regops import', () => {
     const {db} = await freshDb()
     const result = await importStorage({driver, db, repositoryConcurrency: 1})
     assert.equal(importExitCode(result), ExitCode.Partial)
-    assert.deepEqual(result.failed.map((f) => f.repository), ['ns1/flaky'])
+    assert.deepEqual(
+      result.failed.map((f) => f.repository),
+      ['ns1/flaky'],
+    )
     assert.match(result.failed[0].message, /503 SlowDown/)
     assert.equal(result.repositories, 6)
-    const job = await db.query<{status: string; after: string}>(`SELECT status, checkpoint->>'after' AS after FROM regops_jobs WHERE id = $1`, [result.jobId])
+    const job = await db.query<{status: string; after: string}>(
+      `SELECT status, checkpoint->>'after' AS after FROM regops_jobs WHERE id = $1`,
+      [result.jobId],
+    )
     assert.equal(job.rows[0].status, 'failed')
     // the checkpoint stops before the failed repository (listing order: 'ns1/flaky/' < 'ns1/repo-1/')
     assert.equal(job.rows[0].after, 'ns0/repo-5')
-    const flaky = await db.query(`SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.path = 'ns1/flaky'`)
+    const flaky = await db.query(
+      `SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.path = 'ns1/flaky'`,
+    )
     assert.equal(flaky.rowCount, 0, 'nothing of the failed repository is left half-imported')
 
     faulty = false
@@ -425,18 +624,25 @@ describe('regops import', () => {
     const slow = ['--repository-concurrency', '1', '--concurrency', '2', '--batch-size', '1']
 
     /** Starts the CLI and waits until the job's checkpoint is past `beyond` (or set at all). */
-    async function startAndWait(args: string[], beyond?: string): Promise<{run: ReturnType<typeof startCli>; jobId: string; after: string}> {
+    async function startAndWait(
+      args: string[],
+      beyond?: string,
+    ): Promise<{run: ReturnType<typeof startCli>; jobId: string; after: string}> {
       const run = startCli(['import', '--config', config, '--database-url', url, '--json', ...slow, ...args])
       let exited = false
       void run.done.then(() => (exited = true))
       const deadline = Date.now() + 30_000
       while (Date.now() < deadline && !exited) {
-        const r = await db.query<{id: string; after: string | null}>(`SELECT id, checkpoint->>'after' AS after FROM regops_jobs WHERE kind = 'import' AND status = 'running'`)
+        const r = await db.query<{id: string; after: string | null}>(
+          `SELECT id, checkpoint->>'after' AS after FROM regops_jobs WHERE kind = 'import' AND status = 'running'`,
+        )
         const after = r.rows[0]?.after
         if (after && (beyond === undefined || after !== beyond)) return {run, jobId: String(r.rows[0].id), after}
         await new Promise((resolve) => setTimeout(resolve, 10))
       }
-      assert.fail(`the import finished before it could be interrupted: make the fixture larger\n${(await run.done).stderr}`)
+      assert.fail(
+        `the import finished before it could be interrupted: make the fixture larger\n${(await run.done).stderr}`,
+      )
     }
 
     // SIGTERM: checkpoint saved, job interrupted, exit 143 with a JSON error naming the job
@@ -445,7 +651,10 @@ describe('regops import', () => {
     const terminated = await first.run.done
     assert.equal(terminated.code, ExitCode.Terminated, terminated.stderr)
     assert.equal(terminated.json?.error?.code, 'INTERRUPTED')
-    const interrupted = await db.query<{status: string; after: string}>(`SELECT status, checkpoint->>'after' AS after FROM regops_jobs WHERE id = $1`, [first.jobId])
+    const interrupted = await db.query<{status: string; after: string}>(
+      `SELECT status, checkpoint->>'after' AS after FROM regops_jobs WHERE id = $1`,
+      [first.jobId],
+    )
     assert.equal(interrupted.rows[0].status, 'interrupted')
     assert.ok(interrupted.rows[0].after)
 
@@ -457,9 +666,14 @@ describe('regops import', () => {
     assert.equal(killed.signal, 'SIGKILL')
     const jobId = first.jobId
     const after = second.after
-    const state = await db.query<{status: string; after: string}>(`SELECT status, checkpoint->>'after' AS after FROM regops_jobs WHERE id = $1`, [jobId])
+    const state = await db.query<{status: string; after: string}>(
+      `SELECT status, checkpoint->>'after' AS after FROM regops_jobs WHERE id = $1`,
+      [jobId],
+    )
     assert.equal(state.rows[0].status, 'running')
-    const partial = await db.query<{n: string}>('SELECT count(*) AS n FROM repositories r WHERE EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)')
+    const partial = await db.query<{n: string}>(
+      'SELECT count(*) AS n FROM repositories r WHERE EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)',
+    )
     assert.ok(Number(partial.rows[0].n) < 240, `killed after ${after}, yet every repository is imported`)
 
     // a resume right away is refused: the heartbeat is fresh (the worker may still live)
@@ -487,7 +701,22 @@ describe('regops import', () => {
     // shared namespaces and blobs across shards: every repository also carries the same base layer
     const config = await writeConfig(dir)
     const {db, url} = await freshDb()
-    const runs = await Promise.all([0, 1, 2].map((i) => runCli(['import', '--config', config, '--database-url', url, '--json', '--shard', `${i}/3`, '--group', 'test-group'])))
+    const runs = await Promise.all(
+      [0, 1, 2].map((i) =>
+        runCli([
+          'import',
+          '--config',
+          config,
+          '--database-url',
+          url,
+          '--json',
+          '--shard',
+          `${i}/3`,
+          '--group',
+          'test-group',
+        ]),
+      ),
+    )
     for (const r of runs) assert.equal(r.code, ExitCode.Ok, r.stderr)
     const total = runs.reduce((sum, r) => sum + r.json.repositories, 0)
     assert.equal(total, 60)
@@ -495,11 +724,22 @@ describe('regops import', () => {
     // cover every shard (no empty shard hides a filter that drops repositories).
     const names = Array.from({length: 60}, (_, r) => `ns${r % 5}/repo-${r}`)
     const expected = [0, 1, 2].map((i) => names.filter((name) => shardOfRepository(name, 3) === i).length)
-    assert.ok(expected.every((n) => n > 0), `every shard has repositories: ${expected}`)
+    assert.ok(
+      expected.every((n) => n > 0),
+      `every shard has repositories: ${expected}`,
+    )
     for (const [i, r] of runs.entries()) assert.deepEqual(r.json.shard, {index: i, count: 3})
-    assert.deepEqual(runs.map((r) => r.json.repositories), expected)
-    const jobs = await db.query<{group: string; shard_index: number; status: string}>(`SELECT params->>'group' AS group, shard_index, status FROM regops_jobs ORDER BY shard_index`)
-    assert.deepEqual(jobs.rows, [0, 1, 2].map((i) => ({group: 'test-group', shard_index: i, status: 'done'})))
+    assert.deepEqual(
+      runs.map((r) => r.json.repositories),
+      expected,
+    )
+    const jobs = await db.query<{group: string; shard_index: number; status: string}>(
+      `SELECT params->>'group' AS group, shard_index, status FROM regops_jobs ORDER BY shard_index`,
+    )
+    assert.deepEqual(
+      jobs.rows,
+      [0, 1, 2].map((i) => ({group: 'test-group', shard_index: i, status: 'done'})),
+    )
 
     const {db: single} = await freshDb()
     await importStorage({driver: new FilesystemDriver('lab', dir), db: single})
@@ -512,16 +752,36 @@ describe('regops import against docker-registry 2.8 (what the registry API serve
   async function populate(url: string): Promise<{deleted: string}> {
     const shared = randomBlob(3000, 'import-shared')
     const v1 = await pushImage(url, 'library/web', 'v1', {layers: [shared, randomBlob(1000, 'web-v1')], seed: 'web-v1'})
-    await pushImage(url, 'library/web', 'v2', {layers: [shared, randomBlob(1000, 'web-v2')], seed: 'web-v2', mediaType: 'oci'})
+    await pushImage(url, 'library/web', 'v2', {
+      layers: [shared, randomBlob(1000, 'web-v2')],
+      seed: 'web-v2',
+      mediaType: 'oci',
+    })
     await pushImage(url, 'library/web', undefined, {layers: [randomBlob(500, 'web-untagged')], seed: 'web-untagged'})
     const v1Bytes = (await getManifest(url, 'library/web', 'v1'))!
     assert.equal(v1Bytes.digest, v1.manifestDigest)
-    await fetch(`${url}/v2/library/web/manifests/stable`, {method: 'PUT', headers: {'Content-Type': v1.manifestMediaType}, body: v1.manifestBytes}).then((r) => assert.equal(r.status, 201))
-    const amd = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(700, 'amd')], seed: 'amd', platform: {os: 'linux', architecture: 'amd64'}})
-    const arm = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(700, 'arm')], seed: 'arm', platform: {os: 'linux', architecture: 'arm64'}, mediaType: 'oci'})
+    await fetch(`${url}/v2/library/web/manifests/stable`, {
+      method: 'PUT',
+      headers: {'Content-Type': v1.manifestMediaType},
+      body: v1.manifestBytes,
+    }).then((r) => assert.equal(r.status, 201))
+    const amd = await pushImage(url, 'team/multi', undefined, {
+      layers: [shared, randomBlob(700, 'amd')],
+      seed: 'amd',
+      platform: {os: 'linux', architecture: 'amd64'},
+    })
+    const arm = await pushImage(url, 'team/multi', undefined, {
+      layers: [shared, randomBlob(700, 'arm')],
+      seed: 'arm',
+      platform: {os: 'linux', architecture: 'arm64'},
+      mediaType: 'oci',
+    })
     await pushIndex(url, 'team/multi', 'latest', [amd, arm], 'oci')
     await pushIndex(url, 'team/multi', 'docker-list', [amd, arm], 'docker')
-    const doomed = await pushImage(url, 'team/old', 'gone', {layers: [shared, randomBlob(900, 'doomed')], seed: 'doomed'})
+    const doomed = await pushImage(url, 'team/old', 'gone', {
+      layers: [shared, randomBlob(900, 'doomed')],
+      seed: 'doomed',
+    })
     await pushImage(url, 'team/old', 'kept', {layers: [randomBlob(800, 'kept')], seed: 'kept'})
     await deleteManifest(url, 'team/old', doomed.manifestDigest)
     await uploadOrphanBlob(url, 'team/old', 1200, 'import-orphan')
@@ -535,8 +795,10 @@ describe('regops import against docker-registry 2.8 (what the registry API serve
     for (const repo of catalog) {
       const tags = await registryTags(url, repo)
       assert.deepEqual(Object.keys(view.get(repo)!.tags).sort(), tags, `tags of ${repo}`)
-      for (const tag of tags) assert.equal(view.get(repo)!.tags[tag], await headManifest(url, repo, tag), `${repo}:${tag}`)
-      for (const digest of view.get(repo)!.manifests) assert.equal(await headManifest(url, repo, digest), digest, `${repo}@${digest}`)
+      for (const tag of tags)
+        assert.equal(view.get(repo)!.tags[tag], await headManifest(url, repo, tag), `${repo}:${tag}`)
+      for (const digest of view.get(repo)!.manifests)
+        assert.equal(await headManifest(url, repo, digest), digest, `${repo}@${digest}`)
     }
     assert.equal(await headManifest(url, 'team/old', deleted), undefined)
     assert.ok(!view.get('team/old')!.manifests.includes(deleted))
@@ -549,7 +811,10 @@ describe('regops import against docker-registry 2.8 (what the registry API serve
            JOIN manifests c ON c.id = mr.child_id AND c.repository_id = mr.repository_id WHERE p.digest = $1 ORDER BY 1`,
         [index.digest],
       )
-      assert.deepEqual(edges.rows.map((e) => e.child), children)
+      assert.deepEqual(
+        edges.rows.map((e) => e.child),
+        children,
+      )
     }
     const missing = await db.query(
       `SELECT digest FROM layers UNION SELECT configuration_blob_digest FROM manifests WHERE configuration_blob_digest IS NOT NULL EXCEPT SELECT digest FROM blobs`,
@@ -576,7 +841,14 @@ describe('regops import against docker-registry 2.8 (what the registry API serve
     const rgw = await sharedRadosgw()
     const bucket = await rgw.newBucket('import')
     const registry = await startRegistry({
-      storage: {kind: 's3', endpoint: rgw.endpoint, bucket, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region},
+      storage: {
+        kind: 's3',
+        endpoint: rgw.endpoint,
+        bucket,
+        accessKeyId: rgw.accessKeyId,
+        secretAccessKey: rgw.secretAccessKey,
+        region: rgw.region,
+      },
     })
     cleanups.push(() => registry.stop())
     const {deleted} = await populate(registry.url)
@@ -614,7 +886,17 @@ async function writeManyRepositories(writer: LayoutWriter, n: number, images: nu
   for (let r = 0; r < n; r++) {
     const repository = `ns${r % 5}/repo-${r}`
     for (let i = 0; i < images; i++) {
-      work.push(writer.writeImage({repository, tag: `t${i}`, seed: `${repository}:${i}`, layers: 1, layerSize: 64, sharedLayers: [base], oci: i % 2 === 1}))
+      work.push(
+        writer.writeImage({
+          repository,
+          tag: `t${i}`,
+          seed: `${repository}:${i}`,
+          layers: 1,
+          layerSize: 64,
+          sharedLayers: [base],
+          oci: i % 2 === 1,
+        }),
+      )
     }
   }
   await Promise.all(work)

@@ -22,9 +22,28 @@ import {
 } from '../../../src/lib/metadata/migrations.js'
 import {RegopsError} from '../../../src/lib/errors.js'
 
-const REGISTRY_TABLES = ['blobs', 'layers', 'manifest_references', 'manifests', 'media_types', 'repositories', 'repository_blobs', 'tags', 'top_level_namespaces']
+const REGISTRY_TABLES = [
+  'blobs',
+  'layers',
+  'manifest_references',
+  'manifests',
+  'media_types',
+  'repositories',
+  'repository_blobs',
+  'tags',
+  'top_level_namespaces',
+]
 // 0004 adds the import's unresolved references, partitioned like manifests
-const PARTITIONED = ['blobs', 'dangling_manifest_references', 'layers', 'manifest_references', 'manifests', 'repository_blobs', 'tags', 'unreadable_revisions']
+const PARTITIONED = [
+  'blobs',
+  'dangling_manifest_references',
+  'layers',
+  'manifest_references',
+  'manifests',
+  'repository_blobs',
+  'tags',
+  'unreadable_revisions',
+]
 const OUR_TABLES = [...REGISTRY_TABLES, 'regops_jobs', 'regops_journal', 'regops_schema_migrations'].sort()
 
 // Other parts of regops add their own migrations to migrations/ (0003…): the tests use whatever is
@@ -116,7 +135,10 @@ async function rejectsWith(promise: Promise<unknown>, check: (error: RegopsError
   } catch (error) {
     caught = error
   }
-  assert.ok(caught instanceof RegopsError, `expected a RegopsError, got ${caught instanceof Error ? `${caught.name}: ${caught.message}` : String(caught)}`)
+  assert.ok(
+    caught instanceof RegopsError,
+    `expected a RegopsError, got ${caught instanceof Error ? `${caught.name}: ${caught.message}` : String(caught)}`,
+  )
   check(caught)
   return caught
 }
@@ -128,19 +150,48 @@ function randomDigest(): string {
 describe('migration files', () => {
   test('the package set loads: 0001, 0002, …, each with a checksum', async () => {
     const migrations = await loadMigrations()
-    assert.deepEqual(migrations.slice(0, 2).map((m) => [m.version, m.name]), [[1, 'registry_metadata'], [2, 'regops_jobs_journal']])
-    assert.deepEqual(migrations.map((m) => m.version), Array.from({length: N}, (_, i) => i + 1))
+    assert.deepEqual(
+      migrations.slice(0, 2).map((m) => [m.version, m.name]),
+      [
+        [1, 'registry_metadata'],
+        [2, 'regops_jobs_journal'],
+      ],
+    )
+    assert.deepEqual(
+      migrations.map((m) => m.version),
+      Array.from({length: N}, (_, i) => i + 1),
+    )
     for (const m of migrations) assert.match(m.checksum, /^[a-f0-9]{64}$/)
   })
 
   test('a malformed set is a usage error (exit 2) naming the file', async () => {
     const cases: Array<[string, Record<string, string>, RegExp]> = [
       ['misnamed', {'0001_a.up.sql': '', '0001_a.down.sql': '', '2_b.up.sql': ''}, /2_b\.up\.sql/],
-      ['gap', {'0001_a.up.sql': '', '0001_a.down.sql': '', '0003_c.up.sql': '', '0003_c.down.sql': ''}, /0003_c\.up\.sql.*0002 is missing/],
-      ['no down', {'0001_a.up.sql': '', '0001_a.down.sql': '', '0002_b.up.sql': ''}, /0002_b\.up\.sql has no matching \.down\.sql/],
-      ['no up', {'0001_a.up.sql': '', '0001_a.down.sql': '', '0002_b.down.sql': ''}, /0002_b\.down\.sql has no matching \.up\.sql/],
-      ['duplicate', {'0001_a.up.sql': '', '0001_a.down.sql': '', '0001_b.up.sql': '', '0001_b.down.sql': ''}, /duplicate migration version 0001/],
-      ['own transaction', {'0001_a.up.sql': 'BEGIN;\nCREATE TABLE x ();\nCOMMIT;\n', '0001_a.down.sql': ''}, /0001_a\.up\.sql contains "BEGIN;"/],
+      [
+        'gap',
+        {'0001_a.up.sql': '', '0001_a.down.sql': '', '0003_c.up.sql': '', '0003_c.down.sql': ''},
+        /0003_c\.up\.sql.*0002 is missing/,
+      ],
+      [
+        'no down',
+        {'0001_a.up.sql': '', '0001_a.down.sql': '', '0002_b.up.sql': ''},
+        /0002_b\.up\.sql has no matching \.down\.sql/,
+      ],
+      [
+        'no up',
+        {'0001_a.up.sql': '', '0001_a.down.sql': '', '0002_b.down.sql': ''},
+        /0002_b\.down\.sql has no matching \.up\.sql/,
+      ],
+      [
+        'duplicate',
+        {'0001_a.up.sql': '', '0001_a.down.sql': '', '0001_b.up.sql': '', '0001_b.down.sql': ''},
+        /duplicate migration version 0001/,
+      ],
+      [
+        'own transaction',
+        {'0001_a.up.sql': 'BEGIN;\nCREATE TABLE x ();\nCOMMIT;\n', '0001_a.down.sql': ''},
+        /0001_a\.up\.sql contains "BEGIN;"/,
+      ],
     ]
     for (const [label, files, pattern] of cases) {
       const dir = await tempDir()
@@ -158,7 +209,10 @@ describe('migration files', () => {
     assert.equal(created.version, N + 1)
     assert.equal(path.basename(created.upPath), `${pad(N + 1)}_add_foo_index.up.sql`)
     assert.equal(path.basename(created.downPath), `${pad(N + 1)}_add_foo_index.down.sql`)
-    assert.deepEqual((await loadMigrations(dir)).map((m) => m.version), [...VERSIONS, N + 1])
+    assert.deepEqual(
+      (await loadMigrations(dir)).map((m) => m.version),
+      [...VERSIONS, N + 1],
+    )
     const empty = await tempDir()
     assert.equal(path.basename((await createMigration(empty, 'init')).upPath), '0001_init.up.sql')
     assert.ok((await readdir(empty)).includes('0001_init.down.sql'))
@@ -171,7 +225,10 @@ describe('migrate up / status / down', () => {
     const result = await migrateUp(db)
     assert.equal(result.kind, 'migrate-up')
     assert.equal(result.dryRun, false)
-    assert.deepEqual(result.applied.map((a) => a.version), VERSIONS)
+    assert.deepEqual(
+      result.applied.map((a) => a.version),
+      VERSIONS,
+    )
     assert.equal(result.from, 0)
     assert.equal(result.to, N)
     assert.deepEqual(result.pending, [])
@@ -183,7 +240,10 @@ describe('migrate up / status / down', () => {
     assert.equal(status.kind, 'migrate-status')
     assert.equal(status.current, N)
     assert.equal(status.latest, N)
-    assert.deepEqual(status.migrations.map((m) => [m.version, m.state]), VERSIONS.map((v) => [v, 'applied']))
+    assert.deepEqual(
+      status.migrations.map((m) => [m.version, m.state]),
+      VERSIONS.map((v) => [v, 'applied']),
+    )
     for (const [i, m] of status.migrations.entries()) {
       assert.equal(m.checksum, FILES[i].checksum)
       assert.equal(m.recordedChecksum, FILES[i].checksum)
@@ -203,15 +263,27 @@ describe('migrate up / status / down', () => {
     assert.equal(again.to, N)
     assert.deepEqual(await catalogDump(db), before)
     const rows = await db.query(`SELECT version FROM regops_schema_migrations ORDER BY version`)
-    assert.deepEqual(rows.rows.map((r) => r.version), VERSIONS)
+    assert.deepEqual(
+      rows.rows.map((r) => r.version),
+      VERSIONS,
+    )
   })
 
   test('up --to stops at a version; down --steps reverts the latest; a bad target is a usage error', async () => {
     const db = await freshDb()
     const first = await migrateUp(db, {to: 1})
-    assert.deepEqual(first.applied.map((a) => a.version), [1])
-    assert.deepEqual(first.pending.map((p) => p.version), VERSIONS.slice(1))
-    assert.deepEqual((await migrationStatus(db)).migrations.map((m) => m.state), VERSIONS.map((v) => (v === 1 ? 'applied' : 'pending')))
+    assert.deepEqual(
+      first.applied.map((a) => a.version),
+      [1],
+    )
+    assert.deepEqual(
+      first.pending.map((p) => p.version),
+      VERSIONS.slice(1),
+    )
+    assert.deepEqual(
+      (await migrationStatus(db)).migrations.map((m) => m.state),
+      VERSIONS.map((v) => (v === 1 ? 'applied' : 'pending')),
+    )
     await rejectsWith(assertSchemaCurrent(db), (error) => {
       assert.equal(error.exitCode, 4)
       assert.equal(error.hint, 'run regops db migrate up')
@@ -223,7 +295,10 @@ describe('migrate up / status / down', () => {
       assert.match(error.message, new RegExp(`only ${N} are applied`))
     })
     const down = await migrateDown(db)
-    assert.deepEqual(down.reverted.map((r) => r.version), [N])
+    assert.deepEqual(
+      down.reverted.map((r) => r.version),
+      [N],
+    )
     assert.equal(down.from, N)
     assert.equal(down.to, N - 1)
     assert.equal((await migrationStatus(db)).current, N - 1)
@@ -236,15 +311,23 @@ describe('migrate up / status / down', () => {
     assert.ok(before.length > 200, `catalog dump has ${before.length} lines`)
 
     const down = await migrateDown(db, {steps: N})
-    assert.deepEqual(down.reverted.map((r) => r.version), [...VERSIONS].reverse())
+    assert.deepEqual(
+      down.reverted.map((r) => r.version),
+      [...VERSIONS].reverse(),
+    )
     assert.equal(down.to, 0)
     // Nothing left but the bookkeeping table (and its index/constraint/row type).
     const left = await db.query<{name: string}>(
       `SELECT c.relname || ':' || c.relkind::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = 'public' ORDER BY 1`,
     )
-    assert.deepEqual(left.rows.map((r) => r.name), ['regops_schema_migrations:r', 'regops_schema_migrations_pkey:i'])
-    const types = await db.query(`SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'public' AND t.typtype <> 'c' AND t.typname NOT LIKE '\\_%'`)
+    assert.deepEqual(
+      left.rows.map((r) => r.name),
+      ['regops_schema_migrations:r', 'regops_schema_migrations_pkey:i'],
+    )
+    const types = await db.query(
+      `SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'public' AND t.typtype <> 'c' AND t.typname NOT LIKE '\\_%'`,
+    )
     assert.deepEqual(types.rows, [])
     assert.equal((await db.query(`SELECT count(*)::int AS n FROM regops_schema_migrations`)).rows[0].n, 0)
 
@@ -257,7 +340,10 @@ describe('migrate up / status / down', () => {
     const dry = await migrateUp(db, {dryRun: true})
     assert.equal(dry.dryRun, true)
     assert.deepEqual(dry.applied, [])
-    assert.deepEqual(dry.planned.map((p) => p.version), VERSIONS)
+    assert.deepEqual(
+      dry.planned.map((p) => p.version),
+      VERSIONS,
+    )
     assert.equal(dry.to, N)
     assert.equal(dry.sql?.length, N)
     assert.match(dry.sql![0], /^-- 0001_registry_metadata\.up\.sql/)
@@ -268,7 +354,10 @@ describe('migrate up / status / down', () => {
     await migrateUp(db)
     const before = await catalogDump(db)
     const dryDown = await migrateDown(db, {steps: N, dryRun: true})
-    assert.deepEqual(dryDown.planned.map((p) => p.version), [...VERSIONS].reverse())
+    assert.deepEqual(
+      dryDown.planned.map((p) => p.version),
+      [...VERSIONS].reverse(),
+    )
     assert.deepEqual(dryDown.reverted, [])
     assert.equal(dryDown.to, 0)
     assert.match(dryDown.sql![N - 2], /^-- 0002_regops_jobs_journal\.down\.sql[^]*DROP TABLE regops_journal/)
@@ -279,7 +368,10 @@ describe('migrate up / status / down', () => {
   test('concurrent up from two pools: exactly one applies each version, the other waits and finds nothing', async () => {
     // A slow third migration makes the two runs overlap for certain.
     const dir = await copyOfMigrations()
-    await writeFile(path.join(dir, `${pad(N + 1)}_slow.up.sql`), 'CREATE TABLE slow_marker (id int);\nSELECT pg_sleep(0.4);\n')
+    await writeFile(
+      path.join(dir, `${pad(N + 1)}_slow.up.sql`),
+      'CREATE TABLE slow_marker (id int);\nSELECT pg_sleep(0.4);\n',
+    )
     await writeFile(path.join(dir, `${pad(N + 1)}_slow.down.sql`), 'DROP TABLE slow_marker;\n')
     const url = await freshUrl()
     const a = track(openDatabase(url, {max: 2}))
@@ -287,16 +379,27 @@ describe('migrate up / status / down', () => {
     const results = await Promise.allSettled([migrateUp(a, {dir}), migrateUp(b, {dir})])
     for (const r of results) assert.equal(r.status, 'fulfilled', r.status === 'rejected' ? String(r.reason) : '')
     const applied = results.map((r) => (r.status === 'fulfilled' ? r.value.applied.map((x) => x.version) : []))
-    assert.deepEqual(applied.flat().sort((x, y) => x - y), [...VERSIONS, N + 1])
+    assert.deepEqual(
+      applied.flat().sort((x, y) => x - y),
+      [...VERSIONS, N + 1],
+    )
     assert.ok(applied.some((v) => v.length === N + 1) && applied.some((v) => v.length === 0), JSON.stringify(applied))
-    const rows = await a.query(`SELECT version, count(*)::int AS n FROM regops_schema_migrations GROUP BY version ORDER BY version`)
-    assert.deepEqual(rows.rows, [...VERSIONS, N + 1].map((version) => ({version, n: 1})))
+    const rows = await a.query(
+      `SELECT version, count(*)::int AS n FROM regops_schema_migrations GROUP BY version ORDER BY version`,
+    )
+    assert.deepEqual(
+      rows.rows,
+      [...VERSIONS, N + 1].map((version) => ({version, n: 1})),
+    )
 
     // Short lock timeout: whoever does not get the lock is refused (exit 4); never both apply.
     const url2 = await freshUrl()
     const c = track(openDatabase(url2, {max: 2}))
     const d = track(openDatabase(url2, {max: 2}))
-    const raced = await Promise.allSettled([migrateUp(c, {dir, lockTimeoutMs: 100}), migrateUp(d, {dir, lockTimeoutMs: 100})])
+    const raced = await Promise.allSettled([
+      migrateUp(c, {dir, lockTimeoutMs: 100}),
+      migrateUp(d, {dir, lockTimeoutMs: 100}),
+    ])
     let appliedCount = 0
     for (const r of raced) {
       if (r.status === 'fulfilled') appliedCount += r.value.applied.length
@@ -307,7 +410,9 @@ describe('migrate up / status / down', () => {
       }
     }
     assert.equal(appliedCount, N + 1)
-    const rows2 = await c.query(`SELECT count(*)::int AS n, count(DISTINCT version)::int AS d FROM regops_schema_migrations`)
+    const rows2 = await c.query(
+      `SELECT count(*)::int AS n, count(DISTINCT version)::int AS d FROM regops_schema_migrations`,
+    )
     assert.deepEqual(rows2.rows[0], {n: N + 1, d: N + 1})
   })
 
@@ -333,7 +438,10 @@ describe('migrate up / status / down', () => {
   test('a failing migration leaves nothing of itself; earlier ones stay applied', async () => {
     const dir = await copyOfMigrations()
     const bad = `${pad(N + 1)}_bad`
-    await writeFile(path.join(dir, `${bad}.up.sql`), 'CREATE TABLE half_applied (id int);\nINSERT INTO half_applied VALUES (1);\nCREAT TABLE oops (id int);\n')
+    await writeFile(
+      path.join(dir, `${bad}.up.sql`),
+      'CREATE TABLE half_applied (id int);\nINSERT INTO half_applied VALUES (1);\nCREAT TABLE oops (id int);\n',
+    )
     await writeFile(path.join(dir, `${bad}.down.sql`), 'DROP TABLE half_applied;\n')
     const db = await freshDb()
     const error = await rejectsWith(migrateUp(db, {dir}), (e) => {
@@ -345,9 +453,15 @@ describe('migrate up / status / down', () => {
     assert.equal(error.details?.version, N + 1)
     assert.equal((await db.query(`SELECT to_regclass('half_applied') AS t`)).rows[0].t, null)
     const versions = await db.query(`SELECT version FROM regops_schema_migrations ORDER BY version`)
-    assert.deepEqual(versions.rows.map((r) => r.version), VERSIONS)
+    assert.deepEqual(
+      versions.rows.map((r) => r.version),
+      VERSIONS,
+    )
     const status = await migrationStatus(db, {dir})
-    assert.deepEqual(status.migrations.map((m) => m.state), [...VERSIONS.map(() => 'applied'), 'pending'])
+    assert.deepEqual(
+      status.migrations.map((m) => m.state),
+      [...VERSIONS.map(() => 'applied'), 'pending'],
+    )
   })
 
   test('an invalid partition count fails the migration cleanly', async () => {
@@ -377,13 +491,19 @@ describe('migrate up / status / down', () => {
     await rejectsWith(migrateUp(db, {dir, dryRun: true}), (error) => assert.equal(error.exitCode, 4))
     await rejectsWith(migrateDown(db, {dir}), (error) => assert.equal(error.exitCode, 4))
     const status = await migrationStatus(db, {dir})
-    assert.deepEqual(status.migrations.map((m) => [m.version, m.state]), [...VERSIONS.map((v) => [v, v === 1 ? 'drifted' : 'applied']), [N + 1, 'pending']])
+    assert.deepEqual(
+      status.migrations.map((m) => [m.version, m.state]),
+      [...VERSIONS.map((v) => [v, v === 1 ? 'drifted' : 'applied']), [N + 1, 'pending']],
+    )
     assert.notEqual(status.migrations[0].checksum, status.migrations[0].recordedChecksum)
     await rejectsWith(assertSchemaCurrent(db, {dir}), (error) => {
       assert.equal(error.exitCode, 4)
       assert.match(error.message, /drifted/)
     })
-    assert.deepEqual((await db.query(`SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'sneaky'`)).rows[0].n, 0)
+    assert.deepEqual(
+      (await db.query(`SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'sneaky'`)).rows[0].n,
+      0,
+    )
   })
 
   test('a database newer than the files: status says missing-file, up is refused', async () => {
@@ -394,7 +514,10 @@ describe('migrate up / status / down', () => {
     await rm(path.join(dir, FILES[N - 1].file))
     await rm(path.join(dir, FILES[N - 1].downFile))
     const status = await migrationStatus(db, {dir})
-    assert.deepEqual(status.migrations.map((m) => [m.version, m.state]), VERSIONS.map((v) => [v, v === N ? 'missing-file' : 'applied']))
+    assert.deepEqual(
+      status.migrations.map((m) => [m.version, m.state]),
+      VERSIONS.map((v) => [v, v === N ? 'missing-file' : 'applied']),
+    )
     await rejectsWith(migrateUp(db, {dir}), (error) => {
       assert.equal(error.exitCode, 4)
       assert.match(error.message, /newer than this regops/)
@@ -417,9 +540,16 @@ describe('schema', () => {
     await migrateUp(db)
     const digests = Array.from({length: 400}, randomDigest)
     // digits vs letters, ':' and the sha256/sha512 boundary, where a locale collation would differ
-    digests.push(`sha256:${'0'.repeat(64)}`, `sha256:${'f'.repeat(64)}`, `sha256:${'a'.repeat(63)}0`, `sha512:${'0'.repeat(128)}`)
+    digests.push(
+      `sha256:${'0'.repeat(64)}`,
+      `sha256:${'f'.repeat(64)}`,
+      `sha256:${'a'.repeat(63)}0`,
+      `sha512:${'0'.repeat(128)}`,
+    )
     await db.query(`INSERT INTO blobs (digest, size) SELECT d, 1 FROM unnest($1::text[]) AS d`, [digests])
-    const fromDb = (await db.query<{digest: string}>(`SELECT digest FROM blobs ORDER BY digest`)).rows.map((r) => r.digest)
+    const fromDb = (await db.query<{digest: string}>(`SELECT digest FROM blobs ORDER BY digest`)).rows.map(
+      (r) => r.digest,
+    )
     const byBytes = [...digests].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)))
     assert.deepEqual(fromDb, byBytes)
     // and in the order of the storage keys an S3 listing returns: blobs/<alg>/<2 hex>/<hex>/data
@@ -454,10 +584,13 @@ describe('schema', () => {
       ` sha256:${'a'.repeat(64)}`,
     ]
     for (const digest of bad) {
-      await assert.rejects(db.query(`INSERT INTO blobs (digest, size) VALUES ($1, 1)`, [digest]), (error: {code?: string}) => {
-        assert.equal(error.code, '23514', digest)
-        return true
-      })
+      await assert.rejects(
+        db.query(`INSERT INTO blobs (digest, size) VALUES ($1, 1)`, [digest]),
+        (error: {code?: string}) => {
+          assert.equal(error.code, '23514', digest)
+          return true
+        },
+      )
     }
     await db.query(`INSERT INTO blobs (digest, size) VALUES ($1, 1)`, [`sha256:${'a'.repeat(64)}`])
     // lookups with a malformed value simply find nothing
@@ -471,14 +604,19 @@ describe('schema', () => {
       SELECT c.relname, p.partstrat AS strategy, pg_get_partkeydef(c.oid) AS key,
              (SELECT count(*)::int FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid WHERE i.inhparent = c.oid AND k.relkind = 'r') AS parts
         FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid ORDER BY 1`)
-    assert.deepEqual(r.rows.map((row) => row.relname), PARTITIONED)
+    assert.deepEqual(
+      r.rows.map((row) => row.relname),
+      PARTITIONED,
+    )
     for (const row of r.rows) {
       assert.equal(row.strategy, 'h', row.relname)
       assert.equal(row.parts, TEST_HASH_PARTITIONS, row.relname)
       assert.equal(row.key, row.relname === 'blobs' ? 'HASH (digest)' : 'HASH (top_level_namespace_id)')
     }
     // rows of one namespace land in one partition, across tables; blobs spread by digest
-    await db.query(`INSERT INTO blobs (digest, size) SELECT d, 1 FROM unnest($1::text[]) d`, [Array.from({length: 64}, randomDigest)])
+    await db.query(`INSERT INTO blobs (digest, size) SELECT d, 1 FROM unnest($1::text[]) d`, [
+      Array.from({length: 64}, randomDigest),
+    ])
     const spread = await db.query(`SELECT count(DISTINCT tableoid)::int AS n FROM blobs`)
     assert.equal(spread.rows[0].n, TEST_HASH_PARTITIONS)
   })
@@ -486,7 +624,9 @@ describe('schema', () => {
   test('the registry model: cascades, reference protection, media types', async () => {
     const db = await freshDb()
     await migrateUp(db)
-    const seeded = (await db.query<{media_type: string}>(`SELECT media_type FROM media_types`)).rows.map((r) => r.media_type)
+    const seeded = (await db.query<{media_type: string}>(`SELECT media_type FROM media_types`)).rows.map(
+      (r) => r.media_type,
+    )
     for (const mt of [
       'application/vnd.docker.distribution.manifest.v2+json',
       'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -500,36 +640,78 @@ describe('schema', () => {
       'application/vnd.oci.image.layer.v1.tar+gzip',
       'application/vnd.oci.image.layer.v1.tar+zstd',
       'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
-    ]) assert.ok(seeded.includes(mt), mt)
-    const unknown = await db.query(`INSERT INTO media_types (media_type) VALUES ('application/vnd.example.thing+json') RETURNING id`)
+    ])
+      assert.ok(seeded.includes(mt), mt)
+    const unknown = await db.query(
+      `INSERT INTO media_types (media_type) VALUES ('application/vnd.example.thing+json') RETURNING id`,
+    )
     assert.ok(unknown.rows[0].id > 0)
 
     const [config, layer, child, index] = [randomDigest(), randomDigest(), randomDigest(), randomDigest()]
     await db.transaction(async (c) => {
-      const mt = async (name: string): Promise<number> => (await c.query(`SELECT id FROM media_types WHERE media_type = $1`, [name])).rows[0].id
+      const mt = async (name: string): Promise<number> =>
+        (await c.query(`SELECT id FROM media_types WHERE media_type = $1`, [name])).rows[0].id
       const ns = (await c.query(`INSERT INTO top_level_namespaces (name) VALUES ('library') RETURNING id`)).rows[0].id
-      const repo = (await c.query(`INSERT INTO repositories (top_level_namespace_id, path) VALUES ($1, 'library/alpine') RETURNING id`, [ns])).rows[0].id
+      const repo = (
+        await c.query(
+          `INSERT INTO repositories (top_level_namespace_id, path) VALUES ($1, 'library/alpine') RETURNING id`,
+          [ns],
+        )
+      ).rows[0].id
       await c.query(`INSERT INTO blobs (digest, size) VALUES ($1, 10), ($2, 20)`, [config, layer])
-      await c.query(`INSERT INTO repository_blobs (top_level_namespace_id, repository_id, blob_digest) VALUES ($1, $2, $3), ($1, $2, $4)`, [ns, repo, config, layer])
-      const m = (await c.query(
-        `INSERT INTO manifests (top_level_namespace_id, repository_id, digest, media_type_id, schema_version, payload, configuration_blob_digest, configuration_media_type_id)
+      await c.query(
+        `INSERT INTO repository_blobs (top_level_namespace_id, repository_id, blob_digest) VALUES ($1, $2, $3), ($1, $2, $4)`,
+        [ns, repo, config, layer],
+      )
+      const m = (
+        await c.query(
+          `INSERT INTO manifests (top_level_namespace_id, repository_id, digest, media_type_id, schema_version, payload, configuration_blob_digest, configuration_media_type_id)
          VALUES ($1, $2, $3, $4, 2, '\\x7b7d', $5, $6) RETURNING id`,
-        [ns, repo, child, await mt('application/vnd.oci.image.manifest.v1+json'), config, await mt('application/vnd.oci.image.config.v1+json')],
-      )).rows[0].id
-      await c.query(`INSERT INTO layers (top_level_namespace_id, repository_id, manifest_id, position, digest, size, media_type_id) VALUES ($1, $2, $3, 0, $4, 20, $5), ($1, $2, $3, 1, $4, 20, $5)`, [ns, repo, m, layer, await mt('application/vnd.oci.image.layer.v1.tar+gzip')])
-      const idx = (await c.query(
-        `INSERT INTO manifests (top_level_namespace_id, repository_id, digest, media_type_id, schema_version, payload) VALUES ($1, $2, $3, $4, 2, '\\x7b7d') RETURNING id`,
-        [ns, repo, index, await mt('application/vnd.oci.image.index.v1+json')],
-      )).rows[0].id
-      await c.query(`INSERT INTO manifest_references (top_level_namespace_id, repository_id, parent_id, child_id) VALUES ($1, $2, $3, $4)`, [ns, repo, idx, m])
-      await c.query(`INSERT INTO tags (top_level_namespace_id, repository_id, manifest_id, name) VALUES ($1, $2, $3, 'latest')`, [ns, repo, idx])
+          [
+            ns,
+            repo,
+            child,
+            await mt('application/vnd.oci.image.manifest.v1+json'),
+            config,
+            await mt('application/vnd.oci.image.config.v1+json'),
+          ],
+        )
+      ).rows[0].id
+      await c.query(
+        `INSERT INTO layers (top_level_namespace_id, repository_id, manifest_id, position, digest, size, media_type_id) VALUES ($1, $2, $3, 0, $4, 20, $5), ($1, $2, $3, 1, $4, 20, $5)`,
+        [ns, repo, m, layer, await mt('application/vnd.oci.image.layer.v1.tar+gzip')],
+      )
+      const idx = (
+        await c.query(
+          `INSERT INTO manifests (top_level_namespace_id, repository_id, digest, media_type_id, schema_version, payload) VALUES ($1, $2, $3, $4, 2, '\\x7b7d') RETURNING id`,
+          [ns, repo, index, await mt('application/vnd.oci.image.index.v1+json')],
+        )
+      ).rows[0].id
+      await c.query(
+        `INSERT INTO manifest_references (top_level_namespace_id, repository_id, parent_id, child_id) VALUES ($1, $2, $3, $4)`,
+        [ns, repo, idx, m],
+      )
+      await c.query(
+        `INSERT INTO tags (top_level_namespace_id, repository_id, manifest_id, name) VALUES ($1, $2, $3, 'latest')`,
+        [ns, repo, idx],
+      )
     })
     // a referenced blob cannot be deleted; a child of an index cannot be deleted
     await assert.rejects(db.query(`DELETE FROM blobs WHERE digest = $1`, [layer]), {code: '23503'})
     await assert.rejects(db.query(`DELETE FROM blobs WHERE digest = $1`, [config]), {code: '23503'})
     await assert.rejects(db.query(`DELETE FROM manifests WHERE digest = $1`, [child]), {code: '23503'})
-    await assert.rejects(db.query(`INSERT INTO tags (top_level_namespace_id, repository_id, manifest_id, name) SELECT top_level_namespace_id, repository_id, id, '-bad' FROM manifests LIMIT 1`), {code: '23514'})
-    await assert.rejects(db.query(`INSERT INTO repositories (top_level_namespace_id, path) SELECT id, 'Library/UPPER' FROM top_level_namespaces`), {code: '23514'})
+    await assert.rejects(
+      db.query(
+        `INSERT INTO tags (top_level_namespace_id, repository_id, manifest_id, name) SELECT top_level_namespace_id, repository_id, id, '-bad' FROM manifests LIMIT 1`,
+      ),
+      {code: '23514'},
+    )
+    await assert.rejects(
+      db.query(
+        `INSERT INTO repositories (top_level_namespace_id, path) SELECT id, 'Library/UPPER' FROM top_level_namespaces`,
+      ),
+      {code: '23514'},
+    )
     // deleting the repository removes everything it owns; the blobs stay (global) and become deletable
     await db.query(`DELETE FROM repositories WHERE path = 'library/alpine'`)
     for (const table of ['repository_blobs', 'manifests', 'layers', 'manifest_references', 'tags']) {
@@ -541,13 +723,29 @@ describe('schema', () => {
   test('regops_jobs and regops_journal', async () => {
     const db = await freshDb()
     await migrateUp(db)
-    const job = (await db.query(`INSERT INTO regops_jobs (kind, params, shard_index, shard_count, status) VALUES ('sweep-blobs', '{"minAge":"24h"}', 3, 16, 'running') RETURNING id`)).rows[0].id
+    const job = (
+      await db.query(
+        `INSERT INTO regops_jobs (kind, params, shard_index, shard_count, status) VALUES ('sweep-blobs', '{"minAge":"24h"}', 3, 16, 'running') RETURNING id`,
+      )
+    ).rows[0].id
     const digest = randomDigest()
-    const intent = (await db.query(`INSERT INTO regops_journal (job_id, action, phase, region, key, digest, size) VALUES ($1, 'delete', 'intent', 'eu', 'blobs/x', $2, 5) RETURNING id`, [job, digest])).rows[0].id
-    await db.query(`INSERT INTO regops_journal (job_id, intent_id, action, phase, region, key, digest, size) VALUES ($1, $2, 'delete', 'done', 'eu', 'blobs/x', $3, 5)`, [job, intent, digest])
+    const intent = (
+      await db.query(
+        `INSERT INTO regops_journal (job_id, action, phase, region, key, digest, size) VALUES ($1, 'delete', 'intent', 'eu', 'blobs/x', $2, 5) RETURNING id`,
+        [job, digest],
+      )
+    ).rows[0].id
+    await db.query(
+      `INSERT INTO regops_journal (job_id, intent_id, action, phase, region, key, digest, size) VALUES ($1, $2, 'delete', 'done', 'eu', 'blobs/x', $3, 5)`,
+      [job, intent, digest],
+    )
     await assert.rejects(db.query(`INSERT INTO regops_jobs (kind, status) VALUES ('x', 'weird')`), {code: '23514'})
-    await assert.rejects(db.query(`INSERT INTO regops_jobs (kind, shard_index, shard_count) VALUES ('x', 4, 4)`), {code: '23514'})
-    await assert.rejects(db.query(`INSERT INTO regops_journal (action, phase) VALUES ('delete', 'maybe')`), {code: '23514'})
+    await assert.rejects(db.query(`INSERT INTO regops_jobs (kind, shard_index, shard_count) VALUES ('x', 4, 4)`), {
+      code: '23514',
+    })
+    await assert.rejects(db.query(`INSERT INTO regops_journal (action, phase) VALUES ('delete', 'maybe')`), {
+      code: '23514',
+    })
     await assert.rejects(db.query(`DELETE FROM regops_jobs WHERE id = $1`, [job]), {code: '23503'})
   })
 })
@@ -555,22 +753,35 @@ describe('schema', () => {
 describe('db', () => {
   test('redactUrl hides passwords', () => {
     assert.equal(redactUrl('postgres://regops:s3cr%40t@db:5432/registry'), 'postgres://regops:***@db:5432/registry')
-    assert.equal(redactUrl('postgres://db/registry?user=a&password=hunter2'), 'postgres://db/registry?user=a&password=***')
+    assert.equal(
+      redactUrl('postgres://db/registry?user=a&password=hunter2'),
+      'postgres://db/registry?user=a&password=***',
+    )
     assert.equal(redactUrl('postgres://regops@db/registry'), 'postgres://regops@db/registry')
     assert.equal(redactUrl('postgres://u:pa ss@bad host/x'), 'postgres://u:***@bad host/x')
   })
 
   test('sessions: application_name regops, no statement timeout; transaction rolls back', async () => {
     const db = await freshDb()
-    const r = await db.query(`SELECT current_setting('application_name') AS app, current_setting('statement_timeout') AS st`)
+    const r = await db.query(
+      `SELECT current_setting('application_name') AS app, current_setting('statement_timeout') AS st`,
+    )
     assert.deepEqual(r.rows[0], {app: 'regops', st: '0'})
     await db.query(`CREATE TABLE t (id int)`)
-    await assert.rejects(db.transaction(async (c) => {
-      await c.query(`INSERT INTO t VALUES (1)`)
-      throw new Error('boom')
-    }), /boom/)
+    await assert.rejects(
+      db.transaction(async (c) => {
+        await c.query(`INSERT INTO t VALUES (1)`)
+        throw new Error('boom')
+      }),
+      /boom/,
+    )
     assert.equal((await db.query(`SELECT count(*)::int AS n FROM t`)).rows[0].n, 0)
-    assert.equal(await db.transaction(async (c) => (await c.query(`INSERT INTO t VALUES (2)`)).rowCount, {isolation: 'serializable'}), 1)
+    assert.equal(
+      await db.transaction(async (c) => (await c.query(`INSERT INTO t VALUES (2)`)).rowCount, {
+        isolation: 'serializable',
+      }),
+      1,
+    )
     assert.equal((await db.query(`SELECT count(*)::int AS n FROM t`)).rows[0].n, 1)
   })
 
@@ -591,12 +802,28 @@ describe('db', () => {
     for (const [url, mayConnect] of cases) {
       const db = openDatabase(url, {connectTimeoutMs: 3000})
       try {
-        if (mayConnect && (await db.query('SELECT 1').then(() => true, () => false))) continue
+        if (
+          mayConnect &&
+          (await db.query('SELECT 1').then(
+            () => true,
+            () => false,
+          ))
+        )
+          continue
         await rejectsWith(db.query('SELECT 1'), (error) => {
           assert.ok(error instanceof DatabaseConnectionError)
           assert.equal(error.exitCode, 2)
-          assert.match(error.message, new RegExp(`cannot connect to the metadata database postgres://${user}:\\*\\*\\*@`))
-          const everything = JSON.stringify({m: error.message, h: error.hint, d: error.details, c: String((error.cause as Error)?.message), s: error.stack})
+          assert.match(
+            error.message,
+            new RegExp(`cannot connect to the metadata database postgres://${user}:\\*\\*\\*@`),
+          )
+          const everything = JSON.stringify({
+            m: error.message,
+            h: error.hint,
+            d: error.details,
+            c: String((error.cause as Error)?.message),
+            s: error.stack,
+          })
           assert.ok(!everything.includes(secret), everything)
           if (admin.password) assert.ok(!everything.includes(admin.password), 'admin password leaked')
         })
@@ -604,6 +831,9 @@ describe('db', () => {
         await db.close()
       }
     }
-    assert.throws(() => openDatabase(`mysql://u:${secret}@h/db`), (error: RegopsError) => error.exitCode === 2 && !error.message.includes(secret))
+    assert.throws(
+      () => openDatabase(`mysql://u:${secret}@h/db`),
+      (error: RegopsError) => error.exitCode === 2 && !error.message.includes(secret),
+    )
   })
 })

@@ -11,7 +11,8 @@ import {blobExists, pushImage} from '../../helpers/images.js'
 import {assertCacheAllowsActing, openDescriptorCache, redisKeys} from '../../../src/lib/registry/descriptor-cache.js'
 import {RefusedError, StorageError} from '../../../src/lib/errors.js'
 
-const blobPath = (root: string, digest: string) => path.join(root, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7), 'data')
+const blobPath = (root: string, digest: string) =>
+  path.join(root, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7), 'data')
 
 describe('redis blob-descriptor cache', () => {
   let redis: RedisServer
@@ -34,7 +35,11 @@ describe('redis blob-descriptor cache', () => {
     assert.equal(await redis.cli(['SISMEMBER', redisKeys.repositorySet('team/app'), layer]), '1')
 
     await rm(blobPath(registry.storageRoot!, layer))
-    assert.equal(await blobExists(registry.url, 'team/app', layer), true, 'the hazard: the cache still answers "exists"')
+    assert.equal(
+      await blobExists(registry.url, 'team/app', layer),
+      true,
+      'the hazard: the cache still answers "exists"',
+    )
 
     const cache = openDescriptorCache({mode: 'redis', url: redis.url})
     try {
@@ -48,7 +53,11 @@ describe('redis blob-descriptor cache', () => {
     } finally {
       await cache.close()
     }
-    assert.equal(await blobExists(registry.url, 'team/app', layer), false, 'after eviction the registry asks storage, which has no blob')
+    assert.equal(
+      await blobExists(registry.url, 'team/app', layer),
+      false,
+      'after eviction the registry asks storage, which has no blob',
+    )
     assert.equal(await blobExists(registry.url, 'team/app', kept), true)
   })
 
@@ -63,7 +72,11 @@ describe('redis blob-descriptor cache', () => {
     } finally {
       await cache.close()
     }
-    assert.equal(await redis.cli(['SISMEMBER', redisKeys.repositorySet('team/other'), layer]), '1', 'the scoped set entry is still there')
+    assert.equal(
+      await redis.cli(['SISMEMBER', redisKeys.repositorySet('team/other'), layer]),
+      '1',
+      'the scoped set entry is still there',
+    )
     assert.equal(await blobExists(registry.url, 'team/other', layer), false)
   })
 
@@ -96,9 +109,16 @@ describe('inmemory blob-descriptor cache (the stock configuration)', () => {
     const [layer] = image.layerDigests
     assert.equal(await blobExists(registry.url, 'team/app', layer), true)
     await rm(blobPath(registry.storageRoot!, layer))
-    assert.equal(await blobExists(registry.url, 'team/app', layer), true, 'the in-process cache cannot be reached from outside')
+    assert.equal(
+      await blobExists(registry.url, 'team/app', layer),
+      true,
+      'the in-process cache cannot be reached from outside',
+    )
 
-    assert.throws(() => assertCacheAllowsActing('inmemory', false), (error: Error) => error instanceof RefusedError && /read-only/.test((error as RefusedError).hint ?? ''))
+    assert.throws(
+      () => assertCacheAllowsActing('inmemory', false),
+      (error: Error) => error instanceof RefusedError && /read-only/.test((error as RefusedError).hint ?? ''),
+    )
     assert.doesNotThrow(() => assertCacheAllowsActing('inmemory', true))
     assert.doesNotThrow(() => assertCacheAllowsActing('redis', false))
     assert.doesNotThrow(() => assertCacheAllowsActing('none', false))

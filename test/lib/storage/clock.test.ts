@@ -10,7 +10,12 @@ import {startFaultProxy, type FaultProxy} from '../../helpers/fault-proxy.js'
 import {FilesystemDriver} from '../../../src/lib/storage/filesystem.js'
 import {S3Driver} from '../../../src/lib/storage/s3.js'
 import type {S3RegionConfig} from '../../../src/lib/config/config.js'
-import {assertClockSkewWithin, clockWithOffset, estimateOffset, measureStorageClock} from '../../../src/lib/storage/clock.js'
+import {
+  assertClockSkewWithin,
+  clockWithOffset,
+  estimateOffset,
+  measureStorageClock,
+} from '../../../src/lib/storage/clock.js'
 import {RefusedError} from '../../../src/lib/errors.js'
 
 let rgw: RadosgwServer
@@ -26,8 +31,18 @@ after(async () => {
 
 function s3(endpoint: string): S3Driver {
   const region: S3RegionConfig = {
-    kind: 's3', name: 'clock', url: 's3://clock/v2', bucket: 'clock', prefix: 'v2', region: 'us-east-1', endpoint,
-    forcePathStyle: true, checksums: 'when_required', concurrency: 4, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
+    kind: 's3',
+    name: 'clock',
+    url: 's3://clock/v2',
+    bucket: 'clock',
+    prefix: 'v2',
+    region: 'us-east-1',
+    endpoint,
+    forcePathStyle: true,
+    checksums: 'when_required',
+    concurrency: 4,
+    accessKeyId: rgw.accessKeyId,
+    secretAccessKey: rgw.secretAccessKey,
   }
   return new S3Driver(region)
 }
@@ -65,7 +80,10 @@ test('radosgw on this host reads within its second of resolution; shifted 10 min
     const ahead = await measureStorageClock(skewed)
     assert.ok(Math.abs(ahead.offsetMs - 600_000) <= ahead.uncertaintyMs, `offset ${ahead.offsetMs}`)
     assert.ok(proxy.fired('ahead') >= 1)
-    assert.throws(() => assertClockSkewWithin(ahead, 300_000, skewed.location), (e: Error) => e instanceof RefusedError && /ahead/.test(e.message))
+    assert.throws(
+      () => assertClockSkewWithin(ahead, 300_000, skewed.location),
+      (e: Error) => e instanceof RefusedError && /ahead/.test(e.message),
+    )
     const listed: string[] = []
     for await (const o of direct.list('_regops/')) listed.push(o.key)
     assert.deepEqual(listed, [], 'the probes were deleted')
@@ -79,7 +97,10 @@ test('a storage that refuses writes cannot be measured: RefusedError naming it',
   proxy.setRules([{name: 'no-put', match: (r) => r.method === 'PUT', action: {kind: 'status', status: 403}}])
   const skewed = s3(proxy.endpoint)
   try {
-    await assert.rejects(measureStorageClock(skewed), (e: Error) => e instanceof RefusedError && e.message.includes('s3://clock/v2'))
+    await assert.rejects(
+      measureStorageClock(skewed),
+      (e: Error) => e instanceof RefusedError && e.message.includes('s3://clock/v2'),
+    )
   } finally {
     await skewed.close()
   }

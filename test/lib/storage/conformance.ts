@@ -21,7 +21,10 @@ async function readAll(stream: Readable): Promise<Buffer> {
  * `other` a second driver (another region) for cross-driver copies. Every test gets its own fresh pair,
  * so each runs alone (`--test-name-pattern`) as well as in order.
  */
-export function storageConformance(name: string, make: () => Promise<{driver: StorageDriver; other: StorageDriver; cleanup(): Promise<void>}>): void {
+export function storageConformance(
+  name: string,
+  make: () => Promise<{driver: StorageDriver; other: StorageDriver; cleanup(): Promise<void>}>,
+): void {
   describe(`storage conformance: ${name}`, () => {
     let driver: StorageDriver
     let other: StorageDriver
@@ -38,7 +41,19 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
 
     // Names chosen so that a naive directory walk gives a different order from S3's byte order.
     // (No key is both an object and a prefix of others: a filesystem cannot hold that.)
-    const tricky = ['t/a-b/x', 't/a.b/x', 't/a/b', 't/a_b/x', 't/a0', 't/A', 't/a/b-c', 't/a/b0/c', 't/z', 't/ä', 't/a~']
+    const tricky = [
+      't/a-b/x',
+      't/a.b/x',
+      't/a/b',
+      't/a_b/x',
+      't/a0',
+      't/A',
+      't/a/b-c',
+      't/a/b0/c',
+      't/z',
+      't/ä',
+      't/a~',
+    ]
     const writeTricky = async () => {
       for (const key of [...tricky].reverse()) await driver.write(key, Buffer.from(key))
     }
@@ -70,7 +85,10 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
 
     test('readSmall refuses an object above its limit', async () => {
       await driver.write('big/x', Buffer.alloc(2048, 1))
-      await assert.rejects(driver.readSmall('big/x', 1024), (e: unknown) => e instanceof InvalidInputError && e.code === 'TOO_LARGE')
+      await assert.rejects(
+        driver.readSmall('big/x', 1024),
+        (e: unknown) => e instanceof InvalidInputError && e.code === 'TOO_LARGE',
+      )
     })
 
     test('list yields every key under a prefix in byte order, also for a-b, a.b, a/b, a_b', async () => {
@@ -79,10 +97,16 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
       const expected = [...tricky].sort(compareKeys)
       assert.deepEqual(listed, expected)
       // a partial-name prefix
-      assert.deepEqual((await collect(driver.list('t/a.'))).map((o) => o.key), ['t/a.b/x'])
+      assert.deepEqual(
+        (await collect(driver.list('t/a.'))).map((o) => o.key),
+        ['t/a.b/x'],
+      )
       // sizes come with the listing
       const sized = await collect(driver.list('t/a/'))
-      assert.deepEqual(sized.map((o) => o.size), sized.map((o) => Buffer.byteLength(o.key)))
+      assert.deepEqual(
+        sized.map((o) => o.size),
+        sized.map((o) => Buffer.byteLength(o.key)),
+      )
     })
 
     test('list resumes strictly after startAfter, also inside a skipped subtree', async () => {
@@ -93,7 +117,10 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
         assert.deepEqual(listed, expected.slice(i + 1), `after ${after}`)
       }
       // a startAfter that is not itself a key
-      assert.deepEqual((await collect(driver.list('t/', {startAfter: 't/a/b-'}))).map((o) => o.key), expected.filter((k) => compareKeys(k, 't/a/b-') > 0))
+      assert.deepEqual(
+        (await collect(driver.list('t/', {startAfter: 't/a/b-'}))).map((o) => o.key),
+        expected.filter((k) => compareKeys(k, 't/a/b-') > 0),
+      )
     })
 
     test('listDirectories yields the child prefixes in byte order', async () => {
@@ -106,7 +133,8 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
 
     test('list pages through more than one page of keys', async () => {
       const keys = Array.from({length: 1105}, (_, i) => `p/${String(i).padStart(5, '0')}`)
-      for (let i = 0; i < keys.length; i += 100) await Promise.all(keys.slice(i, i + 100).map((k) => driver.write(k, Buffer.from('x'))))
+      for (let i = 0; i < keys.length; i += 100)
+        await Promise.all(keys.slice(i, i + 100).map((k) => driver.write(k, Buffer.from('x'))))
       const listed = (await collect(driver.list('p/'))).map((o) => o.key)
       assert.equal(listed.length, keys.length)
       assert.deepEqual(listed, keys)
@@ -132,7 +160,10 @@ export function storageConformance(name: string, make: () => Promise<{driver: St
       await driver.write('d/go/2', Buffer.from('2'))
       const result = await driver.deleteMany(['d/go/1', 'd/go/2'])
       assert.deepEqual(result.deleted.sort(), ['d/go/1', 'd/go/2'])
-      assert.deepEqual((await collect(driver.list('d/'))).map((o) => o.key), ['d/keep'])
+      assert.deepEqual(
+        (await collect(driver.list('d/'))).map((o) => o.key),
+        ['d/keep'],
+      )
     })
   })
 }

@@ -1,6 +1,16 @@
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
-import {LayoutError, parseKey, pathFor, parseLink, shardsFor, ALL_SHARDS, isRepositoryName, isTag, type PathSpec} from '../../../src/lib/storage/layout.js'
+import {
+  LayoutError,
+  parseKey,
+  pathFor,
+  parseLink,
+  shardsFor,
+  ALL_SHARDS,
+  isRepositoryName,
+  isTag,
+  type PathSpec,
+} from '../../../src/lib/storage/layout.js'
 import {InvalidInputError} from '../../../src/lib/errors.js'
 
 const HEX = 'ab'.padEnd(64, '0')
@@ -11,13 +21,31 @@ const D512 = `sha512:${HEX512}`
 const table: Array<[PathSpec, string]> = [
   [{kind: 'blob-data', digest: D}, `blobs/sha256/ab/${HEX}/data`],
   [{kind: 'blob-data', digest: D512}, `blobs/sha512/cd/${HEX512}/data`],
-  [{kind: 'layer-link', repository: 'library/ubuntu', digest: D}, `repositories/library/ubuntu/_layers/sha256/${HEX}/link`],
-  [{kind: 'manifest-revision-link', repository: 'a', digest: D}, `repositories/a/_manifests/revisions/sha256/${HEX}/link`],
-  [{kind: 'tag-current-link', repository: 'team/app.web', tag: 'v1.2.3'}, `repositories/team/app.web/_manifests/tags/v1.2.3/current/link`],
-  [{kind: 'tag-index-link', repository: 'a-b/c__d', tag: 'latest', digest: D}, `repositories/a-b/c__d/_manifests/tags/latest/index/sha256/${HEX}/link`],
-  [{kind: 'upload-data', repository: 'x/y', uuid: '0b9e1c3a-1111-2222-3333-444455556666'}, 'repositories/x/y/_uploads/0b9e1c3a-1111-2222-3333-444455556666/data'],
+  [
+    {kind: 'layer-link', repository: 'library/ubuntu', digest: D},
+    `repositories/library/ubuntu/_layers/sha256/${HEX}/link`,
+  ],
+  [
+    {kind: 'manifest-revision-link', repository: 'a', digest: D},
+    `repositories/a/_manifests/revisions/sha256/${HEX}/link`,
+  ],
+  [
+    {kind: 'tag-current-link', repository: 'team/app.web', tag: 'v1.2.3'},
+    `repositories/team/app.web/_manifests/tags/v1.2.3/current/link`,
+  ],
+  [
+    {kind: 'tag-index-link', repository: 'a-b/c__d', tag: 'latest', digest: D},
+    `repositories/a-b/c__d/_manifests/tags/latest/index/sha256/${HEX}/link`,
+  ],
+  [
+    {kind: 'upload-data', repository: 'x/y', uuid: '0b9e1c3a-1111-2222-3333-444455556666'},
+    'repositories/x/y/_uploads/0b9e1c3a-1111-2222-3333-444455556666/data',
+  ],
   [{kind: 'upload-started-at', repository: 'x', uuid: 'abc'}, 'repositories/x/_uploads/abc/startedat'],
-  [{kind: 'upload-hash-state', repository: 'x', uuid: 'abc', algorithm: 'sha256', offset: 1024}, 'repositories/x/_uploads/abc/hashstates/sha256/1024'],
+  [
+    {kind: 'upload-hash-state', repository: 'x', uuid: 'abc', algorithm: 'sha256', offset: 1024},
+    'repositories/x/_uploads/abc/hashstates/sha256/1024',
+  ],
 ]
 
 test('pathFor and parseKey are inverses over the layout table', () => {
@@ -57,8 +85,10 @@ test('pathFor refuses invalid names, tags and digests', () => {
 })
 
 test('OCI name and tag grammar', () => {
-  for (const ok of ['a', 'a/b', 'library/ubuntu', 'a.b', 'a_b', 'a__b', 'a---b', 'a0/b1/c2']) assert.ok(isRepositoryName(ok), ok)
-  for (const bad of ['', 'A', 'a/', '/a', 'a//b', 'a___b', '-a', 'a-', 'a..b', 'a/_b', 'x'.repeat(256)]) assert.ok(!isRepositoryName(bad), bad)
+  for (const ok of ['a', 'a/b', 'library/ubuntu', 'a.b', 'a_b', 'a__b', 'a---b', 'a0/b1/c2'])
+    assert.ok(isRepositoryName(ok), ok)
+  for (const bad of ['', 'A', 'a/', '/a', 'a//b', 'a___b', '-a', 'a-', 'a..b', 'a/_b', 'x'.repeat(256)])
+    assert.ok(!isRepositoryName(bad), bad)
   for (const ok of ['latest', 'v1.0', '_x', 'A-b_c.d', 'x'.repeat(128)]) assert.ok(isTag(ok), ok)
   for (const bad of ['', '.x', '-x', 'x'.repeat(129), 'a/b', 'a:b']) assert.ok(!isTag(bad), bad)
 })
@@ -68,7 +98,10 @@ test('link files: a digest, or a CORRUPT_LINK error naming the key', () => {
   assert.equal(parseLink(`${D}\n`, 'k'), D)
   assert.throws(
     () => parseLink(Buffer.from('garbage\x00\x01'), 'repositories/a/_layers/sha256/x/link'),
-    (e: unknown) => e instanceof InvalidInputError && e.code === 'CORRUPT_LINK' && e.message.includes('repositories/a/_layers/sha256/x/link'),
+    (e: unknown) =>
+      e instanceof InvalidInputError &&
+      e.code === 'CORRUPT_LINK' &&
+      e.message.includes('repositories/a/_layers/sha256/x/link'),
   )
 })
 

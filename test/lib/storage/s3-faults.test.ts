@@ -47,8 +47,10 @@ after(async () => {
   await rgw?.stop()
 })
 
-const objectGet = (key: string) => (req: {method: string; path: string}) => req.method === 'GET' && req.path === `/${BUCKET}/v2/${key}`
-const listing = (req: {method: string; query: URLSearchParams}) => req.method === 'GET' && req.query.get('list-type') === '2'
+const objectGet = (key: string) => (req: {method: string; path: string}) =>
+  req.method === 'GET' && req.path === `/${BUCKET}/v2/${key}`
+const listing = (req: {method: string; query: URLSearchParams}) =>
+  req.method === 'GET' && req.query.get('list-type') === '2'
 
 function use(rules: FaultRule[]): void {
   proxy.setRules(rules)
@@ -69,7 +71,10 @@ test('a listing whose connection is reset mid-way is retried and yields every ke
   use([{name: 'reset-list', match: listing, action: {kind: 'reset'}, times: 1}])
   const keys: string[] = []
   for await (const o of viaProxy.list('blobs/')) keys.push(o.key)
-  assert.deepEqual(keys, Array.from({length: 30}, (_, i) => `blobs/k${String(i).padStart(2, '0')}`))
+  assert.deepEqual(
+    keys,
+    Array.from({length: 30}, (_, i) => `blobs/k${String(i).padStart(2, '0')}`),
+  )
   assert.equal(proxy.fired('reset-list'), 1)
 })
 
@@ -92,7 +97,8 @@ test('a truncated body or a lying Content-Length is never returned as a shorter 
       (bytes) => ({bytes}),
       (error: Error) => ({error}),
     )
-    if ('bytes' in outcome) assert.deepEqual(outcome.bytes, BODY, `${action.kind}: only the full, correct body may be returned`)
+    if ('bytes' in outcome)
+      assert.deepEqual(outcome.bytes, BODY, `${action.kind}: only the full, correct body may be returned`)
     else assert.ok(outcome.error instanceof Error, `${action.kind}: fails loudly`)
     assert.ok(proxy.fired(action.kind) >= 1)
   }
@@ -102,9 +108,18 @@ test('DeleteObjects that fails for some keys reports exactly those keys, and the
   const failing = ['blobs/k10', 'blobs/k12']
   const body =
     `<?xml version="1.0" encoding="UTF-8"?><DeleteResult>` +
-    failing.map((k) => `<Error><Key>v2/${k}</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`).join('') +
+    failing
+      .map((k) => `<Error><Key>v2/${k}</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`)
+      .join('') +
     `</DeleteResult>`
-  use([{name: 'partial-delete', match: (r) => r.method === 'POST' && r.query.has('delete'), action: {kind: 'reply', status: 200, body}, times: 1}])
+  use([
+    {
+      name: 'partial-delete',
+      match: (r) => r.method === 'POST' && r.query.has('delete'),
+      action: {kind: 'reply', status: 200, body},
+      times: 1,
+    },
+  ])
   const keys = ['blobs/k10', 'blobs/k11', 'blobs/k12']
   const result = await viaProxy.deleteMany(keys)
   assert.deepEqual(result.errors.map((e) => e.key).sort(), failing)

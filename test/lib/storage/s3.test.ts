@@ -31,7 +31,11 @@ storageConformance('s3 (radosgw)', async () => {
   const a = await rgw.newBucket('conf-a')
   const b = await rgw.newBucket('conf-b')
   // A prefix, as registries use (docker/registry/v2), so key mapping is exercised too.
-  return {driver: new S3Driver(regionFor(a, 'docker/registry/v2')), other: new S3Driver(regionFor(b, '')), cleanup: async () => {}}
+  return {
+    driver: new S3Driver(regionFor(a, 'docker/registry/v2')),
+    other: new S3Driver(regionFor(b, '')),
+    cleanup: async () => {},
+  }
 })
 
 test('s3 errors name the region and what failed; wrong credentials are not retried forever', async () => {
@@ -45,7 +49,10 @@ test('s3 errors name the region and what failed; wrong credentials are not retri
     (e: unknown) => e instanceof StorageError && /NoSuchBucket/.test(e.message) && e.region === 'no-such-bucket',
   )
   const badKey = new S3Driver(regionFor(errs, '', {secretAccessKey: 'not-the-secret'}), {maxAttempts: 2})
-  await assert.rejects(badKey.readSmall('x', 10), (e: unknown) => e instanceof StorageError && /403/.test(e.message) && !e.message.includes('not-the-secret'))
+  await assert.rejects(
+    badKey.readSmall('x', 10),
+    (e: unknown) => e instanceof StorageError && /403/.test(e.message) && !e.message.includes('not-the-secret'),
+  )
   const ok = new S3Driver(regionFor(errs, ''))
   await assert.rejects(ok.readSmall('absent', 10), NotFoundError)
   for (const d of [missingBucket, badKey, ok]) await d.close()
@@ -72,12 +79,17 @@ test('ListObjectsV2 answers: entities decoded, tokens and prefixes found', async
       `<Contents><Key>p/123</Key><LastModified>2026-01-02T03:04:06.000Z</LastModified><Size>0</Size></Contents>` +
       `<CommonPrefixes><Prefix>p/dir/</Prefix></CommonPrefixes><KeyCount>3</KeyCount><ContinuationToken>old</ContinuationToken><NextContinuationToken>n&amp;ext</NextContinuationToken></ListBucketResult>`,
   )
-  assert.deepEqual(page.contents.map((c) => c.key), ['p/a&b<c>ä😀', 'p/123'])
+  assert.deepEqual(
+    page.contents.map((c) => c.key),
+    ['p/a&b<c>ä😀', 'p/123'],
+  )
   assert.equal(page.contents[0].size, 42)
   assert.equal(page.contents[1].lastModified.toISOString(), '2026-01-02T03:04:06.000Z')
   assert.deepEqual(page.prefixes, ['p/dir/'])
   assert.equal(page.nextToken, 'n&ext')
-  const last = parseListBucketResult('<ListBucketResult><IsTruncated>false</IsTruncated><NextContinuationToken>x</NextContinuationToken></ListBucketResult>')
+  const last = parseListBucketResult(
+    '<ListBucketResult><IsTruncated>false</IsTruncated><NextContinuationToken>x</NextContinuationToken></ListBucketResult>',
+  )
   assert.equal(last.nextToken, undefined)
   assert.throws(() => parseListBucketResult('<Error><Code>x</Code></Error>'))
 })

@@ -38,13 +38,26 @@ for (const kind of ['filesystem', 's3'] as const) {
         rgw = await startRadosgw({buckets: ['registry']})
         cleanups.push(() => rgw!.stop())
         registry = await startRegistry({
-          storage: {kind: 's3', endpoint: rgw.endpoint, bucket: 'registry', accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region},
+          storage: {
+            kind: 's3',
+            endpoint: rgw.endpoint,
+            bucket: 'registry',
+            accessKeyId: rgw.accessKeyId,
+            secretAccessKey: rgw.secretAccessKey,
+            region: rgw.region,
+          },
         })
         // S3 objects cannot be back-dated: regops reads radosgw through a proxy whose listings show every
         // object three days older (the S3 counterpart of ageTree below); the registry talks to radosgw directly.
         const proxy = await startFaultProxy({target: rgw.endpoint})
         cleanups.push(() => proxy.close())
-        proxy.setRules([{name: 'age', match: (r) => r.method === 'GET' && r.query.get('list-type') === '2', action: {kind: 'shift-clock', ms: -3 * 86_400_000}}])
+        proxy.setRules([
+          {
+            name: 'age',
+            match: (r) => r.method === 'GET' && r.query.get('list-type') === '2',
+            action: {kind: 'shift-clock', ms: -3 * 86_400_000},
+          },
+        ])
         region = `{url: "s3://registry/docker/registry/v2", endpoint: "${proxy.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
       } else {
         registry = await startRegistry({storage: {kind: 'filesystem', root: join(dir, 'storage')}})
@@ -55,8 +68,16 @@ for (const kind of ['filesystem', 's3'] as const) {
       await writeFile(config, `regions:\n  main: ${region}\ndatabase:\n  url: ${dbUrl}\n`)
 
       const shared = randomBlob(2000, 'child-shared')
-      const amd = await pushImage(registry.url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'c-amd')], seed: 'c-amd', platform: {os: 'linux', architecture: 'amd64'}})
-      const arm = await pushImage(registry.url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'c-arm')], seed: 'c-arm', platform: {os: 'linux', architecture: 'arm64'}})
+      const amd = await pushImage(registry.url, 'team/multi', undefined, {
+        layers: [shared, randomBlob(1500, 'c-amd')],
+        seed: 'c-amd',
+        platform: {os: 'linux', architecture: 'amd64'},
+      })
+      const arm = await pushImage(registry.url, 'team/multi', undefined, {
+        layers: [shared, randomBlob(1500, 'c-arm')],
+        seed: 'c-arm',
+        platform: {os: 'linux', architecture: 'arm64'},
+      })
       await pushIndex(registry.url, 'team/multi', 'latest', [amd, arm], 'oci')
       await pushImage(registry.url, 'team/single', 'v1', {layers: [randomBlob(900, 'c-single')], seed: 'c-single'})
       await deleteManifest(registry.url, 'team/multi', arm.manifestDigest)
@@ -80,12 +101,36 @@ for (const kind of ['filesystem', 's3'] as const) {
       assert.ok(gc.eligibleBlobs.length > 0, 'the child-only config and layer are eligible')
 
       const storageReport = join(dir, 'storage.jsonl')
-      const storage = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--report', storageReport, '--json'])
+      const storage = await runCli([
+        'sweep',
+        'blobs',
+        '--config',
+        config,
+        '--min-age',
+        '0',
+        '--force',
+        '--report',
+        storageReport,
+        '--json',
+      ])
       assert.equal(storage.code, 1, storage.stdout + storage.stderr)
       assert.deepEqual(await reportDigests(storageReport), gc.eligibleBlobs)
 
       const metadataReport = join(dir, 'metadata.jsonl')
-      const metadata = await runCli(['sweep', 'blobs', '--config', config, '--strategy', 'metadata', '--min-age', '0', '--force', '--report', metadataReport, '--json'])
+      const metadata = await runCli([
+        'sweep',
+        'blobs',
+        '--config',
+        config,
+        '--strategy',
+        'metadata',
+        '--min-age',
+        '0',
+        '--force',
+        '--report',
+        metadataReport,
+        '--json',
+      ])
       assert.equal(metadata.code, 1, metadata.stdout + metadata.stderr)
       assert.deepEqual(await reportDigests(metadataReport), gc.eligibleBlobs)
       assert.equal((await pullImage(registry.url, 'team/single', 'v1')).ok, true)

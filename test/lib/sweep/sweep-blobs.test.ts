@@ -44,12 +44,17 @@ async function sampleStore() {
 async function orphanInPrefix(w: LayoutWriter, prefix: string, label: string): Promise<string> {
   for (let i = 0; ; i++) {
     const seed = `${label}-${prefix}-${i}`
-    if (sha256(seededBytes(`${seed}:orphan`, 300)).startsWith(`sha256:${prefix}`)) return w.writeOrphan(undefined, seed, 300)
+    if (sha256(seededBytes(`${seed}:orphan`, 300)).startsWith(`sha256:${prefix}`))
+      return w.writeOrphan(undefined, seed, 300)
   }
 }
 
 async function reportDigests(file: string): Promise<string[]> {
-  return (await readFile(file, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l).digest as string).sort()
+  return (await readFile(file, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l).digest as string)
+    .sort()
 }
 
 async function allFiles(driver: FilesystemDriver, prefix = ''): Promise<Map<string, string>> {
@@ -60,7 +65,13 @@ async function allFiles(driver: FilesystemDriver, prefix = ''): Promise<Map<stri
 
 const DAY = 86_400_000
 // The tests below act on stores with many orphans; the mass-deletion guard has its own tests.
-const base = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, allowMassDelete: true}
+const base = {
+  strategy: 'storage' as const,
+  minAgeMs: DAY,
+  quarantinePrefix: '_regops/quarantine',
+  logger,
+  allowMassDelete: true,
+}
 
 describe('sweep blobs on a filesystem store', () => {
   test('dry-run finds exactly the planted orphans, spares a young _layers link and a young blob, changes nothing', async () => {
@@ -74,8 +85,14 @@ describe('sweep blobs on a filesystem store', () => {
     const report = join(root, '..', `report-${Date.now()}.jsonl`)
     cleanups.push(() => rm(report, {force: true}))
     const result = await sweepBlobs({...base, driver, mode: 'dry-run', reportFile: report})
-    const lines = (await readFile(report, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l))
-    assert.deepEqual(lines.map((l) => l.digest).sort(), sample.orphans.map((o) => o.digest))
+    const lines = (await readFile(report, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+    assert.deepEqual(
+      lines.map((l) => l.digest).sort(),
+      sample.orphans.map((o) => o.digest),
+    )
     assert.equal(result.candidates.count, sample.orphans.length)
     assert.equal(result.marked.youngLinks, 1, 'the in-flight upload is the only young link')
     assert.deepEqual(result.tooYoung, {count: 1, bytes: 600}, 'the young stray is the only blob spared for its age')
@@ -89,12 +106,19 @@ describe('sweep blobs on a filesystem store', () => {
     const {db} = await freshDb()
     const result = await sweepBlobs({...base, driver, db, mode: 'delete'})
     assert.equal(result.acted.deleted, sample.orphans.length)
-    for (const o of sample.orphans) assert.equal(await driver.stat(pathFor({kind: 'blob-data', digest: o.digest})), undefined)
+    for (const o of sample.orphans)
+      assert.equal(await driver.stat(pathFor({kind: 'blob-data', digest: o.digest})), undefined)
     assert.ok(await driver.stat(pathFor({kind: 'blob-data', digest: sample.inFlight})), 'in-flight blob kept')
-    const journal = await db.query(`SELECT action, phase, digest, intent_id FROM regops_journal WHERE job_id = $1 ORDER BY id`, [result.jobId])
+    const journal = await db.query(
+      `SELECT action, phase, digest, intent_id FROM regops_journal WHERE job_id = $1 ORDER BY id`,
+      [result.jobId],
+    )
     const intents = journal.rows.filter((r) => r.phase === 'intent')
     const outcomes = journal.rows.filter((r) => r.phase === 'done')
-    assert.deepEqual(intents.map((r) => r.digest).sort(), sample.orphans.map((o) => o.digest))
+    assert.deepEqual(
+      intents.map((r) => r.digest).sort(),
+      sample.orphans.map((o) => o.digest),
+    )
     assert.equal(outcomes.length, intents.length)
     const again = await sweepBlobs({...base, driver, mode: 'dry-run'})
     assert.equal(again.candidates.count, 0, 'nothing left to find')
@@ -110,7 +134,10 @@ describe('sweep blobs on a filesystem store', () => {
     assert.equal(q.acted.quarantined, sample.orphans.length)
     for (const o of sample.orphans) {
       assert.equal(await driver.stat(pathFor({kind: 'blob-data', digest: o.digest})), undefined)
-      assert.ok(await driver.stat(`_regops/quarantine/job-${q.jobId}/${pathFor({kind: 'blob-data', digest: o.digest})}`), "under the job's own prefix")
+      assert.ok(
+        await driver.stat(`_regops/quarantine/job-${q.jobId}/${pathFor({kind: 'blob-data', digest: o.digest})}`),
+        "under the job's own prefix",
+      )
     }
     const restored = await restoreQuarantine({db, driver, jobId: q.jobId!, logger})
     assert.equal(restored.restored, sample.orphans.length)
@@ -125,17 +152,39 @@ describe('sweep blobs on a filesystem store', () => {
     const q2 = await sweepBlobs({...base, driver, db, mode: 'quarantine'})
     const revived = sample.orphans.find((o) => o.why.startsWith('uploaded to tools/ci'))!
     const w = new LayoutWriter(driver)
-    const config = Buffer.from(JSON.stringify({architecture: 'amd64', os: 'linux', rootfs: {type: 'layers', diff_ids: [revived.digest]}}))
+    const config = Buffer.from(
+      JSON.stringify({architecture: 'amd64', os: 'linux', rootfs: {type: 'layers', diff_ids: [revived.digest]}}),
+    )
     const configDigest = await w.putBlob(config)
-    await w.putManifest('tools/ci', Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
-      config: {mediaType: 'application/vnd.docker.container.image.v1+json', size: config.length, digest: configDigest},
-      layers: [{mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: 5000, digest: revived.digest}],
-    })), 'revived')
+    await w.putManifest(
+      'tools/ci',
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+          config: {
+            mediaType: 'application/vnd.docker.container.image.v1+json',
+            size: config.length,
+            digest: configDigest,
+          },
+          layers: [
+            {mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: 5000, digest: revived.digest},
+          ],
+        }),
+      ),
+      'revived',
+    )
     const notYet = await purgeQuarantine({db, driver, holdForMs: DAY, strategy: 'storage', dryRun: false, logger})
     assert.equal(notYet.entries, 0, 'nothing is past its hold time yet')
-    const purged = await purgeQuarantine({db, driver, holdForMs: DAY, strategy: 'storage', dryRun: false, logger, now: new Date(Date.now() + 2 * DAY)})
+    const purged = await purgeQuarantine({
+      db,
+      driver,
+      holdForMs: DAY,
+      strategy: 'storage',
+      dryRun: false,
+      logger,
+      now: new Date(Date.now() + 2 * DAY),
+    })
     // Quarantined: the planted orphans and the in-flight upload (now old, an orphan too); purged: all but the rescued one.
     const planted = [...sample.orphans.map((o) => o.digest), sample.inFlight].sort()
     assert.equal(q2.acted.quarantined, planted.length)
@@ -144,8 +193,14 @@ describe('sweep blobs on a filesystem store', () => {
     for (const d of planted.filter((d) => d !== revived.digest)) {
       assert.equal(await driver.stat(pathFor({kind: 'blob-data', digest: d})), undefined, `${d} purged`)
     }
-    assert.ok(await driver.stat(pathFor({kind: 'blob-data', digest: revived.digest})), 'the re-referenced blob is back in the store')
-    assert.equal(sha256(await driver.readSmall(pathFor({kind: 'blob-data', digest: revived.digest}), 1 << 20)), revived.digest)
+    assert.ok(
+      await driver.stat(pathFor({kind: 'blob-data', digest: revived.digest})),
+      'the re-referenced blob is back in the store',
+    )
+    assert.equal(
+      sha256(await driver.readSmall(pathFor({kind: 'blob-data', digest: revived.digest}), 1 << 20)),
+      revived.digest,
+    )
     assert.deepEqual([...(await allFiles(driver, '_regops/'))], [], 'quarantine emptied by purge')
   })
 
@@ -160,11 +215,23 @@ describe('sweep blobs on a filesystem store', () => {
     const dry = await sweepBlobs({...base, driver, mode: 'dry-run'})
     assert.equal(dry.markComplete, false)
     const kinds = dry.problems.map((p) => `${p.kind}:${p.key}`)
-    assert.ok(kinds.some((k) => k.startsWith('bad-manifest:') && k.includes(garbage.slice(7))), kinds.join('\n'))
-    assert.ok(kinds.some((k) => k.startsWith('missing-manifest-blob:') && k.includes(missing.slice(7))), kinds.join('\n'))
+    assert.ok(
+      kinds.some((k) => k.startsWith('bad-manifest:') && k.includes(garbage.slice(7))),
+      kinds.join('\n'),
+    )
+    assert.ok(
+      kinds.some((k) => k.startsWith('missing-manifest-blob:') && k.includes(missing.slice(7))),
+      kinds.join('\n'),
+    )
     const before = await allFiles(driver)
-    await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete'}), (e: unknown) => e instanceof RefusedError && e.exitCode === 4)
-    await assert.rejects(sweepBlobs({...base, driver, db, mode: 'quarantine'}), (e: unknown) => e instanceof RefusedError && e.exitCode === 4)
+    await assert.rejects(
+      sweepBlobs({...base, driver, db, mode: 'delete'}),
+      (e: unknown) => e instanceof RefusedError && e.exitCode === 4,
+    )
+    await assert.rejects(
+      sweepBlobs({...base, driver, db, mode: 'quarantine'}),
+      (e: unknown) => e instanceof RefusedError && e.exitCode === 4,
+    )
     assert.deepEqual(await allFiles(driver), before, 'nothing touched')
     assert.equal(sample.orphans.length, 6)
   })
@@ -178,7 +245,10 @@ describe('sweep blobs on a filesystem store', () => {
     const unsafe = await runCli(['sweep', 'blobs', '--config', cfg, '--min-age', '10m', '--json'])
     assert.equal(unsafe.code, 4, unsafe.stdout + unsafe.stderr)
     assert.match(unsafe.json.error.message, /--min-age 10m is below 1h/)
-    await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete', maxDeletes: sample.orphans.length - 1}), /exceed --max-deletes/)
+    await assert.rejects(
+      sweepBlobs({...base, driver, db, mode: 'delete', maxDeletes: sample.orphans.length - 1}),
+      /exceed --max-deletes/,
+    )
     await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete', maxBytes: 100}), /exceed --max-bytes/)
     for (const o of sample.orphans) assert.ok(await driver.stat(pathFor({kind: 'blob-data', digest: o.digest})))
   })
@@ -187,12 +257,21 @@ describe('sweep blobs on a filesystem store', () => {
     const {root, driver, sample} = await sampleStore()
     // Orphans on both sides of every shard boundary (0x54|0x55 and 0xa9|0xaa) and at both ends.
     const w = new LayoutWriter(driver)
-    const edges = await Promise.all(['00', '54', '55', 'a9', 'aa', 'ff'].map((prefix) => orphanInPrefix(w, prefix, 'edge')))
+    const edges = await Promise.all(
+      ['00', '54', '55', 'a9', 'aa', 'ff'].map((prefix) => orphanInPrefix(w, prefix, 'edge')),
+    )
     await ageTree(root, new Date(Date.now() - 3 * DAY))
     const reports = [0, 1, 2, 3].map((i) => join(root, '..', `shard-${i}-${Date.now()}.jsonl`))
     cleanups.push(async () => void (await Promise.all(reports.map((r) => rm(r, {force: true})))))
-    const parts = await Promise.all([0, 1, 2].map((index) => sweepBlobs({...base, driver, mode: 'dry-run', shard: {index, count: 3}, reportFile: reports[index]})))
-    assert.deepEqual(parts.map((p) => p.shards.prefixes), [85, 85, 86])
+    const parts = await Promise.all(
+      [0, 1, 2].map((index) =>
+        sweepBlobs({...base, driver, mode: 'dry-run', shard: {index, count: 3}, reportFile: reports[index]}),
+      ),
+    )
+    assert.deepEqual(
+      parts.map((p) => p.shards.prefixes),
+      [85, 85, 86],
+    )
     const whole = await sweepBlobs({...base, driver, mode: 'dry-run', reportFile: reports[3]})
     const wholeSet = await reportDigests(reports[3])
     // the in-flight upload was aged with the rest: an orphan now
@@ -205,11 +284,17 @@ describe('sweep blobs on a filesystem store', () => {
         seen.set(d, i)
         // shard i holds prefixes [floor(i*256/3), floor((i+1)*256/3)): 00-54, 55-a9, aa-ff
         const prefix = parseInt(d.slice(7, 9), 16)
-        assert.ok(prefix >= Math.floor((i * 256) / 3) && prefix < Math.floor(((i + 1) * 256) / 3), `${d} found by shard ${i}`)
+        assert.ok(
+          prefix >= Math.floor((i * 256) / 3) && prefix < Math.floor(((i + 1) * 256) / 3),
+          `${d} found by shard ${i}`,
+        )
       }
     }
     assert.deepEqual([...seen.keys()].sort(), wholeSet)
-    assert.equal(parts.reduce((n, p) => n + p.scanned.blobs, 0), whole.scanned.blobs)
+    assert.equal(
+      parts.reduce((n, p) => n + p.scanned.blobs, 0),
+      whole.scanned.blobs,
+    )
   })
 
   test('--delete-untagged removes an untagged manifest but never a child of a tagged index', async () => {
@@ -221,18 +306,34 @@ describe('sweep blobs on a filesystem store', () => {
     const blobsBefore = [...(await allFiles(driver, 'blobs/')).keys()]
     const result = await sweepBlobs({...base, driver, db, mode: 'delete', deleteUntagged: true})
     assert.equal(result.acted.manifestsDeleted, 1)
-    assert.equal(await driver.stat(pathFor({kind: 'manifest-revision-link', repository: 'library/nginx', digest: untagged.manifestDigest})), undefined)
+    assert.equal(
+      await driver.stat(
+        pathFor({kind: 'manifest-revision-link', repository: 'library/nginx', digest: untagged.manifestDigest}),
+      ),
+      undefined,
+    )
     // Its manifest, config and own layer went with it, with the planted orphans (the in-flight upload is old now too).
     const blobsAfter = new Set((await allFiles(driver, 'blobs/')).keys())
     const removed = blobsBefore.filter((k) => !blobsAfter.has(k)).sort()
-    const expected = [untagged.manifestDigest, untagged.configDigest, untagged.layerDigests[0], sample.inFlight, ...sample.orphans.map((o) => o.digest)]
+    const expected = [
+      untagged.manifestDigest,
+      untagged.configDigest,
+      untagged.layerDigests[0],
+      sample.inFlight,
+      ...sample.orphans.map((o) => o.digest),
+    ]
     assert.deepEqual(removed, expected.map((digest) => pathFor({kind: 'blob-data', digest})).sort())
     assert.equal(untagged.layerDigests.length, 1)
     // the multi-arch children of team/api:v1 are untagged themselves, but their index is tagged
     const index = sample.tags.find((t) => t.repository === 'team/api')!
-    const indexPayload = JSON.parse((await driver.readSmall(pathFor({kind: 'blob-data', digest: index.digest}), 1 << 20)).toString())
+    const indexPayload = JSON.parse(
+      (await driver.readSmall(pathFor({kind: 'blob-data', digest: index.digest}), 1 << 20)).toString(),
+    )
     for (const child of indexPayload.manifests) {
-      assert.ok(await driver.stat(pathFor({kind: 'manifest-revision-link', repository: 'team/api', digest: child.digest})), `child ${child.digest} kept`)
+      assert.ok(
+        await driver.stat(pathFor({kind: 'manifest-revision-link', repository: 'team/api', digest: child.digest})),
+        `child ${child.digest} kept`,
+      )
       assert.ok(await driver.stat(pathFor({kind: 'blob-data', digest: child.digest})))
     }
   })
@@ -243,14 +344,16 @@ async function waitForJournal(db: Db, run: ReturnType<typeof startCli>, n: numbe
   let exited = false
   const ended = () => (exited = true)
   void run.done.then(ended, ended)
-  for (const deadline = Date.now() + 60_000; Date.now() < deadline && !exited; ) {
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline && !exited;) {
     const rows = await db.query(`SELECT count(*)::int AS n FROM regops_journal WHERE phase = 'done'`)
     if (rows.rows[0].n > n) return
     await new Promise((r) => setTimeout(r, 10))
   }
   if (!exited) run.child.kill('SIGKILL')
   const res = await run.done
-  assert.fail(`the sweep ended (or stalled for a minute) before ${n} outcomes were journaled: ${res.stdout}${res.stderr}`)
+  assert.fail(
+    `the sweep ended (or stalled for a minute) before ${n} outcomes were journaled: ${res.stdout}${res.stderr}`,
+  )
 }
 
 describe('sweep blobs through the CLI', () => {
@@ -284,8 +387,12 @@ describe('sweep blobs through the CLI', () => {
     run.child.kill('SIGKILL')
     const killed = await run.done
     assert.equal(killed.signal, 'SIGKILL')
-    const job = (await db.query(`SELECT id, status FROM regops_jobs WHERE kind = 'sweep-blobs' ORDER BY id DESC LIMIT 1`)).rows[0]
-    const doneBefore = (await db.query(`SELECT count(*)::int AS n FROM regops_journal WHERE job_id = $1 AND phase = 'done'`, [job.id])).rows[0].n
+    const job = (
+      await db.query(`SELECT id, status FROM regops_jobs WHERE kind = 'sweep-blobs' ORDER BY id DESC LIMIT 1`)
+    ).rows[0]
+    const doneBefore = (
+      await db.query(`SELECT count(*)::int AS n FROM regops_journal WHERE job_id = $1 AND phase = 'done'`, [job.id])
+    ).rows[0].n
     assert.ok(doneBefore > 0 && doneBefore < orphanCount, `killed midway (${doneBefore} of ${orphanCount} done)`)
 
     // The worker is dead but its heartbeat is fresh: an immediate resume is refused (exit 4)...
@@ -298,8 +405,19 @@ describe('sweep blobs through the CLI', () => {
 
     const refDb = await freshDb()
     const refConfig = join(root, 'ref.yaml')
-    await writeFile(refConfig, `regions:\n  local: {url: "file://${join(root, 'store-ref')}"}\ndatabase:\n  url: ${refDb.url}\n`)
-    const reference = await runCli(['sweep', 'blobs', '--config', refConfig, '--delete', '--allow-mass-delete', '--json'])
+    await writeFile(
+      refConfig,
+      `regions:\n  local: {url: "file://${join(root, 'store-ref')}"}\ndatabase:\n  url: ${refDb.url}\n`,
+    )
+    const reference = await runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      refConfig,
+      '--delete',
+      '--allow-mass-delete',
+      '--json',
+    ])
     assert.equal(reference.code, 0, reference.stderr)
     const listing = async (name: string) => {
       const keys: string[] = []
@@ -313,7 +431,8 @@ describe('sweep blobs through the CLI', () => {
       [job.id],
     )
     assert.equal(journal.rows.length, orphanCount)
-    for (const row of journal.rows) assert.deepEqual([row.intents, row.done], [1, 1], `${row.digest} journaled exactly once`)
+    for (const row of journal.rows)
+      assert.deepEqual([row.intents, row.done], [1, 1], `${row.digest} journaled exactly once`)
     const status = (await db.query(`SELECT status FROM regops_jobs WHERE id = $1`, [job.id])).rows[0].status
     assert.equal(status, 'done')
   })
@@ -343,15 +462,21 @@ describe('sweep blobs through the CLI', () => {
     assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr)
     const left: string[] = []
     for await (const o of driver.list('blobs/')) left.push(o.key)
-    const keptKeys = [kept.manifestDigest, kept.configDigest, ...kept.layerDigests].map((digest) => pathFor({kind: 'blob-data', digest})).sort()
+    const keptKeys = [kept.manifestDigest, kept.configDigest, ...kept.layerDigests]
+      .map((digest) => pathFor({kind: 'blob-data', digest}))
+      .sort()
     assert.deepEqual(left, keptKeys, 'only the kept image is left')
     const journal = await db.query(
       `SELECT digest, count(*) FILTER (WHERE phase = 'intent')::int AS intents, count(*) FILTER (WHERE phase = 'done')::int AS done
        FROM regops_journal WHERE job_id = $1 GROUP BY digest ORDER BY digest`,
       [job.id],
     )
-    assert.deepEqual(journal.rows.map((r) => r.digest), [...planted].sort())
-    for (const row of journal.rows) assert.deepEqual([row.intents, row.done], [1, 1], `${row.digest} journaled exactly once`)
+    assert.deepEqual(
+      journal.rows.map((r) => r.digest),
+      [...planted].sort(),
+    )
+    for (const row of journal.rows)
+      assert.deepEqual([row.intents, row.done], [1, 1], `${row.digest} journaled exactly once`)
   })
 
   test('dry-run via the CLI exits 1 with candidates, writes the report, and --json is a plain result', async () => {

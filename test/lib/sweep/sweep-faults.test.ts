@@ -95,8 +95,18 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
   async function s3Store(label: string) {
     const bucket = await rgw.newBucket(label)
     const regionOf = (endpoint: string) => ({
-      kind: 's3' as const, name: 'eu', url: `s3://${bucket}/${PREFIX}`, bucket, prefix: PREFIX, region: 'us-east-1', endpoint,
-      forcePathStyle: true, checksums: 'when_required' as const, concurrency: 16, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
+      kind: 's3' as const,
+      name: 'eu',
+      url: `s3://${bucket}/${PREFIX}`,
+      bucket,
+      prefix: PREFIX,
+      region: 'us-east-1',
+      endpoint,
+      forcePathStyle: true,
+      checksums: 'when_required' as const,
+      concurrency: 16,
+      accessKeyId: rgw.accessKeyId,
+      secretAccessKey: rgw.secretAccessKey,
     })
     const direct = new S3Driver(regionOf(rgw.endpoint))
     const driver = new S3Driver(regionOf(proxy.endpoint))
@@ -105,12 +115,21 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
       await driver.close()
     })
     const w = new LayoutWriter(direct)
-    const image = await w.writeImage({repository: 'team/app', tag: 'v1', seed: `${label}-image`, layers: 2, layerSize: 400})
+    const image = await w.writeImage({
+      repository: 'team/app',
+      tag: 'v1',
+      seed: `${label}-image`,
+      layers: 2,
+      layerSize: 400,
+    })
     const {url} = await freshDb()
     const config = join(dir, `${label}.yaml`)
     const region = (endpoint: string) =>
       `{url: "s3://${bucket}/${PREFIX}", endpoint: "${endpoint}", region: us-east-1, checksums: when_required, accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}"}`
-    await writeFile(config, `regions:\n  eu: ${region(proxy.endpoint)}\ndatabase:\n  url: ${url}\nsweep: {quarantine: "eu:_regops/quarantine"}\n`)
+    await writeFile(
+      config,
+      `regions:\n  eu: ${region(proxy.endpoint)}\ndatabase:\n  url: ${url}\nsweep: {quarantine: "eu:_regops/quarantine"}\n`,
+    )
     const db = openDatabase(url, {max: 2})
     cleanups.push(() => db.close())
     return {bucket, direct, driver, w, image, config, db, dir}
@@ -118,7 +137,19 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
 
   // S3 objects cannot be back-dated: these sweeps run with --min-age 0 (everything written before is old).
   const sweep = (config: string, ...args: string[]) =>
-    runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--report', join(dir, `r-${Date.now()}.jsonl`), '--json', ...args])
+    runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--min-age',
+      '0',
+      '--force',
+      '--report',
+      join(dir, `r-${Date.now()}.jsonl`),
+      '--json',
+      ...args,
+    ])
   const settle = () => new Promise((r) => setTimeout(r, 1100))
 
   test('a blob listing that answers 500 past its retries: exit 3, the job failed, nothing acted on', async () => {
@@ -126,7 +157,11 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     const orphans = await writeOrphans(s.w, 'list-500', ['80', '81'], 4)
     await settle()
     proxy.setRules([
-      {name: 'list-500', match: (r) => r.method === 'GET' && r.query.get('start-after') === `${PREFIX}/blobs/sha256/80`, action: {kind: 'status', status: 500}},
+      {
+        name: 'list-500',
+        match: (r) => r.method === 'GET' && r.query.get('start-after') === `${PREFIX}/blobs/sha256/80`,
+        action: {kind: 'status', status: 500},
+      },
     ])
     const run = await sweep(s.config, '--delete')
     proxy.setRules([])
@@ -135,7 +170,10 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     assert.match(run.json.error.message, /HTTP 500/)
     assert.deepEqual(await present(s.direct, orphans), orphans, 'every orphan still there')
     const jobs = await s.db.query(`SELECT status FROM regops_jobs`)
-    assert.deepEqual(jobs.rows.map((r) => r.status), ['failed'])
+    assert.deepEqual(
+      jobs.rows.map((r) => r.status),
+      ['failed'],
+    )
     assert.equal((await s.db.query(`SELECT count(*)::int AS n FROM regops_journal`)).rows[0].n, 0, 'nothing journaled')
   })
 
@@ -144,14 +182,22 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     const orphans = await writeOrphans(s.w, 'manifest-503', [], 3)
     await settle()
     const manifestPath = `/${s.bucket}/${PREFIX}/${blob(s.image.manifestDigest)}`
-    const rule = (times?: number) => [{name: 'manifest-503', match: (r: {method: string; path: string}) => r.method === 'GET' && r.path === manifestPath, action: {kind: 'status' as const, status: 503}, times}]
+    const rule = (times?: number) => [
+      {
+        name: 'manifest-503',
+        match: (r: {method: string; path: string}) => r.method === 'GET' && r.path === manifestPath,
+        action: {kind: 'status' as const, status: 503},
+        times,
+      },
+    ]
     const clean = await sweep(s.config)
     assert.equal(clean.code, 1, clean.stderr)
     proxy.setRules(rule(2))
     const transient = await sweep(s.config)
     assert.equal(proxy.fired('manifest-503'), 2)
     assert.equal(transient.code, 1, transient.stderr)
-    for (const field of ['markComplete', 'candidates', 'referenced', 'scanned'] as const) assert.deepEqual(transient.json[field], clean.json[field], field)
+    for (const field of ['markComplete', 'candidates', 'referenced', 'scanned'] as const)
+      assert.deepEqual(transient.json[field], clean.json[field], field)
     assert.equal(clean.json.candidates.count, orphans.length)
 
     proxy.setRules(rule())
@@ -159,7 +205,10 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     proxy.setRules([])
     assert.equal(refused.code, 4, refused.stdout + refused.stderr)
     assert.match(refused.json.error.message, /mark is incomplete/)
-    assert.ok(refused.json.error.details.problems.some((p: {key: string}) => p.key === blob(s.image.manifestDigest)), 'the unreadable manifest is named')
+    assert.ok(
+      refused.json.error.details.problems.some((p: {key: string}) => p.key === blob(s.image.manifestDigest)),
+      'the unreadable manifest is named',
+    )
     assert.deepEqual(await present(s.direct, orphans), orphans, 'nothing deleted')
     assert.equal((await s.db.query(`SELECT count(*)::int AS n FROM regops_journal`)).rows[0].n, 0)
   })
@@ -171,17 +220,34 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     const failing = [orphans[1], orphans[4]]
     const body =
       '<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
-      failing.map((d) => `<Error><Key>${PREFIX}/${blob(d)}</Key><Code>InternalError</Code><Message>injected</Message></Error>`).join('') +
+      failing
+        .map(
+          (d) => `<Error><Key>${PREFIX}/${blob(d)}</Key><Code>InternalError</Code><Message>injected</Message></Error>`,
+        )
+        .join('') +
       '</DeleteResult>'
     // The canned reply stands in for the request: the other keys are deleted just before it (at the
     // hook after the intents), as the server would have deleted them in the same request.
     const run = await sweepBlobs({
-      strategy: 'storage', minAgeMs: 0, quarantinePrefix: '_regops/quarantine', logger, driver: s.driver, db: s.db, mode: 'delete',
+      strategy: 'storage',
+      minAgeMs: 0,
+      quarantinePrefix: '_regops/quarantine',
+      logger,
+      driver: s.driver,
+      db: s.db,
+      mode: 'delete',
       hooks: {
         afterIntents: async ({kind}) => {
           if (kind !== 'blob') return
           for (const d of orphans.filter((o) => !failing.includes(o))) await s.direct.deleteMany([blob(d)])
-          proxy.setRules([{name: 'partial', match: (r) => r.method === 'POST' && r.query.has('delete'), action: {kind: 'reply', status: 200, body}, times: 1}])
+          proxy.setRules([
+            {
+              name: 'partial',
+              match: (r) => r.method === 'POST' && r.query.has('delete'),
+              action: {kind: 'reply', status: 200, body},
+              times: 1,
+            },
+          ])
         },
       },
     })
@@ -192,8 +258,15 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     const job = (await s.db.query(`SELECT id, status FROM regops_jobs`)).rows[0]
     assert.equal(job.status, 'failed')
     const first = await journalCounts(s.db, job.id)
-    assert.deepEqual([...first].filter(([, [, , f]]) => f > 0).map(([d]) => d), [...failing].sort())
-    assert.deepEqual(await present(s.direct, orphans), [...failing].sort(), 'exactly the two named keys are still there')
+    assert.deepEqual(
+      [...first].filter(([, [, , f]]) => f > 0).map(([d]) => d),
+      [...failing].sort(),
+    )
+    assert.deepEqual(
+      await present(s.direct, orphans),
+      [...failing].sort(),
+      'exactly the two named keys are still there',
+    )
 
     const resumed = await sweep(s.config, '--resume', String(job.id))
     assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr)
@@ -218,7 +291,11 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     assert.equal(q.code, 0, q.stdout + q.stderr)
     assert.equal(q.json.acted.quarantined, orphans.length)
     assert.deepEqual(await present(s.direct, orphans), [])
-    for (const d of orphans) assert.ok(await s.direct.stat(`_regops/quarantine/job-${q.json.jobId}/${blob(d)}`), `${d} in the job's quarantine`)
+    for (const d of orphans)
+      assert.ok(
+        await s.direct.stat(`_regops/quarantine/job-${q.json.jobId}/${blob(d)}`),
+        `${d} in the job's quarantine`,
+      )
     const values = new Map<string, number>()
     for (const line of (await readFile(metrics, 'utf8')).split('\n')) {
       const m = /^regops_sweep_(\w+)\{region="eu",strategy="storage",mode="quarantine"\} (\S+)$/.exec(line)
@@ -227,20 +304,30 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     assert.deepEqual(
       Object.fromEntries([...values].filter(([k]) => k !== 'last_run_timestamp_seconds' && k !== 'duration_seconds')),
       {
-        objects_scanned: q.json.scanned.blobs, bytes_scanned: q.json.scanned.bytes, candidates: q.json.candidates.count,
-        candidate_bytes: q.json.candidates.bytes, deleted: 0, quarantined: orphans.length, acted_bytes: q.json.acted.bytes, errors: 0,
+        objects_scanned: q.json.scanned.blobs,
+        bytes_scanned: q.json.scanned.bytes,
+        candidates: q.json.candidates.count,
+        candidate_bytes: q.json.candidates.bytes,
+        deleted: 0,
+        quarantined: orphans.length,
+        acted_bytes: q.json.acted.bytes,
+        errors: 0,
       },
     )
     assert.equal(values.get('duration_seconds'), q.json.durationMs / 1000)
 
     const dry = await runCli(['sweep', 'restore', '--config', s.config, '--job', q.json.jobId, '--dry-run', '--json'])
     assert.equal(dry.code, 0, dry.stderr)
-    assert.deepEqual(dry.json.items.map((i: {digest: string}) => i.digest), orphans)
+    assert.deepEqual(
+      dry.json.items.map((i: {digest: string}) => i.digest),
+      orphans,
+    )
     assert.deepEqual(await present(s.direct, orphans), [], 'a dry-run restores nothing')
     const restored = await runCli(['sweep', 'restore', '--config', s.config, '--job', q.json.jobId, '--json'])
     assert.equal(restored.code, 0, restored.stdout + restored.stderr)
     assert.equal(restored.json.restored, orphans.length)
-    for (const d of orphans) assert.ok((await s.direct.readSmall(blob(d), 1 << 20)).equals(bytes.get(d)!), `${d} restored byte for byte`)
+    for (const d of orphans)
+      assert.ok((await s.direct.readSmall(blob(d), 1 << 20)).equals(bytes.get(d)!), `${d} restored byte for byte`)
     const left: string[] = []
     for await (const o of s.direct.list('_regops/')) left.push(o.key)
     assert.deepEqual(left, [], 'the quarantine is empty')
@@ -250,8 +337,25 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     const q2 = await sweep(s.config, '--quarantine')
     assert.equal(q2.json.acted.quarantined, orphans.length)
     const revived = orphans[0]
-    await s.w.writeImage({repository: 'team/app', tag: 'revived', seed: 'quarantine-revived', layers: 0, layerSize: 1, sharedLayers: [bytes.get(revived)!]})
-    const purge = await runCli(['sweep', 'purge', '--config', s.config, '--hold-for', '0s', '--force', '--delete', '--json'])
+    await s.w.writeImage({
+      repository: 'team/app',
+      tag: 'revived',
+      seed: 'quarantine-revived',
+      layers: 0,
+      layerSize: 1,
+      sharedLayers: [bytes.get(revived)!],
+    })
+    const purge = await runCli([
+      'sweep',
+      'purge',
+      '--config',
+      s.config,
+      '--hold-for',
+      '0s',
+      '--force',
+      '--delete',
+      '--json',
+    ])
     assert.equal(purge.code, 0, purge.stdout + purge.stderr)
     assert.deepEqual([purge.json.rescued, purge.json.purged], [1, orphans.length - 1])
     assert.deepEqual(await present(s.direct, orphans), [revived])
@@ -260,7 +364,12 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
 
   test('a failed manifest deletion (--delete-untagged) keeps what that manifest references; the job exits 3', async () => {
     const s = await s3Store('manifest-fails')
-    const untagged: WrittenImage = await s.w.writeImage({repository: 'team/app', seed: 'manifest-fails-untagged', layers: 2, layerSize: 500})
+    const untagged: WrittenImage = await s.w.writeImage({
+      repository: 'team/app',
+      seed: 'manifest-fails-untagged',
+      layers: 2,
+      layerSize: 500,
+    })
     await settle()
     const revision = pathFor({kind: 'manifest-revision-link', repository: 'team/app', digest: untagged.manifestDigest})
     const body =
@@ -269,8 +378,11 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     // The first DeleteObjects removes the clock probe's scratch object; manifests are acted on before
     // blobs, so the second is the manifest's.
     let deletes = 0
-    const manifestDelete = (r: {method: string; query: URLSearchParams}) => r.method === 'POST' && r.query.has('delete') && ++deletes === 2
-    proxy.setRules([{name: 'manifest-delete', match: manifestDelete, action: {kind: 'reply', status: 200, body}, times: 1}])
+    const manifestDelete = (r: {method: string; query: URLSearchParams}) =>
+      r.method === 'POST' && r.query.has('delete') && ++deletes === 2
+    proxy.setRules([
+      {name: 'manifest-delete', match: manifestDelete, action: {kind: 'reply', status: 200, body}, times: 1},
+    ])
     const run = await sweep(s.config, '--delete', '--delete-untagged')
     proxy.setRules([])
     assert.equal(proxy.fired('manifest-delete'), 1)
@@ -278,9 +390,18 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     assert.equal(run.json.acted.manifestsDeleted, 0)
     assert.equal(run.json.acted.failed, 1)
     assert.ok(await s.direct.stat(revision), 'the manifest is still there')
-    assert.deepEqual((await present(s.direct, untagged.blobs)).sort(), [...untagged.blobs].sort(), 'and so is everything it references')
-    const kept = await s.db.query(`SELECT digest FROM regops_sweep_candidates WHERE kind = 'blob' AND state = 'skipped' AND note = 'referenced by a kept manifest' ORDER BY digest`)
-    assert.deepEqual(kept.rows.map((r) => r.digest), [...untagged.blobs].sort())
+    assert.deepEqual(
+      (await present(s.direct, untagged.blobs)).sort(),
+      [...untagged.blobs].sort(),
+      'and so is everything it references',
+    )
+    const kept = await s.db.query(
+      `SELECT digest FROM regops_sweep_candidates WHERE kind = 'blob' AND state = 'skipped' AND note = 'referenced by a kept manifest' ORDER BY digest`,
+    )
+    assert.deepEqual(
+      kept.rows.map((r) => r.digest),
+      [...untagged.blobs].sort(),
+    )
   })
 })
 
@@ -291,7 +412,13 @@ describe('the sweep on a filesystem store: re-check, resume and refusals', () =>
     const root = await tempDir(label)
     const driver = new FilesystemDriver('local', root)
     const w = new LayoutWriter(driver)
-    const image = await w.writeImage({repository: 'team/app', tag: 'v1', seed: `${label}-image`, layers: 1, layerSize: 300})
+    const image = await w.writeImage({
+      repository: 'team/app',
+      tag: 'v1',
+      seed: `${label}-image`,
+      layers: 1,
+      layerSize: 300,
+    })
     return {root, driver, w, image}
   }
 
@@ -301,20 +428,46 @@ describe('the sweep on a filesystem store: re-check, resume and refusals', () =>
     const orphans = await writeOrphans(w, 'recheck', [], 6)
     await ageTree(root, new Date(Date.now() - 3 * DAY))
     const stop = new Error('stopped at the first re-check')
-    await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete', hooks: {afterRecheck: () => Promise.reject(stop)}}), /stopped at the first re-check/)
+    await assert.rejects(
+      sweepBlobs({...base, driver, db, mode: 'delete', hooks: {afterRecheck: () => Promise.reject(stop)}}),
+      /stopped at the first re-check/,
+    )
     const job = (await db.query(`SELECT id FROM regops_jobs`)).rows[0].id as string
     assert.deepEqual(await present(driver, orphans), orphans, 'the first run stopped before acting')
     const [referenced, changed, gone] = orphans
     // referenced again: a new image uses it; changed: rewritten with other bytes (a new upload); gone: deleted by someone else.
-    await w.writeImage({repository: 'team/app', tag: 'new', seed: 'recheck-new', layers: 0, layerSize: 1, sharedLayers: [await driver.readSmall(blob(referenced), 1 << 20)]})
+    await w.writeImage({
+      repository: 'team/app',
+      tag: 'new',
+      seed: 'recheck-new',
+      layers: 0,
+      layerSize: 1,
+      sharedLayers: [await driver.readSmall(blob(referenced), 1 << 20)],
+    })
     await driver.write(blob(changed), Buffer.from('a different upload at the same key'))
     await driver.deleteMany([blob(gone)])
     const resumed = await sweepBlobs({driver, db, logger, resume: job})
     assert.deepEqual(resumed.skipped, {referencedAgain: 1, changed: 1, gone: 1})
-    assert.deepEqual(resumed.acted, {deleted: 3, quarantined: 0, manifestsDeleted: 0, bytes: resumed.acted.bytes, failed: 0})
+    assert.deepEqual(resumed.acted, {
+      deleted: 3,
+      quarantined: 0,
+      manifestsDeleted: 0,
+      bytes: resumed.acted.bytes,
+      failed: 0,
+    })
     assert.deepEqual(await present(driver, orphans), [referenced, changed].sort())
-    const notes = await db.query(`SELECT digest, note FROM regops_sweep_candidates WHERE job_id = $1 AND state = 'skipped' ORDER BY digest`, [job])
-    assert.deepEqual(notes.rows.map((r) => [r.digest, r.note]), [[referenced, 'referenced again'], [changed, 'changed'], [gone, 'gone']].sort())
+    const notes = await db.query(
+      `SELECT digest, note FROM regops_sweep_candidates WHERE job_id = $1 AND state = 'skipped' ORDER BY digest`,
+      [job],
+    )
+    assert.deepEqual(
+      notes.rows.map((r) => [r.digest, r.note]),
+      [
+        [referenced, 'referenced again'],
+        [changed, 'changed'],
+        [gone, 'gone'],
+      ].sort(),
+    )
     assert.deepEqual([...(await journalCounts(db, job)).keys()], orphans.slice(3))
   })
 
@@ -325,7 +478,14 @@ describe('the sweep on a filesystem store: re-check, resume and refusals', () =>
     await ageTree(root, new Date(Date.now() - 3 * DAY))
     const stop = new AbortController()
     // Stopped once 200 prefixes are merged (a fixed point: the plan's own progress).
-    const stopped = sweepBlobs({...base, driver, db, mode: 'delete', signal: stop.signal, onProgress: (p) => void (p.phase === 'plan' && p.shardsDone === 200 && stop.abort(new Error('SIGTERM')))})
+    const stopped = sweepBlobs({
+      ...base,
+      driver,
+      db,
+      mode: 'delete',
+      signal: stop.signal,
+      onProgress: (p) => void (p.phase === 'plan' && p.shardsDone === 200 && stop.abort(new Error('SIGTERM'))),
+    })
     await assert.rejects(stopped)
     const row = (await db.query(`SELECT id, status, checkpoint FROM regops_jobs`)).rows[0]
     assert.equal(row.checkpoint.phase, 'plan')
@@ -333,17 +493,30 @@ describe('the sweep on a filesystem store: re-check, resume and refusals', () =>
     // Checkpoints are written behind the merges, so how many made it before the stop varies with load;
     // what follows is decided by the checkpoint row as written.
     assert.ok(planned.length >= 1 && planned.length <= 200, `${planned.length} prefixes planned`)
-    assert.deepEqual(planned, Array.from({length: planned.length}, (_, i) => i.toString(16).padStart(2, '0')), 'in listing order')
+    assert.deepEqual(
+      planned,
+      Array.from({length: planned.length}, (_, i) => i.toString(16).padStart(2, '0')),
+      'in listing order',
+    )
     assert.deepEqual(await present(driver, orphans), orphans, 'nothing acted on in the plan phase')
     const firstProgress: number[] = []
-    const resumed = await sweepBlobs({driver, db, logger, resume: row.id, onProgress: (p) => void (p.phase === 'plan' && firstProgress.push(p.shardsDone))})
+    const resumed = await sweepBlobs({
+      driver,
+      db,
+      logger,
+      resume: row.id,
+      onProgress: (p) => void (p.phase === 'plan' && firstProgress.push(p.shardsDone)),
+    })
     assert.equal(firstProgress[0], planned.length, 'the resume starts after the checkpoint')
     assert.equal(resumed.acted.deleted, orphans.length)
     assert.deepEqual(await present(driver, orphans), [])
     const counts = await journalCounts(db, row.id)
     assert.deepEqual([...counts.keys()], orphans)
     for (const [digest, c] of counts) assert.deepEqual(c, [1, 1, 0], `${digest} journaled once`)
-    const candidates = await db.query(`SELECT digest, count(*)::int AS n FROM regops_sweep_candidates WHERE job_id = $1 GROUP BY digest HAVING count(*) > 1`, [row.id])
+    const candidates = await db.query(
+      `SELECT digest, count(*)::int AS n FROM regops_sweep_candidates WHERE job_id = $1 GROUP BY digest HAVING count(*) > 1`,
+      [row.id],
+    )
     assert.deepEqual(candidates.rows, [])
   })
 
@@ -356,14 +529,40 @@ describe('the sweep on a filesystem store: re-check, resume and refusals', () =>
     const config = join(root, '..', `region-${process.pid}.yaml`)
     cleanups.push(() => rm(config, {force: true}))
     const write = (quarantine: string) =>
-      writeFile(config, `regions:\n  eu: {url: "file://${root}"}\n  us: {url: "file://${other}"}\nprimary: eu\ndatabase:\n  url: ${url}\nsweep: {quarantine: "${quarantine}"}\n`)
+      writeFile(
+        config,
+        `regions:\n  eu: {url: "file://${root}"}\n  us: {url: "file://${other}"}\nprimary: eu\ndatabase:\n  url: ${url}\nsweep: {quarantine: "${quarantine}"}\n`,
+      )
     await write('eu:_regops/quarantine')
     const report = join(other, 'r.jsonl')
-    const stopped = await runCli(['sweep', 'blobs', '--config', config, '--delete', '--max-deletes', '1', '--report', report, '--json'])
+    const stopped = await runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--delete',
+      '--max-deletes',
+      '1',
+      '--report',
+      report,
+      '--json',
+    ])
     assert.equal(stopped.code, 4, stopped.stdout + stopped.stderr)
     const before = (await db.query(`SELECT * FROM regops_jobs`)).rows
     assert.equal(before.length, 1)
-    const wrong = await runCli(['sweep', 'blobs', '--config', config, '--region', 'us', '--resume', String(before[0].id), '--report', report, '--json'])
+    const wrong = await runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--region',
+      'us',
+      '--resume',
+      String(before[0].id),
+      '--report',
+      report,
+      '--json',
+    ])
     assert.equal(wrong.code, 2, wrong.stdout + wrong.stderr)
     assert.match(wrong.json.error.message, /ran on region 'eu', not 'us'/)
     assert.deepEqual((await db.query(`SELECT * FROM regops_jobs`)).rows, before, 'the job row is untouched')

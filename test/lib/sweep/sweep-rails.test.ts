@@ -80,16 +80,38 @@ describe('a store the mark cannot see is not all orphans', () => {
     const before = await allFiles(driver)
     // --allow-mass-delete: the blind mark alone must stop it, not the mass-deletion guard.
     for (const mode of ['--delete', '--quarantine']) {
-      const acted = await runCli(['sweep', 'blobs', '--config', config, mode, '--allow-mass-delete', '--report', join(root, '..', 'blind.jsonl'), '--json'])
+      const acted = await runCli([
+        'sweep',
+        'blobs',
+        '--config',
+        config,
+        mode,
+        '--allow-mass-delete',
+        '--report',
+        join(root, '..', 'blind.jsonl'),
+        '--json',
+      ])
       assert.equal(acted.code, 4, acted.stdout + acted.stderr)
       assert.match(acted.json.error.message, /mark is incomplete.*empty-mark at repositories\//)
     }
     assert.deepEqual(await allFiles(driver), before, 'nothing was touched')
-    const dry = await runCli(['sweep', 'blobs', '--config', config, '--allow-mass-delete', '--report', join(root, '..', 'blind.jsonl'), '--json'])
+    const dry = await runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--allow-mass-delete',
+      '--report',
+      join(root, '..', 'blind.jsonl'),
+      '--json',
+    ])
     assert.equal(dry.code, 1, dry.stderr)
     assert.equal(dry.json.markComplete, false)
     assert.equal(dry.json.problems[0].kind, 'empty-mark')
-    assert.match(dry.json.problems[0].message, /no repository under repositories\/ .* while the blob store holds 26 blobs/)
+    assert.match(
+      dry.json.problems[0].message,
+      /no repository under repositories\/ .* while the blob store holds 26 blobs/,
+    )
     assert.equal(dry.json.wouldRefuse.length, 1)
     assert.match(dry.json.wouldRefuse[0], /mark is incomplete/)
     const text = await runCli(['sweep', 'blobs', '--config', config, '--report', join(root, '..', 'blind.jsonl')])
@@ -110,9 +132,18 @@ describe('a store the mark cannot see is not all orphans', () => {
     const rgw = await sharedRadosgw()
     const bucket = await rgw.newBucket('blind-mark')
     const driver = new S3Driver({
-      kind: 's3', name: 'rgw', url: `s3://${bucket}/docker/registry/v2`, bucket, prefix: 'docker/registry/v2', region: 'us-east-1',
-      endpoint: rgw.endpoint, forcePathStyle: true, checksums: 'when_required', concurrency: 16,
-      accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
+      kind: 's3',
+      name: 'rgw',
+      url: `s3://${bucket}/docker/registry/v2`,
+      bucket,
+      prefix: 'docker/registry/v2',
+      region: 'us-east-1',
+      endpoint: rgw.endpoint,
+      forcePathStyle: true,
+      checksums: 'when_required',
+      concurrency: 16,
+      accessKeyId: rgw.accessKeyId,
+      secretAccessKey: rgw.secretAccessKey,
     })
     cleanups.push(() => driver.close())
     await writeSampleRegistry(driver, undefined)
@@ -129,7 +160,18 @@ describe('a store the mark cannot see is not all orphans', () => {
         `accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}"}\ndatabase:\n  url: ${url}\n`,
     )
     // --min-age 0s: the sample is new, and every blob would be a candidate.
-    const args = ['sweep', 'blobs', '--config', config, '--min-age', '0s', '--force', '--report', join(dir, 'r.jsonl'), '--json']
+    const args = [
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--min-age',
+      '0s',
+      '--force',
+      '--report',
+      join(dir, 'r.jsonl'),
+      '--json',
+    ]
     const acted = await runCli([...args, '--delete', '--allow-mass-delete'])
     assert.equal(acted.code, 4, acted.stdout + acted.stderr)
     assert.deepEqual(await allFiles(driver), before, 'nothing was deleted')
@@ -141,13 +183,17 @@ describe('a store the mark cannot see is not all orphans', () => {
 })
 
 describe('the mass-deletion guard', () => {
-  const refusedFor = (pattern: RegExp) => (e: unknown) => e instanceof RefusedError && e.exitCode === 4 && pattern.test(e.message)
+  const refusedFor = (pattern: RegExp) => (e: unknown) =>
+    e instanceof RefusedError && e.exitCode === 4 && pattern.test(e.message)
 
   test('60% orphans: refused without the flag, the dry-run says so; --allow-mass-delete acts', async () => {
     const {driver} = await storeWith(6)
     const {db} = await freshDb()
     const before = await allFiles(driver)
-    await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete'}), refusedFor(/6 of 10 scanned blobs \(60%\).*10% the first acting sweep of region local/))
+    await assert.rejects(
+      sweepBlobs({...base, driver, db, mode: 'delete'}),
+      refusedFor(/6 of 10 scanned blobs \(60%\).*10% the first acting sweep of region local/),
+    )
     await assert.rejects(sweepBlobs({...base, driver, db, mode: 'quarantine'}), refusedFor(/60%/))
     assert.deepEqual(await allFiles(driver), before, 'nothing was touched')
     const dry = await sweepBlobs({...base, driver, db, mode: 'dry-run'})
@@ -167,7 +213,10 @@ describe('the mass-deletion guard', () => {
     const {root, driver, writer} = await storeWith(2)
     const {db} = await freshDb()
     // 2 of 6 (33%): too many for a first sweep...
-    await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete'}), refusedFor(/2 of 6 scanned blobs \(33.3%\)/))
+    await assert.rejects(
+      sweepBlobs({...base, driver, db, mode: 'delete'}),
+      refusedFor(/2 of 6 scanned blobs \(33.3%\)/),
+    )
     // ...unless the operator states a cap.
     assert.equal((await sweepBlobs({...base, driver, db, mode: 'delete', maxDeletes: 10})).acted.deleted, 2)
     // A sweep of this region has finished: a third is ordinary now.
@@ -177,7 +226,10 @@ describe('the mass-deletion guard', () => {
     assert.equal((await sweepBlobs({...base, driver, db, mode: 'delete'})).acted.deleted, 2)
     // and more than half is not.
     await addOrphans(root, writer, 6, 'third')
-    await assert.rejects(sweepBlobs({...base, driver, db, mode: 'delete'}), refusedFor(/6 of 10 scanned blobs \(60%\) are candidates, more than the 50% a sweep acts on/))
+    await assert.rejects(
+      sweepBlobs({...base, driver, db, mode: 'delete'}),
+      refusedFor(/6 of 10 scanned blobs \(60%\) are candidates, more than the 50% a sweep acts on/),
+    )
   })
 })
 
@@ -188,7 +240,15 @@ describe('repeated problems are counted, not repeated', () => {
     await ageTree(root, new Date(Date.now() - 3 * DAY))
     const config = join(await tempDir('garbage'), 'regops.yaml')
     await writeFile(config, `regions:\n  local: {url: "file://${root}"}\n`)
-    const run = await runCli(['sweep', 'blobs', '--config', config, '--report', join(root, '..', 'garbage.jsonl'), '--json'])
+    const run = await runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--report',
+      join(root, '..', 'garbage.jsonl'),
+      '--json',
+    ])
     assert.equal(run.code, 1, run.stderr)
     assert.equal(run.json.problemCount, 50)
     assert.deepEqual(run.json.problemKinds, {'bad-manifest': 50})
@@ -217,11 +277,18 @@ describe('journal', () => {
   test('newest entries first by default, --oldest-first to reverse, --limit keeps the newest', async () => {
     const {db, url} = await freshDb()
     const keys = Array.from({length: 5}, (_, i) => `blobs/sha256/0${i}/entry-${i}/data`)
-    for (const key of keys) await journalIntents(db, null, [{action: 'delete', region: 'local', key, size: 1, detail: {}}])
+    for (const key of keys)
+      await journalIntents(db, null, [{action: 'delete', region: 'local', key, size: 1, detail: {}}])
     const newest = await runCli(['journal', '--database-url', url, '--limit', '2', '--json'])
     assert.equal(newest.code, 0, newest.stderr)
-    assert.deepEqual(newest.json.entries.map((e: {key: string}) => e.key), [keys[4], keys[3]])
+    assert.deepEqual(
+      newest.json.entries.map((e: {key: string}) => e.key),
+      [keys[4], keys[3]],
+    )
     const oldest = await runCli(['journal', '--database-url', url, '--limit', '2', '--oldest-first', '--json'])
-    assert.deepEqual(oldest.json.entries.map((e: {key: string}) => e.key), [keys[0], keys[1]])
+    assert.deepEqual(
+      oldest.json.entries.map((e: {key: string}) => e.key),
+      [keys[0], keys[1]],
+    )
   })
 })

@@ -37,12 +37,30 @@ interface Scenario {
 async function populate(url: string): Promise<Scenario> {
   const shared = randomBlob(3000, 'shared-base')
   await pushImage(url, 'library/web', 'v1', {layers: [shared, randomBlob(2000, 'web-v1')], seed: 'web-v1'})
-  await pushImage(url, 'library/web', 'v2', {layers: [shared, randomBlob(2000, 'web-v2')], seed: 'web-v2', mediaType: 'oci'})
-  const amd = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'amd')], seed: 'amd', platform: {os: 'linux', architecture: 'amd64'}})
-  const arm = await pushImage(url, 'team/multi', undefined, {layers: [shared, randomBlob(1500, 'arm')], seed: 'arm', platform: {os: 'linux', architecture: 'arm64'}})
+  await pushImage(url, 'library/web', 'v2', {
+    layers: [shared, randomBlob(2000, 'web-v2')],
+    seed: 'web-v2',
+    mediaType: 'oci',
+  })
+  const amd = await pushImage(url, 'team/multi', undefined, {
+    layers: [shared, randomBlob(1500, 'amd')],
+    seed: 'amd',
+    platform: {os: 'linux', architecture: 'amd64'},
+  })
+  const arm = await pushImage(url, 'team/multi', undefined, {
+    layers: [shared, randomBlob(1500, 'arm')],
+    seed: 'arm',
+    platform: {os: 'linux', architecture: 'arm64'},
+  })
   await pushIndex(url, 'team/multi', 'latest', [amd, arm], 'oci')
-  const untagged = await pushImage(url, 'library/web', undefined, {layers: [shared, randomBlob(900, 'web-untagged')], seed: 'web-untagged'})
-  const doomed = await pushImage(url, 'team/old', 'gone', {layers: [shared, randomBlob(2500, 'doomed')], seed: 'doomed'})
+  const untagged = await pushImage(url, 'library/web', undefined, {
+    layers: [shared, randomBlob(900, 'web-untagged')],
+    seed: 'web-untagged',
+  })
+  const doomed = await pushImage(url, 'team/old', 'gone', {
+    layers: [shared, randomBlob(2500, 'doomed')],
+    seed: 'doomed',
+  })
   await pushImage(url, 'team/old', 'kept', {layers: [randomBlob(800, 'kept')], seed: 'kept'})
   await deleteManifest(url, 'team/old', doomed.manifestDigest)
   const o1 = await uploadOrphanBlob(url, 'library/web', 4000, 'orphan-1')
@@ -82,7 +100,16 @@ for (const kind of ['filesystem', 's3'] as const) {
       if (kind === 's3') {
         rgw = await sharedRadosgw()
         const bucket = await rgw.newBucket('sweep-oracle')
-        registry = await startRegistry({storage: {kind: 's3', endpoint: rgw.endpoint, bucket, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey, region: rgw.region}})
+        registry = await startRegistry({
+          storage: {
+            kind: 's3',
+            endpoint: rgw.endpoint,
+            bucket,
+            accessKeyId: rgw.accessKeyId,
+            secretAccessKey: rgw.secretAccessKey,
+            region: rgw.region,
+          },
+        })
         region = `{url: "s3://${bucket}/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
       } else {
         registry = await startRegistry({storage: {kind: 'filesystem', root: join(dir, 'storage')}})
@@ -101,22 +128,52 @@ for (const kind of ['filesystem', 's3'] as const) {
       assert.equal(gc.exitCode, 0, gc.output)
       assert.deepEqual(gc.eligibleBlobs, scenario.orphansByApi, 'the oracle agrees with the scenario')
       const report = join(dir, 'storage-strategy.jsonl')
-      const res = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--report', report, '--json'])
+      const res = await runCli([
+        'sweep',
+        'blobs',
+        '--config',
+        config,
+        '--min-age',
+        '0',
+        '--force',
+        '--report',
+        report,
+        '--json',
+      ])
       assert.equal(res.code, 1, res.stderr)
       assert.equal(res.json.markComplete, true)
       assert.deepEqual(await reportDigests(report), gc.eligibleBlobs)
     })
 
-    test('--delete-untagged: the untagged manifests are what garbage-collect --delete-untagged names, less a tagged index\'s children', async () => {
+    test("--delete-untagged: the untagged manifests are what garbage-collect --delete-untagged names, less a tagged index's children", async () => {
       const gc = await registry.garbageCollect({dryRun: true, deleteUntagged: true})
       assert.equal(gc.exitCode, 0, gc.output)
       // distribution 2.8 condemns the children of a tagged index (its issue #3178); regops keeps them
       assert.deepEqual(gc.eligibleManifests, [scenario.untagged, ...scenario.indexChildren].sort())
       const report = join(dir, 'untagged.jsonl')
-      const res = await runCli(['sweep', 'blobs', '--config', config, '--delete-untagged', '--min-age', '0', '--force', '--report', report, '--json'])
+      const res = await runCli([
+        'sweep',
+        'blobs',
+        '--config',
+        config,
+        '--delete-untagged',
+        '--min-age',
+        '0',
+        '--force',
+        '--report',
+        report,
+        '--json',
+      ])
       assert.equal(res.code, 1, res.stdout + res.stderr)
-      const manifests = (await readFile(report, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((c) => c.kind === 'manifest')
-      assert.deepEqual(manifests.map((c) => c.digest), gc.eligibleManifests.filter((d) => !scenario.indexChildren.includes(d)))
+      const manifests = (await readFile(report, 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+        .filter((c) => c.kind === 'manifest')
+      assert.deepEqual(
+        manifests.map((c) => c.digest),
+        gc.eligibleManifests.filter((d) => !scenario.indexChildren.includes(d)),
+      )
     })
 
     test('after an import, --strategy metadata finds the same set', async () => {
@@ -124,13 +181,39 @@ for (const kind of ['filesystem', 's3'] as const) {
       const imported = await runCli(['import', '--config', config, '--json'])
       assert.equal(imported.code, 0, imported.stdout + imported.stderr)
       const report = join(dir, 'metadata-strategy.jsonl')
-      const res = await runCli(['sweep', 'blobs', '--config', config, '--strategy', 'metadata', '--min-age', '0', '--force', '--report', report, '--json'])
+      const res = await runCli([
+        'sweep',
+        'blobs',
+        '--config',
+        config,
+        '--strategy',
+        'metadata',
+        '--min-age',
+        '0',
+        '--force',
+        '--report',
+        report,
+        '--json',
+      ])
       assert.equal(res.code, 1, res.stdout + res.stderr)
       assert.deepEqual(await reportDigests(report), gc.eligibleBlobs)
     })
 
     test('--delete removes them; every tag still pulls; garbage-collect finds nothing more', async () => {
-      const res = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--delete', '--allow-mass-delete', '--report', join(dir, 'delete.jsonl'), '--json'])
+      const res = await runCli([
+        'sweep',
+        'blobs',
+        '--config',
+        config,
+        '--min-age',
+        '0',
+        '--force',
+        '--delete',
+        '--allow-mass-delete',
+        '--report',
+        join(dir, 'delete.jsonl'),
+        '--json',
+      ])
       assert.equal(res.code, 0, res.stdout + res.stderr)
       assert.equal(res.json.acted.deleted, scenario.orphansByApi.length)
       await assertAllPull(registry.url, scenario.tags)
@@ -138,7 +221,10 @@ for (const kind of ['filesystem', 's3'] as const) {
       assert.equal(gc.exitCode, 0, gc.output)
       assert.deepEqual(gc.eligibleBlobs, [])
       const journal = await runCli(['journal', '--config', config, '--job', res.json.jobId, '--json'])
-      assert.equal(journal.json.entries.filter((e: {phase: string}) => e.phase === 'done').length, scenario.orphansByApi.length)
+      assert.equal(
+        journal.json.entries.filter((e: {phase: string}) => e.phase === 'done').length,
+        scenario.orphansByApi.length,
+      )
     })
   })
 }
@@ -151,7 +237,10 @@ describe('sweep while the registry takes pushes (filesystem)', () => {
     cleanups.push(() => registry.stop())
     const dbUrl = await (await sharedPostgres()).createDatabase()
     const config = join(dir, 'regops.yaml')
-    await writeFile(config, `regions:\n  main: {url: "file://${join(root, 'docker', 'registry', 'v2')}"}\ndatabase:\n  url: ${dbUrl}\n`)
+    await writeFile(
+      config,
+      `regions:\n  main: {url: "file://${join(root, 'docker', 'registry', 'v2')}"}\ndatabase:\n  url: ${dbUrl}\n`,
+    )
     assert.equal((await runCli(['db', 'migrate', 'up', '--config', config])).code, 0)
 
     const scenario = await populate(registry.url)
@@ -162,7 +251,17 @@ describe('sweep while the registry takes pushes (filesystem)', () => {
     const fresh = await uploadOrphanBlob(registry.url, 'library/web', 999, 'fresh-upload')
 
     const planted = [...scenario.orphansByApi, ...bulk.map((b) => b.digest)].sort()
-    const sweep = startCli(['sweep', 'blobs', '--config', config, '--delete', '--allow-mass-delete', '--report', join(dir, 'live.jsonl'), '--json'])
+    const sweep = startCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--delete',
+      '--allow-mass-delete',
+      '--report',
+      join(dir, 'live.jsonl'),
+      '--json',
+    ])
     // A deterministic interleaving: once the act phase has journaled its first intents, the sweep is frozen
     // (SIGSTOP) while images are pushed, then let go; every push lands between its plan and its deletes.
     const db = openDatabase(dbUrl, {max: 1})
@@ -170,7 +269,11 @@ describe('sweep while the registry takes pushes (filesystem)', () => {
     let exited = false
     const ended = () => (exited = true)
     void sweep.done.then(ended, ended)
-    for (const deadline = Date.now() + 60_000; !exited && Date.now() < deadline; await new Promise((r) => setTimeout(r, 5))) {
+    for (
+      const deadline = Date.now() + 60_000;
+      !exited && Date.now() < deadline;
+      await new Promise((r) => setTimeout(r, 5))
+    ) {
       const rows = await db.query(`SELECT count(*)::int AS n FROM regops_journal WHERE phase = 'intent'`)
       if (rows.rows[0].n > 0) break
     }
@@ -180,7 +283,10 @@ describe('sweep while the registry takes pushes (filesystem)', () => {
     try {
       // Pushes that reuse the shared base layer (whose blob is old) race the sweep.
       for (let i = 0; i < 8; i++) {
-        await pushImage(registry.url, `live/app${i % 4}`, `t${i}`, {layers: [randomBlob(3000, 'shared-base'), randomBlob(700, `live-${i}`)], seed: `live-${i}`})
+        await pushImage(registry.url, `live/app${i % 4}`, `t${i}`, {
+          layers: [randomBlob(3000, 'shared-base'), randomBlob(700, `live-${i}`)],
+          seed: `live-${i}`,
+        })
         pushed.push({repo: `live/app${i % 4}`, tag: `t${i}`})
       }
     } finally {
@@ -190,8 +296,14 @@ describe('sweep while the registry takes pushes (filesystem)', () => {
     assert.equal(res.code, 0, res.stdout + res.stderr)
     assert.equal(res.json.acted.deleted, planted.length)
     assert.deepEqual(await reportDigests(join(dir, 'live.jsonl')), planted)
-    const journaled = await db.query(`SELECT digest FROM regops_journal WHERE job_id = $1 AND phase = 'done' ORDER BY digest`, [res.json.jobId])
-    assert.deepEqual(journaled.rows.map((r) => r.digest), planted)
+    const journaled = await db.query(
+      `SELECT digest FROM regops_journal WHERE job_id = $1 AND phase = 'done' ORDER BY digest`,
+      [res.json.jobId],
+    )
+    assert.deepEqual(
+      journaled.rows.map((r) => r.digest),
+      planted,
+    )
     await assertAllPull(registry.url, [...scenario.tags, ...pushed])
     const freshRes = await fetch(`${registry.url}/v2/library/web/blobs/${fresh.digest}`, {method: 'HEAD'})
     assert.equal(freshRes.status, 200, 'the fresh upload is still there')

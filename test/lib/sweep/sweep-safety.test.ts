@@ -64,7 +64,13 @@ async function assertPulls(registry: RegistryServer, repo: string, tag: string):
   assert.ok(pulled.ok, `${repo}:${tag} pulls in full: ${pulled.errors.join('; ')}`)
 }
 
-const settings = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, allowMassDelete: true}
+const settings = {
+  strategy: 'storage' as const,
+  minAgeMs: DAY,
+  quarantinePrefix: '_regops/quarantine',
+  logger,
+  allowMassDelete: true,
+}
 const blobKey = (digest: string) => pathFor({kind: 'blob-data', digest})
 
 describe('the registry blob-descriptor cache', () => {
@@ -76,10 +82,27 @@ describe('the registry blob-descriptor cache', () => {
     await pushImage(registry.url, 'team/app', 'v1', {layers: 2, seed: 'cache-v1'})
     await deleteManifest(registry.url, 'team/app', v0.manifestDigest)
     // Lookups fill the cache, as clients' HEADs do on a busy registry.
-    for (const digest of [v0.configDigest, ...v0.layerDigests]) assert.equal(await blobExists(registry.url, 'team/app', digest), true)
+    for (const digest of [v0.configDigest, ...v0.layerDigests])
+      assert.equal(await blobExists(registry.url, 'team/app', digest), true)
     const config = join(dir, 'regops.yaml')
-    await writeFile(config, `regions:\n  main: {url: "file://${join(dir, 'storage', 'docker', 'registry', 'v2')}"}\ndatabase:\n  url: ${dbUrl}\nregistry:\n  cache: ${redis.url}\n`)
-    const swept = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--delete', '--allow-mass-delete', '--report', join(dir, 'r.jsonl'), '--json'])
+    await writeFile(
+      config,
+      `regions:\n  main: {url: "file://${join(dir, 'storage', 'docker', 'registry', 'v2')}"}\ndatabase:\n  url: ${dbUrl}\nregistry:\n  cache: ${redis.url}\n`,
+    )
+    const swept = await runCli([
+      'sweep',
+      'blobs',
+      '--config',
+      config,
+      '--min-age',
+      '0',
+      '--force',
+      '--delete',
+      '--allow-mass-delete',
+      '--report',
+      join(dir, 'r.jsonl'),
+      '--json',
+    ])
     assert.equal(swept.code, 0, swept.stdout + swept.stderr)
     assert.ok(swept.json.acted.deleted >= 3, `deleted ${swept.json.acted.deleted}`)
     assert.equal(swept.json.registryCache, 'redis')
@@ -93,7 +116,10 @@ describe('the registry blob-descriptor cache', () => {
     const v0 = await pushImage(registry.url, 'team/app', 'v0', {layers: 1, seed: 'inmem-v0'})
     await deleteManifest(registry.url, 'team/app', v0.manifestDigest)
     const config = join(dir, 'regops.yaml')
-    await writeFile(config, `regions:\n  main: {url: "file://${join(dir, 'storage', 'docker', 'registry', 'v2')}"}\ndatabase:\n  url: ${dbUrl}\nregistry:\n  cache: inmemory\n`)
+    await writeFile(
+      config,
+      `regions:\n  main: {url: "file://${join(dir, 'storage', 'docker', 'registry', 'v2')}"}\ndatabase:\n  url: ${dbUrl}\nregistry:\n  cache: inmemory\n`,
+    )
     const args = ['sweep', 'blobs', '--config', config, '--min-age', '0', '--force', '--report', join(dir, 'r.jsonl')]
     const refused = await runCli([...args, '--delete', '--json'])
     assert.equal(refused.code, 4, refused.stdout + refused.stderr)
@@ -116,12 +142,19 @@ describe('act phase on a live registry (filesystem)', () => {
       sweepBlobs({...settings, driver, db, mode: 'delete', hooks: {afterIntents: async () => Promise.reject(crash)}}),
       (e: Error) => e instanceof RegopsError && /killed between/.test(e.message),
     )
-    const job = (await db.query(`SELECT id FROM regops_jobs WHERE kind = 'sweep-blobs' ORDER BY id DESC LIMIT 1`)).rows[0].id as string
+    const job = (await db.query(`SELECT id FROM regops_jobs WHERE kind = 'sweep-blobs' ORDER BY id DESC LIMIT 1`))
+      .rows[0].id as string
     // One push reuses the orphan as it is (HEAD says it exists); the other finds its blob deleted (as if
     // the delete had gone through before the crash) and uploads it again.
-    await pushImage(registry.url, 'team/app', 'reuse', {layers: [randomBlob(1500, 'crash-reused')], seed: 'crash-reuse'})
+    await pushImage(registry.url, 'team/app', 'reuse', {
+      layers: [randomBlob(1500, 'crash-reused')],
+      seed: 'crash-reuse',
+    })
     await rm(join(root, 'docker', 'registry', 'v2', blobKey(reuploaded.digest)))
-    await pushImage(registry.url, 'team/app', 'again', {layers: [randomBlob(1600, 'crash-reuploaded')], seed: 'crash-again'})
+    await pushImage(registry.url, 'team/app', 'again', {
+      layers: [randomBlob(1600, 'crash-reuploaded')],
+      seed: 'crash-again',
+    })
 
     // A resume stating other settings is refused, naming them.
     await assert.rejects(sweepBlobs({driver, db, logger, resume: String(job), maxDeletes: 1}), /maxDeletes/)
@@ -131,8 +164,14 @@ describe('act phase on a live registry (filesystem)', () => {
     await assertPulls(registry, 'team/app', 'reuse')
     await assertPulls(registry, 'team/app', 'again')
     await assertPulls(registry, 'team/base', 'v1')
-    const skipped = await db.query(`SELECT digest FROM regops_journal WHERE job_id = $1 AND phase = 'skipped' ORDER BY digest`, [job])
-    assert.deepEqual(skipped.rows.map((r) => r.digest), [reused.digest, reuploaded.digest].sort())
+    const skipped = await db.query(
+      `SELECT digest FROM regops_journal WHERE job_id = $1 AND phase = 'skipped' ORDER BY digest`,
+      [job],
+    )
+    assert.deepEqual(
+      skipped.rows.map((r) => r.digest),
+      [reused.digest, reuploaded.digest].sort(),
+    )
   })
 
   for (const mode of ['quarantine', 'delete'] as const) {
@@ -150,7 +189,10 @@ describe('act phase on a live registry (filesystem)', () => {
         hooks: {
           afterRecheck: async ({kind}) => {
             if (kind !== 'blob' || pushed) return
-            pushed = await pushImage(registry.url, 'team/app', 'late', {layers: [randomBlob(1700, `window-${mode}`)], seed: `window-late-${mode}`})
+            pushed = await pushImage(registry.url, 'team/app', 'late', {
+              layers: [randomBlob(1700, `window-${mode}`)],
+              seed: `window-late-${mode}`,
+            })
           },
         },
       })
@@ -163,9 +205,14 @@ describe('act phase on a live registry (filesystem)', () => {
         assert.equal(sweepExitCode(result), 0)
         await assertPulls(registry, 'team/app', 'late')
         // The journal's rescue closes that quarantine: a restore or purge no longer sees it.
-        assert.deepEqual((await restoreQuarantine({db, driver, digest: orphan.digest, dryRun: true, logger})).entries, 0)
+        assert.deepEqual(
+          (await restoreQuarantine({db, driver, digest: orphan.digest, dryRun: true, logger})).entries,
+          0,
+        )
       } else {
-        assert.deepEqual(result.postCheck.broken, [{digest: orphan.digest, repository: 'team/app', manifest: pushed.manifestDigest}])
+        assert.deepEqual(result.postCheck.broken, [
+          {digest: orphan.digest, repository: 'team/app', manifest: pushed.manifestDigest},
+        ])
         assert.equal(sweepExitCode(result), 3)
       }
     })
@@ -189,7 +236,10 @@ describe('act phase on a live registry (filesystem)', () => {
     const isLocked = (e: unknown) => e instanceof RefusedError && e.code === 'LOCKED'
     await assert.rejects(sweepBlobs({...settings, driver, db, mode: 'delete'}), isLocked)
     await assert.rejects(sweepBlobs({...settings, driver, db, mode: 'delete', shard: {index: 1, count: 4}}), isLocked)
-    await assert.rejects(purgeQuarantine({db, driver, holdForMs: 0, strategy: 'storage', dryRun: false, logger}), isLocked)
+    await assert.rejects(
+      purgeQuarantine({db, driver, holdForMs: 0, strategy: 'storage', dryRun: false, logger}),
+      isLocked,
+    )
     const jobs = await db.query(`SELECT count(*)::int AS n FROM regops_jobs`)
     assert.equal(jobs.rows[0].n, 1, 'a refused run leaves no job behind')
     release()
@@ -209,7 +259,15 @@ describe('act phase on a live registry (filesystem)', () => {
     await ageTree(root, new Date(Date.now() - 3 * DAY))
     const b = await sweepBlobs({...settings, driver, db, mode: 'quarantine'})
     assert.equal(b.acted.quarantined, 1)
-    const purged = await purgeQuarantine({db, driver, holdForMs: 0, strategy: 'storage', dryRun: false, jobId: a.jobId!, logger})
+    const purged = await purgeQuarantine({
+      db,
+      driver,
+      holdForMs: 0,
+      strategy: 'storage',
+      dryRun: false,
+      jobId: a.jobId!,
+      logger,
+    })
     assert.equal(purged.purged, 1)
     const restored = await restoreQuarantine({db, driver, jobId: b.jobId!, logger})
     assert.deepEqual(restored.failed, [])
@@ -226,18 +284,34 @@ describe('the storage clock (radosgw, 10 minutes ahead through the fault proxy)'
     cleanups.push(() => proxy.close())
     proxy.setRules([{name: 'ahead', match: (r) => r.method === 'HEAD', action: {kind: 'shift-clock', ms: 600_000}}])
     const driver = new S3Driver({
-      kind: 's3', name: 'skew', url: 's3://skew/v2', bucket: 'skew', prefix: 'v2', region: 'us-east-1', endpoint: proxy.endpoint,
-      forcePathStyle: true, checksums: 'when_required', concurrency: 4, accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey,
+      kind: 's3',
+      name: 'skew',
+      url: 's3://skew/v2',
+      bucket: 'skew',
+      prefix: 'v2',
+      region: 'us-east-1',
+      endpoint: proxy.endpoint,
+      forcePathStyle: true,
+      checksums: 'when_required',
+      concurrency: 4,
+      accessKeyId: rgw.accessKeyId,
+      secretAccessKey: rgw.secretAccessKey,
     })
     cleanups.push(() => driver.close())
     const {db} = await freshDb()
-    await assert.rejects(sweepBlobs({...settings, driver, db, mode: 'delete'}), (e: Error) => e instanceof RefusedError && /ahead/.test(e.message))
+    await assert.rejects(
+      sweepBlobs({...settings, driver, db, mode: 'delete'}),
+      (e: Error) => e instanceof RefusedError && /ahead/.test(e.message),
+    )
     const dry = await sweepBlobs({...settings, driver, mode: 'dry-run'})
     assert.ok(Math.abs(dry.storageClock!.offsetMs - 600_000) < 5_000, `offset ${dry.storageClock?.offsetMs}`)
     const before = Date.now()
     const acted = await sweepBlobs({...settings, driver, db, mode: 'delete', maxClockSkewMs: 15 * 60_000})
     const cutoffFromHostNow = Date.parse(acted.cutoff) + DAY - before
-    assert.ok(Math.abs(cutoffFromHostNow - 600_000) < 10_000, `cutoff is ${cutoffFromHostNow} ms ahead of host time - min-age`)
+    assert.ok(
+      Math.abs(cutoffFromHostNow - 600_000) < 10_000,
+      `cutoff is ${cutoffFromHostNow} ms ahead of host time - min-age`,
+    )
     // A storage that cannot be measured: acting refused, a dry-run warns and goes on.
     proxy.setRules([{name: 'no-put', match: (r) => r.method === 'PUT', action: {kind: 'status', status: 403}}])
     await assert.rejects(sweepBlobs({...settings, driver, db, mode: 'delete'}), RefusedError)

@@ -42,20 +42,39 @@ async function store() {
   return {root, driver, w: new LayoutWriter(driver)}
 }
 
-const settings = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger, deleteUntagged: true}
+const settings = {
+  strategy: 'storage' as const,
+  minAgeMs: DAY,
+  quarantinePrefix: '_regops/quarantine',
+  logger,
+  deleteUntagged: true,
+}
 const revision = (repository: string, digest: string) => pathFor({kind: 'manifest-revision-link', repository, digest})
 const blob = (digest: string) => pathFor({kind: 'blob-data', digest})
 
 /** An OCI index over manifests already in the repository (each may be an index itself). */
 async function writeIndexOf(w: LayoutWriter, repository: string, children: string[], tag?: string): Promise<string> {
   const manifests = await Promise.all(
-    children.map(async (digest) => ({mediaType: MediaTypes.ociManifest, digest, size: (await w.driver.stat(blob(digest)))!.size})),
+    children.map(async (digest) => ({
+      mediaType: MediaTypes.ociManifest,
+      digest,
+      size: (await w.driver.stat(blob(digest)))!.size,
+    })),
   )
-  return w.putManifest(repository, Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests})), tag)
+  return w.putManifest(
+    repository,
+    Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests})),
+    tag,
+  )
 }
 
 /** A referrer (a signature or an SBOM): an OCI manifest whose subject is `subject`, with one layer of its own. */
-async function writeReferrer(w: LayoutWriter, repository: string, subject: string, seed: string): Promise<{digest: string; layer: string}> {
+async function writeReferrer(
+  w: LayoutWriter,
+  repository: string,
+  subject: string,
+  seed: string,
+): Promise<{digest: string; layer: string}> {
   const empty = await w.putBlob(Buffer.from('{}'))
   const content = seededBytes(`${seed}:referrer`, 200)
   const layer = await w.putBlob(content)
@@ -72,7 +91,10 @@ async function writeReferrer(w: LayoutWriter, repository: string, subject: strin
 }
 
 async function deletedManifests(db: Db, jobId: string): Promise<string[]> {
-  const rows = await db.query(`SELECT digest FROM regops_journal WHERE job_id = $1 AND action = 'delete-manifest' AND phase = 'done' ORDER BY digest`, [jobId])
+  const rows = await db.query(
+    `SELECT digest FROM regops_journal WHERE job_id = $1 AND action = 'delete-manifest' AND phase = 'done' ORDER BY digest`,
+    [jobId],
+  )
   return rows.rows.map((r) => r.digest as string)
 }
 
@@ -96,11 +118,16 @@ describe('--delete-untagged: referrers', () => {
       assert.deepEqual(await deletedManifests(db, result.jobId!), expected, `deleteReferrers=${deleteReferrers}`)
       assert.equal(result.acted.manifestsDeleted, expected.length)
       for (const r of referrers) {
-        assert.equal(Boolean(await driver.stat(revision('team/app', r.digest))), !deleteReferrers, `referrer ${r.digest} revision link`)
+        assert.equal(
+          Boolean(await driver.stat(revision('team/app', r.digest))),
+          !deleteReferrers,
+          `referrer ${r.digest} revision link`,
+        )
         assert.equal(Boolean(await driver.stat(blob(r.layer))), !deleteReferrers, `referrer ${r.digest}'s layer`)
       }
       for (const d of tagged.blobs) assert.ok(await driver.stat(blob(d)), `the tagged image's ${d} stays`)
-      for (const d of untagged.blobs) assert.equal(await driver.stat(blob(d)), undefined, `the untagged image's ${d} goes`)
+      for (const d of untagged.blobs)
+        assert.equal(await driver.stat(blob(d)), undefined, `the untagged image's ${d} goes`)
     }
   })
 })
@@ -117,30 +144,53 @@ describe('--delete-untagged: the re-check before acting decides as the mark does
     const stillUntagged = await image(w, 'team/app', 'nest-still')
     await ageTree(root, new Date(Date.now() - 3 * DAY))
     const stop = new Error('stopped at the first re-check')
-    await assert.rejects(sweepBlobs({...settings, driver, db, mode: 'delete', hooks: {afterRecheck: () => Promise.reject(stop)}}), /stopped at the first re-check/)
+    await assert.rejects(
+      sweepBlobs({...settings, driver, db, mode: 'delete', hooks: {afterRecheck: () => Promise.reject(stop)}}),
+      /stopped at the first re-check/,
+    )
     const job = (await db.query(`SELECT id FROM regops_jobs ORDER BY id DESC LIMIT 1`)).rows[0].id as string
-    const pending = await db.query(`SELECT digest FROM regops_sweep_candidates WHERE job_id = $1 AND kind = 'manifest' AND state = 'pending' ORDER BY digest`, [job])
-    const planned = [child.manifestDigest, inner, subject.manifestDigest, signature.digest, stillUntagged.manifestDigest].sort()
-    assert.deepEqual(pending.rows.map((r) => r.digest), planned, 'the plan found five untagged manifests, none acted on')
+    const pending = await db.query(
+      `SELECT digest FROM regops_sweep_candidates WHERE job_id = $1 AND kind = 'manifest' AND state = 'pending' ORDER BY digest`,
+      [job],
+    )
+    const planned = [
+      child.manifestDigest,
+      inner,
+      subject.manifestDigest,
+      signature.digest,
+      stillUntagged.manifestDigest,
+    ].sort()
+    assert.deepEqual(
+      pending.rows.map((r) => r.digest),
+      planned,
+      'the plan found five untagged manifests, none acted on',
+    )
 
     // Meanwhile: a tag on an index over the inner index (the child is two levels down), and a tag on the subject.
     const outer = await writeIndexOf(w, 'team/app', [inner], 'multi')
     await w.tag('team/app', 'signed', subject.manifestDigest)
     const resumed = await sweepBlobs({driver, db, logger, resume: job})
     assert.deepEqual(await deletedManifests(db, job), [stillUntagged.manifestDigest])
-    const kept = await db.query(`SELECT digest FROM regops_sweep_candidates WHERE job_id = $1 AND kind = 'manifest' AND state = 'skipped' ORDER BY digest`, [job])
-    assert.deepEqual(kept.rows.map((r) => r.digest), planned.filter((d) => d !== stillUntagged.manifestDigest))
+    const kept = await db.query(
+      `SELECT digest FROM regops_sweep_candidates WHERE job_id = $1 AND kind = 'manifest' AND state = 'skipped' ORDER BY digest`,
+      [job],
+    )
+    assert.deepEqual(
+      kept.rows.map((r) => r.digest),
+      planned.filter((d) => d !== stillUntagged.manifestDigest),
+    )
     assert.equal(resumed.acted.manifestsDeleted, 1)
     for (const d of [child.manifestDigest, inner, outer, subject.manifestDigest, signature.digest]) {
       assert.ok(await driver.stat(blob(d)), `${d} stays`)
     }
-    for (const d of [...child.blobs, ...subject.blobs, signature.layer]) assert.ok(await driver.stat(blob(d)), `${d}, referenced by a kept manifest, stays`)
+    for (const d of [...child.blobs, ...subject.blobs, signature.layer])
+      assert.ok(await driver.stat(blob(d)), `${d}, referenced by a kept manifest, stays`)
     for (const d of stillUntagged.blobs) assert.equal(await driver.stat(blob(d)), undefined)
   })
 })
 
 describe('--delete-untagged under --shard', () => {
-  test("each untagged manifest is planned and deleted once, by the shard that owns its repository; the others keep what it references", async () => {
+  test('each untagged manifest is planned and deleted once, by the shard that owns its repository; the others keep what it references', async () => {
     const {root, w, driver} = await store()
     const db = await freshDb()
     // Repositories on both shards of two.
@@ -155,11 +205,21 @@ describe('--delete-untagged under --shard', () => {
     await ageTree(root, new Date(Date.now() - 3 * DAY))
     const reports = [0, 1].map((i) => join(root, '..', `untagged-shard-${i}-${process.pid}.jsonl`))
     cleanups.push(async () => void (await Promise.all(reports.map((r) => rm(r, {force: true})))))
-    for (const index of [0, 1]) await sweepBlobs({...settings, driver, mode: 'dry-run', shard: {index, count: 2}, reportFile: reports[index]})
+    for (const index of [0, 1])
+      await sweepBlobs({...settings, driver, mode: 'dry-run', shard: {index, count: 2}, reportFile: reports[index]})
     for (const index of [0, 1]) {
-      const lines = (await readFile(reports[index], 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l))
-      const manifests = lines.filter((l) => l.kind === 'manifest').map((l) => `${l.repository} ${l.digest}`).sort()
-      const owned = repos.filter((r) => owners.get(r) === index).map((r) => `${r} ${untagged.get(r)!.manifestDigest}`).sort()
+      const lines = (await readFile(reports[index], 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+      const manifests = lines
+        .filter((l) => l.kind === 'manifest')
+        .map((l) => `${l.repository} ${l.digest}`)
+        .sort()
+      const owned = repos
+        .filter((r) => owners.get(r) === index)
+        .map((r) => `${r} ${untagged.get(r)!.manifestDigest}`)
+        .sort()
       assert.deepEqual(manifests, owned, `shard ${index} plans exactly its repositories' untagged manifests`)
     }
     // Shard 0 acts: it deletes its own, and leaves shard 1's manifests and everything they reference.
@@ -168,8 +228,12 @@ describe('--delete-untagged under --shard', () => {
     assert.deepEqual(await deletedManifests(db, first.jobId!), mine.map((r) => untagged.get(r)!.manifestDigest).sort())
     for (const repository of repos.filter((r) => owners.get(r) === 1)) {
       const other = untagged.get(repository)!
-      assert.ok(await driver.stat(revision(repository, other.manifestDigest)), `${repository}'s untagged manifest is shard 1's`)
-      for (const d of other.blobs) assert.ok(await driver.stat(blob(d)), `${d} of ${repository} stays while its manifest does`)
+      assert.ok(
+        await driver.stat(revision(repository, other.manifestDigest)),
+        `${repository}'s untagged manifest is shard 1's`,
+      )
+      for (const d of other.blobs)
+        assert.ok(await driver.stat(blob(d)), `${d} of ${repository} stays while its manifest does`)
     }
   })
 })

@@ -8,7 +8,12 @@ export default class MigrateCreate extends RegopsCommand<formatter.MigrateCreate
   static override examples = ['<%= config.bin %> <%= command.id %> add_blob_placements']
   static override args = {name: Args.string({required: true, description: 'lower-case words joined by _'})}
   // No flag default: it would be this machine's absolute path, in --help and in the README.
-  static override flags = {dir: Flags.string({summary: 'Migrations directory (default: the migrations/ shipped with regops).', helpValue: '<dir>'})}
+  static override flags = {
+    dir: Flags.string({
+      summary: 'Migrations directory (default: the migrations/ shipped with regops).',
+      helpValue: '<dir>',
+    }),
+  }
   protected readonly formatter = formatter
 
   protected async execute(): Promise<formatter.MigrateCreateResult> {

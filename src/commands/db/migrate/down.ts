@@ -6,12 +6,19 @@ import * as formatter from '../../../formatters/db-migrate-down.js'
 
 export default class MigrateDown extends RegopsCommand<MigrateDownResult> {
   static override summary = 'Revert the latest applied migrations (default one), each in its own transaction.'
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --steps 2 --dry-run']
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --steps 2 --dry-run',
+  ]
   static override flags = {
     'database-url': databaseUrlFlag,
     steps: Flags.integer({summary: 'How many migrations to revert.', default: 1, min: 1}),
     'dry-run': Flags.boolean({summary: 'Print the SQL that would run; revert nothing.'}),
-    'lock-timeout': Flags.integer({summary: 'Seconds to wait for another migration run to finish.', default: 30, min: 0}),
+    'lock-timeout': Flags.integer({
+      summary: 'Seconds to wait for another migration run to finish.',
+      default: 30,
+      min: 0,
+    }),
   }
   protected readonly formatter = formatter
 

@@ -6,13 +6,22 @@ import * as formatter from '../../../formatters/db-migrate-up.js'
 
 export default class MigrateUp extends RegopsCommand<MigrateUpResult> {
   static override summary = 'Apply pending schema migrations, each in its own transaction, under an advisory lock.'
-  static override description = 'Refuses (exit 4) when an applied migration file was edited afterwards (drift) or another migration run holds the lock past --lock-timeout.'
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --dry-run', '<%= config.bin %> <%= command.id %> --to 2']
+  static override description =
+    'Refuses (exit 4) when an applied migration file was edited afterwards (drift) or another migration run holds the lock past --lock-timeout.'
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --dry-run',
+    '<%= config.bin %> <%= command.id %> --to 2',
+  ]
   static override flags = {
     'database-url': databaseUrlFlag,
     to: Flags.integer({summary: 'Apply up to and including this version.', min: 1}),
     'dry-run': Flags.boolean({summary: 'Print the SQL that would run; apply nothing.'}),
-    'lock-timeout': Flags.integer({summary: 'Seconds to wait for another migration run to finish.', default: 30, min: 0}),
+    'lock-timeout': Flags.integer({
+      summary: 'Seconds to wait for another migration run to finish.',
+      default: 30,
+      min: 0,
+    }),
   }
   protected readonly formatter = formatter
 
