@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (npm test, and .ci/run): installs the real parts the tests need when they are
-# missing, checks the formatting (prettier) and the types, builds once (no test builds dist/ while another runs the CLI from it), starts the
-# one radosgw cluster the run shares, and runs every test file against real PostgreSQL, radosgw and
-# docker-registry.
+# missing, checks the formatting (prettier) and the types, builds once (no test builds dist/ while
+# another runs the CLI from it), starts the one radosgw cluster the run shares, and runs every test
+# file against real PostgreSQL, radosgw and docker-registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
