@@ -78,7 +78,8 @@ export async function inspectBlob(opts: InspectBlobOptions): Promise<BlobInspect
     linkedBy: references.linkedBy,
     referencedBy: references.referencedBy,
     quarantined,
-    journal: opts.db ? await listJournal(opts.db, {digest: opts.digest}) : [],
+    // One object's history reads in the order it happened.
+    journal: opts.db ? await listJournal(opts.db, {digest: opts.digest, oldestFirst: true}) : [],
     problems,
   }
 }

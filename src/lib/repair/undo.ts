@@ -230,7 +230,7 @@ async function undoQuarantine(
   if (restored.entries === 0)
     throw new RefusedError(`the quarantine of entry ${intent.id} was already restored, rescued or purged`)
   if (!opts.apply) return result
-  const restoreEntry = (await listJournal(db, {digest: intent.digest ?? undefined}))
+  const restoreEntry = (await listJournal(db, {digest: intent.digest ?? undefined, oldestFirst: true}))
     .filter((e) => e.action === 'restore' && e.detail.quarantineEntry === outcome?.id)
     .pop()
   if (restoreEntry) result.undoEntry = restoreEntry.intentId ?? restoreEntry.id

@@ -99,9 +99,10 @@ for (const kind of ['filesystem', 's3'] as const) {
       const journal = await cli('journal', '--digest', layer)
       assert.deepEqual(
         journal.json.entries.map((e: any) => [e.action, e.phase, e.key]),
+        // `journal` lists the newest first
         [
-          ['link', 'intent', link],
           ['link', 'done', link],
+          ['link', 'intent', link],
         ],
       )
 

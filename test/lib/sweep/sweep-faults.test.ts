@@ -145,6 +145,8 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
       '--min-age',
       '0',
       '--force',
+      // small stores where the planted orphans are most of the blobs, on purpose
+      '--allow-mass-delete',
       '--report',
       join(dir, `r-${Date.now()}.jsonl`),
       '--json',
@@ -232,6 +234,7 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
       strategy: 'storage',
       minAgeMs: 0,
       quarantinePrefix: '_regops/quarantine',
+      allowMassDelete: true,
       logger,
       driver: s.driver,
       db: s.db,
@@ -406,7 +409,13 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
 })
 
 describe('the sweep on a filesystem store: re-check, resume and refusals', () => {
-  const base = {strategy: 'storage' as const, minAgeMs: DAY, quarantinePrefix: '_regops/quarantine', logger}
+  const base = {
+    strategy: 'storage' as const,
+    minAgeMs: DAY,
+    quarantinePrefix: '_regops/quarantine',
+    logger,
+    allowMassDelete: true,
+  }
 
   async function fsStore(label: string) {
     const root = await tempDir(label)
@@ -573,7 +582,17 @@ describe('the sweep on a filesystem store: re-check, resume and refusals', () =>
       ['us:_regops/quarantine', /names region 'us' but the sweep runs in 'eu'/],
     ] as const) {
       await write(quarantine)
-      const run = await runCli(['sweep', 'blobs', '--config', config, '--quarantine', '--report', report, '--json'])
+      const run = await runCli([
+        'sweep',
+        'blobs',
+        '--config',
+        config,
+        '--quarantine',
+        '--allow-mass-delete',
+        '--report',
+        report,
+        '--json',
+      ])
       assert.equal(run.code, 2, `${quarantine}: ${run.stdout}${run.stderr}`)
       assert.match(run.json.error.message, /sweep\.quarantine/, `${quarantine}: the field is named`)
       assert.match(run.json.error.message, why, quarantine)
