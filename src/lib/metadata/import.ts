@@ -11,114 +11,29 @@
  * - Sharded by repository: shard = first 4 bytes of sha256(name) mod count, stable everywhere.
  * - Bad input is a Problem with its key, never a crash: the rest is imported.
  */
-import {createHash, randomUUID} from 'node:crypto'
-import type {Db} from './db.js'
+import {randomUUID} from 'node:crypto'
 import {MediaTypeIds} from './import-db.js'
-import {
-  addCounts,
-  addWrites,
-  zeroCounts,
-  zeroWrites,
-  type ImportCounts,
-  type ImportProblem,
-  type ImportWrites,
-} from './import-counts.js'
+import {addCounts, addWrites, zeroCounts, zeroWrites, type ImportCounts, type ImportWrites} from './import-counts.js'
 import {importRepository, type ImportShared, type RepositoryOutcome} from './import-repository.js'
 import {dryRunRepository} from './import-dry-run.js'
 import {CheckpointWindow} from './import-window.js'
+import {
+  compareRepositories,
+  repositoryFilter,
+  shardOfRepository,
+  type ImportOptions,
+  type ImportResult,
+} from './import-options.js'
 import {UsageError, errorMessage} from '../errors.js'
 import {runJob, type JobEnd, type RunningJob} from '../jobs/runner.js'
 import {silentLogger, type Logger} from '../output/logger.js'
-import {compareKeys, type StorageDriver} from '../storage/driver.js'
-import {isRepositoryName} from '../storage/layout.js'
 import {listRepositories, type Problem} from '../storage/repositories.js'
 
 export type {ImportCounts, ImportProblem, ImportProblemKind, ImportWrites} from './import-counts.js'
+export {compareRepositories, repositoryFilter, shardOfRepository} from './import-options.js'
+export type {ImportOptions, ImportProgress, ImportResult} from './import-options.js'
 
 export const IMPORT_JOB_KIND = 'import'
-
-export interface ImportResult extends ImportCounts {
-  kind: 'import'
-  jobId?: string
-  group?: string
-  dryRun: boolean
-  region: string
-  location: string
-  shard: {index: number; count: number}
-  /** repository filters (exact names, or prefixes ending in '*') */
-  filters?: string[]
-  /** the checkpoint this run resumed after */
-  resumedAfter?: string
-  /** the checkpoint at the end: last repository imported with all before it */
-  checkpoint?: string
-  written: ImportWrites
-  /** repositories that failed (database or storage errors); the job is resumable from before the first */
-  failed: Array<{repository: string; message: string}>
-  /** the first maxProblems problems */
-  problems: ImportProblem[]
-  problemCount: number
-  durationMs: number
-}
-
-export interface ImportProgress {
-  repositories: number
-  manifests: number
-  blobs: number
-  problems: number
-  failed: number
-  current?: string
-  elapsedMs: number
-}
-
-export interface ImportOptions {
-  driver: StorageDriver
-  /** required unless dryRun */
-  db?: Db
-  dryRun?: boolean
-  shard?: {index: number; count: number}
-  /** exact repository names, or prefixes ending in '*' ('team/*'); none = every repository */
-  repositories?: string[]
-  resumeJobId?: string
-  /** shared by the shards of one import (the sweep takes the earliest start of the latest complete group); default: a new UUID */
-  group?: string
-  /** storage reads in flight per repository (default 16) */
-  concurrency?: number
-  /** repositories imported at once (default 4) */
-  repositoryConcurrency?: number
-  /** manifests per write batch (default 200) */
-  batchSize?: number
-  /** problems kept in the result (all are counted); default 1000 */
-  maxProblems?: number
-  /** minimum interval between checkpoint writes (default 500 ms) */
-  checkpointEveryMs?: number
-  logger?: Logger
-  signal?: AbortSignal
-  onProgress?: (p: ImportProgress) => void
-}
-
-/** Stable shard of a repository: first 4 bytes of sha256(name), big-endian, mod count. */
-export function shardOfRepository(name: string, count: number): number {
-  if (count <= 1) return 0
-  return createHash('sha256').update(name).digest().readUInt32BE(0) % count
-}
-
-/** Order of repositories in the walk (and of checkpoints): byte order of `name + '/'`, as listed. */
-export function compareRepositories(a: string, b: string): number {
-  return compareKeys(`${a}/`, `${b}/`)
-}
-
-export function repositoryFilter(filters: string[] | undefined): (name: string) => boolean {
-  if (!filters || filters.length === 0) return () => true
-  const exact = new Set<string>()
-  const prefixes: string[] = []
-  for (const f of filters) {
-    if (f.endsWith('*')) prefixes.push(f.slice(0, -1))
-    else if (isRepositoryName(f)) exact.add(f)
-    else
-      throw new UsageError(`invalid --repository '${f}': a repository name, or a prefix ending in '*' (e.g. 'team/*')`)
-  }
-  return (name) => exact.has(name) || prefixes.some((p) => name.startsWith(p))
-}
 
 interface ImportCheckpoint {
   after: string | null

@@ -144,3 +144,6 @@ export const FIRST_SWEEP_MASS_DELETE_SHARE = 0.1
 
 /** Clock skew allowed between this host and the storage's clock when comparing lastModified. */
 export const CLOCK_SKEW_MS = 5 * 60_000
+
+/** The job kind of a blob sweep in regops_jobs. */
+export const SWEEP_JOB_KIND = 'sweep-blobs'
