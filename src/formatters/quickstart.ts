@@ -1,5 +1,5 @@
 import {ExitCode} from '../lib/errors.js'
-import {formatDuration, renderTable} from '../lib/output/format.js'
+import {fitText, formatDuration, renderTable} from '../lib/output/format.js'
 import type {QuickstartResult} from '../lib/quickstart/quickstart.js'
 
 export function render(result: QuickstartResult): string {
@@ -22,14 +22,19 @@ export function render(result: QuickstartResult): string {
       ]),
     ),
     // What protected each in-flight thing, so that "0 unreferenced but younger" does not read as a contradiction.
-    `\nlayer ${result.inFlight.slice(0, 19)}… pushed minutes ago, its manifest not yet put: ` +
-      (kept ? 'left alone, referenced by its _layers link (younger than --min-age 24h)' : 'NOT left alone'),
-    `upload ${upload.uuid} in ${upload.repository}/_uploads (${upload.bytes} bytes so far): not a blob yet, so the blob sweeps do not see it; ` +
-      `sweep uploads found ${uploads.found} upload(s) in progress, ${uploads.abandoned} abandoned`,
+    fitText(
+      `\nlayer ${result.inFlight.slice(0, 19)}… pushed minutes ago, its manifest not yet put: ` +
+        (kept ? 'left alone, referenced by its _layers link (younger than --min-age 24h)' : 'NOT left alone'),
+    ),
+    fitText(
+      `upload ${upload.uuid} in ${upload.repository}/_uploads (${upload.bytes} bytes so far): not a blob yet, so the blob sweeps do not see it; ` +
+        `sweep uploads found ${uploads.found} upload(s) in progress, ${uploads.abandoned} abandoned`,
+    ),
     result.matches
       ? 'both strategies found exactly the planted orphans.'
       : 'MISMATCH: the sweeps did not find exactly the planted orphans.',
-    `\nNext:\n${result.next.map((n) => `  ${n}`).join('\n')}`,
+    // Each command on a line of its own under what it is for, so a narrow terminal breaks no command.
+    `\nNext:\n${result.next.map((n) => `  # ${n.why}\n  ${n.command}`).join('\n')}`,
   ].join('\n')
 }
 

@@ -93,3 +93,22 @@ test('doctor and sweep blobs on a 100-column pseudo-terminal: no line wider than
     await rm(dir, {recursive: true, force: true})
   }
 })
+
+test('quickstart on a 100-column pseudo-terminal: no line wider than 100', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'regops-width-qs-'))
+  try {
+    const run = spawnSync(
+      'script',
+      ['-qec', `stty cols 100 rows 40; ${process.execPath} ${BIN} quickstart --dir ${join(dir, 'qs')}`, '/dev/null'],
+      {encoding: 'utf8', timeout: 120_000, cwd: dir, env: {...process.env, COLUMNS: '', LINES: '', DATABASE_URL: ''}},
+    )
+    assert.equal(run.error, undefined)
+    assert.equal(run.status, 0, visible(run.stdout))
+    // The steps table and the orphans table (full digests) both have to fit.
+    assert.match(run.stdout, /┌/, 'box tables on a terminal')
+    assert.match(visible(run.stdout), /sha256:/)
+    assert.ok(widest(run.stdout) <= 100, visible(run.stdout))
+  } finally {
+    await rm(dir, {recursive: true, force: true})
+  }
+})

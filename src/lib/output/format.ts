@@ -13,6 +13,15 @@ export type Cell = string | number | bigint | boolean | null | undefined
  * spaces, and words longer than their column are broken); elsewhere (pipes, files, CI without --json),
  * tab-separated lines with a header, which grep and awk read without fuss.
  */
+/** Prose for a person: on a terminal of known width each paragraph wraps to it; elsewhere unchanged. */
+export function fitText(text: string, tty = stdoutIsTTY(), width = process.stdout.columns): string {
+  if (!tty || !width || width < 20) return text
+  return text
+    .split('\n')
+    .map((line) => (line.length <= width ? line : wrapCell(line, width)))
+    .join('\n')
+}
+
 export function renderTable(
   head: string[],
   rows: Cell[][],

@@ -35,7 +35,7 @@ export interface QuickstartResult {
   matches: boolean
   import: Pick<ImportResult, 'repositories' | 'manifests' | 'tags' | 'blobs'>
   sweeps: {storage: QuickstartSweep; metadata: QuickstartSweep}
-  next: string[]
+  next: Array<{command: string; why: string}>
 }
 
 /** A sweep's counts: scanned (blobs in storage) = referenced + younger than the cutoff + candidates. */
@@ -211,11 +211,11 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
       },
       sweeps: {storage: pick(sweepStorage), metadata: pick(sweepMetadata)},
       next: [
-        `npx regops sweep blobs --config ${config}     # the same dry-run sweep, from the CLI`,
-        `npx regops sweep uploads --config ${config}   # uploads in progress, and abandoned ones`,
-        `npx regops config show --config ${config}     # what regops reads, secrets as ***`,
-        'npx regops doctor --write-check              # reachability and permissions, with your own regops.yaml',
-        'npx regops --help                            # every command, and the exit codes',
+        {command: `npx regops sweep blobs --config ${config}`, why: 'the same dry-run sweep, from the CLI'},
+        {command: `npx regops sweep uploads --config ${config}`, why: 'uploads in progress, and abandoned ones'},
+        {command: `npx regops config show --config ${config}`, why: 'what regops reads, secrets as ***'},
+        {command: 'npx regops doctor --write-check', why: 'reachability and permissions, with your own regops.yaml'},
+        {command: 'npx regops --help', why: 'every command, and the exit codes'},
       ],
     }
   }
