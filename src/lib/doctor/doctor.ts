@@ -7,13 +7,14 @@ import {migrationStatus} from '../metadata/migrations.js'
 import {redact, redactUrl} from '../output/redact.js'
 import {openDriver} from '../storage/index.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
+import {openDescriptorCache} from '../registry/descriptor-cache.js'
 
 const BLOBS_ROOT = 'blobs/'
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip'
 
 export interface DoctorCheck {
-  component: 'database' | 'region' | 'registry'
+  component: 'database' | 'region' | 'registry' | 'registry-cache'
   name: string
   target: string
   status: CheckStatus
@@ -53,6 +54,7 @@ export async function runDoctor(config: RegopsConfig, options: DoctorOptions): P
       timed('registry', 'registry', config.registry.url, options.timeoutMs, () => checkRegistry(config.registry!.url)),
     )
   else tasks.push(Promise.resolve(skip('registry', 'registry', 'not configured (registry.url)')))
+  tasks.push(checkRegistryCache(config, options.timeoutMs))
   const checks = await Promise.all(tasks)
   return {kind: 'doctor', ok: checks.every((c) => c.status !== 'fail'), checks}
 }
@@ -105,6 +107,35 @@ async function timed(
   } finally {
     clearTimeout(timer)
   }
+}
+
+/**
+ * What the registry caches blob descriptors in decides whether a sweep may act: a redis regops must be
+ * able to reach (it evicts what it deletes); an in-process cache it cannot, so acting needs the registry
+ * read-only or stopped.
+ */
+function checkRegistryCache(config: RegopsConfig, timeoutMs: number): Promise<DoctorCheck> {
+  const {mode, url} = config.registryCache
+  if (mode === 'none') return Promise.resolve(skip('registry-cache', 'cache', 'none (registry.cache)'))
+  if (mode === 'inmemory') {
+    return Promise.resolve({
+      component: 'registry-cache',
+      name: 'cache',
+      target: 'inmemory',
+      status: 'warn',
+      detail:
+        'in each registry process, out of reach: sweeps act only with --registry-read-only, then restart the registry',
+      ms: 0,
+    })
+  }
+  return timed('registry-cache', 'cache', redactUrl(url ?? ''), timeoutMs, async () => {
+    const cache = openDescriptorCache(config.registryCache)
+    try {
+      return {status: 'ok', detail: `redis answers ${await cache.ping()}: sweeps evict the descriptors they act on`}
+    } finally {
+      await cache.close()
+    }
+  })
 }
 
 async function checkDatabase(url: string): Promise<{status: CheckStatus; detail: string}> {

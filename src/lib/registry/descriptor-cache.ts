@@ -117,8 +117,14 @@ class RedisDescriptorCache implements DescriptorCache {
   }
 
   async ping(): Promise<string> {
-    const client = await this.connected()
-    return client.ping()
+    try {
+      const client = await this.connected()
+      return await client.ping()
+    } catch (error) {
+      throw new StorageError(
+        `cannot reach the registry's blob-descriptor cache at ${redactUrl(this.url)}: ${errorMessage(error)}`,
+      )
+    }
   }
 
   async close(): Promise<void> {
