@@ -231,3 +231,38 @@ async function startRegistryOnce(opts: StartRegistryOptions): Promise<RegistrySe
     throw e;
   }
 }
+
+/** The regops region (a YAML flow mapping) for a bucket of an S3 endpoint, as the tests' configs write it. */
+export function s3RegionYaml(s: {
+  bucket: string;
+  prefix?: string;
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}): string {
+  return `{url: "s3://${s.bucket}/${s.prefix ?? 'docker/registry/v2'}", endpoint: "${s.endpoint}", accessKeyId: "${s.accessKeyId}", secretAccessKey: "${s.secretAccessKey}", checksums: when_required}`;
+}
+
+/**
+ * A docker-registry on the filesystem (under `dir`) or on a new bucket of the run's shared radosgw, and
+ * the regops region that points at the same storage. The caller stops the registry.
+ */
+export async function startRegistryWithRegion(
+  kind: 'filesystem' | 's3',
+  dir: string,
+  label: string,
+): Promise<{ registry: RegistryServer; region: string }> {
+  if (kind === 'filesystem') {
+    const root = path.join(dir, 'storage');
+    const registry = await startRegistry({ storage: { kind: 'filesystem', root } });
+    return { registry, region: `{url: "file://${path.join(root, 'docker', 'registry', 'v2')}"}` };
+  }
+  const { sharedRadosgw } = await import('./radosgw.js');
+  const rgw = await sharedRadosgw();
+  const bucket = await rgw.newBucket(label);
+  const { endpoint, accessKeyId, secretAccessKey } = rgw;
+  const registry = await startRegistry({
+    storage: { kind: 's3', endpoint, bucket, accessKeyId, secretAccessKey, region: rgw.region },
+  });
+  return { registry, region: s3RegionYaml({ bucket, endpoint, accessKeyId, secretAccessKey }) };
+}

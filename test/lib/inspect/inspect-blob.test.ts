@@ -8,7 +8,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {sharedPostgres} from '../../helpers/postgres.js'
 import {sharedRadosgw} from '../../helpers/radosgw.js'
-import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
+import {startRegistry, type RegistryServer, s3RegionYaml} from '../../helpers/registry.js'
 import {pushImage, randomBlob, type PushedImage} from '../../helpers/images.js'
 import {runCli} from '../../helpers/cli.js'
 import {loadConfig} from '../../../src/lib/config/config.js'
@@ -53,8 +53,7 @@ for (const kind of ['filesystem', 's3'] as const) {
             region: rgw.region,
           },
         })
-        const s3 = (b: string) =>
-          `{url: "s3://${b}/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
+        const s3 = (b: string) => s3RegionYaml({...rgw, bucket: b})
         main = s3(bucket)
         second = s3(other)
       } else {

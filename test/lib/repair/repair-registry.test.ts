@@ -7,8 +7,7 @@ import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {sharedPostgres} from '../../helpers/postgres.js'
-import {sharedRadosgw} from '../../helpers/radosgw.js'
-import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
+import {startRegistryWithRegion, type RegistryServer} from '../../helpers/registry.js'
 import {headManifest, pullImage, pushImage, randomBlob, type PushedImage} from '../../helpers/images.js'
 import {runCli} from '../../helpers/cli.js'
 import {loadConfig} from '../../../src/lib/config/config.js'
@@ -42,25 +41,9 @@ for (const kind of ['filesystem', 's3'] as const) {
       const dir = await mkdtemp(join(tmpdir(), `regops-repair-${kind}-`))
       cleanups.push(() => rm(dir, {recursive: true, force: true}))
       dbUrl = await (await sharedPostgres()).createDatabase()
-      let region: string
-      if (kind === 's3') {
-        const rgw = await sharedRadosgw()
-        const bucket = await rgw.newBucket('repair')
-        registry = await startRegistry({
-          storage: {
-            kind: 's3',
-            endpoint: rgw.endpoint,
-            bucket,
-            accessKeyId: rgw.accessKeyId,
-            secretAccessKey: rgw.secretAccessKey,
-            region: rgw.region,
-          },
-        })
-        region = `{url: "s3://${bucket}/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
-      } else {
-        registry = await startRegistry({storage: {kind: 'filesystem', root: join(dir, 'storage')}})
-        region = `{url: "file://${join(dir, 'storage', 'docker', 'registry', 'v2')}"}`
-      }
+      const started = await startRegistryWithRegion(kind, dir, 'repair')
+      registry = started.registry
+      const region = started.region
       cleanups.push(() => registry.stop())
       config = join(dir, 'regops.yaml')
       await writeFile(config, `regions:\n  main: ${region}\nprimary: main\ndatabase:\n  url: ${dbUrl}\n`)

@@ -9,7 +9,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {sharedPostgres} from '../../helpers/postgres.js'
 import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js'
-import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
+import {startRegistry, type RegistryServer, s3RegionYaml} from '../../helpers/registry.js'
 import {deleteManifest, pullImage, pushImage, pushIndex, randomBlob} from '../../helpers/images.js'
 import {runCli, reportDigests} from '../../helpers/cli.js'
 import {startFaultProxy} from '../../helpers/fault-proxy.js'
@@ -58,7 +58,7 @@ for (const kind of ['filesystem', 's3'] as const) {
             action: {kind: 'shift-clock', ms: -3 * 86_400_000},
           },
         ])
-        region = `{url: "s3://registry/docker/registry/v2", endpoint: "${proxy.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
+        region = s3RegionYaml({...rgw, bucket: 'registry', endpoint: proxy.endpoint})
       } else {
         registry = await startRegistry({storage: {kind: 'filesystem', root: join(dir, 'storage')}})
         region = `{url: "file://${join(dir, 'storage', 'docker', 'registry', 'v2')}"}`

@@ -6,8 +6,7 @@ import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {sharedPostgres} from '../../helpers/postgres.js'
-import {sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
-import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
+import {startRegistry, startRegistryWithRegion, type RegistryServer} from '../../helpers/registry.js'
 import {deleteManifest, pullImage, pushImage, pushIndex, randomBlob, uploadOrphanBlob} from '../../helpers/images.js'
 import {runCli, startCli, reportDigests} from '../../helpers/cli.js'
 import {ageTree} from '../../../src/lib/quickstart/sample.js'
@@ -88,7 +87,6 @@ async function assertAllPull(url: string, tags: Scenario['tags']): Promise<void>
 for (const kind of ['filesystem', 's3'] as const) {
   describe(`sweep vs docker-registry garbage-collect (${kind})`, () => {
     let registry: RegistryServer
-    let rgw: SharedRadosgw | undefined
     let config: string
     let dir: string
     let scenario: Scenario
@@ -96,25 +94,9 @@ for (const kind of ['filesystem', 's3'] as const) {
     before(async () => {
       dir = await tempDir(`regops-oracle-${kind}-`)
       const dbUrl = await (await sharedPostgres()).createDatabase()
-      let region: string
-      if (kind === 's3') {
-        rgw = await sharedRadosgw()
-        const bucket = await rgw.newBucket('sweep-oracle')
-        registry = await startRegistry({
-          storage: {
-            kind: 's3',
-            endpoint: rgw.endpoint,
-            bucket,
-            accessKeyId: rgw.accessKeyId,
-            secretAccessKey: rgw.secretAccessKey,
-            region: rgw.region,
-          },
-        })
-        region = `{url: "s3://${bucket}/docker/registry/v2", endpoint: "${rgw.endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
-      } else {
-        registry = await startRegistry({storage: {kind: 'filesystem', root: join(dir, 'storage')}})
-        region = `{url: "file://${join(dir, 'storage', 'docker', 'registry', 'v2')}"}`
-      }
+      const started = await startRegistryWithRegion(kind, dir, 'sweep-oracle')
+      registry = started.registry
+      const region = started.region
       cleanups.push(() => registry.stop())
       config = join(dir, 'regops.yaml')
       await writeFile(config, `regions:\n  main: ${region}\ndatabase:\n  url: ${dbUrl}\n`)
