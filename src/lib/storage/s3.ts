@@ -13,7 +13,6 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
 import {NodeHttpHandler} from '@smithy/node-http-handler'
-import pLimit, {type LimitFunction} from 'p-limit'
 import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
 import type {S3RegionConfig} from '../config/config.js'
 import {
@@ -25,21 +24,24 @@ import {
   type StorageDriver,
 } from './driver.js'
 import {S3HttpError, S3ReadPath} from './s3-read.js'
+import {RequestLimiter, classifyStorageError} from './request-limiter.js'
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3
 const COPY_PART_SIZE = 512 * 1024 ** 2
 
 /**
- * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Retries use the SDK's
- * adaptive mode, which backs off on 503 SlowDown and throttles itself, and retries connection resets;
- * `concurrency` caps requests in flight from this process to the bucket.
+ * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Every request, read
+ * (undici) or write (the SDK, held to one attempt), goes through one request limiter: an adaptive
+ * concurrency limit up to `concurrency` (or a fixed one), with retries that back off with jitter on
+ * 503 SlowDown, other 5xx and connection resets.
  */
 export class S3Driver implements StorageDriver {
   readonly kind = 's3' as const
   readonly location: string
   readonly client: S3Client
-  private readonly limit: LimitFunction
+  /** the requests of this region, reads and writes alike: see configure via `requests.configure` */
+  readonly requests: RequestLimiter
   private readonly base: string
   /** where requests go, for messages (the default AWS endpoint when none is configured) */
   private readonly endpoint: string
@@ -52,8 +54,10 @@ export class S3Driver implements StorageDriver {
     this.base = config.prefix ? `${config.prefix}/` : ''
     this.endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
     this.location = `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` at ${config.endpoint}` : ''}`
-    this.limit = pLimit(config.concurrency)
-    const agentOptions = {keepAlive: true, maxSockets: config.concurrency}
+    const maxAttempts = Number(clientOverrides.maxAttempts ?? 8)
+    this.requests = new RequestLimiter({max: config.concurrency}, maxAttempts)
+    // The limiter bounds requests in flight; sockets follow it.
+    const agentOptions = {keepAlive: true}
     this.client = new S3Client({
       region: config.region,
       endpoint: config.endpoint,
@@ -64,8 +68,7 @@ export class S3Driver implements StorageDriver {
           : undefined,
       requestChecksumCalculation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
       responseChecksumValidation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
-      retryMode: 'adaptive',
-      maxAttempts: 8,
+      retryMode: 'standard',
       requestHandler: new NodeHttpHandler({
         httpAgent: new HttpAgent(agentOptions),
         httpsAgent: new HttpsAgent(agentOptions),
@@ -73,6 +76,8 @@ export class S3Driver implements StorageDriver {
         requestTimeout: 120_000,
       }),
       ...clientOverrides,
+      // The request limiter retries (and learns from each attempt); the SDK makes one.
+      maxAttempts: 1,
     })
     const staticCredentials =
       config.accessKeyId && config.secretAccessKey
@@ -80,7 +85,7 @@ export class S3Driver implements StorageDriver {
         : undefined
     // Without keys in the config, the SDK's default chain (environment, profile, IRSA) resolves and refreshes them.
     const provider = async () => staticCredentials ?? (await this.client.config.credentials())
-    this.readPath = new S3ReadPath(config, provider, Number(clientOverrides.maxAttempts ?? 8))
+    this.readPath = new S3ReadPath(config, provider)
   }
 
   private readonly readPath: S3ReadPath
@@ -100,7 +105,7 @@ export class S3Driver implements StorageDriver {
     let token: string | undefined
     do {
       options.signal?.throwIfAborted()
-      const page = await this.send('list', prefix, () =>
+      const page = await this.send('list', prefix, {signal: options.signal}, () =>
         this.readPath.list(this.fullKey(prefix), {
           token,
           startAfter: options.startAfter === undefined ? undefined : this.fullKey(options.startAfter),
@@ -120,7 +125,7 @@ export class S3Driver implements StorageDriver {
     let token: string | undefined
     do {
       options.signal?.throwIfAborted()
-      const page = await this.send('list', prefix, () =>
+      const page = await this.send('list', prefix, {signal: options.signal}, () =>
         this.readPath.list(this.fullKey(prefix), {
           token,
           delimiter: '/',
@@ -165,7 +170,8 @@ export class S3Driver implements StorageDriver {
   async write(key: string, body: Buffer | Readable, size?: number): Promise<void> {
     const length = Buffer.isBuffer(body) ? body.length : size
     if (length === undefined) throw new InvalidInputError('a streamed write needs its size', key)
-    await this.send('write', key, () =>
+    // A stream cannot be sent twice: only a buffer is retried.
+    await this.send('write', key, {retry: Buffer.isBuffer(body)}, () =>
       this.client.send(
         new PutObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(key), Body: body, ContentLength: length}),
       ),
@@ -265,10 +271,17 @@ export class S3Driver implements StorageDriver {
     await this.readPath.close()
   }
 
-  /** One request under the concurrency cap, with S3 errors turned into regops errors. */
-  private async send<T>(op: string, key: string, fn: () => Promise<T>): Promise<T> {
+  /** One request under the request limiter (retried when it may be), with S3 errors turned into regops errors. */
+  private async send<T>(
+    op: string,
+    key: string,
+    optsOrFn: {retry?: boolean; signal?: AbortSignal} | (() => Promise<T>),
+    maybeFn?: () => Promise<T>,
+  ): Promise<T> {
+    const opts = typeof optsOrFn === 'function' ? {} : optsOrFn
+    const fn = typeof optsOrFn === 'function' ? optsOrFn : maybeFn!
     try {
-      return await this.limit(fn)
+      return await this.requests.run(op, fn, {...opts, classify: classifyStorageError})
     } catch (error) {
       throw this.mapError(error, key, op)
     }
