@@ -117,3 +117,24 @@ export function dryRunFlag(acting: string[]) {
     exclusive: acting,
   })
 }
+
+/**
+ * How fast a long job talks to storage: by default an adaptive limit per region that grows while round
+ * trips stay near their best and shrinks on 503 SlowDown and latency growth; `--concurrency` pins it.
+ */
+export function requestRateFlags(what: string) {
+  return {
+    concurrency: Flags.integer({
+      summary: `${what} in flight, fixed (default: adaptive, up to --max-concurrency).`,
+      min: 1,
+      max: 1024,
+      exclusive: ['max-concurrency'],
+    }),
+    'max-concurrency': Flags.integer({
+      summary: "Ceiling of the adaptive request limit (default: the region's concurrency, 64 on S3).",
+      min: 1,
+      max: 1024,
+    }),
+    'tps-limit': Flags.integer({summary: 'Storage requests started per second, at most (default: no cap).', min: 1}),
+  }
+}

@@ -1,6 +1,15 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag, shardFlag, sizeFlag} from '../../flags.js'
+import {
+  databaseUrlFlag,
+  dryRunFlag,
+  durationFlag,
+  regionFlag,
+  requestRateFlags,
+  shardFlag,
+  sizeFlag,
+} from '../../flags.js'
+import {applyRequestRates} from '../../lib/storage/index.js'
 import {formatDurationSpec} from '../../lib/config/duration.js'
 import {writeMetrics} from '../../lib/output/metrics.js'
 import {sweepBlobs, type SweepProgress} from '../../lib/sweep/sweep-blobs.js'
@@ -57,12 +66,17 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID (see regops jobs list) from its checkpoint.'}),
     report: Flags.string({summary: 'JSON Lines file of the candidates (default: ./regops-sweep-<time>.jsonl).'}),
-    concurrency: Flags.integer({summary: 'Storage requests in flight.', default: 32, min: 1, max: 1024}),
+    ...requestRateFlags('Storage requests'),
     'metadata-authoritative': Flags.boolean({
       summary: 'With --strategy metadata: the registry writes the database itself, so no storage re-walk is needed.',
       relationships: [
         {type: 'some', flags: [{name: 'strategy', when: async (flags) => flags.strategy === 'metadata'}]},
       ],
+    }),
+    marks: Flags.string({
+      summary:
+        'Read the references from this finished mark run (sweep mark) instead of walking every manifest (storage strategy).',
+      exclusive: ['delete-untagged'],
     }),
     'metrics-file': Flags.string({summary: 'Write Prometheus metrics (textfile collector format) here.'}),
     'registry-read-only': Flags.boolean({
@@ -87,9 +101,16 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
         ? `--${mode}`
         : flags.strategy === 'metadata'
           ? '--strategy metadata'
-          : undefined
+          : flags.marks
+            ? '--marks'
+            : undefined
     const db = neededFor ? await this.database({schema: 'current', neededFor}) : undefined
     const driver = await this.region(flags.region)
+    applyRequestRates(driver, {
+      concurrency: flags.concurrency,
+      maxConcurrency: flags['max-concurrency'],
+      tpsLimit: flags['tps-limit'],
+    })
     const progress = this.progress('sweeping')
     const registryCache = this.registryCache()
     const common = {
@@ -97,7 +118,9 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       region: config.regions[driver.region],
       shard: flags.shard,
       reportFile: flags.report ?? `regops-sweep-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
-      concurrency: flags.concurrency,
+      // Work queued for storage: enough to fill the request limit, which decides what is in flight.
+      concurrency:
+        flags.concurrency ?? flags['max-concurrency'] ?? Math.max(32, config.regions[driver.region].concurrency),
       registryCache,
       registryReadOnly: flags['registry-read-only'],
       maxClockSkewMs: flags['max-clock-skew']?.ms,
@@ -115,6 +138,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       maxBytes: flags['max-bytes'],
       metadataAuthoritative: flags['metadata-authoritative'] || undefined,
       allowMassDelete: flags['allow-mass-delete'] || undefined,
+      marks: flags.marks,
     }
     // A resumed job keeps its own quarantine prefix: the configured one is resolved only for a new job, so a
     // resume on the wrong region is refused for the region, not for the quarantine setting.

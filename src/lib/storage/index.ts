@@ -2,6 +2,7 @@ import type {RegionConfig, RegopsConfig} from '../config/config.js'
 import {UsageError} from '../errors.js'
 import type {StorageDriver} from './driver.js'
 import {FilesystemDriver} from './filesystem.js'
+import type {RequestLimiter} from './request-limiter.js'
 
 export type {StorageDriver, ObjectInfo, ListOptions, DeleteResult} from './driver.js'
 
@@ -29,4 +30,18 @@ export async function openRegion(config: RegopsConfig, name?: string): Promise<S
       `unknown region '${regionName}' (regions: ${Object.keys(config.regions).join(', ') || 'none'})`,
     )
   return openDriver(region)
+}
+
+/** The request rates of a command's flags, applied to a driver that paces its requests (S3). */
+export function applyRequestRates(
+  driver: StorageDriver,
+  rates: {concurrency?: number; maxConcurrency?: number; tpsLimit?: number},
+): void {
+  const requests = (driver as {requests?: RequestLimiter}).requests
+  if (!requests) return
+  requests.configure({
+    fixed: rates.concurrency,
+    ...(rates.maxConcurrency === undefined ? {} : {max: rates.maxConcurrency}),
+    tps: rates.tpsLimit,
+  })
 }

@@ -2,7 +2,6 @@ import {Agent as HttpAgent} from 'node:http'
 import {Agent as HttpsAgent} from 'node:https'
 import type {Readable} from 'node:stream'
 import type {S3Client, S3ClientConfig} from '@aws-sdk/client-s3'
-import pLimit, {type LimitFunction} from 'p-limit'
 import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
 import type {S3RegionConfig} from '../config/config.js'
 import {
@@ -14,22 +13,25 @@ import {
   type StorageDriver,
 } from './driver.js'
 import {S3HttpError, S3ReadPath} from './s3-read.js'
+import {RequestLimiter, classifyStorageError} from './request-limiter.js'
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3
 const COPY_PART_SIZE = 512 * 1024 ** 2
 
 /**
- * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Retries use the SDK's
- * adaptive mode, which backs off on 503 SlowDown and throttles itself, and retries connection resets;
- * `concurrency` caps requests in flight from this process to the bucket.
+ * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Every request, read
+ * (undici) or write (the SDK, held to one attempt), goes through one request limiter: an adaptive
+ * concurrency limit up to `concurrency` (or a fixed one), with retries that back off with jitter on
+ * 503 SlowDown, other 5xx and connection resets.
  */
 export class S3Driver implements StorageDriver {
   readonly kind = 's3' as const
   readonly location: string
   /** the AWS SDK, loaded on the first write, delete or copy (or credential lookup): reads go through undici */
-  private sdk?: Promise<{client: S3Client; commands: typeof import('@aws-sdk/client-s3')}>
-  private readonly limit: LimitFunction
+  private sdkLoading?: Promise<{client: S3Client; commands: typeof import('@aws-sdk/client-s3')}>
+  /** the requests of this region, reads and writes alike: see configure via `requests.configure` */
+  readonly requests: RequestLimiter
   private readonly base: string
   /** where requests go, for messages (the default AWS endpoint when none is configured) */
   private readonly endpoint: string
@@ -42,29 +44,30 @@ export class S3Driver implements StorageDriver {
     this.base = config.prefix ? `${config.prefix}/` : ''
     this.endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
     this.location = `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` at ${config.endpoint}` : ''}`
-    this.limit = pLimit(config.concurrency)
+    const maxAttempts = Number(clientOverrides.maxAttempts ?? 8)
+    this.requests = new RequestLimiter({max: config.concurrency}, maxAttempts)
     const staticCredentials =
       config.accessKeyId && config.secretAccessKey
         ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey}
         : undefined
     // Without keys in the config, the SDK's default chain (environment, profile, IRSA) resolves and refreshes them.
-    const provider = async () => staticCredentials ?? (await (await this.loadSdk()).client.config.credentials())
-    this.readPath = new S3ReadPath(config, provider, Number(clientOverrides.maxAttempts ?? 8))
+    const provider = async () => staticCredentials ?? (await (await this.sdk()).client.config.credentials())
+    this.readPath = new S3ReadPath(config, provider)
   }
 
   /**
-   * An audit or a sweep's mark only reads. Loading the SDK cost 20 MiB of RSS and a fifth of a second of
-   * start-up (at 10k blobs, more than the audit's own listing), so it is loaded when first needed.
+   * An audit or a sweep's mark only reads. Loading the SDK costs about 20 MiB of RSS and a fifth of a second
+   * of start-up (at 10k blobs, more than an audit's own listing), so it is loaded when first needed.
    */
-  private loadSdk(): Promise<{client: S3Client; commands: typeof import('@aws-sdk/client-s3')}> {
-    this.sdk ??= (async () => {
+  private sdk(): Promise<{client: S3Client; commands: typeof import('@aws-sdk/client-s3')}> {
+    this.sdkLoading ??= (async () => {
       const [commands, {NodeHttpHandler}] = await Promise.all([
         import('@aws-sdk/client-s3'),
         import('@smithy/node-http-handler'),
       ])
       const config = this.config
-      const clientOverrides = this.clientOverrides
-      const agentOptions = {keepAlive: true, maxSockets: config.concurrency}
+      // The limiter bounds requests in flight; sockets follow it.
+      const agentOptions = {keepAlive: true}
       const client = new commands.S3Client({
         region: config.region,
         endpoint: config.endpoint,
@@ -75,19 +78,20 @@ export class S3Driver implements StorageDriver {
             : undefined,
         requestChecksumCalculation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
         responseChecksumValidation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
-        retryMode: 'adaptive',
-        maxAttempts: 8,
+        retryMode: 'standard',
         requestHandler: new NodeHttpHandler({
           httpAgent: new HttpAgent(agentOptions),
           httpsAgent: new HttpsAgent(agentOptions),
           connectionTimeout: 5_000,
           requestTimeout: 120_000,
         }),
-        ...clientOverrides,
+        ...this.clientOverrides,
+        // The request limiter retries (and learns from each attempt); the SDK makes one.
+        maxAttempts: 1,
       })
       return {client, commands}
     })()
-    return this.sdk
+    return this.sdkLoading
   }
 
   private readonly readPath: S3ReadPath
@@ -107,7 +111,7 @@ export class S3Driver implements StorageDriver {
     let token: string | undefined
     do {
       options.signal?.throwIfAborted()
-      const page = await this.send('list', prefix, () =>
+      const page = await this.send('list', prefix, {signal: options.signal}, () =>
         this.readPath.list(this.fullKey(prefix), {
           token,
           startAfter: options.startAfter === undefined ? undefined : this.fullKey(options.startAfter),
@@ -127,7 +131,7 @@ export class S3Driver implements StorageDriver {
     let token: string | undefined
     do {
       options.signal?.throwIfAborted()
-      const page = await this.send('list', prefix, () =>
+      const page = await this.send('list', prefix, {signal: options.signal}, () =>
         this.readPath.list(this.fullKey(prefix), {
           token,
           delimiter: '/',
@@ -172,8 +176,9 @@ export class S3Driver implements StorageDriver {
   async write(key: string, body: Buffer | Readable, size?: number): Promise<void> {
     const length = Buffer.isBuffer(body) ? body.length : size
     if (length === undefined) throw new InvalidInputError('a streamed write needs its size', key)
-    const {client, commands} = await this.loadSdk()
-    await this.send('write', key, () =>
+    const {client, commands} = await this.sdk()
+    // A stream cannot be sent twice: only a buffer is retried.
+    await this.send('write', key, {retry: Buffer.isBuffer(body)}, () =>
       client.send(
         new commands.PutObjectCommand({
           Bucket: this.config.bucket,
@@ -187,8 +192,7 @@ export class S3Driver implements StorageDriver {
 
   async deleteMany(keys: string[]): Promise<DeleteResult> {
     const result: DeleteResult = {deleted: [], errors: []}
-    if (keys.length === 0) return result
-    const {client, commands} = await this.loadSdk()
+    const {client, commands} = await this.sdk()
     const batches: string[][] = []
     for (let i = 0; i < keys.length; i += 1000) batches.push(keys.slice(i, i + 1000))
     await Promise.all(
@@ -221,7 +225,7 @@ export class S3Driver implements StorageDriver {
   async copy(sourceKey: string, targetKey: string): Promise<void> {
     const info = await this.stat(sourceKey)
     if (!info) throw new NotFoundError(sourceKey, this.region)
-    const {client, commands} = await this.loadSdk()
+    const {client, commands} = await this.sdk()
     const copySource = `${this.config.bucket}/${this.fullKey(sourceKey)}`.split('/').map(encodeURIComponent).join('/')
     if (info.size <= MAX_SINGLE_COPY) {
       await this.send('copy', sourceKey, () =>
@@ -283,14 +287,21 @@ export class S3Driver implements StorageDriver {
   }
 
   async close(): Promise<void> {
-    if (this.sdk) (await this.sdk).client.destroy()
+    if (this.sdkLoading) (await this.sdkLoading).client.destroy()
     await this.readPath.close()
   }
 
-  /** One request under the concurrency cap, with S3 errors turned into regops errors. */
-  private async send<T>(op: string, key: string, fn: () => Promise<T>): Promise<T> {
+  /** One request under the request limiter (retried when it may be), with S3 errors turned into regops errors. */
+  private async send<T>(
+    op: string,
+    key: string,
+    optsOrFn: {retry?: boolean; signal?: AbortSignal} | (() => Promise<T>),
+    maybeFn?: () => Promise<T>,
+  ): Promise<T> {
+    const opts = typeof optsOrFn === 'function' ? {} : optsOrFn
+    const fn = typeof optsOrFn === 'function' ? optsOrFn : maybeFn!
     try {
-      return await this.limit(fn)
+      return await this.requests.run(op, fn, {...opts, classify: classifyStorageError})
     } catch (error) {
       throw this.mapError(error, key, op)
     }

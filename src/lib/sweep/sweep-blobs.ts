@@ -9,6 +9,7 @@ import {planSweep, type ListingProgress} from './plan.js'
 import {actOnCandidates} from './act.js'
 import {actingRefusals, firstActingSweep, refuseUnsafePlan, storageClock} from './preconditions.js'
 import type {StorageClock} from '../storage/clock.js'
+import {readMarkRun, type MarkRun} from './shared-marks.js'
 import {
   CLOCK_SKEW_MS,
   SWEEP_JOB_KIND,
@@ -48,6 +49,7 @@ const SETTING_KEYS = [
   'quarantinePrefix',
   'metadataAuthoritative',
   'allowMassDelete',
+  'marks',
 ] as const
 
 /**
@@ -63,6 +65,9 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
       throw new UsageError('the metadata strategy needs a database (database.url or DATABASE_URL)')
     if (opts.strategy === 'metadata' && opts.deleteUntagged)
       throw new UsageError('untagged manifests are found by the storage strategy only')
+    if (opts.marks !== undefined && (opts.strategy !== 'storage' || opts.deleteUntagged))
+      throw new UsageError('--marks is for the storage strategy without --delete-untagged')
+    if (opts.marks !== undefined && !opts.db) throw new UsageError('--marks needs a database (it holds the marks)')
   }
   const acting = opts.resume !== undefined || opts.mode !== 'dry-run'
   // Before any job exists: an in-memory registry cache would hide what we remove, unless the registry is stopped.
@@ -103,8 +108,12 @@ async function runSweep(
   const clock = await storageClock(opts, acting, maxClockSkewMs)
   // Every instant compared with an object's lastModified is in the storage's time.
   const now = opts.now ?? clock?.now() ?? new Date()
-  const markStart = checkpoint ? new Date(checkpoint.markStart) : now
   const cutoff = checkpoint ? new Date(checkpoint.cutoff) : new Date(now.getTime() - settings.minAgeMs)
+  // A shared mark began before this run: what was written since its start is what the re-check walks.
+  const sharedMarks = settings.marks
+    ? await readMarkRun(opts.db!, settings.marks, opts.driver.region, cutoff)
+    : undefined
+  const markStart = checkpoint ? new Date(checkpoint.markStart) : (sharedMarks?.startedAt ?? now)
   const prefixes = shardsFor(job.shard.index, job.shard.count)
   const result = emptyResult(opts, job, settings, cutoff, prefixes.length, checkpoint)
   result.storageClock = clock ? {offsetMs: clock.offsetMs, uncertaintyMs: clock.uncertaintyMs} : null
@@ -131,6 +140,7 @@ async function runSweep(
       markStart,
       cutoff,
       prefixes,
+      sharedMarks,
     })
   } finally {
     for (const [kind, seen] of seenThisRun) {
@@ -157,6 +167,7 @@ interface SweepRun {
   markStart: Date
   cutoff: Date
   prefixes: string[]
+  sharedMarks: MarkRun | undefined
 }
 
 async function planAndAct(
@@ -164,7 +175,19 @@ async function planAndAct(
   job: RunningJob<SweepCheckpoint>,
   run: SweepRun,
 ): Promise<JobEnd<SweepBlobsResult>> {
-  const {started, settings, result, onProblem, acting, clock, maxClockSkewMs, markStart, cutoff, prefixes} = run
+  const {
+    started,
+    settings,
+    result,
+    onProblem,
+    acting,
+    clock,
+    maxClockSkewMs,
+    markStart,
+    cutoff,
+    prefixes,
+    sharedMarks,
+  } = run
   const checkpoint = job.checkpoint
   let live: ListingProgress = {listed: 0, marks: 0}
   const progress = (phase: SweepProgress['phase'], shardsDone: number, listing?: ListingProgress) => {
@@ -214,6 +237,7 @@ async function planAndAct(
       planned: checkpoint?.planned ?? [],
       cutoff,
       markStart,
+      sharedMarks,
       concurrency,
       reportFile: opts.reportFile,
       signal: job.signal,

@@ -24,6 +24,8 @@ export interface SweepSettings {
   metadataAuthoritative?: boolean
   /** act even on more than the mass-deletion guard's share of the scanned blobs */
   allowMassDelete?: boolean
+  /** storage strategy: read the marks of this finished mark run (sweep mark) instead of walking the manifests */
+  marks?: string
 }
 
 /** How a sweep runs; may change between a job's start and its resume. */
