@@ -1,4 +1,5 @@
 import {ExitCode} from '../lib/errors.js'
+import {counter, gauge, type MetricSample} from '../lib/output/metrics.js'
 import {formatBytes, renderTable} from '../lib/output/format.js'
 import type {SweepUploadsResult} from '../lib/sweep/sweep-uploads.js'
 
@@ -19,4 +20,16 @@ export function render(result: SweepUploadsCommandResult): string {
 export function exitCode(result: SweepUploadsResult): number {
   if (result.failed > 0) return ExitCode.Partial
   return result.mode === 'dry-run' && result.abandoned.count > 0 ? ExitCode.Found : ExitCode.Ok
+}
+
+export const metricsJob = 'sweep_uploads'
+
+export function metrics(r: SweepUploadsResult): MetricSample[] {
+  return [
+    counter('objects_scanned_total', "Uploads found under the repositories' _uploads.", r.uploads),
+    gauge('candidates', 'Abandoned uploads older than the limit.', r.abandoned.count),
+    gauge('candidate_bytes', 'Bytes the abandoned uploads hold.', r.abandoned.bytes),
+    counter('deleted_total', 'Objects deleted, by type.', r.deleted, {type: 'upload'}),
+    counter('errors_total', 'Deletions that failed, and problems recorded.', r.failed + r.problems.length),
+  ]
 }
