@@ -10,6 +10,9 @@ import {
   UploadPartCopyCommand,
   CompleteMultipartUploadCommand,
   AbortMultipartUploadCommand,
+  ListMultipartUploadsCommand,
+  ListPartsCommand,
+  GetBucketLifecycleConfigurationCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
 import {NodeHttpHandler} from '@smithy/node-http-handler'
@@ -25,6 +28,20 @@ import {
   type StorageDriver,
 } from './driver.js'
 import {S3HttpError, S3ReadPath} from './s3-read.js'
+
+/** A multipart upload begun and neither completed nor aborted; `key` relative to the region's root. */
+export interface PendingUpload {
+  key: string
+  uploadId: string
+  initiated: Date
+}
+
+/** The drivers whose store keeps upload data outside the object listing (S3 multipart uploads). */
+export interface PendingUploadStore {
+  listPendingUploads(prefix: string): AsyncIterable<PendingUpload>
+  pendingUploadParts(upload: PendingUpload): Promise<{parts: number; bytes: number; lastModified: Date}>
+  abortPendingUpload(upload: PendingUpload): Promise<void>
+}
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3
@@ -257,6 +274,114 @@ export class S3Driver implements StorageDriver {
         )
         .catch(() => {})
       throw error
+    }
+  }
+
+  /**
+   * Multipart uploads begun and neither completed nor aborted, under `prefix`, in key order. On S3 a
+   * registry upload's data sits in one of these until the upload commits: its parts are invisible to a
+   * LIST of objects, and stored (and billed) until aborted.
+   */
+  async *listPendingUploads(prefix: string): AsyncIterable<PendingUpload> {
+    let keyMarker: string | undefined
+    let uploadIdMarker: string | undefined
+    do {
+      const page = await this.send('list', prefix, () =>
+        this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.config.bucket,
+            Prefix: this.fullKey(prefix),
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+        ),
+      )
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key || !upload.UploadId) continue
+        yield {key: this.relativeKey(upload.Key), uploadId: upload.UploadId, initiated: upload.Initiated ?? new Date(0)}
+      }
+      const more = page.IsTruncated === true
+      keyMarker = more ? page.NextKeyMarker : undefined
+      uploadIdMarker = more ? page.NextUploadIdMarker : undefined
+      // A truncated page without a marker would list the first page forever.
+      if (more && !keyMarker)
+        throw new StorageError(`ListMultipartUploads of ${prefix} is truncated without a marker`, {
+          region: this.region,
+          key: prefix,
+        })
+    } while (keyMarker)
+  }
+
+  /** The parts a pending multipart upload holds so far: their bytes, and when the last was written. */
+  async pendingUploadParts(upload: PendingUpload): Promise<{parts: number; bytes: number; lastModified: Date}> {
+    let parts = 0
+    let bytes = 0
+    let lastModified = upload.initiated
+    let marker: string | undefined
+    do {
+      const page = await this.send('stat', upload.key, () =>
+        this.client.send(
+          new ListPartsCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(upload.key),
+            UploadId: upload.uploadId,
+            PartNumberMarker: marker,
+          }),
+        ),
+      )
+      for (const part of page.Parts ?? []) {
+        parts++
+        bytes += part.Size ?? 0
+        if (part.LastModified && part.LastModified > lastModified) lastModified = part.LastModified
+      }
+      marker = page.IsTruncated ? page.NextPartNumberMarker : undefined
+    } while (marker)
+    return {parts, bytes, lastModified}
+  }
+
+  /** Aborts a pending multipart upload (its parts are freed); one already gone counts as aborted. */
+  async abortPendingUpload(upload: PendingUpload): Promise<void> {
+    try {
+      await this.send('delete', upload.key, () =>
+        this.client.send(
+          new AbortMultipartUploadCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(upload.key),
+            UploadId: upload.uploadId,
+          }),
+        ),
+      )
+    } catch (error) {
+      if (error instanceof NotFoundError || (error as {name?: string}).name === 'NoSuchUpload') return
+      throw error
+    }
+  }
+
+  /**
+   * Whether the bucket's lifecycle configuration aborts incomplete multipart uploads: the enabled rules
+   * that do (with their days), 'none' when no rule does or the bucket has no lifecycle configuration,
+   * 'unknown' when the answer is access denied or not implemented.
+   */
+  async abortIncompleteUploadsRule(): Promise<
+    {state: 'present'; days: number[]} | {state: 'none'} | {state: 'unknown'; reason: string}
+  > {
+    try {
+      const answer = await this.limit(() =>
+        this.client.send(new GetBucketLifecycleConfigurationCommand({Bucket: this.config.bucket})),
+      )
+      const days = (answer.Rules ?? [])
+        .filter(
+          (rule) => rule.Status === 'Enabled' && rule.AbortIncompleteMultipartUpload?.DaysAfterInitiation !== undefined,
+        )
+        .map((rule) => rule.AbortIncompleteMultipartUpload!.DaysAfterInitiation!)
+      return days.length ? {state: 'present', days} : {state: 'none'}
+    } catch (error) {
+      const e = error as {name?: string; $metadata?: {httpStatusCode?: number}; message?: string}
+      if (e.name === 'NoSuchLifecycleConfiguration') return {state: 'none'}
+      return {
+        state: 'unknown',
+        reason: `${e.name ?? 'error'}${e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : ''}`,
+      }
     }
   }
 
