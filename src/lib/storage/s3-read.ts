@@ -3,6 +3,7 @@ import {XMLParser} from 'fast-xml-parser'
 import {Pool, RetryAgent, type Dispatcher} from 'undici'
 import type {Readable} from 'node:stream'
 import type {S3RegionConfig} from '../config/config.js'
+import {resolveS3Endpoint} from './s3-endpoint.js'
 
 export interface S3Credentials {
   accessKeyId: string
@@ -52,9 +53,9 @@ export class S3ReadPath {
     private readonly credentials: () => Promise<S3Credentials>,
     maxAttempts: number,
   ) {
-    const endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
-    this.pathStyle = config.forcePathStyle || config.endpoint !== undefined
-    this.origin = new URL(this.pathStyle ? endpoint : endpoint.replace('://', `://${config.bucket}.`))
+    const resolved = resolveS3Endpoint(config)
+    this.pathStyle = resolved.pathStyle
+    this.origin = new URL(resolved.origin)
     this.pool = new Pool(this.origin.origin, {
       connections: config.concurrency,
       keepAliveTimeout: 30_000,

@@ -28,6 +28,7 @@ import {
   type StorageDriver,
 } from './driver.js'
 import {S3HttpError, S3ReadPath} from './s3-read.js'
+import {resolveS3Endpoint} from './s3-endpoint.js'
 
 /** A multipart upload begun and neither completed nor aborted; `key` relative to the region's root. */
 export interface PendingUpload {
@@ -67,14 +68,19 @@ export class S3Driver implements StorageDriver {
   ) {
     this.region = config.name
     this.base = config.prefix ? `${config.prefix}/` : ''
-    this.endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
-    this.location = `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` at ${config.endpoint}` : ''}`
+    // One resolution for both paths: the SDK gets the endpoint and addressing the read path uses, and
+    // none of its own (environment variables, FIPS or dual-stack flags) that could send a write elsewhere.
+    const resolved = resolveS3Endpoint(config)
+    this.endpoint = resolved.endpoint
+    this.location = `s3://${config.bucket}/${config.prefix}${resolved.source === 'aws' ? '' : ` at ${resolved.endpoint}`}`
     this.limit = pLimit(config.concurrency)
     const agentOptions = {keepAlive: true, maxSockets: config.concurrency}
     this.client = new S3Client({
       region: config.region,
-      endpoint: config.endpoint,
-      forcePathStyle: config.forcePathStyle,
+      endpoint: resolved.endpoint,
+      forcePathStyle: resolved.pathStyle,
+      useFipsEndpoint: false,
+      useDualstackEndpoint: false,
       credentials:
         config.accessKeyId && config.secretAccessKey
           ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey}
