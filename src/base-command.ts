@@ -13,6 +13,14 @@ import type {Db} from './lib/metadata/db.js'
 import {openRegion, type StorageDriver} from './lib/storage/index.js'
 import type {Duration, UnsafeBelow} from './flags.js'
 import type {Formatter} from './formatters/formatter.js'
+import {
+  outcomeOf,
+  pushMetrics,
+  readCarriedOver,
+  renderMetrics,
+  writeMetricsFile,
+  type MetricSample,
+} from './lib/output/metrics.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
   (typeof RegopsCommand)['baseFlags'] & T['flags']
@@ -72,6 +80,7 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     const result = await this.execute()
     await this.release()
     this.exitCodeOnSuccess = this.formatter.exitCode(result)
+    await this.recordRunMetrics(this.exitCodeOnSuccess, this.formatter.metrics?.(result) ?? [])
     if (!this.jsonEnabled()) {
       const text = this.formatter.render(result)
       if (text) process.stdout.write(redact(text) + '\n')
@@ -89,6 +98,11 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
       this.warnings.push(message),
     )
     routeProcessWarnings(this.logger)
+    // A long job's every log line says which job, region and shard it is from, as fields a log query can select on.
+    if (this.formatter.metricsJob) {
+      const labels = Object.entries(this.runLabels()).filter(([, value]) => value !== '')
+      this.logger = this.logger.child({job: this.formatter.metricsJob, ...Object.fromEntries(labels)})
+    }
     this.refuseUnsafeDurations(flags)
   }
 
@@ -211,6 +225,60 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     }
   }
 
+  // Metrics of a long-running command: written on every exit that got past parsing (result, refusal,
+  // failure, interrupt), from the result through the formatter's metrics() or from the error's exit code.
+  private readonly startedAt = performance.now()
+
+  /** region, shard and mode as the flags state them, so that a run that fails early has the same series. */
+  private runLabels(): Record<string, string> {
+    const flags = this.parsedFlags
+    const defined = (this.constructor as typeof RegopsCommand).flags ?? {}
+    let region = (flags.region ?? flags.to ?? flags.regions) as string | undefined
+    if (!region && 'region' in defined) {
+      try {
+        region = this.configuration().primary
+      } catch {
+        // a configuration error is the command's to report; the metrics go without the label
+      }
+    }
+    if (!region && 'regions' in defined) region = 'all'
+    const shard = flags.shard as {index: number; count: number} | undefined
+    const acting = ['delete', 'quarantine', 'apply', 'repair'].find((name) => flags[name] === true)
+    const mode =
+      acting ??
+      (flags.resume !== undefined
+        ? 'resume'
+        : flags['dry-run'] || ['delete', 'quarantine', 'apply', 'repair'].some((name) => name in defined)
+          ? 'dry-run'
+          : 'run')
+    return {region: region ?? '', shard: shard ? `${shard.index}/${shard.count}` : '', mode}
+  }
+
+  private async recordRunMetrics(exitCode: number, samples: MetricSample[]): Promise<void> {
+    const job = this.formatter.metricsJob
+    const file = this.parsedFlags['metrics-file'] as string | undefined
+    const gateway = this.parsedFlags.pushgateway as string | undefined
+    if (!job || (!file && !gateway)) return
+    const run = {
+      job,
+      labels: this.runLabels(),
+      outcome: outcomeOf(exitCode),
+      durationSeconds: Math.round(performance.now() - this.startedAt) / 1000,
+      endedAt: Math.floor(Date.now() / 1000),
+      samples,
+    }
+    const text = renderMetrics(run, file ? await readCarriedOver(file, run) : undefined)
+    // Neither a metrics file nor a push decides the exit code: the job's work is done either way.
+    if (file)
+      await writeMetricsFile(file, text).catch((error) =>
+        this.logger.warn(`metrics file ${file}: ${errorMessage(error)}`),
+      )
+    if (gateway)
+      await pushMetrics(gateway, run, text).catch((error) =>
+        this.logger.warn(`pushgateway: metrics not pushed: ${errorMessage(error)}`),
+      )
+  }
+
   protected override toSuccessJson(result: unknown): unknown {
     const {kind: _serviceKind, ...rest} = result as CommandResult
     return redactValue({kind: this.kind(), ...rest, warnings: this.warnings})
@@ -242,6 +310,7 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     if (error instanceof Errors.ExitError || error.code === 'EEXIT') throw error
     await this.release()
     const regops = asRegopsError(error)
+    await this.recordRunMetrics(regops.exitCode, [])
     if (this.jsonEnabled()) {
       this.logJson(this.toErrorJson(error))
     } else {

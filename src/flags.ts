@@ -138,3 +138,20 @@ export function requestRateFlags(what: string) {
     'tps-limit': Flags.integer({summary: 'Storage requests started per second, at most (default: no cap).', min: 1}),
   }
 }
+
+/** Every long-running command takes both; the base command writes and pushes on every exit. */
+export const metricsFlags = {
+  'metrics-file': Flags.string({
+    summary: 'Write Prometheus metrics (textfile collector format) here, atomically, on every exit.',
+    helpValue: '<file>',
+  }),
+  pushgateway: Flags.string({
+    summary: 'Push the same metrics to this Prometheus Pushgateway on every exit; a failed push is only a warning.',
+    helpValue: '<url>',
+    env: 'REGOPS_PUSHGATEWAY',
+    parse: async (input) => {
+      if (!/^https?:\/\/[^/]/.test(input)) throw new UsageError(`invalid --pushgateway '${input}': an http(s) URL`)
+      return input
+    },
+  }),
+}

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {databaseUrlFlag, regionFlag, shardFlag} from '../flags.js'
+import {databaseUrlFlag, regionFlag, shardFlag, metricsFlags} from '../flags.js'
 import {importStorage, type ImportResult} from '../lib/metadata/import.js'
 import * as formatter from '../formatters/import.js'
 
@@ -39,6 +39,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
     concurrency: Flags.integer({summary: 'Storage reads in flight per repository.', default: 16, min: 1, max: 1024}),
     'repository-concurrency': Flags.integer({summary: 'Repositories imported at once.', default: 4, min: 1, max: 64}),
     'batch-size': Flags.integer({summary: 'Manifests per write batch.', default: 200, min: 1, max: 10_000}),
+    ...metricsFlags,
   }
   protected readonly formatter = formatter
 
@@ -79,6 +80,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       onProgress: (p) =>
         progress.update(
           `${dryRun ? 'walking' : 'importing'}: ${p.repositories} repositories, ${p.manifests} manifests (${Math.round(p.manifests / Math.max(0.001, p.elapsedMs / 1000))}/s), ${p.blobs} blobs, ${p.problems} problems${p.failed ? `, ${p.failed} failed` : ''}${p.current ? ` — ${p.current}` : ''}`,
+          {phase: dryRun ? 'walk' : 'import', ...p},
         ),
     })
   }

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {databaseUrlFlag, shardFlag} from '../flags.js'
+import {databaseUrlFlag, shardFlag, metricsFlags} from '../flags.js'
 import {replicate, type ReplicateResult} from '../lib/audit/replicate.js'
 import * as formatter from '../formatters/replicate.js'
 
@@ -22,6 +22,7 @@ Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharde
     resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
     'database-url': databaseUrlFlag,
     concurrency: Flags.integer({summary: 'Copies in flight.', default: 16, min: 1, max: 1024}),
+    ...metricsFlags,
   }
 
   protected readonly formatter = formatter
@@ -45,7 +46,7 @@ Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharde
       logger: this.logger,
       signal: this.interruptible(),
       onProgress: (p: {phase: string; copied: number; planned: number}) =>
-        progress.update(`${p.phase}: ${p.copied} copied of ${p.planned} found so far`),
+        progress.update(`${p.phase}: ${p.copied} copied of ${p.planned} found so far`, {...p}),
     }
     return replicate(db ? {...common, mode: 'apply', db} : {...common, mode: 'dry-run'})
   }

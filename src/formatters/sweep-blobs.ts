@@ -1,4 +1,5 @@
 import {ExitCode} from '../lib/errors.js'
+import {counter, gauge, type MetricSample} from '../lib/output/metrics.js'
 import {formatBytes, formatDuration, renderTable} from '../lib/output/format.js'
 import type {SweepBlobsResult} from '../lib/sweep/sweep-blobs.js'
 
@@ -91,4 +92,24 @@ function problemsByKind(r: SweepBlobsResult): string {
   return kinds.length === 0
     ? String(r.problemCount)
     : `${r.problemCount} (${kinds.map(([kind, n]) => `${n} ${kind}`).join(', ')})`
+}
+
+export const metricsJob = 'sweep'
+
+export function metrics(r: SweepBlobsResult): MetricSample[] {
+  return [
+    counter('objects_scanned_total', 'Blobs listed and merged against the references.', r.scanned.blobs),
+    counter('bytes_scanned_total', 'Bytes of the blobs scanned.', r.scanned.bytes),
+    gauge('candidates', 'Unreferenced blobs older than the grace period.', r.candidates.count),
+    gauge('candidate_bytes', 'Bytes of the candidates.', r.candidates.bytes),
+    counter('deleted_total', 'Objects deleted, by type.', r.acted.deleted, {type: 'blob'}),
+    counter('deleted_total', 'Objects deleted, by type.', r.acted.manifestsDeleted, {type: 'manifest'}),
+    counter('quarantined_total', 'Blobs moved under the quarantine prefix.', r.acted.quarantined, {type: 'blob'}),
+    counter('acted_bytes_total', 'Bytes deleted or quarantined.', r.acted.bytes),
+    counter(
+      'errors_total',
+      'Actions that failed, and problems the mark or listing recorded.',
+      r.acted.failed + r.problemCount,
+    ),
+  ]
 }

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, regionFlag, shardFlag} from '../../flags.js'
+import {databaseUrlFlag, regionFlag, shardFlag, metricsFlags} from '../../flags.js'
 import {auditIntegrity, type AuditIntegrityResult} from '../../lib/audit/integrity.js'
 import * as formatter from '../../formatters/audit-integrity.js'
 import {sampleFlag} from './regions.js'
@@ -21,6 +21,7 @@ Exit 1 when a blob does not hash to its digest; 3 when some could not be read.`
     resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
     'database-url': databaseUrlFlag,
     concurrency: Flags.integer({summary: 'Re-hashes in flight.', default: 16, min: 1, max: 1024}),
+    ...metricsFlags,
   }
 
   protected readonly formatter = formatter

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {UsageError} from '../../lib/errors.js'
-import {databaseUrlFlag, durationFlag, shardFlag} from '../../flags.js'
+import {databaseUrlFlag, durationFlag, shardFlag, metricsFlags} from '../../flags.js'
 import {auditRegions, type AuditRegionsResult} from '../../lib/audit/regions-audit.js'
 import {auditedRegions, openInventories} from '../../lib/audit/open.js'
 import type {AuditProblem} from '../../lib/audit/findings.js'
@@ -54,6 +54,7 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
     from: Flags.string({summary: 'The region repairs copy from.', dependsOn: ['repair']}),
     'database-url': databaseUrlFlag,
     concurrency: Flags.integer({summary: 'Re-hashes and copies in flight.', default: 16, min: 1, max: 1024}),
+    ...metricsFlags,
   }
 
   protected readonly formatter = formatter
@@ -86,7 +87,8 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
       concurrency: flags.concurrency,
       logger: this.logger,
       signal: this.interruptible(),
-      onProgress: (p) => progress.update(`${p.prefixesDone}/${p.prefixes} prefixes, ${p.findings} findings`),
+      onProgress: (p) =>
+        progress.update(`${p.prefixesDone}/${p.prefixes} prefixes, ${p.findings} findings`, {phase: 'audit', ...p}),
     })
   }
 }

@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {UsageError} from '../../lib/errors.js'
 import {parseDuration} from '../../lib/config/duration.js'
-import {shardFlag} from '../../flags.js'
+import {shardFlag, metricsFlags} from '../../flags.js'
 import {formatDuration} from '../../lib/output/format.js'
 import {redactValue} from '../../lib/output/redact.js'
 import {loadScenario, parseImage} from '../../lib/loadtest/image-mix.js'
@@ -84,6 +84,7 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
     shard: shardFlag({
       summary: 'Run as shard i of n (0-based): this process takes 1/n of the rate, the users and the pull cap.',
     }),
+    ...metricsFlags,
   }
 
   protected readonly formatter = formatter
@@ -136,6 +137,7 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
       onProgress: (p) =>
         progress.update(
           `${formatDuration(p.elapsedMs)}: ${p.started} started, ${p.completed} done (${p.failed} failed), ${p.dropped} dropped, ${p.inFlight} in flight, pull p99 ${formatDuration(p.pullP99Ms)}`,
+          {phase: 'pull', ...p},
         ),
     })
     if (flags.report) writeFileSync(flags.report, JSON.stringify(redactValue(result), null, 2) + '\n')

@@ -4,6 +4,7 @@ import {
   databaseUrlFlag,
   dryRunFlag,
   durationFlag,
+  metricsFlags,
   regionFlag,
   requestRateFlags,
   shardFlag,
@@ -11,7 +12,6 @@ import {
 } from '../../flags.js'
 import {applyRequestRates} from '../../lib/storage/index.js'
 import {formatDurationSpec} from '../../lib/config/duration.js'
-import {writeMetrics} from '../../lib/output/metrics.js'
 import {sweepBlobs, type SweepProgress} from '../../lib/sweep/sweep-blobs.js'
 import {resolveQuarantine} from '../../lib/sweep/quarantine-prefix.js'
 import * as formatter from '../../formatters/sweep-blobs.js'
@@ -78,7 +78,6 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
         'Read the references from this finished mark run (sweep mark) instead of walking every manifest (storage strategy).',
       exclusive: ['delete-untagged'],
     }),
-    'metrics-file': Flags.string({summary: 'Write Prometheus metrics (textfile collector format) here.'}),
     'registry-read-only': Flags.boolean({
       summary:
         'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards).',
@@ -86,6 +85,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     'max-clock-skew': durationFlag({
       summary: "Refuse to act when the storage's clock is further than this from this host's (default 5m).",
     }),
+    ...metricsFlags,
   }
   protected readonly formatter = formatter
 
@@ -126,7 +126,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       maxClockSkewMs: flags['max-clock-skew']?.ms,
       logger: this.logger,
       signal: this.interruptible(),
-      onProgress: (p: SweepProgress) => progress.update(progressLine(p)),
+      onProgress: (p: SweepProgress) => progress.update(progressLine(p), {...p}),
     }
     // A resume states only what was given on the command line: the job keeps its own settings.
     const stated = {
@@ -155,23 +155,6 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
           ? {...common, ...settings(), mode, db}
           : {...common, ...settings(), mode, db: db!},
     )
-    if (flags['metrics-file'])
-      await writeMetrics(
-        flags['metrics-file'],
-        'sweep',
-        {region: result.region, strategy: result.strategy, mode: result.mode},
-        {
-          objects_scanned: result.scanned.blobs,
-          bytes_scanned: result.scanned.bytes,
-          candidates: result.candidates.count,
-          candidate_bytes: result.candidates.bytes,
-          deleted: result.acted.deleted,
-          quarantined: result.acted.quarantined,
-          acted_bytes: result.acted.bytes,
-          errors: result.acted.failed + result.problemCount,
-          duration_seconds: result.durationMs / 1000,
-        },
-      )
     return {...result, gracePeriod: formatDurationSpec(minAgeMs)}
   }
 }

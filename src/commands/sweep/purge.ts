@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag} from '../../flags.js'
+import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag, metricsFlags} from '../../flags.js'
 import {formatDurationSpec} from '../../lib/config/duration.js'
 import {purgeQuarantine} from '../../lib/sweep/restore-purge.js'
 import * as formatter from '../../formatters/sweep-purge.js'
@@ -35,6 +35,7 @@ export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult
     'registry-read-only': Flags.boolean({
       summary: 'State that the registry is read-only or stopped: allows --delete with registry.cache inmemory.',
     }),
+    ...metricsFlags,
   }
   protected readonly formatter = formatter
 

@@ -5,6 +5,7 @@ import {ConfigError} from '../errors.js'
 import {registerSecret, redactUrl, registerEnvironmentSecrets, REDACTED} from '../output/redact.js'
 import {parseDuration} from './duration.js'
 import type {RegistryCacheConfig} from '../registry/descriptor-cache.js'
+import {libpqUrl} from './libpq.js'
 
 export type ChecksumMode = 'when_required' | 'when_supported'
 
@@ -219,7 +220,11 @@ function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, ove
     throw new ConfigError('must be a string', at('database', 'url'))
   // An empty variable is unset (`DATABASE_URL= regops …` clears it for one run), not a database called ''.
   const dbUrl =
-    overrides.databaseUrl || env.REGOPS_DATABASE_URL || env.DATABASE_URL || (dbFileUrl as string | undefined)
+    overrides.databaseUrl ||
+    env.REGOPS_DATABASE_URL ||
+    env.DATABASE_URL ||
+    (dbFileUrl as string | undefined) ||
+    libpqUrl(env)
   if (dbUrl) {
     if (!/^postgres(ql)?:\/\//.test(dbUrl)) {
       throw new ConfigError(

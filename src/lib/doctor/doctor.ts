@@ -6,6 +6,7 @@ import {openDatabase} from '../metadata/db.js'
 import {migrationStatus} from '../metadata/migrations.js'
 import {redact, redactUrl} from '../output/redact.js'
 import {openDriver} from '../storage/index.js'
+import type {S3Driver} from '../storage/s3.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
 import {openDescriptorCache} from '../registry/descriptor-cache.js'
 
@@ -14,7 +15,7 @@ const BLOBS_ROOT = 'blobs/'
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip'
 
 export interface DoctorCheck {
-  component: 'database' | 'region' | 'registry' | 'registry-cache'
+  component: 'database' | 'region' | 'registry' | 'registry-cache' | 'lifecycle'
   name: string
   target: string
   status: CheckStatus
@@ -48,6 +49,10 @@ export async function runDoctor(config: RegopsConfig, options: DoctorOptions): P
         checkRegion(config, region.name, options.writeCheck),
       ),
     )
+    if (region.kind === 's3')
+      tasks.push(
+        timed('lifecycle', region.name, region.url, options.timeoutMs, () => checkUploadLifecycle(config, region.name)),
+      )
   }
   if (config.registry)
     tasks.push(
@@ -216,6 +221,36 @@ async function checkRegion(
         detail: `${done}, but ${REPOSITORIES_PREFIX} without ${BLOBS_ROOT}: the blobs are elsewhere`,
       }
     return {status: 'ok', detail: `${done}; ${BLOBS_ROOT} and ${REPOSITORIES_PREFIX} present`}
+  } finally {
+    await driver.close()
+  }
+}
+
+/**
+ * An upload abandoned on S3 leaves a pending multipart upload that no object listing shows and that is
+ * billed until aborted. A bucket lifecycle rule (AbortIncompleteMultipartUpload) aborts them after some
+ * days; without one, only `regops sweep uploads --delete` does. A warning, not a failure: the registry
+ * works either way, and a bucket whose lifecycle regops may not read is "unknown".
+ */
+async function checkUploadLifecycle(
+  config: RegopsConfig,
+  name: string,
+): Promise<{status: CheckStatus; detail: string}> {
+  const driver = await openDriver(config.regions[name], {maxAttempts: 2})
+  try {
+    const rule = await (driver as S3Driver).abortIncompleteUploadsRule()
+    if (rule.state === 'present')
+      return {
+        status: 'ok',
+        detail: `AbortIncompleteMultipartUpload after ${rule.days.join(', ')} days: abandoned uploads' parts are freed`,
+      }
+    if (rule.state === 'none')
+      return {
+        status: 'warn',
+        detail:
+          "no AbortIncompleteMultipartUpload lifecycle rule: abandoned uploads' multipart parts stay (and are billed) until regops sweep uploads --delete aborts them",
+      }
+    return {status: 'warn', detail: `unknown: the lifecycle configuration could not be read (${rule.reason})`}
   } finally {
     await driver.close()
   }

@@ -84,11 +84,11 @@ export async function runJob<C, R>(
     await lock?.release()
     throw error
   }
-  if (spec.resume) spec.logger.info(`resuming ${spec.kind}`, {job: job.id})
+  if (spec.resume) spec.logger.info(`resuming ${spec.kind}`, {jobId: job.id})
   const controller = new AbortController()
   lock?.onLost((reason) => {
     spec.logger.error('job lock lost: stopping so that no other worker acts beside this one', {
-      job: job.id,
+      jobId: job.id,
       error: reason.message,
     })
     controller.abort(reason)
@@ -98,7 +98,7 @@ export async function runJob<C, R>(
   else spec.signal?.addEventListener('abort', forwardStop, {once: true})
   const stopHeartbeat = startHeartbeat(db, job.id, (reason) => {
     spec.logger.error('heartbeat lost: stopping so that no other worker acts beside this one', {
-      job: job.id,
+      jobId: job.id,
       error: reason.message,
     })
     controller.abort(reason)
@@ -106,7 +106,7 @@ export async function runJob<C, R>(
   let stats: () => unknown = () => job.stats
   const finish = async (status: 'failed' | 'interrupted', error?: string) => {
     await finishJob(db, job.id, status, stats(), error).catch((failure: unknown) =>
-      spec.logger.warn(`could not mark job ${job.id} ${status}`, {job: job.id, error: errorMessage(failure)}),
+      spec.logger.warn(`could not mark job ${job.id} ${status}`, {jobId: job.id, error: errorMessage(failure)}),
     )
   }
   try {

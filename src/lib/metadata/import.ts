@@ -286,7 +286,7 @@ class ImportRun {
       job
         .save(snapshot, snapshot)
         .catch((error: unknown) =>
-          this.logger.warn('could not save the checkpoint', {job: jobId, error: errorMessage(error)}),
+          this.logger.warn('could not save the checkpoint', {jobId, error: errorMessage(error)}),
         ),
     )
     return this.saving

@@ -6,7 +6,11 @@ import type {Logger} from './logger.js'
  * so that a job in a pod still says it is alive.
  */
 export interface Progress {
-  update(text: string): void
+  /**
+   * `fields` are the same figures as data (phase, counters): a JSON log line carries them as fields
+   * under the progress label, so that a log query reads numbers rather than parsing `msg`.
+   */
+  update(text: string, fields?: Record<string, unknown>): void
   succeed(text: string): void
   fail(text: string): void
   stop(): void
@@ -51,15 +55,14 @@ export function startProgress(
   }
   const interval = opts.intervalMs ?? 10_000
   let last = 0
-  let current = text
+  const label = text
   return {
-    update(t) {
-      current = t
+    update(t, fields) {
       const now = Date.now()
-      if (now - last >= interval) {
-        last = now
-        logger.info(current, {progress: true})
-      }
+      if (now - last < interval) return
+      last = now
+      if (fields && logger.format === 'json') logger.info(label, {progress: true, ...fields})
+      else logger.info(t, {progress: true})
     },
     succeed: (t) => logger.debug(t),
     fail: (t) => logger.warn(t),

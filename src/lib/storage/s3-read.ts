@@ -3,6 +3,7 @@ import {XMLParser} from 'fast-xml-parser'
 import {Pool, type Dispatcher} from 'undici'
 import type {Readable} from 'node:stream'
 import type {S3RegionConfig} from '../config/config.js'
+import {resolveS3Endpoint} from './s3-endpoint.js'
 
 export interface S3Credentials {
   accessKeyId: string
@@ -50,9 +51,9 @@ export class S3ReadPath {
     private readonly config: S3RegionConfig,
     private readonly credentials: () => Promise<S3Credentials>,
   ) {
-    const endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
-    this.pathStyle = config.forcePathStyle || config.endpoint !== undefined
-    this.origin = new URL(this.pathStyle ? endpoint : endpoint.replace('://', `://${config.bucket}.`))
+    const resolved = resolveS3Endpoint(config)
+    this.pathStyle = resolved.pathStyle
+    this.origin = new URL(resolved.origin)
     // No cap on connections here: the request limiter decides how many requests are in flight.
     this.pool = new Pool(this.origin.origin, {keepAliveTimeout: 30_000, connectTimeout: 5_000})
   }

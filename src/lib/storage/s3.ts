@@ -14,6 +14,21 @@ import {
 } from './driver.js'
 import {S3HttpError, S3ReadPath} from './s3-read.js'
 import {RequestLimiter, classifyStorageError} from './request-limiter.js'
+import {resolveS3Endpoint, type S3Endpoint} from './s3-endpoint.js'
+
+/** A multipart upload begun and neither completed nor aborted; `key` relative to the region's root. */
+export interface PendingUpload {
+  key: string
+  uploadId: string
+  initiated: Date
+}
+
+/** The drivers whose store keeps upload data outside the object listing (S3 multipart uploads). */
+export interface PendingUploadStore {
+  listPendingUploads(prefix: string): AsyncIterable<PendingUpload>
+  pendingUploadParts(upload: PendingUpload): Promise<{parts: number; bytes: number; lastModified: Date}>
+  abortPendingUpload(upload: PendingUpload): Promise<void>
+}
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3
@@ -35,6 +50,7 @@ export class S3Driver implements StorageDriver {
   private readonly base: string
   /** where requests go, for messages (the default AWS endpoint when none is configured) */
   private readonly endpoint: string
+  private readonly resolvedEndpoint: S3Endpoint
 
   constructor(
     private readonly config: S3RegionConfig,
@@ -42,8 +58,11 @@ export class S3Driver implements StorageDriver {
   ) {
     this.region = config.name
     this.base = config.prefix ? `${config.prefix}/` : ''
-    this.endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
-    this.location = `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` at ${config.endpoint}` : ''}`
+    // One resolution for both paths: the SDK gets the endpoint and addressing the read path uses, and
+    // none of its own (environment variables, FIPS or dual-stack flags) that could send a write elsewhere.
+    this.resolvedEndpoint = resolveS3Endpoint(config)
+    this.endpoint = this.resolvedEndpoint.endpoint
+    this.location = `s3://${config.bucket}/${config.prefix}${this.resolvedEndpoint.source === 'aws' ? '' : ` at ${this.resolvedEndpoint.endpoint}`}`
     const maxAttempts = Number(clientOverrides.maxAttempts ?? 8)
     this.requests = new RequestLimiter({max: config.concurrency}, maxAttempts)
     const staticCredentials =
@@ -70,8 +89,10 @@ export class S3Driver implements StorageDriver {
       const agentOptions = {keepAlive: true}
       const client = new commands.S3Client({
         region: config.region,
-        endpoint: config.endpoint,
-        forcePathStyle: config.forcePathStyle,
+        endpoint: this.resolvedEndpoint.endpoint,
+        forcePathStyle: this.resolvedEndpoint.pathStyle,
+        useFipsEndpoint: false,
+        useDualstackEndpoint: false,
         credentials:
           config.accessKeyId && config.secretAccessKey
             ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey}
@@ -92,6 +113,11 @@ export class S3Driver implements StorageDriver {
       return {client, commands}
     })()
     return this.sdkLoading
+  }
+
+  /** The SDK client of the write path, loaded if it is not yet (tests check what it resolved). */
+  async sdkClient(): Promise<S3Client> {
+    return (await this.sdk()).client
   }
 
   private readonly readPath: S3ReadPath
@@ -283,6 +309,121 @@ export class S3Driver implements StorageDriver {
         )
         .catch(() => {})
       throw error
+    }
+  }
+
+  /**
+   * Multipart uploads begun and neither completed nor aborted, under `prefix`, in key order. On S3 a
+   * registry upload's data sits in one of these until the upload commits: its parts are invisible to a
+   * LIST of objects, and stored (and billed) until aborted.
+   */
+  async *listPendingUploads(prefix: string): AsyncIterable<PendingUpload> {
+    const {client, commands} = await this.sdk()
+    let keyMarker: string | undefined
+    let uploadIdMarker: string | undefined
+    do {
+      const page = await this.send('list', prefix, () =>
+        client.send(
+          new commands.ListMultipartUploadsCommand({
+            Bucket: this.config.bucket,
+            Prefix: this.fullKey(prefix),
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+        ),
+      )
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key || !upload.UploadId) continue
+        yield {key: this.relativeKey(upload.Key), uploadId: upload.UploadId, initiated: upload.Initiated ?? new Date(0)}
+      }
+      const more = page.IsTruncated === true
+      keyMarker = more ? page.NextKeyMarker : undefined
+      uploadIdMarker = more ? page.NextUploadIdMarker : undefined
+      // A truncated page without a marker would list the first page forever.
+      if (more && !keyMarker)
+        throw new StorageError(`ListMultipartUploads of ${prefix} is truncated without a marker`, {
+          region: this.region,
+          key: prefix,
+        })
+    } while (keyMarker)
+  }
+
+  /** The parts a pending multipart upload holds so far: their bytes, and when the last was written. */
+  async pendingUploadParts(upload: PendingUpload): Promise<{parts: number; bytes: number; lastModified: Date}> {
+    const {client, commands} = await this.sdk()
+    let parts = 0
+    let bytes = 0
+    let lastModified = upload.initiated
+    let marker: string | undefined
+    do {
+      const page = await this.send('stat', upload.key, () =>
+        client.send(
+          new commands.ListPartsCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(upload.key),
+            UploadId: upload.uploadId,
+            PartNumberMarker: marker,
+          }),
+        ),
+      )
+      for (const part of page.Parts ?? []) {
+        parts++
+        bytes += part.Size ?? 0
+        if (part.LastModified && part.LastModified > lastModified) lastModified = part.LastModified
+      }
+      marker = page.IsTruncated ? page.NextPartNumberMarker : undefined
+    } while (marker)
+    return {parts, bytes, lastModified}
+  }
+
+  /** Aborts a pending multipart upload (its parts are freed); one already gone counts as aborted. */
+  async abortPendingUpload(upload: PendingUpload): Promise<void> {
+    const {client, commands} = await this.sdk()
+    try {
+      await this.send('delete', upload.key, () =>
+        client.send(
+          new commands.AbortMultipartUploadCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(upload.key),
+            UploadId: upload.uploadId,
+          }),
+        ),
+      )
+    } catch (error) {
+      if (error instanceof NotFoundError || (error as {name?: string}).name === 'NoSuchUpload') return
+      throw error
+    }
+  }
+
+  /**
+   * Whether the bucket's lifecycle configuration aborts incomplete multipart uploads: the enabled rules
+   * that do (with their days), 'none' when no rule does or the bucket has no lifecycle configuration,
+   * 'unknown' when the answer is access denied or not implemented.
+   */
+  async abortIncompleteUploadsRule(): Promise<
+    {state: 'present'; days: number[]} | {state: 'none'} | {state: 'unknown'; reason: string}
+  > {
+    try {
+      const {client, commands} = await this.sdk()
+      // Straight through the limiter, not send(): the SDK's error names decide 'none' vs 'unknown' below.
+      const answer = await this.requests.run(
+        'stat',
+        () => client.send(new commands.GetBucketLifecycleConfigurationCommand({Bucket: this.config.bucket})),
+        {classify: classifyStorageError},
+      )
+      const days = (answer.Rules ?? [])
+        .filter(
+          (rule) => rule.Status === 'Enabled' && rule.AbortIncompleteMultipartUpload?.DaysAfterInitiation !== undefined,
+        )
+        .map((rule) => rule.AbortIncompleteMultipartUpload!.DaysAfterInitiation!)
+      return days.length ? {state: 'present', days} : {state: 'none'}
+    } catch (error) {
+      const e = error as {name?: string; $metadata?: {httpStatusCode?: number}; message?: string}
+      if (e.name === 'NoSuchLifecycleConfiguration') return {state: 'none'}
+      return {
+        state: 'unknown',
+        reason: `${e.name ?? 'error'}${e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : ''}`,
+      }
     }
   }
 
