@@ -1,6 +1,15 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag, shardFlag, sizeFlag} from '../../flags.js'
+import {
+  databaseUrlFlag,
+  dryRunFlag,
+  durationFlag,
+  failOnFlag,
+  jobControlFlags,
+  regionFlag,
+  shardFlag,
+  sizeFlag,
+} from '../../flags.js'
 import {formatDurationSpec} from '../../lib/config/duration.js'
 import {writeMetrics} from '../../lib/output/metrics.js'
 import {sweepBlobs, type SweepProgress} from '../../lib/sweep/sweep-blobs.js'
@@ -56,6 +65,8 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     }),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID (see regops jobs list) from its checkpoint.'}),
+    ...jobControlFlags,
+    'fail-on': failOnFlag(),
     report: Flags.string({summary: 'JSON Lines file of the candidates (default: ./regops-sweep-<time>.jsonl).'}),
     concurrency: Flags.integer({summary: 'Storage requests in flight.', default: 32, min: 1, max: 1024}),
     'metadata-authoritative': Flags.boolean({
@@ -103,6 +114,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       maxClockSkewMs: flags['max-clock-skew']?.ms,
       logger: this.logger,
       signal: this.interruptible(),
+      jobKey: flags['job-key'],
       onProgress: (p: SweepProgress) => progress.update(progressLine(p)),
     }
     // A resume states only what was given on the command line: the job keeps its own settings.

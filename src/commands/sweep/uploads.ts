@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag} from '../../flags.js'
+import {databaseUrlFlag, dryRunFlag, durationFlag, failOnFlag, regionFlag} from '../../flags.js'
 import {sweepUploads} from '../../lib/sweep/sweep-uploads.js'
 import * as formatter from '../../formatters/sweep-uploads.js'
 
@@ -23,6 +23,7 @@ export default class SweepUploadsCommand extends RegopsCommand<formatter.SweepUp
     'dry-run': dryRunFlag(['delete']),
     delete: Flags.boolean({summary: 'Delete them (journaled). Default: dry-run.', exclusive: ['dry-run']}),
     force: Flags.boolean({summary: 'Accept an --older-than below 1h.'}),
+    'fail-on': failOnFlag(),
   }
   protected readonly formatter = formatter
 
