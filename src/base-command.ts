@@ -8,6 +8,7 @@ import {configSearchPaths, loadConfig, locateConfigFile, type RegopsConfig} from
 import {openConfiguredDatabase} from './lib/metadata/connect.js'
 import {assertSchemaCurrent} from './lib/metadata/migrations.js'
 import {interruptOnSignals} from './lib/jobs/signals.js'
+import {resolveTimeBox, type DailyWindow, type TimeBox} from './lib/jobs/time-box.js'
 import {openDescriptorCache, type DescriptorCache} from './lib/registry/descriptor-cache.js'
 import type {Db} from './lib/metadata/db.js'
 import {openRegion, type StorageDriver} from './lib/storage/index.js'
@@ -72,6 +73,8 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
   private readonly cleanups: Array<() => unknown> = []
   private parsedFlags: Record<string, unknown> = {'log-level': 'info'}
   private loadedConfig?: RegopsConfig
+  /** the end of this run's --max-duration or --window, when it has one */
+  private timeBox?: TimeBox
 
   /** Flags in, one service call, result out. Resources come from region(), database(), interruptible(). */
   protected abstract execute(): Promise<T>
@@ -79,8 +82,10 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
   public override async run(): Promise<T> {
     const result = await this.execute()
     await this.release()
-    this.exitCodeOnSuccess = this.formatter.exitCode(result)
-    await this.recordRunMetrics(this.exitCodeOnSuccess, this.formatter.metrics?.(result) ?? [])
+    const exitCode = this.formatter.exitCode(result)
+    this.exitCodeOnSuccess = this.failOn(exitCode)
+    // The metrics say what was found (outcome findings) even when --fail-on never turns the exit code to 0.
+    await this.recordRunMetrics(exitCode, this.formatter.metrics?.(result) ?? [])
     if (!this.jsonEnabled()) {
       const text = this.formatter.render(result)
       if (text) process.stdout.write(redact(text) + '\n')
@@ -104,6 +109,16 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
       this.logger = this.logger.child({job: this.formatter.metricsJob, ...Object.fromEntries(labels)})
     }
     this.refuseUnsafeDurations(flags)
+    // Before anything is opened: outside its window a run is refused, and the time box counts from here.
+    this.timeBox = resolveTimeBox({
+      maxDuration: flags['max-duration'] as Duration | undefined,
+      window: flags.window as DailyWindow | undefined,
+    })
+  }
+
+  /** --fail-on never turns "found something" (1) into 0 for a scheduled dry-run; no other code changes. */
+  private failOn(exitCode: number): number {
+    return this.parsedFlags['fail-on'] === 'never' && exitCode === ExitCode.Found ? ExitCode.Ok : exitCode
   }
 
   /** The configuration: file (--config, $REGOPS_CONFIG, ./regops.yaml), environment, then --database-url. */
@@ -170,9 +185,12 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     return cache
   }
 
-  /** An AbortSignal that SIGINT/SIGTERM abort (a second signal kills), so a job can checkpoint and exit 130/143. */
+  /**
+   * An AbortSignal that SIGINT/SIGTERM abort (a second signal kills), so a job can checkpoint and exit
+   * 130/143; and that the end of the time box (--max-duration, --window) aborts, so it stops with exit 3.
+   */
   protected interruptible(): AbortSignal {
-    const interrupt = interruptOnSignals()
+    const interrupt = interruptOnSignals(this.timeBox)
     this.onRelease(() => interrupt.dispose())
     // Every request in flight listens on this one signal (undici and the SDK each add an abort listener
     // per request), so a metadata sweep's mark and listing at --concurrency 32 pass Node's leak-warning

@@ -3,6 +3,7 @@ import {Flags, type Interfaces} from '@oclif/core'
 type OptionFlag<T> = Interfaces.OptionFlag<T>
 import {UsageError} from './lib/errors.js'
 import {formatDurationSpec, parseDuration, parseSize} from './lib/config/duration.js'
+import {parseWindow, type DailyWindow} from './lib/jobs/time-box.js'
 
 /**
  * Flag definitions shared by commands. Each parses and refuses its own input, so a command's run()
@@ -155,3 +156,36 @@ export const metricsFlags = {
     },
   }),
 }
+
+/**
+ * The flags of every long job (import, sweep blobs, audit regions, audit integrity, replicate): a key
+ * that makes a re-run (an Argo retry) continue the same job, and a time box that checkpoints and stops
+ * it cleanly (exit 3, resumable). The base command and the job runner act on them, once for all commands.
+ */
+export const jobControlFlags = {
+  'job-key': Flags.string({
+    summary:
+      'Name the job: a re-run with the same key resumes it, or returns its result when it is done (e.g. {{workflow.name}}-3).',
+    helpValue: '<key>',
+    exclusive: ['resume'],
+  }),
+  'max-duration': durationFlag({
+    summary: 'Checkpoint and stop after this long (exit 3, resumable), e.g. 4h.',
+  }),
+  window: Flags.custom<DailyWindow>({
+    summary:
+      'Run only inside this daily UTC window (HH:MM-HH:MM, may cross midnight): refused outside it (exit 4), checkpoints and stops at its end (exit 3).',
+    helpValue: 'HH:MM-HH:MM',
+    parse: async (input) => parseWindow(input),
+  })(),
+}
+
+/**
+ * `--fail-on never`: a scheduled dry-run that finds something exits 0 instead of 1, so it does not fail
+ * its workflow step; the base command applies it to the formatter's exit code. 2, 3, 4 and 70 are unaffected.
+ */
+export const failOnFlag = Flags.option({
+  options: ['findings', 'never'] as const,
+  default: 'findings' as const,
+  summary: 'Exit 1 when something is found (findings, the default), or 0 (never); errors keep their codes.',
+})

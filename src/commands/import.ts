@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {databaseUrlFlag, regionFlag, shardFlag, metricsFlags} from '../flags.js'
+import {databaseUrlFlag, jobControlFlags, metricsFlags, regionFlag, shardFlag} from '../flags.js'
 import {importStorage, type ImportResult} from '../lib/metadata/import.js'
 import * as formatter from '../formatters/import.js'
 
@@ -36,6 +36,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       summary: 'Resume import job ID (see regops jobs list) after its checkpoint.',
       exclusive: ['shard', 'repository', 'group'],
     }),
+    ...jobControlFlags,
     concurrency: Flags.integer({summary: 'Storage reads in flight per repository.', default: 16, min: 1, max: 1024}),
     'repository-concurrency': Flags.integer({summary: 'Repositories imported at once.', default: 4, min: 1, max: 64}),
     'batch-size': Flags.integer({summary: 'Manifests per write batch.', default: 200, min: 1, max: 10_000}),
@@ -72,6 +73,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       repositories: flags.repository,
       group: flags.group,
       resumeJobId: flags.resume,
+      jobKey: flags['job-key'],
       concurrency: flags.concurrency,
       repositoryConcurrency,
       batchSize: flags['batch-size'],

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {databaseUrlFlag, shardFlag, metricsFlags} from '../flags.js'
+import {databaseUrlFlag, jobControlFlags, metricsFlags, shardFlag} from '../flags.js'
 import {replicate, type ReplicateResult} from '../lib/audit/replicate.js'
 import * as formatter from '../formatters/replicate.js'
 
@@ -20,6 +20,7 @@ Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharde
     apply: Flags.boolean({summary: 'Copy (default: report what would be copied).'}),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
+    ...jobControlFlags,
     'database-url': databaseUrlFlag,
     concurrency: Flags.integer({summary: 'Copies in flight.', default: 16, min: 1, max: 1024}),
     ...metricsFlags,
@@ -42,6 +43,7 @@ Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharde
       to,
       shard: flags.shard,
       resume: flags.resume,
+      jobKey: flags['job-key'],
       concurrency: flags.concurrency,
       logger: this.logger,
       signal: this.interruptible(),

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, regionFlag, shardFlag, metricsFlags} from '../../flags.js'
+import {databaseUrlFlag, failOnFlag, jobControlFlags, metricsFlags, regionFlag, shardFlag} from '../../flags.js'
 import {auditIntegrity, type AuditIntegrityResult} from '../../lib/audit/integrity.js'
 import * as formatter from '../../formatters/audit-integrity.js'
 import {sampleFlag} from './regions.js'
@@ -19,6 +19,8 @@ Exit 1 when a blob does not hash to its digest; 3 when some could not be read.`
     findings: Flags.string({summary: 'JSON Lines file of the corrupt blobs.'}),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
+    ...jobControlFlags,
+    'fail-on': failOnFlag(),
     'database-url': databaseUrlFlag,
     concurrency: Flags.integer({summary: 'Re-hashes in flight.', default: 16, min: 1, max: 1024}),
     ...metricsFlags,
@@ -41,6 +43,7 @@ Exit 1 when a blob does not hash to its digest; 3 when some could not be read.`
       findingsFile: flags.findings,
       shard: flags.shard,
       resume: flags.resume,
+      jobKey: flags['job-key'],
       concurrency: flags.concurrency,
       logger: this.logger,
       signal: this.interruptible(),

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {UsageError} from '../../lib/errors.js'
-import {databaseUrlFlag, durationFlag, shardFlag, metricsFlags} from '../../flags.js'
+import {databaseUrlFlag, durationFlag, failOnFlag, jobControlFlags, metricsFlags, shardFlag} from '../../flags.js'
 import {auditRegions, type AuditRegionsResult} from '../../lib/audit/regions-audit.js'
 import {auditedRegions, openInventories} from '../../lib/audit/open.js'
 import type {AuditProblem} from '../../lib/audit/findings.js'
@@ -47,6 +47,8 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
     }),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
+    ...jobControlFlags,
+    'fail-on': failOnFlag(),
     repair: Flags.boolean({
       summary: 'Copy missing and corrupt objects from --from (default: report only).',
       dependsOn: ['from'],
@@ -83,6 +85,7 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
       findingsFile: flags.findings ?? `regops-audit-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
       shard: flags.shard,
       resume: flags.resume,
+      jobKey: flags['job-key'],
       repairFrom: flags.repair ? flags.from : undefined,
       concurrency: flags.concurrency,
       logger: this.logger,

@@ -4,6 +4,8 @@ import {
   databaseUrlFlag,
   dryRunFlag,
   durationFlag,
+  failOnFlag,
+  jobControlFlags,
   metricsFlags,
   regionFlag,
   requestRateFlags,
@@ -65,6 +67,8 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     }),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID (see regops jobs list) from its checkpoint.'}),
+    ...jobControlFlags,
+    'fail-on': failOnFlag(),
     report: Flags.string({summary: 'JSON Lines file of the candidates (default: ./regops-sweep-<time>.jsonl).'}),
     ...requestRateFlags('Storage requests'),
     'metadata-authoritative': Flags.boolean({
@@ -126,6 +130,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       maxClockSkewMs: flags['max-clock-skew']?.ms,
       logger: this.logger,
       signal: this.interruptible(),
+      jobKey: flags['job-key'],
       onProgress: (p: SweepProgress) => progress.update(progressLine(p), {...p}),
     }
     // A resume states only what was given on the command line: the job keeps its own settings.

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag, metricsFlags} from '../../flags.js'
+import {databaseUrlFlag, dryRunFlag, durationFlag, failOnFlag, metricsFlags, regionFlag} from '../../flags.js'
 import {sweepUploads} from '../../lib/sweep/sweep-uploads.js'
 import * as formatter from '../../formatters/sweep-uploads.js'
 
@@ -24,6 +24,7 @@ export default class SweepUploadsCommand extends RegopsCommand<formatter.SweepUp
     delete: Flags.boolean({summary: 'Delete them (journaled). Default: dry-run.', exclusive: ['dry-run']}),
     force: Flags.boolean({summary: 'Accept an --older-than below 1h.'}),
     ...metricsFlags,
+    'fail-on': failOnFlag(),
   }
   protected readonly formatter = formatter
 

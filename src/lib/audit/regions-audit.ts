@@ -39,6 +39,8 @@ export interface AuditRegionsOptions {
   findingsFile?: string
   shard?: Shard
   resume?: string
+  /** --job-key: a re-run with the same key resumes the job, or returns its result when done */
+  jobKey?: string
   /** copy missing and corrupt objects from this region (needs the database, for the journal) */
   repairFrom?: string
   concurrency: number
@@ -125,6 +127,7 @@ export async function auditRegions(opts: AuditRegionsOptions): Promise<AuditRegi
       params,
       shard: opts.shard,
       resume: opts.resume,
+      key: opts.jobKey,
       region: regions.join(','),
       signal: opts.signal,
       logger: opts.logger,

@@ -50,6 +50,8 @@ export interface ImportOptions {
   /** exact repository names, or prefixes ending in '*' ('team/*'); none = every repository */
   repositories?: string[]
   resumeJobId?: string
+  /** --job-key: a re-run with the same key resumes the job, or returns its result when done */
+  jobKey?: string
   /** shared by the shards of one import (the sweep takes the earliest start of the latest complete group); default: a new UUID */
   group?: string
   /** storage reads in flight per repository (default 16) */

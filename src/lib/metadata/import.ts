@@ -75,6 +75,9 @@ export async function importStorage(opts: ImportOptions): Promise<ImportResult> 
       params,
       shard,
       resume: opts.resumeJobId,
+      key: opts.jobKey,
+      // a keyed re-run states its group only when given: a new job's generated one is no statement
+      stated: {...params, group: opts.group},
       region: driver.region,
       signal: opts.signal,
       logger: opts.logger ?? silentLogger,

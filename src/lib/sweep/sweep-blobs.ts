@@ -79,6 +79,7 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
       params: pickSettings(opts),
       shard: opts.shard,
       resume: opts.resume,
+      key: opts.jobKey,
       region: opts.driver.region,
       signal: opts.signal,
       logger: opts.logger,

@@ -48,6 +48,8 @@ export interface SweepRunOptions {
   registryReadOnly?: boolean
   /** refuse to act when the storage's clock is further than this from this host's; default 5 min */
   maxClockSkewMs?: number
+  /** --job-key: a re-run with the same key resumes the job, or returns its result when done */
+  jobKey?: string
   /** for tests: points where the act phase waits, so an interleaving can be made deterministic */
   hooks?: ActHooks
 }
