@@ -3,6 +3,7 @@ import {XMLParser} from 'fast-xml-parser'
 import {Pool, RetryAgent, type Dispatcher} from 'undici'
 import type {Readable} from 'node:stream'
 import type {S3RegionConfig} from '../config/config.js'
+import type {TlsConnectOptions} from '../config/tls.js'
 
 export interface S3Credentials {
   accessKeyId: string
@@ -51,6 +52,7 @@ export class S3ReadPath {
     private readonly config: S3RegionConfig,
     private readonly credentials: () => Promise<S3Credentials>,
     maxAttempts: number,
+    tls: TlsConnectOptions = {rejectUnauthorized: true},
   ) {
     const endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
     this.pathStyle = config.forcePathStyle || config.endpoint !== undefined
@@ -59,6 +61,7 @@ export class S3ReadPath {
       connections: config.concurrency,
       keepAliveTimeout: 30_000,
       connectTimeout: 5_000,
+      connect: tls,
     })
     this.dispatcher = new RetryAgent(this.pool, {
       maxRetries: Math.max(0, maxAttempts - 1),

@@ -25,6 +25,7 @@ import {
   type StorageDriver,
 } from './driver.js'
 import {S3HttpError, S3ReadPath} from './s3-read.js'
+import {tlsConnectOptions, untrustedCertificateCode, untrustedCertificateHint} from '../config/tls.js'
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3
@@ -54,6 +55,8 @@ export class S3Driver implements StorageDriver {
     this.location = `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` at ${config.endpoint}` : ''}`
     this.limit = pLimit(config.concurrency)
     const agentOptions = {keepAlive: true, maxSockets: config.concurrency}
+    // Both paths (SDK and undici) verify certificates unless the region opts out; the opt-out warns once per client.
+    const tls = tlsConnectOptions(config, this.endpoint, `region '${config.name}'`)
     this.client = new S3Client({
       region: config.region,
       endpoint: config.endpoint,
@@ -68,7 +71,7 @@ export class S3Driver implements StorageDriver {
       maxAttempts: 8,
       requestHandler: new NodeHttpHandler({
         httpAgent: new HttpAgent(agentOptions),
-        httpsAgent: new HttpsAgent(agentOptions),
+        httpsAgent: new HttpsAgent({...agentOptions, ...tls}),
         connectionTimeout: 5_000,
         requestTimeout: 120_000,
       }),
@@ -80,7 +83,7 @@ export class S3Driver implements StorageDriver {
         : undefined
     // Without keys in the config, the SDK's default chain (environment, profile, IRSA) resolves and refreshes them.
     const provider = async () => staticCredentials ?? (await this.client.config.credentials())
-    this.readPath = new S3ReadPath(config, provider, Number(clientOverrides.maxAttempts ?? 8))
+    this.readPath = new S3ReadPath(config, provider, Number(clientOverrides.maxAttempts ?? 8), tls)
   }
 
   private readonly readPath: S3ReadPath
@@ -304,6 +307,14 @@ export class S3Driver implements StorageDriver {
     else detail = `${e.code ?? what}: ${e.message ?? String(error)}`
     const where = {region: this.region, key}
     const options = {cause: error, details: {bucket: this.config.bucket, endpoint: this.endpoint, status}}
+    const untrusted = untrustedCertificateCode(error)
+    if (untrusted) {
+      return new RegionUnavailableError(
+        `cannot ${op} ${key || '/'} in bucket '${this.config.bucket}': the TLS certificate of ${this.endpoint} is not trusted (${untrusted})`,
+        where,
+        {...options, code: 'TLS_UNTRUSTED', hint: untrustedCertificateHint(`regions.${this.region}`)},
+      )
+    }
     // The region as a whole cannot be read: a job stops with this one line instead of a problem per prefix.
     const wholeRegion =
       noBucket ||
