@@ -1,6 +1,6 @@
 import {randomUUID} from 'node:crypto'
 import type {RegionConfig, S3RegionConfig} from '../config/config.js'
-import {RegopsError, errorMessage} from '../errors.js'
+import {NotFoundError, RegopsError, errorMessage} from '../errors.js'
 import {redact} from '../output/redact.js'
 import {openDriver, type StorageDriver} from '../storage/index.js'
 
@@ -83,7 +83,16 @@ export async function probeWritePermissions(region: RegionConfig): Promise<Write
       })
       await run('copy', 's3:GetObject + s3:PutObject (CopyObject)', () => driver.copy(original, copied))
     } else {
-      skip('get', 's3:GetObject', 'nothing written to read back (put was not allowed)')
+      // Nothing to read back: a GET of the missing key answers 404 when s3:GetObject is allowed, 403 when not.
+      await run('get', 's3:GetObject', async () => {
+        try {
+          await driver.readSmall(original, 1024)
+        } catch (error) {
+          if (error instanceof NotFoundError) return 'allowed (404 for a key that does not exist)'
+          throw error
+        }
+        throw new Error(`${original} exists although its put was refused`)
+      })
       skip('copy', 's3:GetObject + s3:PutObject (CopyObject)', 'nothing written to copy (put was not allowed)')
     }
     // Deleting a key that does not exist is allowed or denied like any other: the probe works without a put.
