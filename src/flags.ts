@@ -189,3 +189,16 @@ export const failOnFlag = Flags.option({
   default: 'findings' as const,
   summary: 'Exit 1 when something is found (findings, the default), or 0 (never); errors keep their codes.',
 })
+
+/**
+ * A job id as `regops jobs list` shows it (a bigint). Checked at parse time, so anything else is a usage
+ * error naming the value, never a failed bigint cast in the database reported as an internal error.
+ */
+export const jobIdFlag = Flags.custom<string>({
+  helpValue: 'ID',
+  parse: async (input) => {
+    if (!/^\d{1,18}$/.test(input))
+      throw new UsageError(`invalid job id '${input}': a number, as shown by 'regops jobs list'`)
+    return input
+  },
+})

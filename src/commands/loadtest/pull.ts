@@ -27,6 +27,9 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
   ]
   static override flags = {
     registry: Flags.string({summary: 'Registry URL (default: registry.url of the configuration).', helpValue: 'URL'}),
+    insecure: Flags.boolean({
+      summary: 'Skip TLS certificate verification for the registry (warned); a private CA belongs in registry.caFile.',
+    }),
     image: Flags.string({
       summary: 'Image to pull, REPO:TAG or REPO@DIGEST, with an optional =WEIGHT; repeatable.',
       multiple: true,
@@ -92,8 +95,9 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
   protected async execute(): Promise<PullReport> {
     const {flags} = await this.parse(LoadtestPull)
     const configured = this.configuration().registry
-    const registry = flags.registry ? {...configured, url: flags.registry} : configured
-    if (!registry) throw new UsageError('no registry: give --registry URL or registry.url in the configuration')
+    const chosen = flags.registry ? {...configured, url: flags.registry} : configured
+    if (!chosen) throw new UsageError('no registry: give --registry URL or registry.url in the configuration')
+    const registry = flags.insecure ? {...chosen, caFile: undefined, insecureSkipTlsVerify: true} : chosen
     const scenario = flags.scenario ? loadScenario(flags.scenario) : undefined
     const thresholds = parseThresholds([...(scenario?.thresholds ?? []), ...(flags.threshold ?? [])])
     const flagImages = (flags.image ?? []).map((text) => parseImage(text))

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag, metricsFlags} from '../../flags.js'
+import {databaseUrlFlag, dryRunFlag, durationFlag, jobIdFlag, metricsFlags, regionFlag} from '../../flags.js'
 import {formatDurationSpec} from '../../lib/config/duration.js'
 import {purgeQuarantine} from '../../lib/sweep/restore-purge.js'
 import * as formatter from '../../formatters/sweep-purge.js'
@@ -30,7 +30,7 @@ export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult
     })(),
     'dry-run': dryRunFlag(['delete']),
     delete: Flags.boolean({summary: 'Delete (and rescue). Default: dry-run.', exclusive: ['dry-run']}),
-    job: Flags.string({summary: 'Only the quarantine of this sweep job.'}),
+    job: jobIdFlag({summary: 'Only the quarantine of this sweep job.'}),
     force: Flags.boolean({summary: 'Accept a --hold-for below 1h.'}),
     'registry-read-only': Flags.boolean({
       summary: 'State that the registry is read-only or stopped: allows --delete with registry.cache inmemory.',

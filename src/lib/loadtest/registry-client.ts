@@ -2,6 +2,7 @@ import {createHash, type Hash} from 'node:crypto'
 import {isIP} from 'node:net'
 import {Agent, errors as undiciErrors, type Dispatcher} from 'undici'
 import {registerSecret} from '../output/redact.js'
+import {tlsConnectOptions, untrustedCertificateCode, type TlsSettings} from '../config/tls.js'
 import type {StageStats} from './stage-stats.js'
 
 /** Every manifest type a current Docker or containerd client accepts, in their order of preference. */
@@ -39,6 +40,8 @@ export interface RegistryClientOptions {
   loopbackOnly: boolean
   /** connections per origin */
   connections: number
+  /** caFile / insecureSkipTlsVerify for every host of a pull (registry, token realm, redirect targets) */
+  tls?: TlsSettings
 }
 
 interface Challenge {
@@ -98,6 +101,7 @@ export class RegistryClient {
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
       keepAliveTimeout: 30_000,
+      connect: tlsConnectOptions(options.tls ?? {}, this.origin, 'the registry'),
     })
     if (options.username !== undefined || options.password !== undefined) {
       this.basicAuth = 'Basic ' + Buffer.from(`${options.username ?? ''}:${options.password ?? ''}`).toString('base64')
@@ -407,6 +411,8 @@ export function classify(error: unknown, duringBody: boolean): PullError {
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
     return new PullError('timeout', message)
   if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return new PullError('length_mismatch', message)
+  const untrusted = untrustedCertificateCode(error)
+  if (untrusted) return new PullError('tls_untrusted', `TLS certificate not trusted (${untrusted}): ${message}`)
   if (duringBody) return new PullError('truncated_body', message)
   if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'EPIPE')
     return new PullError('connection', message)

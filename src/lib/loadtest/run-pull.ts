@@ -1,6 +1,7 @@
 import {setMaxListeners} from 'node:events'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {RefusedError} from '../errors.js'
+import {RefusedError, UsageError} from '../errors.js'
+import {untrustedCertificateHint, type TlsSettings} from '../config/tls.js'
 import {ArrivalSchedule} from './arrivals.js'
 import {ImagePicker, type ImageChoice} from './image-mix.js'
 import {StageFailure, pullImage, type Platform} from './pull-flow.js'
@@ -20,7 +21,7 @@ export type LoadModel =
   | {kind: 'closed'; vus: number; durationMs?: number}
 
 export interface PullLoadtestOptions {
-  registry: {url: string; username?: string; password?: string}
+  registry: {url: string; username?: string; password?: string} & TlsSettings
   /** the images, or how many to take from the registry's catalog */
   images: ImageChoice[] | {fromCatalog: number}
   zipf: number
@@ -74,6 +75,7 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
     maxRedirects: options.maxRedirects,
     loopbackOnly: options.loopbackOnly,
     connections: model.kind === 'open' ? model.maxInFlight * options.parallelism : model.vus * options.parallelism,
+    tls: {caFile: options.registry.caFile, insecureSkipTlsVerify: options.registry.insecureSkipTlsVerify},
   })
   const stages = newStageSet()
   const pulls = emptyCounts()
@@ -89,6 +91,7 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
   // Starts made before the scheduled span ended: a host that cannot keep up starts late, and that shows here.
   let startedInSpan = 0
   let abortedBy: string | undefined
+  let untrusted: string | undefined
   const running = new Set<Promise<void>>()
   const startedAt = new Date()
   const t0 = performance.now()
@@ -121,6 +124,11 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
           // A failed pull's time counts too: a registry that fails slowly must not look fast.
           stages.pull.recordLatency(performance.now() - intendedStart)
           if (kind === 'internal') throw error
+          // An untrusted certificate fails every pull alike: stop at once and say so, rather than load for the whole run.
+          if (kind === 'tls_untrusted' && !untrusted) {
+            untrusted = (failure?.failure ?? (error as Error)).message
+            stop.abort()
+          }
         }
       } finally {
         inFlight--
@@ -206,6 +214,11 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
       clearInterval(ticker)
       cutOff.abort()
     }
+    if (untrusted)
+      throw new UsageError(`registry ${registryUrl.origin}: ${untrusted}`, {
+        code: 'TLS_UNTRUSTED',
+        hint: `${untrustedCertificateHint('registry')}; --insecure does the same for one run`,
+      })
     const elapsedMs = performance.now() - t0
     const thresholds = evaluateThresholds(options.thresholds, {stages, pulls})
     const spanMs = model.kind === 'open' ? Math.min(elapsedMs, model.schedule.durationMs) : elapsedMs

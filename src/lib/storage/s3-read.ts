@@ -4,6 +4,7 @@ import {Pool, type Dispatcher} from 'undici'
 import type {Readable} from 'node:stream'
 import type {S3RegionConfig} from '../config/config.js'
 import {resolveS3Endpoint} from './s3-endpoint.js'
+import type {TlsConnectOptions} from '../config/tls.js'
 
 export interface S3Credentials {
   accessKeyId: string
@@ -50,12 +51,13 @@ export class S3ReadPath {
   constructor(
     private readonly config: S3RegionConfig,
     private readonly credentials: () => Promise<S3Credentials>,
+    tls: TlsConnectOptions = {rejectUnauthorized: true},
   ) {
     const resolved = resolveS3Endpoint(config)
     this.pathStyle = resolved.pathStyle
     this.origin = new URL(resolved.origin)
     // No cap on connections here: the request limiter decides how many requests are in flight.
-    this.pool = new Pool(this.origin.origin, {keepAliveTimeout: 30_000, connectTimeout: 5_000})
+    this.pool = new Pool(this.origin.origin, {keepAliveTimeout: 30_000, connectTimeout: 5_000, connect: tls})
   }
 
   private objectPath(key: string): string {

@@ -29,6 +29,12 @@ export interface PendingUploadStore {
   pendingUploadParts(upload: PendingUpload): Promise<{parts: number; bytes: number; lastModified: Date}>
   abortPendingUpload(upload: PendingUpload): Promise<void>
 }
+import {
+  tlsConnectOptions,
+  untrustedCertificateCode,
+  untrustedCertificateHint,
+  type TlsConnectOptions,
+} from '../config/tls.js'
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3
@@ -51,6 +57,7 @@ export class S3Driver implements StorageDriver {
   /** where requests go, for messages (the default AWS endpoint when none is configured) */
   private readonly endpoint: string
   private readonly resolvedEndpoint: S3Endpoint
+  private readonly tls: TlsConnectOptions
 
   constructor(
     private readonly config: S3RegionConfig,
@@ -65,13 +72,15 @@ export class S3Driver implements StorageDriver {
     this.location = `s3://${config.bucket}/${config.prefix}${this.resolvedEndpoint.source === 'aws' ? '' : ` at ${this.resolvedEndpoint.endpoint}`}`
     const maxAttempts = Number(clientOverrides.maxAttempts ?? 8)
     this.requests = new RequestLimiter({max: config.concurrency}, maxAttempts)
+    // Both paths (SDK and undici) verify certificates unless the region opts out; the opt-out warns once per client.
+    this.tls = tlsConnectOptions(config, this.endpoint, `region '${config.name}'`)
     const staticCredentials =
       config.accessKeyId && config.secretAccessKey
         ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey}
         : undefined
     // Without keys in the config, the SDK's default chain (environment, profile, IRSA) resolves and refreshes them.
     const provider = async () => staticCredentials ?? (await (await this.sdk()).client.config.credentials())
-    this.readPath = new S3ReadPath(config, provider)
+    this.readPath = new S3ReadPath(config, provider, this.tls)
   }
 
   /**
@@ -102,7 +111,7 @@ export class S3Driver implements StorageDriver {
         retryMode: 'standard',
         requestHandler: new NodeHttpHandler({
           httpAgent: new HttpAgent(agentOptions),
-          httpsAgent: new HttpsAgent(agentOptions),
+          httpsAgent: new HttpsAgent({...agentOptions, ...this.tls}),
           connectionTimeout: 5_000,
           requestTimeout: 120_000,
         }),
@@ -478,6 +487,14 @@ export class S3Driver implements StorageDriver {
     else detail = `${e.code ?? what}: ${e.message ?? String(error)}`
     const where = {region: this.region, key}
     const options = {cause: error, details: {bucket: this.config.bucket, endpoint: this.endpoint, status}}
+    const untrusted = untrustedCertificateCode(error)
+    if (untrusted) {
+      return new RegionUnavailableError(
+        `cannot ${op} ${key || '/'} in bucket '${this.config.bucket}': the TLS certificate of ${this.endpoint} is not trusted (${untrusted})`,
+        where,
+        {...options, code: 'TLS_UNTRUSTED', hint: untrustedCertificateHint(`regions.${this.region}`)},
+      )
+    }
     // The region as a whole cannot be read: a job stops with this one line instead of a problem per prefix.
     const wholeRegion =
       noBucket ||
