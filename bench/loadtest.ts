@@ -4,11 +4,14 @@
 //   - wrk (1 thread) and autocannon: the highest rate they reach (closed loop, 16 requests always in flight);
 //   - regops loadtest pull --manifests-only --ping once --connections 16: the highest open-model arrival
 //     rate it sustains, found by doubling then bisecting;
+//   - regops --vus 16, the closed model the peers run, for the client's own throughput and CPU per request;
 //   - peers again after the search (the machine is shared: both figures are shown, ratios use their mean);
 //   - a --long run of regops at that rate: peak and end RSS, sampled every second.
 // "Sustained" for regops: at least 98% of the scheduled pulls started on time, none dropped, failed or cut
 // off, and the pull p99 (from each pull's intended start, queueing for a connection included) within twice
 // the worse p99 the peers saw at their own top rate (at least 25 ms): a backlog that grows breaks it.
+// An open model cannot sustain the server's saturation rate (the closed peers' figure): at 100% utilisation
+// its queue grows without bound. The closed row compares the clients; the open row shows the usable rate.
 //
 //   npm run build && node --import tsx bench/loadtest.ts [--seconds 5] [--long 60]
 import {spawn} from 'node:child_process'
@@ -164,6 +167,36 @@ async function regops(registryUrl: string, rate: number, duration: number, p99Bo
   return {rate, report, run, ok: why === '', why}
 }
 
+/** regops' closed model, as the peers run: 16 users on 16 connections, each request sent when the last one ended. */
+async function regopsClosed(registryUrl: string): Promise<Peer> {
+  const run = await onCoreZero(process.execPath, [
+    BIN,
+    'loadtest',
+    'pull',
+    '--registry',
+    registryUrl,
+    '--image',
+    'bench/app:v1',
+    '--manifests-only',
+    '--ping',
+    'once',
+    '--vus',
+    String(CONNECTIONS),
+    '--duration',
+    `${seconds}s`,
+    '--connections',
+    String(CONNECTIONS),
+    '--json',
+  ])
+  const report = JSON.parse(run.stdout)
+  if (report.pulls.failed > 0) throw new Error(`regops --vus: ${JSON.stringify(report.errors)}`)
+  return {
+    rate: report.pulls.completed / (report.elapsedMs / 1000),
+    p99Ms: report.stages.manifest.p99Ms,
+    cpuUsPerRequest: (run.cpuS / report.pulls.completed) * 1e6,
+  }
+}
+
 const registry = await startRegistry({storage: {kind: 'filesystem'}})
 try {
   // The registry on core 1, the load generators on core 0: neither takes the other's core.
@@ -211,6 +244,7 @@ try {
   const best = probes.filter((p) => p.ok).sort((a, b) => b.rate - a.rate)[0]
   const bestRate = best?.rate ?? 0
 
+  const closed = await regopsClosed(registry.url)
   const after = {wrk: await wrk(manifestUrl), autocannon: await autocannon(manifestUrl)}
   const wrkRate = (before.wrk.rate + after.wrk.rate) / 2
   const acRate = (before.autocannon.rate + after.autocannon.rate) / 2
@@ -243,6 +277,14 @@ try {
           Math.round(before.autocannon.cpuUsPerRequest),
           '1.00',
           (acRate / wrkRate).toFixed(2),
+        ],
+        [
+          'regops --vus 16 (closed, like the peers)',
+          Math.round(closed.rate),
+          closed.p99Ms,
+          Math.round(closed.cpuUsPerRequest),
+          (closed.rate / acRate).toFixed(2),
+          (closed.rate / wrkRate).toFixed(2),
         ],
         [
           'regops open model, sustained',
