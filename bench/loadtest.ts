@@ -6,7 +6,7 @@
 //     rate it sustains, found by doubling then bisecting;
 //   - regops --vus 16, the closed model the peers run, for the client's own throughput and CPU per request;
 //   - peers again after the search (the machine is shared: both figures are shown, ratios use their mean);
-//   - a --long run of regops at that rate: peak and end RSS, sampled every second.
+//   - a --long run of regops at 80% of that rate: peak and end RSS, sampled every second.
 // "Sustained" for regops: at least 98% of the scheduled pulls started on time, none dropped, failed or cut
 // off, and the pull p99 (from each pull's intended start, queueing for a connection included) within twice
 // the worse p99 the peers saw at their own top rate (at least 25 ms): a backlog that grows breaks it.
@@ -249,7 +249,9 @@ try {
   const wrkRate = (before.wrk.rate + after.wrk.rate) / 2
   const acRate = (before.autocannon.rate + after.autocannon.rate) / 2
 
-  const longRate = Math.max(bestRate, 250)
+  // 80% of the best rate: on a shared host the capacity drifts within a minute, and a backlog's queued pulls
+  // would be measured as memory growth.
+  const longRate = Math.max(Math.round(bestRate * 0.8), 100)
   const long = await regops(registry.url, longRate, longSeconds, p99BoundMs)
   const rss = long.run.rssMiB
   const firstTen = Math.max(...rss.slice(0, 10))
