@@ -54,6 +54,11 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
       default: 1000,
       min: 1,
     }),
+    connections: Flags.integer({
+      summary:
+        'Most connections per host (default: one per request in flight); a request over it waits for one, and the wait counts in its latency.',
+      min: 1,
+    }),
     parallelism: Flags.integer({
       summary: 'Layers fetched at once within a pull (Docker and containerd use 3).',
       default: 3,
@@ -130,6 +135,7 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
       manifestsOnly: flags['manifests-only'],
       verify: flags.verify,
       parallelism: flags.parallelism,
+      connections: flags.connections,
       platform: parsePlatform(flags.platform),
       pingEveryPull: flags.ping === 'every-pull',
       thresholds,
