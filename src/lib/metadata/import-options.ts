@@ -25,6 +25,8 @@ export interface ImportResult extends ImportCounts {
   written: ImportWrites
   /** repositories that failed (database or storage errors); the job is resumable from before the first */
   failed: Array<{repository: string; message: string}>
+  /** repositories removed because storage no longer has them (the first maxProblems; a full import only) */
+  removedRepositories: string[]
   /** the first maxProblems problems */
   problems: ImportProblem[]
   problemCount: number

@@ -18,6 +18,7 @@ import {addCounts, addWrites, zeroCounts, zeroWrites, type ImportCounts, type Im
 import {importRepository, type ImportShared, type RepositoryOutcome} from './import-repository.js'
 import {dryRunRepository} from './import-dry-run.js'
 import {scanRepository, writeGroup, type LargeRepository, type RepositoryScan} from './import-group.js'
+import {removeVanishedRepositories} from './import-vanished.js'
 import {CheckpointWindow, type Slot} from './import-window.js'
 import {
   compareRepositories,
@@ -150,6 +151,7 @@ class ImportRun {
       ...zeroCounts(),
       written: zeroWrites(),
       failed: [],
+      removedRepositories: [],
       problems: [],
       problemCount: 0,
       durationMs: 0,
@@ -193,6 +195,7 @@ class ImportRun {
   async run(): Promise<JobEnd<ImportResult>> {
     const {result, job} = this
     await this.walk()
+    await this.removeVanished()
     this.advance()
     await this.save(true)
     result.checkpoint = this.checkpointed.after ?? undefined
@@ -333,6 +336,33 @@ class ImportRun {
       wakeReader?.()
       await Promise.allSettled([...writes])
       await producer
+    }
+  }
+
+  /**
+   * A full import (no --repository) whose listing completed removes the repositories of its shard that
+   * storage no longer has; a shard removes only those of its own shard, which its listing looked at.
+   */
+  private async removeVanished(): Promise<void> {
+    const {opts, job, result} = this
+    if (this.dryRun || !opts.db || result.filters || !this.listingComplete || job.signal.aborted) return
+    try {
+      const removed = await removeVanishedRepositories({
+        db: opts.db,
+        driver: opts.driver,
+        listed: this.listed,
+        shard: job.shard,
+        jobId: job.id,
+        report: this.shared.report,
+        signal: job.signal,
+      })
+      this.runWrites.deleted.repositories += removed.length
+      result.removedRepositories = removed.slice(0, opts.maxProblems ?? 1000)
+      for (const name of removed) this.logger.info('removed a repository storage no longer has', {repository: name})
+    } catch (error) {
+      if (job.signal.aborted) return
+      result.failed.push({repository: '(repositories storage no longer has)', message: errorMessage(error)})
+      this.logger.error('removing repositories storage no longer has failed', {error: errorMessage(error)})
     }
   }
 
