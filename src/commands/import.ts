@@ -7,8 +7,8 @@ import * as formatter from '../formatters/import.js'
 export default class Import extends RegopsCommand<ImportResult> {
   static override summary = "Import a registry's storage into the metadata database."
   static override description = `Walks repositories/ of one region (distribution v2 layout): every repository, manifest revision (Docker schema 2 and schema 1, manifest lists, OCI manifests and indexes), config, layer, index child, _layers link and tag, and writes them to the metadata database in batches.
-Idempotent: a second run over an unchanged store changes no row; a re-run removes rows whose links storage no longer has.
-Each repository is imported in one transaction; the job checkpoints after each repository and resumes with --resume JOB. --shard i/n splits by repository (stable hash); give every shard the same --group.
+Idempotent: a second run over an unchanged store changes no row; a re-run removes rows whose links storage no longer has, and a full import (no --repository) removes the repositories of its shard that storage no longer has, journaled as delete-repository.
+Repositories are read ahead of the writes; small ones are written many to a transaction, a large one alone, so each repository is imported whole or not at all; the job checkpoints after each repository and resumes with --resume JOB. --shard i/n splits by repository (stable hash); give every shard the same --group.
 Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown media type) is reported with its key and the rest is imported: exit 1. Repositories that failed (database or storage errors): exit 3, resumable.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --region eu',
@@ -38,8 +38,19 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
     }),
     ...jobControlFlags,
     concurrency: Flags.integer({summary: 'Storage reads in flight per repository.', default: 16, min: 1, max: 1024}),
-    'repository-concurrency': Flags.integer({summary: 'Repositories imported at once.', default: 4, min: 1, max: 64}),
-    'batch-size': Flags.integer({summary: 'Manifests per write batch.', default: 200, min: 1, max: 10_000}),
+    'repository-concurrency': Flags.integer({
+      summary: 'Repositories read from storage at once, ahead of the writes.',
+      default: 8,
+      min: 1,
+      max: 64,
+    }),
+    'batch-size': Flags.integer({
+      summary:
+        'Manifests per write transaction: small repositories are written together up to this many; a larger one alone, streaming.',
+      default: 1000,
+      min: 1,
+      max: 10_000,
+    }),
     ...metricsFlags,
   }
   protected readonly formatter = formatter
@@ -53,7 +64,8 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       )
     }
     const repositoryConcurrency = flags['repository-concurrency']
-    // Each repository in flight holds a transaction, plus the job's heartbeat and checkpoint writes.
+    // Two writers, each holding a transaction and borrowing a connection for the shared rows, plus the
+    // job's heartbeat and checkpoint writes.
     const db = dryRun
       ? undefined
       : await this.database({
@@ -61,7 +73,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
           neededFor: 'import',
           hint: '--dry-run walks storage without one',
           applicationName: 'regops-import',
-          max: repositoryConcurrency * 2 + 3,
+          max: 7,
         })
     const driver = await this.region(flags.region)
     const progress = this.progress('importing')

@@ -54,9 +54,9 @@ export function render(r: ImportResult): string {
     return lines.join('\n')
   }
   const w = r.written
-  const deleted = w.deleted.manifests + w.deleted.tags + w.deleted.repositoryBlobs
+  const deleted = w.deleted.repositories + w.deleted.manifests + w.deleted.tags + w.deleted.repositoryBlobs
   const removed = deleted
-    ? `; removed ${w.deleted.manifests} manifests, ${w.deleted.tags} tags, ${w.deleted.repositoryBlobs} layer links storage no longer has`
+    ? `; removed ${w.deleted.repositories} repositories, ${w.deleted.manifests} manifests, ${w.deleted.tags} tags, ${w.deleted.repositoryBlobs} layer links storage no longer has`
     : ''
   lines.push(
     `job ${r.jobId} (group ${r.group}): wrote ${w.manifests} manifests, ${w.blobs} blobs, ${w.layers} layers, ${w.references} references, ` +
