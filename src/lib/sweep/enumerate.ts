@@ -25,6 +25,10 @@ export function parseListedBlob(line: string): ListedBlob {
   return {hex, size: Number(size), lastModified: Number(mtime)}
 }
 
+export function formatListedBlob(hex: string, size: number, lastModified: Date): string {
+  return `${hex} ${size} ${lastModified.getTime()}`
+}
+
 export interface EnumerateOptions {
   concurrency: number
   signal?: AbortSignal
@@ -83,7 +87,7 @@ export async function enumerateBlobs(
             continue
           }
           advanceTo(shard)
-          out.add(shard, `${spec.digest.slice(7)} ${object.size} ${object.lastModified.getTime()}`)
+          out.add(shard, formatListedBlob(spec.digest.slice(7), object.size, object.lastModified))
           if (++unreported === LISTED_REPORT_EVERY) {
             opts.onListed?.(unreported)
             unreported = 0

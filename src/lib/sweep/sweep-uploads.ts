@@ -208,7 +208,7 @@ async function listMultipartDebris(
 }
 
 /** A driver whose store keeps upload data outside its object listing (S3); checked by shape, so a filesystem sweep never loads the SDK. */
-function pendingUploadStoreOf(driver: StorageDriver): PendingUploadStore | undefined {
+export function pendingUploadStoreOf(driver: StorageDriver): PendingUploadStore | undefined {
   const candidate = driver as Partial<PendingUploadStore>
   return typeof candidate.listPendingUploads === 'function' ? (driver as StorageDriver & PendingUploadStore) : undefined
 }
