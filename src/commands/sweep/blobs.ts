@@ -19,6 +19,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     '<%= config.bin %> <%= command.id %> --quarantine --max-deletes 10000 --max-bytes 500GiB',
     '<%= config.bin %> <%= command.id %> --strategy metadata --delete --shard 3/16 --json',
     '<%= config.bin %> <%= command.id %> --resume 42',
+    '<%= config.bin %> <%= command.id %> --plan-out plan.jsonl && <%= config.bin %> sweep apply plan.jsonl --quarantine',
   ]
   static override flags = {
     region: regionFlag,
@@ -57,6 +58,10 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID (see regops jobs list) from its checkpoint.'}),
     report: Flags.string({summary: 'JSON Lines file of the candidates (default: ./regops-sweep-<time>.jsonl).'}),
+    'plan-out': Flags.string({
+      summary: 'Also write a sealed plan here (a dry-run only): review it, then act on exactly it with sweep apply.',
+      exclusive: ['delete', 'quarantine', 'resume'],
+    }),
     concurrency: Flags.integer({summary: 'Storage requests in flight.', default: 32, min: 1, max: 1024}),
     'metadata-authoritative': Flags.boolean({
       summary: 'With --strategy metadata: the registry writes the database itself, so no storage re-walk is needed.',
@@ -101,6 +106,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       registryCache,
       registryReadOnly: flags['registry-read-only'],
       maxClockSkewMs: flags['max-clock-skew']?.ms,
+      planOut: flags['plan-out'],
       logger: this.logger,
       signal: this.interruptible(),
       onProgress: (p: SweepProgress) => progress.update(progressLine(p)),
