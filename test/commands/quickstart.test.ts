@@ -64,7 +64,16 @@ test('regops quickstart finds exactly the planted orphans with both strategies, 
     assert.deepEqual(r.loadtest.errors, {})
     assert.equal(r.loadtest.images.length, 4)
     // The copy is a region of the config quickstart wrote: the audit from the CLI finds it clean now.
-    const audit = await runCli(['audit', 'regions', '--config', join(dir, 'qs', 'regops.yaml'), '--json'])
+    const config = join(dir, 'qs', 'regops.yaml')
+    const audit = await runCli([
+      'audit',
+      'regions',
+      '--config',
+      config,
+      '--findings',
+      join(dir, 'audit.jsonl'),
+      '--json',
+    ])
     assert.equal(audit.code, 0, audit.stdout + audit.stderr)
     assert.deepEqual(audit.json.regions, ['local', 'copy'])
     // The candidates files are the sweep's own JSON Lines reports.
