@@ -76,6 +76,7 @@ export function render(r: SweepBlobsCommandResult): string {
       `dry-run: ${verb} ${r.candidates.count} blobs (${formatBytes(r.candidates.bytes)}), grace period ${r.gracePeriod}`,
     )
     if (report || next) lines.push((report + next).slice(2))
+    if (r.plan) lines.push(`plan ${r.plan.file} (${r.plan.hash}); act on exactly it: regops sweep apply ${r.plan.file}`)
   } else {
     const manifests = r.acted.manifestsDeleted ? ` and ${r.acted.manifestsDeleted} untagged manifests` : ''
     lines.push(

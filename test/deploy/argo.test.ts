@@ -14,13 +14,6 @@ import {Config, Flags, Parser, type Command} from '@oclif/core'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const DEPLOY = join(ROOT, 'deploy')
 
-/**
- * Written against commands another branch adds; checked as soon as they exist here, reported until then.
- * (`sweep apply` and `sweep blobs --plan-out` come with plan-and-apply.)
- */
-const PENDING_COMMANDS = new Set(['sweep:apply'])
-const PENDING_FLAGS: Record<string, string[]> = {'sweep:blobs': ['plan-out']}
-
 /** Argo variables that are not parameters, with a value of their type. */
 const ARGO_VARIABLES: Record<string, string> = {
   'workflow.name': 'regops-sweep-blobs-x7k2p',
@@ -158,20 +151,10 @@ async function checkInvocation(config: Config, argv: string[]): Promise<Checked>
   const id = words.slice(0, length).join(':')
   let rest = argv.slice(length)
   if (!id) {
-    const named = words.slice(0, 2).join(':')
-    if (PENDING_COMMANDS.has(named))
-      return {ok: true, message: `not checked: '${named}' does not exist in this branch yet`}
     return {ok: false, message: `no regops command '${words.slice(0, 2).join(' ')}'`}
   }
   const command = (await config.findCommand(id)!.load()) as typeof Command & {baseFlags?: object}
   const notes: string[] = []
-  for (const pending of PENDING_FLAGS[id] ?? []) {
-    if (command.flags?.[pending]) continue
-    const at = rest.findIndex((w) => w === `--${pending}` || w.startsWith(`--${pending}=`))
-    if (at === -1) continue
-    rest = [...rest.slice(0, at), ...rest.slice(at + (rest[at].includes('=') ? 1 : 2))]
-    notes.push(`--${pending} not checked: it does not exist in this branch yet`)
-  }
   try {
     await Parser.parse(rest, {
       flags: {...command.baseFlags, ...command.flags, json: Flags.boolean()},

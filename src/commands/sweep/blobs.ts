@@ -30,6 +30,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     '<%= config.bin %> <%= command.id %> --quarantine --max-deletes 10000 --max-bytes 500GiB',
     '<%= config.bin %> <%= command.id %> --strategy metadata --delete --shard 3/16 --json',
     '<%= config.bin %> <%= command.id %> --resume 42',
+    '<%= config.bin %> <%= command.id %> --plan-out plan.jsonl && <%= config.bin %> sweep apply plan.jsonl --quarantine',
   ]
   static override flags = {
     region: regionFlag,
@@ -70,6 +71,10 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     ...jobControlFlags,
     'fail-on': failOnFlag(),
     report: Flags.string({summary: 'JSON Lines file of the candidates (default: ./regops-sweep-<time>.jsonl).'}),
+    'plan-out': Flags.string({
+      summary: 'Also write a sealed plan here (a dry-run only): review it, then act on exactly it with sweep apply.',
+      exclusive: ['delete', 'quarantine', 'resume'],
+    }),
     ...requestRateFlags('Storage requests'),
     'metadata-authoritative': Flags.boolean({
       summary: 'With --strategy metadata: the registry writes the database itself, so no storage re-walk is needed.',
@@ -128,6 +133,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       registryCache,
       registryReadOnly: flags['registry-read-only'],
       maxClockSkewMs: flags['max-clock-skew']?.ms,
+      planOut: flags['plan-out'],
       logger: this.logger,
       signal: this.interruptible(),
       jobKey: flags['job-key'],

@@ -10,10 +10,12 @@ import {actOnCandidates} from './act.js'
 import {actingRefusals, firstActingSweep, refuseUnsafePlan, storageClock} from './preconditions.js'
 import type {StorageClock} from '../storage/clock.js'
 import {readMarkRun, type MarkRun} from './shared-marks.js'
+import {fingerprintStore, writePlanFile, type PlanSettings, type StoreFingerprint} from './plan-file.js'
 import {
   CLOCK_SKEW_MS,
   SWEEP_JOB_KIND,
   type ActingMode,
+  type NewSweep,
   type SweepBlobsOptions,
   type SweepBlobsResult,
   type SweepMode,
@@ -70,9 +72,14 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
     if (opts.marks !== undefined && !opts.db) throw new UsageError('--marks needs a database (it holds the marks)')
   }
   const acting = opts.resume !== undefined || opts.mode !== 'dry-run'
+  if (opts.planOut !== undefined && (acting || !opts.reportFile))
+    throw new UsageError('a plan (--plan-out) is written by a new dry-run sweep with a candidate report')
+  // Taken before the mark begins: any change to the repositories after it makes the plan stale.
+  const storeBefore = opts.planOut !== undefined ? await fingerprintStore(opts.driver, opts.signal) : undefined
+  const createdAt = new Date()
   // Before any job exists: an in-memory registry cache would hide what we remove, unless the registry is stopped.
   if (acting) assertCacheAllowsActing(opts.registryCache?.mode ?? 'none', opts.registryReadOnly ?? false)
-  return runJob<SweepCheckpoint, SweepBlobsResult>(
+  const result = await runJob<SweepCheckpoint, SweepBlobsResult>(
     acting ? opts.db : undefined,
     {
       kind: SWEEP_JOB_KIND,
@@ -88,6 +95,42 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
     },
     (job) => runSweep(opts, job, started),
   )
+  if (storeBefore) result.plan = await writePlan(opts as SweepBlobsOptions & NewSweep, result, storeBefore, createdAt)
+  return result
+}
+
+/** The dry-run's plan: its settings, the store it saw, and its candidates streamed from the report. */
+async function writePlan(
+  opts: SweepBlobsOptions & NewSweep,
+  result: SweepBlobsResult,
+  store: StoreFingerprint,
+  createdAt: Date,
+): Promise<{file: string; hash: string}> {
+  const file = opts.planOut!
+  const settings = {...pickSettings(opts), mode: 'dry-run'} as PlanSettings
+  const hash = await writePlanFile({
+    file,
+    reportFile: opts.reportFile!,
+    header: {
+      createdAt: createdAt.toISOString(),
+      region: opts.driver.region,
+      location: opts.driver.location,
+      settings,
+      shard: {index: result.shards.index, count: result.shards.count},
+      cutoff: result.cutoff,
+      // A new job's cutoff is its start less the grace period, both in storage time.
+      markStart: new Date(Date.parse(result.cutoff) + settings.minAgeMs).toISOString(),
+      store,
+    },
+    trailer: {
+      candidates: result.candidates,
+      scanned: result.scanned,
+      markComplete: result.markComplete,
+      problemCount: result.problemCount,
+      problems: result.problems.slice(0, 10),
+    },
+  })
+  return {file, hash}
 }
 
 function pickSettings(from: object): Partial<StoredSettings> {

@@ -52,6 +52,8 @@ export interface SweepRunOptions {
   jobKey?: string
   /** for tests: points where the act phase waits, so an interleaving can be made deterministic */
   hooks?: ActHooks
+  /** a dry-run also writes its plan here (plan-file.ts), for `sweep apply` to act on exactly its candidates */
+  planOut?: string
 }
 
 /** Called by the act phase at fixed points of each batch; a test holds them to interleave a push. */
@@ -130,6 +132,8 @@ export interface SweepBlobsResult {
   /** every problem counted by kind */
   problemKinds: Record<string, number>
   reportFile: string | null
+  /** the plan a dry-run wrote (--plan-out) and its hash */
+  plan?: {file: string; hash: string}
   durationMs: number
 }
 
