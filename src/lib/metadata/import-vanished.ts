@@ -75,6 +75,28 @@ export async function removeVanishedRepositories(opts: {
     })
     return []
   }
+  // Regions are replicas of one registry, and a replica may lag: an import of a region the database was not
+  // built from would take a repository the lagging region lacks for one that is gone, and removing it would
+  // drop the references a metadata sweep relies on, making live blobs look orphaned. So only a region whose
+  // own import last wrote the database removes anything.
+  const previous = await db.query<{region: string | null}>(
+    `SELECT params->>'region' AS region FROM regops_jobs
+      WHERE kind = 'import' AND status = 'done' AND ($1::bigint IS NULL OR id <> $1::bigint)
+      ORDER BY finished_at DESC LIMIT 1`,
+    [opts.jobId],
+  )
+  const lastRegion = previous.rows[0]?.region ?? undefined
+  if (lastRegion !== driver.region) {
+    opts.report({
+      kind: 'vanished-kept',
+      key: 'repositories/',
+      message:
+        lastRegion === undefined
+          ? `${vanished.length} repositories of the database are not in storage: none removed, because no earlier import of region '${driver.region}' wrote the database`
+          : `${vanished.length} repositories of the database are not in region '${driver.region}': none removed, because the database was last imported from region '${lastRegion}' (a replica may lag); import that region to remove what is gone`,
+    })
+    return []
+  }
   const removed: string[] = []
   for (const repository of vanished) {
     opts.signal.throwIfAborted()

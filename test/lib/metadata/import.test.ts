@@ -501,6 +501,20 @@ describe('regops import', () => {
     )
     assert.equal(importExitCode(empty), ExitCode.Found)
     assert.deepEqual(await paths(), ['alpha-x', 'alpha/web'])
+
+    // another region (a replica that may lag) lacking a repository removes nothing: the database was
+    // written by this region's imports, and dropping the repository would orphan its live blobs
+    const replica = await tempDir('vanished-replica')
+    const replicaWriter = new LayoutWriter(new FilesystemDriver('replica', replica, 32))
+    await writeMixedStore(replicaWriter)
+    await rm(path.join(replica, 'repositories/alpha-x'), {recursive: true})
+    const lagging = await importStorage({driver: new FilesystemDriver('replica', replica, 32), db})
+    assert.deepEqual(lagging.removedRepositories, [])
+    assert.ok(
+      lagging.problems.some((p) => p.kind === 'vanished-kept' && /last imported from region 'lab'/.test(p.message)),
+      JSON.stringify(lagging.problems),
+    )
+    assert.ok((await paths()).includes('alpha-x'), 'alpha-x kept')
   })
 
   test('bad input: corrupt link, garbage manifest, missing manifest blob, unknown media type are reported with their key; the rest is imported', async () => {
