@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {databaseUrlFlag, regionFlag, shardFlag} from '../flags.js'
+import {databaseUrlFlag, regionFlag, requestRateFlags, requestRatesOf, shardFlag} from '../flags.js'
+import {applyRequestRates, requestsToQueue} from '../lib/storage/index.js'
 import {importStorage, type ImportResult} from '../lib/metadata/import.js'
 import * as formatter from '../formatters/import.js'
 
@@ -36,7 +37,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       summary: 'Resume import job ID (see regops jobs list) after its checkpoint.',
       exclusive: ['shard', 'repository', 'group'],
     }),
-    concurrency: Flags.integer({summary: 'Storage reads in flight per repository.', default: 16, min: 1, max: 1024}),
+    ...requestRateFlags('Storage reads in flight per repository'),
     'repository-concurrency': Flags.integer({summary: 'Repositories imported at once.', default: 4, min: 1, max: 64}),
     'batch-size': Flags.integer({summary: 'Manifests per write batch.', default: 200, min: 1, max: 10_000}),
   }
@@ -62,6 +63,9 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
           max: repositoryConcurrency * 2 + 3,
         })
     const driver = await this.region(flags.region)
+    // --concurrency keeps its meaning (per repository): the region's requests are pinned to all of them.
+    const rates = requestRatesOf(flags)
+    applyRequestRates(driver, {...rates, concurrency: rates.concurrency && rates.concurrency * repositoryConcurrency})
     const progress = this.progress('importing')
     return importStorage({
       driver,
@@ -71,7 +75,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       repositories: flags.repository,
       group: flags.group,
       resumeJobId: flags.resume,
-      concurrency: flags.concurrency,
+      concurrency: requestsToQueue(rates, this.configuration().regions[driver.region]),
       repositoryConcurrency,
       batchSize: flags['batch-size'],
       logger: this.logger,
