@@ -4,6 +4,7 @@ type OptionFlag<T> = Interfaces.OptionFlag<T>
 import {UsageError} from './lib/errors.js'
 import {formatDurationSpec, parseDuration, parseSize} from './lib/config/duration.js'
 import {parseWindow, type DailyWindow} from './lib/jobs/time-box.js'
+import type {RequestRateOptions} from './lib/storage/index.js'
 
 /**
  * Flag definitions shared by commands. Each parses and refuses its own input, so a command's run()
@@ -122,11 +123,13 @@ export function dryRunFlag(acting: string[]) {
 /**
  * How fast a long job talks to storage: by default an adaptive limit per region that grows while round
  * trips stay near their best and shrinks on 503 SlowDown and latency growth; `--concurrency` pins it.
+ * `inFlight` names what --concurrency counts for the command ('Re-hashes and copies in flight'): the
+ * flag keeps the meaning it had where it existed before, now with an adaptive default.
  */
-export function requestRateFlags(what: string) {
+export function requestRateFlags(inFlight = 'Storage requests in flight') {
   return {
     concurrency: Flags.integer({
-      summary: `${what} in flight, fixed (default: adaptive, up to --max-concurrency).`,
+      summary: `${inFlight}, fixed (default: adaptive, up to --max-concurrency).`,
       min: 1,
       max: 1024,
       exclusive: ['max-concurrency'],
@@ -202,3 +205,11 @@ export const jobIdFlag = Flags.custom<string>({
     return input
   },
 })
+/** The request rates stated by requestRateFlags(), for applyRequestRates() and requestsToQueue(). */
+export function requestRatesOf(flags: {
+  concurrency?: number
+  'max-concurrency'?: number
+  'tps-limit'?: number
+}): RequestRateOptions {
+  return {concurrency: flags.concurrency, maxConcurrency: flags['max-concurrency'], tpsLimit: flags['tps-limit']}
+}

@@ -1,6 +1,15 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {databaseUrlFlag, jobControlFlags, metricsFlags, regionFlag, shardFlag} from '../flags.js'
+import {
+  databaseUrlFlag,
+  jobControlFlags,
+  metricsFlags,
+  regionFlag,
+  requestRateFlags,
+  requestRatesOf,
+  shardFlag,
+} from '../flags.js'
+import {applyRequestRates, requestsToQueue} from '../lib/storage/index.js'
 import {importStorage, type ImportResult} from '../lib/metadata/import.js'
 import * as formatter from '../formatters/import.js'
 
@@ -36,8 +45,8 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       summary: 'Resume import job ID (see regops jobs list) after its checkpoint.',
       exclusive: ['shard', 'repository', 'group'],
     }),
+    ...requestRateFlags('Storage reads in flight per repository'),
     ...jobControlFlags,
-    concurrency: Flags.integer({summary: 'Storage reads in flight per repository.', default: 16, min: 1, max: 1024}),
     'repository-concurrency': Flags.integer({
       summary: 'Repositories read from storage at once, ahead of the writes.',
       default: 8,
@@ -76,6 +85,9 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
           max: 7,
         })
     const driver = await this.region(flags.region)
+    // --concurrency keeps its meaning (per repository): the region's requests are pinned to all of them.
+    const rates = requestRatesOf(flags)
+    applyRequestRates(driver, {...rates, concurrency: rates.concurrency && rates.concurrency * repositoryConcurrency})
     const progress = this.progress('importing')
     return importStorage({
       driver,
@@ -86,7 +98,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       group: flags.group,
       resumeJobId: flags.resume,
       jobKey: flags['job-key'],
-      concurrency: flags.concurrency,
+      concurrency: requestsToQueue(rates, this.configuration().regions[driver.region]),
       repositoryConcurrency,
       batchSize: flags['batch-size'],
       logger: this.logger,

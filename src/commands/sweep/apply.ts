@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag} from '../../flags.js'
+import {databaseUrlFlag, dryRunFlag, durationFlag, requestRateFlags, requestRatesOf} from '../../flags.js'
+import {applyRequestRates, requestsToQueue} from '../../lib/storage/index.js'
 import {applyPlan, type SweepApplyResult} from '../../lib/sweep/plan-apply.js'
 import * as formatter from '../../formatters/sweep-apply.js'
 
@@ -25,7 +26,7 @@ Each candidate is still re-checked just before it is touched: one referenced aga
       exclusive: ['delete'],
     }),
     'max-age': durationFlag({summary: 'Refuse a plan older than this. A unit is required: 24h, 90m.', default: '24h'}),
-    concurrency: Flags.integer({summary: 'Storage requests in flight.', default: 32, min: 1, max: 1024}),
+    ...requestRateFlags(),
     'registry-read-only': Flags.boolean({
       summary:
         'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards).',
@@ -36,11 +37,17 @@ Each candidate is still re-checked just before it is touched: one referenced aga
   protected async execute(): Promise<SweepApplyResult> {
     const {args, flags} = await this.parse(SweepApply)
     const mode = flags.delete ? 'delete' : flags.quarantine ? 'quarantine' : 'dry-run'
+    const rates = requestRatesOf(flags)
     const common = {
       file: args.plan,
       maxAgeMs: flags['max-age'].ms,
-      region: (name: string) => this.region(name),
-      concurrency: flags.concurrency,
+      // The plan names its region: the same request rates as the sweep that made it apply once it is opened.
+      region: async (name: string) => {
+        const driver = await this.region(name)
+        applyRequestRates(driver, rates)
+        return driver
+      },
+      concurrency: requestsToQueue(rates),
       registryCache: this.registryCache(),
       registryReadOnly: flags['registry-read-only'],
       logger: this.logger,

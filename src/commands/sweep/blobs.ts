@@ -9,10 +9,11 @@ import {
   metricsFlags,
   regionFlag,
   requestRateFlags,
+  requestRatesOf,
   shardFlag,
   sizeFlag,
 } from '../../flags.js'
-import {applyRequestRates} from '../../lib/storage/index.js'
+import {applyRequestRates, requestsToQueue} from '../../lib/storage/index.js'
 import {formatDurationSpec} from '../../lib/config/duration.js'
 import {sweepBlobs, type SweepProgress} from '../../lib/sweep/sweep-blobs.js'
 import {resolveQuarantine} from '../../lib/sweep/quarantine-prefix.js'
@@ -71,11 +72,11 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     ...jobControlFlags,
     'fail-on': failOnFlag(),
     report: Flags.string({summary: 'JSON Lines file of the candidates (default: ./regops-sweep-<time>.jsonl).'}),
+    ...requestRateFlags(),
     'plan-out': Flags.string({
       summary: 'Also write a sealed plan here (a dry-run only): review it, then act on exactly it with sweep apply.',
       exclusive: ['delete', 'quarantine', 'resume'],
     }),
-    ...requestRateFlags('Storage requests'),
     'metadata-authoritative': Flags.boolean({
       summary: 'With --strategy metadata: the registry writes the database itself, so no storage re-walk is needed.',
       relationships: [
@@ -115,11 +116,8 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
             : undefined
     const db = neededFor ? await this.database({schema: 'current', neededFor}) : undefined
     const driver = await this.region(flags.region)
-    applyRequestRates(driver, {
-      concurrency: flags.concurrency,
-      maxConcurrency: flags['max-concurrency'],
-      tpsLimit: flags['tps-limit'],
-    })
+    const rates = requestRatesOf(flags)
+    applyRequestRates(driver, rates)
     const progress = this.progress('sweeping')
     const registryCache = this.registryCache()
     const common = {
@@ -128,8 +126,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       shard: flags.shard,
       reportFile: flags.report ?? `regops-sweep-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
       // Work queued for storage: enough to fill the request limit, which decides what is in flight.
-      concurrency:
-        flags.concurrency ?? flags['max-concurrency'] ?? Math.max(32, config.regions[driver.region].concurrency),
+      concurrency: requestsToQueue(rates, config.regions[driver.region]),
       registryCache,
       registryReadOnly: flags['registry-read-only'],
       maxClockSkewMs: flags['max-clock-skew']?.ms,

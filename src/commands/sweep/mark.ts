@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, durationFlag, regionFlag, requestRateFlags, shardFlag} from '../../flags.js'
-import {applyRequestRates} from '../../lib/storage/index.js'
+import {databaseUrlFlag, durationFlag, regionFlag, requestRateFlags, requestRatesOf, shardFlag} from '../../flags.js'
+import {applyRequestRates, requestsToQueue} from '../../lib/storage/index.js'
 import {markShard, type SweepMarkResult} from '../../lib/sweep/shared-marks.js'
 import * as formatter from '../../formatters/sweep-mark.js'
 
@@ -29,7 +29,7 @@ A sweep refuses a run that has not finished, or that started before its cutoff (
       unsafeBecause: 'pushes in flight on a live registry upload blobs before the manifest that references them',
     }),
     force: Flags.boolean({summary: 'Accept a --min-age below 1h.'}),
-    ...requestRateFlags('Storage requests'),
+    ...requestRateFlags(),
   }
   protected readonly formatter = formatter
 
@@ -38,19 +38,15 @@ A sweep refuses a run that has not finished, or that started before its cutoff (
     const config = this.configuration()
     const db = await this.database({schema: 'current', neededFor: 'sweep mark'})
     const driver = await this.region(flags.region)
-    applyRequestRates(driver, {
-      concurrency: flags.concurrency,
-      maxConcurrency: flags['max-concurrency'],
-      tpsLimit: flags['tps-limit'],
-    })
+    const rates = requestRatesOf(flags)
+    applyRequestRates(driver, rates)
     return markShard({
       db,
       driver,
       runId: flags['mark-run'],
       shard: flags.shard ?? {index: 0, count: 1},
       minAgeMs: flags['min-age']?.ms ?? config.sweep.minAgeMs,
-      concurrency:
-        flags.concurrency ?? flags['max-concurrency'] ?? Math.max(32, config.regions[driver.region].concurrency),
+      concurrency: requestsToQueue(rates, config.regions[driver.region]),
       signal: this.interruptible(),
       logger: this.logger,
     })

@@ -1,4 +1,4 @@
-import ora, {type Ora} from 'ora'
+import type {Ora} from 'ora'
 import type {Logger} from './logger.js'
 
 /**
@@ -18,6 +18,12 @@ export interface Progress {
 
 let active: Ora | undefined
 
+/**
+ * ora (with chalk, cli-spinners and string-width's tables) adds 12 MiB of RSS and its load time to
+ * every command; only a terminal shows a spinner, so only a terminal loads it.
+ */
+const ora = process.stderr.isTTY ? (await import('ora')).default : undefined
+
 /** Writes a line to stderr without tearing the spinner: clear it, write, draw it again. */
 export function writeAboveSpinner(line: string): void {
   if (!active?.isSpinning) {
@@ -36,7 +42,7 @@ export function startProgress(
 ): Progress {
   // A terminal that reports no width (a bare pty) makes ora's line arithmetic loop: no spinner there.
   const tty = Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0 && opts.enabled !== false
-  if (tty) {
+  if (tty && ora) {
     // discardStdin off: ora would put stdin in raw mode to swallow keys, which spins on a closed stdin.
     const spinner: Ora = ora({text, stream: process.stderr, discardStdin: false}).start()
     active = spinner

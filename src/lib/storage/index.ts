@@ -32,11 +32,18 @@ export async function openRegion(config: RegopsConfig, name?: string): Promise<S
   return openDriver(region)
 }
 
+/** What a command's request-rate flags state (see requestRateFlags). */
+export interface RequestRateOptions {
+  /** requests in flight, fixed: no adaptation */
+  concurrency?: number
+  /** the ceiling of the adaptive limit */
+  maxConcurrency?: number
+  /** requests started per second, at most */
+  tpsLimit?: number
+}
+
 /** The request rates of a command's flags, applied to a driver that paces its requests (S3). */
-export function applyRequestRates(
-  driver: StorageDriver,
-  rates: {concurrency?: number; maxConcurrency?: number; tpsLimit?: number},
-): void {
+export function applyRequestRates(driver: StorageDriver, rates: RequestRateOptions): void {
   const requests = (driver as {requests?: RequestLimiter}).requests
   if (!requests) return
   requests.configure({
@@ -44,4 +51,13 @@ export function applyRequestRates(
     ...(rates.maxConcurrency === undefined ? {} : {max: rates.maxConcurrency}),
     tps: rates.tpsLimit,
   })
+}
+
+/**
+ * How much work a job keeps queued for storage: a pinned count as given; otherwise enough to fill the
+ * adaptive limit (its ceiling), which then decides what is in flight. At least 32: a filesystem
+ * region's 16 would leave its synchronous reads waiting on the listing.
+ */
+export function requestsToQueue(rates: RequestRateOptions, ...regions: RegionConfig[]): number {
+  return rates.concurrency ?? rates.maxConcurrency ?? Math.max(32, ...regions.map((region) => region.concurrency))
 }

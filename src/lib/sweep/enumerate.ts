@@ -113,6 +113,8 @@ export async function enumerateBlobs(
   return result
 }
 
+const LISTING_YOUNG_GENERATION_MB = 2
+
 /**
  * The same listing in a worker thread, for a filesystem region: its syscalls are synchronous (see the
  * filesystem driver), so the listing and the mark only overlap on two threads.
@@ -129,6 +131,9 @@ export async function enumerateBlobsInWorker(
   const worker = new Worker(file, {
     workerData: {region, shards, dir: out.dir, suffix: '.blobs', concurrency: opts.concurrency},
     execArgv: process.execArgv,
+    // The listing's objects live for one directory: a young generation of 2 MiB holds them. Left to
+    // grow, V8's reached 16 MiB, and peak RSS of a 100k-blob sweep went from 138 to 171 MiB (10k: 101 to 109).
+    resourceLimits: {maxYoungGenerationSizeMb: LISTING_YOUNG_GENERATION_MB},
   })
   const abort = () => void worker.terminate()
   opts.signal?.addEventListener('abort', abort, {once: true})
