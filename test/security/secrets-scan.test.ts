@@ -202,6 +202,27 @@ describe('secrets scan: no command prints, logs, journals or reports a configure
     assert.equal(migrated.code, 0, migrated.stdout + migrated.stderr)
     const imported = await runCli(['import', '--config', goodConfig], {env: goodEnv})
     assert.equal(imported.code, 0, imported.stdout + imported.stderr)
+    // Inputs of the commands that read another command's output: a sweep's --json report, and a plan.
+    const report = await runCli(
+      ['sweep', 'blobs', '--config', goodConfig, '--report', path.join(out, 'pre.jsonl'), '--json'],
+      {env: goodEnv},
+    )
+    assert.ok(report.code === 0 || report.code === 1, report.stdout + report.stderr)
+    writeFileSync(path.join(out, 'sweep-report.json'), report.stdout)
+    const plan = await runCli(
+      [
+        'sweep',
+        'blobs',
+        '--config',
+        goodConfig,
+        '--report',
+        path.join(out, 'plan.jsonl.report'),
+        '--plan-out',
+        path.join(out, 'plan.jsonl'),
+      ],
+      {env: goodEnv},
+    )
+    assert.ok(plan.code === 0 || plan.code === 1, plan.stdout + plan.stderr)
   })
   after(async () => {
     for (const cleanup of cleanups.reverse()) await cleanup()
@@ -242,6 +263,10 @@ describe('secrets scan: no command prints, logs, journals or reports a configure
         'metadata',
       ],
     },
+    'report:merge': {args: [path.join(out, 'sweep-report.json')]},
+    'report:usage': {args: ['--region', 'eu']},
+    'sweep:apply': {args: [path.join(out, 'plan.jsonl')]},
+    'sweep:mark': {args: ['--mark-run', 'scan-1']},
     'sweep:purge': {args: []},
     'sweep:restore': {args: ['--job', '1'], notFound: true},
     'sweep:uploads': {args: []},
