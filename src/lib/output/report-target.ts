@@ -126,12 +126,12 @@ export class ReportWriter {
   /** Resolves once the file is open; a file that cannot be written is a usage error, before any work. */
   async opened(): Promise<void> {
     if (this.target.kind === 'stdout') return
-    await Promise.race([
-      once(this.stream, 'open'),
-      once(this.stream, 'error').then(([error]) => {
-        throw new UsageError(`cannot write the report ${this.target.location}: ${errorMessage(error)}`)
-      }),
-    ])
+    try {
+      // once() rejects with the stream's 'error' (EACCES, ENOENT, EROFS) instead of resolving on 'open'.
+      await once(this.stream, 'open')
+    } catch (error) {
+      throw new UsageError(`cannot write the report ${this.target.location}: ${errorMessage(error)}`)
+    }
   }
 
   /** Returns a promise only when the target asks to wait, so that a caller goes on without a turn of the event loop. */
