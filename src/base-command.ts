@@ -3,6 +3,7 @@ import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 import {ExitCode, InternalError, RefusedError, RegopsError, UsageError, errorMessage} from './lib/errors.js'
 import {Logger, routeProcessWarnings, type LogFormat, type LogLevel} from './lib/output/logger.js'
 import {redact, redactValue} from './lib/output/redact.js'
+import {defaultReportTarget, parseReportTarget, type ReportTarget} from './lib/output/report-target.js'
 import {startProgress, type Progress} from './lib/output/progress.js'
 import {configSearchPaths, loadConfig, locateConfigFile, type RegopsConfig} from './lib/config/config.js'
 import {openConfiguredDatabase} from './lib/metadata/connect.js'
@@ -69,6 +70,8 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
   /** Renders the result for a person and picks the exit code from it. */
   protected abstract readonly formatter: Formatter<T>
   private exitCodeOnSuccess: number = ExitCode.Ok
+  /** the human summary's stream: stderr when a report (--report -) takes stdout */
+  private summaryStream: NodeJS.WritableStream = process.stdout
   private readonly warnings: string[] = []
   private readonly cleanups: Array<() => unknown> = []
   private parsedFlags: Record<string, unknown> = {'log-level': 'info'}
@@ -88,7 +91,7 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     await this.recordRunMetrics(exitCode, this.formatter.metrics?.(result) ?? [])
     if (!this.jsonEnabled()) {
       const text = this.formatter.render(result)
-      if (text) process.stdout.write(redact(text) + '\n')
+      if (text) this.summaryStream.write(redact(text) + '\n')
     }
     return result
   }
@@ -128,6 +131,27 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
       overrides: {databaseUrl: this.parsedFlags['database-url'] as string | undefined},
     })
     return this.loadedConfig
+  }
+
+  /**
+   * Where a report goes: `spec` as given (-, a path, file:// or s3://, written with the credentials of the
+   * configured region of that bucket), else `defaultName` in the current directory or, when that cannot be
+   * written, in $REGOPS_REPORT_DIR or the temp directory. A report on stdout moves the summary to stderr.
+   */
+  protected reportTarget(spec: string | undefined, defaultName?: string): ReportTarget | undefined {
+    const target =
+      spec !== undefined
+        ? // Only an s3:// report needs the configuration (loadtest pull runs without one).
+          parseReportTarget(spec, spec.startsWith('s3://') ? Object.values(this.configuration().regions) : [])
+        : defaultName !== undefined
+          ? defaultReportTarget(defaultName)
+          : undefined
+    if (target?.kind === 'stdout') {
+      if (this.jsonEnabled())
+        throw new UsageError('--json and a report on stdout (-) both want stdout: write the report to a file or s3://')
+      this.summaryStream = process.stderr
+    }
+    return target
   }
 
   /** The storage driver of a region (default: primary), closed when the command ends however it ends. */

@@ -50,7 +50,10 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
     })(),
     sample: sampleFlag(),
     'in-flight': durationFlag({summary: 'Objects newer than this are pending, not missing (default 15m).'}),
-    findings: Flags.string({summary: 'JSON Lines file of the findings (default: ./regops-audit-<time>.jsonl).'}),
+    findings: Flags.string({
+      summary:
+        'Where the findings go as JSON Lines: a path, file://, s3://bucket/key (not with --resume: an object cannot be appended to) or - (stdout; the summary then goes to stderr). Default: ./regops-audit-<time>.jsonl, or in $REGOPS_REPORT_DIR or the temp directory when the current one is read-only.',
+    }),
     inventory: Flags.string({
       summary: 'REGION=URL of an S3 Inventory manifest.json (CSV) to list that region from, instead of LIST.',
       multiple: true,
@@ -75,6 +78,15 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
     const {flags, metadata} = await this.parse(AuditRegions)
     const config = this.configuration()
     const regions = auditedRegions(config, flags.regions)
+    const findings = this.reportTarget(
+      flags.findings,
+      `regops-audit-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
+    )
+    // A resumed job appends its new findings to the ones written before: an object cannot be appended to.
+    if (flags.resume && findings?.kind === 's3')
+      throw new UsageError(
+        '--resume appends to the findings report: an s3:// object cannot be appended to, give a file',
+      )
     // The database's blobs join the comparison when configured, and it keeps the job (--resume, --repair's journal).
     const needsDb = flags.resume ? '--resume' : flags.repair ? '--repair' : undefined
     const db = needsDb || config.database ? await this.database({schema: 'current', neededFor: needsDb}) : undefined
@@ -94,7 +106,7 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
       level: flags.resume && metadata.flags.level?.setFromDefault ? undefined : flags.level,
       sample: flags.sample,
       inFlightMs: flags['in-flight']?.ms ?? (flags.resume ? undefined : 15 * 60_000),
-      findingsFile: flags.findings ?? `regops-audit-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
+      findingsFile: findings,
       shard: flags.shard,
       resume: flags.resume,
       jobKey: flags['job-key'],

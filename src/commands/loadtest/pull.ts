@@ -1,4 +1,3 @@
-import {writeFileSync} from 'node:fs'
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {UsageError} from '../../lib/errors.js'
@@ -6,6 +5,7 @@ import {parseDuration} from '../../lib/config/duration.js'
 import {shardFlag, metricsFlags} from '../../flags.js'
 import {formatDuration} from '../../lib/output/format.js'
 import {redactValue} from '../../lib/output/redact.js'
+import {ReportWriter} from '../../lib/output/report-target.js'
 import {loadScenario, parseImage} from '../../lib/loadtest/image-mix.js'
 import {planLoad} from '../../lib/loadtest/plan.js'
 import {parsePlatform} from '../../lib/loadtest/pull-flow.js'
@@ -76,8 +76,9 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
     }),
     'abort-on-fail': Flags.boolean({summary: 'Stop as soon as a threshold is breached (checked once a second).'}),
     report: Flags.string({
-      summary: 'Write the JSON report (with encoded histograms, for loadtest merge) to FILE.',
-      helpValue: 'FILE',
+      summary:
+        'Write the JSON report (with encoded histograms, for loadtest merge) to TARGET: a path, file://, s3://bucket/key or - (stdout; the summary then goes to stderr).',
+      helpValue: 'TARGET',
     }),
     timeout: Flags.string({summary: 'Per request: to the response headers, and between body chunks.', default: '30s'}),
     'max-redirects': Flags.integer({
@@ -100,6 +101,8 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
   protected async execute(): Promise<PullReport> {
     const {flags} = await this.parse(LoadtestPull)
     const configured = this.configuration().registry
+    // Parsed before the load runs: a target that cannot be used is refused with nothing done.
+    const report = this.reportTarget(flags.report)
     const chosen = flags.registry ? {...configured, url: flags.registry} : configured
     if (!chosen) throw new UsageError('no registry: give --registry URL or registry.url in the configuration')
     const registry = flags.insecure ? {...chosen, caFile: undefined, insecureSkipTlsVerify: true} : chosen
@@ -150,7 +153,12 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
           {phase: 'pull', ...p},
         ),
     })
-    if (flags.report) writeFileSync(flags.report, JSON.stringify(redactValue(result), null, 2) + '\n')
+    if (report) {
+      const writer = ReportWriter.open(report)
+      await writer.opened()
+      await writer.write(JSON.stringify(redactValue(result), null, 2) + '\n')
+      await writer.close()
+    }
     return result
   }
 }

@@ -71,7 +71,10 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     resume: Flags.string({summary: 'Resume job ID (see regops jobs list) from its checkpoint.'}),
     ...jobControlFlags,
     'fail-on': failOnFlag(),
-    report: Flags.string({summary: 'JSON Lines file of the candidates (default: ./regops-sweep-<time>.jsonl).'}),
+    report: Flags.string({
+      summary:
+        'Where the candidates go as JSON Lines: a path, file://, s3://bucket/key or - (stdout; the summary then goes to stderr). Default: ./regops-sweep-<time>.jsonl, or in $REGOPS_REPORT_DIR or the temp directory when the current one is read-only.',
+    }),
     ...requestRateFlags(),
     'plan-out': Flags.string({
       summary: 'Also write a sealed plan here (a dry-run only): review it, then act on exactly it with sweep apply.',
@@ -124,7 +127,10 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       driver,
       region: config.regions[driver.region],
       shard: flags.shard,
-      reportFile: flags.report ?? `regops-sweep-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
+      reportFile: this.reportTarget(
+        flags.report,
+        `regops-sweep-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
+      ),
       // Work queued for storage: enough to fill the request limit, which decides what is in flight.
       concurrency: requestsToQueue(rates, config.regions[driver.region]),
       registryCache,

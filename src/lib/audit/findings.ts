@@ -1,5 +1,4 @@
-import {createWriteStream, type WriteStream} from 'node:fs'
-import {once} from 'node:events'
+import {ReportWriter, asReportTarget, type ReportTarget} from '../output/report-target.js'
 
 export const FINDING_KINDS = [
   'missing',
@@ -42,22 +41,23 @@ export interface AuditProblem {
 export type FindingCounts = Record<string, Partial<Record<FindingKind, number>>>
 
 /**
- * Streams findings to a JSON Lines file as they are found (memory holds none of them) and counts them
+ * Streams findings to a JSON Lines report (a file, stdout or an s3:// object) as they are found (memory holds none of them) and counts them
  * by region and kind for the summary. Keeps the first `keep` findings for --json.
  */
 export class FindingsSink {
   readonly counts: FindingCounts = {}
   readonly sample: Finding[] = []
   total = 0
-  private readonly stream?: WriteStream
+  private readonly writer?: ReportWriter
 
+  /** `append` continues a resumed job's file; an s3:// object cannot be continued, and is refused (exit 2). */
   constructor(
-    readonly file: string | undefined,
+    target: string | ReportTarget | undefined,
     private readonly keep = 1000,
     append = false,
     initial: FindingCounts = {},
   ) {
-    if (file) this.stream = createWriteStream(file, {flags: append ? 'a' : 'w'})
+    if (target) this.writer = ReportWriter.open(asReportTarget(target), {append})
     for (const [region, kinds] of Object.entries(initial)) {
       for (const [kind, n] of Object.entries(kinds)) this.count(region, kind as FindingKind, n ?? 0)
     }
@@ -72,13 +72,11 @@ export class FindingsSink {
   async add(finding: Finding): Promise<void> {
     this.count(finding.region, finding.kind)
     if (this.sample.length < this.keep) this.sample.push(finding)
-    if (this.stream && !this.stream.write(JSON.stringify(finding) + '\n')) await once(this.stream, 'drain')
+    await this.writer?.write(JSON.stringify(finding) + '\n')
   }
 
   async close(): Promise<void> {
-    if (!this.stream) return
-    this.stream.end()
-    await once(this.stream, 'finish')
+    await this.writer?.close()
   }
 }
 

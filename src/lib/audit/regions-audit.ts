@@ -3,6 +3,7 @@ import type {Db} from '../metadata/db.js'
 import {UsageError, errorMessage} from '../errors.js'
 import {runJob, type RunningJob, type Shard} from '../jobs/runner.js'
 import type {Logger} from '../output/logger.js'
+import {asReportTarget, type ReportTarget} from '../output/report-target.js'
 import {RegionUnavailableError, type ObjectInfo, type StorageDriver} from '../storage/driver.js'
 import {
   REPOSITORIES_PREFIX,
@@ -36,7 +37,8 @@ export interface AuditRegionsOptions {
   /** re-hash this fraction of blobs (at level presence or size) */
   sample?: number
   inFlightMs?: number
-  findingsFile?: string
+  /** the findings' report: a path, or a parsed target (stdout, an s3:// object) */
+  findingsFile?: string | ReportTarget
   shard?: Shard
   resume?: string
   /** --job-key: a re-run with the same key resumes the job, or returns its result when done */
@@ -637,7 +639,7 @@ class RegionsAudit {
         total: this.sink.total,
         drift: driftCount(this.sink.counts),
         byRegion: this.sink.counts,
-        file: this.opts.findingsFile,
+        file: this.opts.findingsFile === undefined ? undefined : asReportTarget(this.opts.findingsFile).location,
         first: this.sink.sample,
       },
       checksum: {

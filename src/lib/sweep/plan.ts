@@ -13,6 +13,7 @@ import {mergePrefix} from './merge.js'
 import {readSharedMarks, type MarkRun} from './shared-marks.js'
 import {dropUnplannedCandidates, insertCandidates} from './candidates.js'
 import {CandidateReport} from './report.js'
+import type {ReportTarget} from '../output/report-target.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
 import {CLOCK_SKEW_MS, type SweepBlobsResult, type SweepCandidate, type SweepSettings} from './types.js'
 
@@ -36,7 +37,7 @@ export interface PlanContext extends Pick<
   /** storage strategy: a finished sharded mark to read per prefix instead of walking the manifests */
   sharedMarks?: MarkRun
   concurrency: number
-  reportFile?: string
+  reportFile?: string | ReportTarget
   signal: AbortSignal
   logger: Logger
   result: SweepBlobsResult

@@ -1,5 +1,6 @@
 import type {Db} from '../metadata/db.js'
 import {UsageError} from '../errors.js'
+import {asReportTarget, reportFilePath} from '../output/report-target.js'
 import {runJob, type JobEnd, type RunningJob} from '../jobs/runner.js'
 import {regionLockScope} from '../jobs/lock.js'
 import {assertCacheAllowsActing, openDescriptorCache} from '../registry/descriptor-cache.js'
@@ -74,6 +75,9 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
   const acting = opts.resume !== undefined || opts.mode !== 'dry-run'
   if (opts.planOut !== undefined && (acting || !opts.reportFile))
     throw new UsageError('a plan (--plan-out) is written by a new dry-run sweep with a candidate report')
+  // The plan is streamed from the report afterwards: only a file can be read back.
+  if (opts.planOut !== undefined && reportFilePath(opts.reportFile!) === undefined)
+    throw new UsageError('a plan (--plan-out) is made from a candidate report in a file, not on stdout or in s3://')
   // Taken before the mark begins: any change to the repositories after it makes the plan stale.
   const storeBefore = opts.planOut !== undefined ? await fingerprintStore(opts.driver, opts.signal) : undefined
   const createdAt = new Date()
@@ -110,7 +114,7 @@ async function writePlan(
   const settings = {...pickSettings(opts), mode: 'dry-run'} as PlanSettings
   const hash = await writePlanFile({
     file,
-    reportFile: opts.reportFile!,
+    reportFile: reportFilePath(opts.reportFile!)!,
     header: {
       createdAt: createdAt.toISOString(),
       region: opts.driver.region,
@@ -370,7 +374,7 @@ function emptyResult(
     problems: [],
     problemCount: 0,
     problemKinds: {},
-    reportFile: opts.reportFile ?? null,
+    reportFile: opts.reportFile === undefined ? null : asReportTarget(opts.reportFile).location,
     durationMs: 0,
     ...(checkpoint?.result ?? {}),
   } as SweepBlobsResult

@@ -1,6 +1,7 @@
 import type {RegionConfig} from '../config/config.js'
 import type {Db} from '../metadata/db.js'
 import type {Logger} from '../output/logger.js'
+import type {ReportTarget} from '../output/report-target.js'
 import type {DescriptorCache, RegistryCacheMode} from '../registry/descriptor-cache.js'
 import type {StorageDriver} from '../storage/driver.js'
 import type {Problem} from '../storage/repositories.js'
@@ -34,7 +35,8 @@ export interface SweepRunOptions {
   /** the driver's region configuration: lets a filesystem listing run on a worker thread */
   region?: RegionConfig
   shard?: {index: number; count: number}
-  reportFile?: string
+  /** the candidates' report: a path, or a parsed target (stdout, an s3:// object) */
+  reportFile?: string | ReportTarget
   concurrency?: number
   batchSize?: number
   logger: Logger
