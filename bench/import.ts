@@ -1,20 +1,30 @@
-// Benchmark of `regops import`: a store written straight into the distribution layout (LayoutWriter on
-// the filesystem) at two sizes an order of magnitude apart, imported by the real CLI into a throwaway
-// PostgreSQL; prints manifests/s, blobs/s and the peak RSS of the import process (/usr/bin/time -v,
-// else VmHWM polled from /proc). Memory must stay flat across sizes: the import streams.
+// Benchmark of `regops import`: a store written straight into the distribution layout (LayoutWriter) on
+// the filesystem and on S3 (a radosgw of its own), imported by the real CLI into a throwaway PostgreSQL
+// (64 hash partitions, as in production). Per store: manifests/s, the peak RSS of the import process
+// (/usr/bin/time -v, else VmHWM polled from /proc), a second run that must write nothing, and on S3 the
+// floor measured in the same run: listing every key plus one GET per manifest at the driver's
+// concurrency (what any import must at least do).
 //
-//   npx tsc -p tsconfig.json && node --import tsx bench/import.ts [manifests ...]   (default: 1000 10000)
+//   npm run build && node --import tsx bench/import.ts [--sizes 10000,100000] [--backends fs,s3]
+//
+// Goals (issue 11): at least 5,000 manifests/s from the filesystem at 10k and 100k; peak RSS at 100k
+// within 1.2x of 10k; the second run writes nothing; on S3 at least 0.8x the floor's rate.
 //
 // Each repository holds 10 manifests: 8 tagged images (2 own layers + 1 of 20 shared base layers), an
 // untagged image, and a 2-platform index over two of the images.
 import {spawn} from 'node:child_process'
-import {existsSync, readFileSync} from 'node:fs'
+import {existsSync, readdirSync, readFileSync} from 'node:fs'
 import {mkdtemp, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import pg from 'pg'
+import pLimit from 'p-limit'
 import {FilesystemDriver} from '../src/lib/storage/filesystem.js'
+import {S3Driver} from '../src/lib/storage/s3.js'
+import type {StorageDriver} from '../src/lib/storage/driver.js'
+import {parseKey, pathFor} from '../src/lib/storage/layout.js'
+import {startRadosgw, type RadosgwServer} from '../test/helpers/radosgw.js'
 import {LayoutWriter, seededBytes} from '../src/lib/sample/layout-writer.js'
 import {openDatabase} from '../src/lib/metadata/db.js'
 import {migrateUp} from '../src/lib/metadata/migrations.js'
@@ -24,11 +34,12 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const BIN = path.join(ROOT, 'bin/run.js')
 const MANIFESTS_PER_REPO = 10
 
-async function startPg(): Promise<{adminUrl: string; stop: () => Promise<void>}> {
+async function startPg(): Promise<{adminUrl: string; dir: string; stop: () => Promise<void>}> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'regops-bench-pg-'))
   const server = await startEmbeddedDatabase(dir)
   return {
     adminUrl: server.adminUrl,
+    dir,
     stop: async () => {
       await server.stop()
       await rm(dir, {recursive: true, force: true})
@@ -47,8 +58,8 @@ async function createDatabase(adminUrl: string, name: string): Promise<string> {
   return u.toString()
 }
 
-async function writeStore(root: string, manifests: number): Promise<{repositories: number; files: number}> {
-  const writer = new LayoutWriter(new FilesystemDriver('bench', root, 64), 64)
+async function writeStore(driver: StorageDriver, manifests: number): Promise<{repositories: number; files: number}> {
+  const writer = new LayoutWriter(driver, 64)
   const bases = Array.from({length: 20}, (_, i) => seededBytes(`bench-base-${i}`, 4096))
   const repositories = Math.ceil(manifests / MANIFESTS_PER_REPO)
   let next = 0
@@ -95,10 +106,32 @@ interface Run {
     layers: number
     durationMs: number
     problemCount: number
-    written: {blobs: number}
+    written: Record<string, number | Record<string, number>>
   }
   wallMs: number
   peakRssKiB: number
+  /** CPU seconds of the import process (user + system), when /usr/bin/time is there */
+  cpuSeconds: number
+}
+
+/**
+ * CPU seconds PostgreSQL has used so far: its postmaster's own and that of its exited backends (a
+ * run's backends exit when the CLI does). With the machine shared, CPU time says more than wall time.
+ */
+function postgresCpuSeconds(dataDir: string): number {
+  const ticks = 100 // USER_HZ on Linux
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      if (!cmdline.includes('postgres') || !cmdline.includes(dataDir)) continue
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+      // utime, stime, cutime, cstime are fields 14..17 of stat; [0] here is field 3
+      return fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0) / ticks
+    } catch {
+      // gone
+    }
+  }
+  return NaN
 }
 
 function runImport(args: string[]): Promise<Run> {
@@ -127,8 +160,16 @@ function runImport(args: string[]): Promise<Run> {
     child.on('close', (code) => {
       clearInterval(poll)
       const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr)
+      const user = /User time \(seconds\): ([\d.]+)/.exec(stderr)
+      const system = /System time \(seconds\): ([\d.]+)/.exec(stderr)
       try {
-        resolve({code, result: JSON.parse(stdout), wallMs: Date.now() - started, peakRssKiB: m ? Number(m[1]) : hwm})
+        resolve({
+          code,
+          result: JSON.parse(stdout),
+          wallMs: Date.now() - started,
+          peakRssKiB: m ? Number(m[1]) : hwm,
+          cpuSeconds: user && system ? Number(user[1]) + Number(system[1]) : NaN,
+        })
       } catch {
         reject(new Error(`import failed (${code}):\n${stdout}\n${stderr}`))
       }
@@ -136,54 +177,135 @@ function runImport(args: string[]): Promise<Run> {
   })
 }
 
+/** Rows written (inserted, updated, deleted) by a run: 0 when it wrote nothing. */
+function rowsWritten(written: Run['result']['written']): number {
+  let n = 0
+  for (const v of Object.values(written)) n += typeof v === 'number' ? v : rowsWritten(v)
+  return n
+}
+
+/** The S3 floor: every key listed, then one GET per manifest revision's blob at the driver's concurrency. */
+async function s3Floor(driver: StorageDriver, concurrency: number): Promise<{seconds: number; manifests: number}> {
+  const started = performance.now()
+  const manifests: string[] = []
+  for await (const object of driver.list('')) {
+    const spec = parseKey(object.key)
+    if (spec?.kind === 'manifest-revision-link') manifests.push(spec.digest)
+  }
+  const limit = pLimit(concurrency)
+  await Promise.all(
+    manifests.map((digest) => limit(() => driver.readSmall(pathFor({kind: 'blob-data', digest}), 4 * 1024 * 1024))),
+  )
+  return {seconds: (performance.now() - started) / 1000, manifests: manifests.length}
+}
+
+function option(name: string, fallback: string): string[] {
+  const i = process.argv.indexOf(`--${name}`)
+  return (i > 0 ? process.argv[i + 1] : fallback).split(',').filter(Boolean)
+}
+
 async function main(): Promise<void> {
-  if (!existsSync(path.join(ROOT, 'dist/commands/import.js'))) throw new Error('build first: npx tsc -p tsconfig.json')
-  const sizes = process.argv
-    .slice(2)
-    .map(Number)
-    .filter((n) => n > 0)
-  if (sizes.length === 0) sizes.push(1000, 10_000)
+  if (!existsSync(path.join(ROOT, 'dist/commands/import.js'))) throw new Error('build first: npm run build')
+  const sizes = option('sizes', '10000,100000').map(Number)
+  const backends = option('backends', 'fs,s3')
   const pgServer = await startPg()
-  const rows: string[] = []
+  let rgw: RadosgwServer | undefined
+  const rss = new Map<number, number>()
+  let allGoalsMet = true
   try {
-    for (const size of sizes) {
-      const root = await mkdtemp(path.join(os.tmpdir(), `regops-bench-store-${size}-`))
-      try {
-        const t0 = Date.now()
-        const written = await writeStore(root, size)
-        const writeMs = Date.now() - t0
-        const url = await createDatabase(pgServer.adminUrl, `bench_${size}_${Date.now().toString(36)}`)
-        const db = openDatabase(url)
-        await migrateUp(db)
-        await db.close()
-        const configFile = path.join(root, '..', `${path.basename(root)}.yaml`)
-        await writeFile(configFile, `regions:\n  bench:\n    url: file://${root}\n`)
-        const args = ['import', '--json', '--config', configFile, '--database-url', url]
-        const first = await runImport(args)
-        const again = await runImport(args)
-        await rm(configFile, {force: true})
-        const r = first.result
-        const s = r.durationMs / 1000
-        const line = [
-          `${String(size).padStart(6)} manifests`,
-          `${written.repositories} repos`,
-          `write ${(writeMs / 1000).toFixed(1)}s`,
-          `import ${s.toFixed(2)}s (exit ${first.code})`,
-          `${Math.round(r.manifests / s)} manifests/s`,
-          `${Math.round(r.written.blobs / s)} blobs/s (${r.written.blobs} blobs)`,
-          `${r.layers} layers, ${r.tags} tags, ${r.problemCount} problems`,
-          `peak RSS ${(first.peakRssKiB / 1024).toFixed(0)} MiB`,
-          `re-run (no change) ${(again.result.durationMs / 1000).toFixed(2)}s, ${Math.round(again.result.manifests / (again.result.durationMs / 1000))} manifests/s, peak RSS ${(again.peakRssKiB / 1024).toFixed(0)} MiB`,
-        ].join(' | ')
-        console.log(line)
-        rows.push(line)
-      } finally {
-        await rm(root, {recursive: true, force: true})
+    for (const backend of backends) {
+      if (backend === 's3') rgw = await startRadosgw({memstoreBytes: 8 * 1024 ** 3})
+      for (const size of sizes) {
+        const work = await mkdtemp(path.join(os.tmpdir(), `regops-bench-import-${backend}-${size}-`))
+        try {
+          let driver: StorageDriver
+          let region: string
+          const concurrency = 64
+          if (backend === 'fs') {
+            driver = new FilesystemDriver('bench', work, 64)
+            region = `{url: "file://${work}"}`
+          } else {
+            const bucket = `import${size}`
+            await rgw!.createBucket(bucket)
+            driver = new S3Driver({
+              kind: 's3',
+              name: 'bench',
+              url: `s3://${bucket}/docker/registry/v2`,
+              bucket,
+              prefix: 'docker/registry/v2',
+              region: 'us-east-1',
+              endpoint: rgw!.endpoint,
+              forcePathStyle: true,
+              checksums: 'when_required',
+              concurrency,
+              accessKeyId: rgw!.accessKeyId,
+              secretAccessKey: rgw!.secretAccessKey,
+            })
+            region = `{url: "s3://${bucket}/docker/registry/v2", endpoint: "${rgw!.endpoint}", accessKeyId: "${rgw!.accessKeyId}", secretAccessKey: "${rgw!.secretAccessKey}", checksums: when_required, concurrency: ${concurrency}}`
+          }
+          const t0 = Date.now()
+          const written = await writeStore(driver, size)
+          const writeMs = Date.now() - t0
+          const url = await createDatabase(pgServer.adminUrl, `bench_${backend}_${size}_${Date.now().toString(36)}`)
+          const db = openDatabase(url)
+          await migrateUp(db)
+          await db.close()
+          const configFile = path.join(work, 'regops.yaml')
+          await writeFile(configFile, `regions:\n  bench: ${region}\n`)
+          const args = ['import', '--json', '--config', configFile, '--database-url', url]
+          const pgBefore = postgresCpuSeconds(pgServer.dir)
+          const first = await runImport(args)
+          const pgCpu = postgresCpuSeconds(pgServer.dir) - pgBefore
+          const again = await runImport(args)
+          const floor = backend === 's3' ? await s3Floor(driver, concurrency) : undefined
+          await driver.close()
+          const r = first.result
+          const s = r.durationMs / 1000
+          const rate = r.manifests / s
+          const secondWrites = rowsWritten(again.result.written)
+          if (backend === 'fs') rss.set(size, first.peakRssKiB)
+          const goals: string[] = []
+          if (backend === 'fs') goals.push(rate >= 5000 ? 'rate goal met' : 'rate goal NOT met (5,000/s)')
+          if (floor) {
+            const floorRate = floor.manifests / floor.seconds
+            goals.push(
+              `floor (list all + 1 GET per manifest at ${concurrency}) ${floor.seconds.toFixed(2)}s = ${Math.round(floorRate)} manifests/s; import/floor ${(rate / floorRate).toFixed(2)}x (goal 0.8x)`,
+            )
+            if (rate / floorRate < 0.8) allGoalsMet = false
+          }
+          if (backend === 'fs' && rate < 5000) allGoalsMet = false
+          if (secondWrites !== 0 || first.code !== 0 || again.code !== 0) allGoalsMet = false
+          console.log(
+            [
+              `${backend} ${String(size).padStart(6)} manifests`,
+              `${written.repositories} repos`,
+              `write ${(writeMs / 1000).toFixed(1)}s`,
+              `import ${s.toFixed(2)}s (exit ${first.code})`,
+              `${Math.round(rate)} manifests/s`,
+              `${r.layers} layers, ${r.tags} tags, ${r.problemCount} problems`,
+              `peak RSS ${(first.peakRssKiB / 1024).toFixed(0)} MiB`,
+              // what the two cores would give the import alone: regops and PostgreSQL each on a core at best
+              `CPU regops ${first.cpuSeconds.toFixed(1)}s + PostgreSQL ${pgCpu.toFixed(1)}s (${Math.round(r.manifests / Math.max(first.cpuSeconds, pgCpu, (first.cpuSeconds + pgCpu) / 2))} manifests/s on 2 idle cores)`,
+              `second run ${(again.result.durationMs / 1000).toFixed(2)}s (exit ${again.code}), ${secondWrites === 0 ? 'wrote nothing' : `WROTE ${secondWrites} rows`}`,
+              ...goals,
+            ].join(' | '),
+          )
+        } finally {
+          await rm(work, {recursive: true, force: true})
+        }
       }
     }
   } finally {
+    await rgw?.stop()
     await pgServer.stop()
   }
+  const [small, large] = [Math.min(...rss.keys()), Math.max(...rss.keys())]
+  if (rss.size >= 2) {
+    const ratio = rss.get(large)! / rss.get(small)!
+    if (ratio > 1.2) allGoalsMet = false
+    console.log(`fs peak RSS ${large}/${small}: ${ratio.toFixed(2)}x (goal at most 1.2x)`)
+  }
+  console.log(allGoalsMet ? 'every goal met' : 'some goals NOT met (see above)')
 }
 
 await main()

@@ -1,13 +1,24 @@
-// Pull-path load test bench (not part of npm test): against one docker-registry endpoint on filesystem
-// storage, the highest manifest-GET rate regops sustains on one core (taskset) vs autocannon and wrk with
-// 16 connections, as ratios; then the peak memory of a 60 s regops run at that rate, sampled every second.
+// Pull-path load test bench (not part of npm test). One docker-registry on filesystem storage; every load
+// generator on the same single core (taskset -c 0, the registry kept on the other), the same manifest URL,
+// the same Accept list, 16 connections:
+//   - wrk (1 thread) and autocannon: the highest rate they reach (closed loop, 16 requests always in flight);
+//   - regops loadtest pull --manifests-only --ping once --connections 16: the highest open-model arrival
+//     rate it sustains, found by doubling then bisecting;
+//   - regops --vus 16, the closed model the peers run, for the client's own throughput and CPU per request;
+//   - peers again after the search (the machine is shared: both figures are shown, ratios use their mean);
+//   - a --long run of regops at 80% of that rate: peak and end RSS, sampled every second.
+// "Sustained" for regops: at least 98% of the scheduled pulls started on time, none dropped, failed or cut
+// off, and the pull p99 (from each pull's intended start, queueing for a connection included) within twice
+// the worse p99 the peers saw at their own top rate (at least 25 ms): a backlog that grows breaks it.
+// An open model cannot sustain the server's saturation rate (the closed peers' figure): at 100% utilisation
+// its queue grows without bound. The closed row compares the clients; the open row shows the usable rate.
 //
 //   npm run build && node --import tsx bench/loadtest.ts [--seconds 5] [--long 60]
 import {spawn} from 'node:child_process'
-import {readFileSync} from 'node:fs'
-import autocannon from 'autocannon'
+import {existsSync, readFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
 import {startRegistry} from '../test/helpers/registry.js'
-import {pushImage, MANIFEST_ACCEPT} from '../test/helpers/images.js'
+import {pushImage} from '../test/helpers/images.js'
 import {runCommand} from '../test/helpers/tmp.js'
 import {table} from './common.js'
 
@@ -17,107 +28,294 @@ const arg = (name: string, fallback: number) => {
 }
 const seconds = arg('--seconds', 5)
 const longSeconds = arg('--long', 60)
+const CONNECTIONS = 16
 const BIN = new URL('../bin/run.js', import.meta.url).pathname
+const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon/autocannon.js')
+// regops' own Accept list, for the peers too; loaded after the push (loading undici replaces global fetch's
+// dispatcher, which refuses the image helpers' explicit Content-Length).
+let MANIFEST_ACCEPT = ''
+
+interface Run {
+  stdout: string
+  wallS: number
+  /** user + system CPU seconds of the tool (GNU time) */
+  cpuS: number
+  /** RSS once every second, MiB */
+  rssMiB: number[]
+}
+
+/** Runs a load generator on core 0 under GNU time (its CPU), sampling its RSS every second. */
+function onCoreZero(cmd: string, args: string[]): Promise<Run> {
+  if (!existsSync('/usr/bin/time')) throw new Error('this bench needs GNU time: apt-get install -y time')
+  return new Promise((resolve, reject) => {
+    const started = performance.now()
+    const time = spawn('/usr/bin/time', ['-f', '__TIME__ %U %S', 'taskset', '-c', '0', cmd, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    time.stdout.on('data', (d) => (stdout += d))
+    time.stderr.on('data', (d) => (stderr += d))
+    const rssMiB: number[] = []
+    const timer = setInterval(() => {
+      try {
+        // taskset execs the tool: it is GNU time's only child
+        const tool = readFileSync(`/proc/${time.pid}/task/${time.pid}/children`, 'utf8').trim()
+        const status = readFileSync(`/proc/${tool}/status`, 'utf8')
+        rssMiB.push(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024)
+      } catch {
+        /* not started yet, or exited */
+      }
+    }, 1000)
+    time.on('error', reject)
+    time.on('close', () => {
+      clearInterval(timer)
+      const match = /__TIME__ ([\d.]+) ([\d.]+)/.exec(stderr)
+      if (!match) return reject(new Error(`${cmd}: ${stderr.slice(-1000)}`))
+      const cpuS = Number(match[1]) + Number(match[2])
+      resolve({stdout, wallS: (performance.now() - started) / 1000, cpuS, rssMiB})
+    })
+  })
+}
+
+interface Peer {
+  rate: number
+  p99Ms: number
+  cpuUsPerRequest: number
+}
+
+async function wrk(url: string): Promise<Peer> {
+  const run = await onCoreZero('wrk', [
+    '-t1',
+    `-c${CONNECTIONS}`,
+    `-d${seconds}s`,
+    '--latency',
+    '-H',
+    `Accept: ${MANIFEST_ACCEPT}`,
+    url,
+  ])
+  const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(run.stdout)?.[1])
+  const requests = Number(/(\d+) requests in/.exec(run.stdout)?.[1])
+  if (/Non-2xx/.test(run.stdout) || !(rate > 0)) throw new Error(`wrk: ${run.stdout}`)
+  const [, value, unit] = /99%\s+([\d.]+)(us|ms|s)/.exec(run.stdout) ?? []
+  const p99Ms = Number(value) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1)
+  return {rate, p99Ms, cpuUsPerRequest: (run.cpuS / requests) * 1e6}
+}
+
+async function autocannon(url: string): Promise<Peer> {
+  const run = await onCoreZero(process.execPath, [
+    AUTOCANNON,
+    '-c',
+    String(CONNECTIONS),
+    '-d',
+    String(seconds),
+    '-H',
+    `accept:${MANIFEST_ACCEPT}`,
+    '--json',
+    url,
+  ])
+  const result = JSON.parse(run.stdout)
+  if (result.non2xx > 0 || result.errors > 0) throw new Error(`autocannon: ${run.stdout}`)
+  return {
+    rate: result.requests.average,
+    p99Ms: result.latency.p99,
+    cpuUsPerRequest: (run.cpuS / result.requests.total) * 1e6,
+  }
+}
+
+interface Probe {
+  rate: number
+  report: any
+  run: Run
+  ok: boolean
+  why: string
+}
+
+async function regops(registryUrl: string, rate: number, duration: number, p99BoundMs: number): Promise<Probe> {
+  const run = await onCoreZero(process.execPath, [
+    BIN,
+    'loadtest',
+    'pull',
+    '--registry',
+    registryUrl,
+    '--image',
+    'bench/app:v1',
+    '--manifests-only',
+    '--ping',
+    'once',
+    '--rate',
+    String(rate),
+    '--duration',
+    `${duration}s`,
+    '--connections',
+    String(CONNECTIONS),
+    '--json',
+  ])
+  const report = JSON.parse(run.stdout)
+  const p = report.pulls
+  const scheduled = rate * duration
+  const p99 = report.stages.pull.p99Ms
+  const why = [
+    report.startedInSpan < 0.98 * scheduled ? `${report.startedInSpan} of ${scheduled} started on time` : '',
+    p.dropped > 0 ? `${p.dropped} dropped` : '',
+    p.failed > 0 ? `${p.failed} failed` : '',
+    p.cutOff > 0 ? `${p.cutOff} cut off` : '',
+    p99 > p99BoundMs ? `pull p99 ${p99} ms > ${p99BoundMs} ms` : '',
+  ]
+    .filter(Boolean)
+    .join(', ')
+  return {rate, report, run, ok: why === '', why}
+}
+
+/** regops' closed model, as the peers run: 16 users on 16 connections, each request sent when the last one ended. */
+async function regopsClosed(registryUrl: string): Promise<Peer> {
+  const run = await onCoreZero(process.execPath, [
+    BIN,
+    'loadtest',
+    'pull',
+    '--registry',
+    registryUrl,
+    '--image',
+    'bench/app:v1',
+    '--manifests-only',
+    '--ping',
+    'once',
+    '--vus',
+    String(CONNECTIONS),
+    '--duration',
+    `${seconds}s`,
+    '--connections',
+    String(CONNECTIONS),
+    '--json',
+  ])
+  const report = JSON.parse(run.stdout)
+  if (report.pulls.failed > 0) throw new Error(`regops --vus: ${JSON.stringify(report.errors)}`)
+  return {
+    rate: report.pulls.completed / (report.elapsedMs / 1000),
+    p99Ms: report.stages.manifest.p99Ms,
+    cpuUsPerRequest: (run.cpuS / report.pulls.completed) * 1e6,
+  }
+}
 
 const registry = await startRegistry({storage: {kind: 'filesystem'}})
 try {
+  // The registry on core 1, the load generators on core 0: neither takes the other's core.
+  if (registry.pid) await runCommand('taskset', ['-a', '-p', '-c', '1', String(registry.pid)])
   await pushImage(registry.url, 'bench/app', 'v1', {layers: 3, seed: 'bench'})
+  ;({MANIFEST_ACCEPT} = await import('../src/lib/loadtest/registry-client.js'))
   const manifestUrl = `${registry.url}/v2/bench/app/manifests/v1`
 
-  const wrk = await runCommand('wrk', ['-t2', '-c16', `-d${seconds}s`, '-H', `Accept: ${MANIFEST_ACCEPT}`, manifestUrl])
-  const wrkRate = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk.stdout)?.[1])
-  const ac = await autocannon({
-    url: manifestUrl,
-    connections: 16,
-    duration: seconds,
-    headers: {accept: MANIFEST_ACCEPT},
-  })
-  const acRate = ac.requests.average
+  const before = {wrk: await wrk(manifestUrl), autocannon: await autocannon(manifestUrl)}
+  const p99BoundMs = Math.max(25, 2 * Math.max(before.wrk.p99Ms, before.autocannon.p99Ms))
+  process.stderr.write(
+    `peers: wrk ${Math.round(before.wrk.rate)}/s (p99 ${before.wrk.p99Ms} ms), autocannon ${Math.round(before.autocannon.rate)}/s (p99 ${before.autocannon.p99Ms} ms); regops pull p99 bound ${p99BoundMs} ms\n`,
+  )
 
-  // regops at rising rates on one core; "sustained" = 98% of the starts on time, nothing dropped, no error
-  const regops = (rate: number, duration: number, onPid?: (pid: number) => void) =>
-    new Promise<{report: any; samples: number[]}>((resolve, reject) => {
-      const child = spawn(
-        'taskset',
-        [
-          '-c',
-          '0',
-          process.execPath,
-          BIN,
-          'loadtest',
-          'pull',
-          '--registry',
-          registry.url,
-          '--image',
-          'bench/app:v1',
-          '--manifests-only',
-          '--ping',
-          'once',
-          '--rate',
-          String(rate),
-          '--duration',
-          `${duration}s`,
-          '--max-in-flight',
-          '16',
-          '--json',
-        ],
-        {stdio: ['ignore', 'pipe', 'pipe']},
-      )
-      let out = ''
-      child.stdout.on('data', (d) => (out += d))
-      const samples: number[] = []
-      const timer = setInterval(() => {
-        try {
-          const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
-          samples.push(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024)
-        } catch {
-          /* exited */
-        }
-      }, 1000)
-      if (child.pid) onPid?.(child.pid)
-      child.on('error', reject)
-      child.on('close', () => {
-        clearInterval(timer)
-        try {
-          resolve({report: JSON.parse(out), samples})
-        } catch (e) {
-          reject(e)
-        }
-      })
-    })
-  let best = 0
-  let bestReport: any
-  for (const rate of [50, 100, 250, 500, 1000, 1500, 2000, 2500, 3000, 4000]) {
-    const {report} = await regops(rate, seconds)
-    const ok = report.startedInSpan >= 0.98 * rate * seconds && report.pulls.dropped === 0 && report.pulls.failed === 0
+  const probes: Probe[] = []
+  const probe = async (rate: number) => {
+    const result = await regops(registry.url, Math.round(rate), seconds, p99BoundMs)
+    const r = result.report
     process.stderr.write(
-      `regops --rate ${rate}: ${report.startedInSpan} on time, ${report.pulls.dropped} dropped, ${report.pulls.failed} failed, manifest p99 ${report.stages.manifest.p99Ms} ms ${ok ? 'sustained' : 'NOT sustained'}\n`,
+      `regops --rate ${result.rate}: ${r.startedInSpan} on time, ${r.pulls.dropped} dropped, ${r.pulls.failed} failed, ` +
+        `manifest p50 ${r.stages.manifest.p50Ms} ms, pull p99 ${r.stages.pull.p99Ms} ms, max start lag ${r.maxStartLagMs} ms, ` +
+        `${result.run.cpuS.toFixed(2)} s CPU: ${result.ok ? 'sustained' : `NOT sustained (${result.why})`}\n`,
     )
-    if (!ok) break
-    best = rate
-    bestReport = report
+    probes.push(result)
+    return result.ok
   }
-  const long = await regops(Math.max(best, 250), longSeconds)
-  const s = long.samples
-  const firstTen = Math.max(...s.slice(0, 10))
-  const peak = Math.max(...s)
+  // Double from 250/s until a rate is not sustained (or 3x wrk's), then bisect between the last two.
+  let good = 0
+  let bad = 0
+  for (let rate = 250; ; rate *= 2) {
+    if (!(await probe(rate))) {
+      bad = rate
+      break
+    }
+    good = rate
+    if (rate > 3 * before.wrk.rate) break
+  }
+  if (bad > 0) {
+    for (let step = 0; step < 3; step++) {
+      const mid = Math.round((good + bad) / 2)
+      if (await probe(mid)) good = mid
+      else bad = mid
+    }
+  }
+  const best = probes.filter((p) => p.ok).sort((a, b) => b.rate - a.rate)[0]
+  const bestRate = best?.rate ?? 0
+
+  const closed = await regopsClosed(registry.url)
+  const after = {wrk: await wrk(manifestUrl), autocannon: await autocannon(manifestUrl)}
+  const wrkRate = (before.wrk.rate + after.wrk.rate) / 2
+  const acRate = (before.autocannon.rate + after.autocannon.rate) / 2
+
+  // 80% of the best rate: on a shared host the capacity drifts within a minute, and a backlog's queued pulls
+  // would be measured as memory growth.
+  const longRate = Math.max(Math.round(bestRate * 0.8), 100)
+  const long = await regops(registry.url, longRate, longSeconds, p99BoundMs)
+  const rss = long.run.rssMiB
+  const firstTen = Math.max(...rss.slice(0, 10))
+  const peak = Math.max(...rss)
+  const end = rss[rss.length - 1] ?? 0
+
+  const cpuPerPull = (probe?: Probe) =>
+    probe ? ((probe.run.cpuS / Math.max(1, probe.report.pulls.completed)) * 1e6).toFixed(0) : '-'
   console.log(
     table(
-      ['tool', 'manifest GETs/s', 'vs autocannon', 'vs wrk'],
+      ['tool (core 0, 16 connections)', 'manifest GETs/s', 'p99 ms', 'CPU µs/request', 'vs autocannon', 'vs wrk'],
       [
-        ['wrk -c16 (2 threads)', Math.round(wrkRate), (wrkRate / acRate).toFixed(2), '1.00'],
-        ['autocannon -c16', Math.round(acRate), '1.00', (acRate / wrkRate).toFixed(2)],
-        ['regops (1 core, open model)', best, (best / acRate).toFixed(2), (best / wrkRate).toFixed(2)],
+        [
+          'wrk -t1 (before, after)',
+          `${Math.round(before.wrk.rate)}, ${Math.round(after.wrk.rate)}`,
+          `${before.wrk.p99Ms}, ${after.wrk.p99Ms}`,
+          Math.round(before.wrk.cpuUsPerRequest),
+          (wrkRate / acRate).toFixed(2),
+          '1.00',
+        ],
+        [
+          'autocannon (before, after)',
+          `${Math.round(before.autocannon.rate)}, ${Math.round(after.autocannon.rate)}`,
+          `${before.autocannon.p99Ms}, ${after.autocannon.p99Ms}`,
+          Math.round(before.autocannon.cpuUsPerRequest),
+          '1.00',
+          (acRate / wrkRate).toFixed(2),
+        ],
+        [
+          'regops --vus 16 (closed, like the peers)',
+          Math.round(closed.rate),
+          closed.p99Ms,
+          Math.round(closed.cpuUsPerRequest),
+          (closed.rate / acRate).toFixed(2),
+          (closed.rate / wrkRate).toFixed(2),
+        ],
+        [
+          'regops open model, sustained',
+          bestRate,
+          best?.report.stages.pull.p99Ms ?? '-',
+          cpuPerPull(best),
+          (bestRate / acRate).toFixed(2),
+          (bestRate / wrkRate).toFixed(2),
+        ],
       ],
     ),
   )
   console.log(
-    `regops at ${best}/s: manifest p50 ${bestReport?.stages.manifest.p50Ms} ms, p99 ${bestReport?.stages.manifest.p99Ms} ms`,
+    `regops at ${bestRate}/s: manifest p50 ${best?.report.stages.manifest.p50Ms} ms, p99 ${best?.report.stages.manifest.p99Ms} ms; ` +
+      `pull p99 from the intended start ${best?.report.stages.pull.p99Ms} ms (bound ${p99BoundMs} ms); CPU µs/pull includes the CLI's start`,
   )
+  const lost = probes.filter((p) => !p.ok).sort((a, b) => a.rate - b.rate)[0]
+  if (lost) console.log(`first rate not sustained: ${lost.rate}/s (${lost.why})`)
   console.log(
-    `regops ${longSeconds} s at ${Math.max(best, 250)}/s: ${long.report.pulls.started} pulls, RSS peak ${peak.toFixed(0)} MiB, peak in the first 10 s ${firstTen.toFixed(0)} MiB, at the end ${s[s.length - 1]?.toFixed(0)} MiB`,
+    `regops ${longSeconds} s at ${longRate}/s: ${long.report.pulls.started} pulls, ${long.ok ? 'sustained' : `NOT sustained (${long.why})`}, ` +
+      `CPU ${((long.run.cpuS / long.run.wallS) * 100).toFixed(0)}% of the core, ${cpuPerPull(long)} µs/pull; ` +
+      `RSS peak ${peak.toFixed(0)} MiB, peak in the first 10 s ${firstTen.toFixed(0)} MiB, at the end ${end.toFixed(0)} MiB`,
   )
-  console.log(`load average during the run: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
+  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met')
+  console.log(
+    `goals: >= autocannon ${verdict(bestRate >= acRate)}; >= half of wrk ${verdict(bestRate >= wrkRate / 2)}; ` +
+      `memory flat (end within 10% of the first 10 s' peak) ${verdict(end <= firstTen * 1.1)}`,
+  )
+  console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
 } finally {
   await registry.stop()
 }

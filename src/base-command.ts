@@ -8,11 +8,20 @@ import {configSearchPaths, loadConfig, locateConfigFile, type RegopsConfig} from
 import {openConfiguredDatabase} from './lib/metadata/connect.js'
 import {assertSchemaCurrent} from './lib/metadata/migrations.js'
 import {interruptOnSignals} from './lib/jobs/signals.js'
+import {resolveTimeBox, type DailyWindow, type TimeBox} from './lib/jobs/time-box.js'
 import {openDescriptorCache, type DescriptorCache} from './lib/registry/descriptor-cache.js'
 import type {Db} from './lib/metadata/db.js'
 import {openRegion, type StorageDriver} from './lib/storage/index.js'
 import type {Duration, UnsafeBelow} from './flags.js'
 import type {Formatter} from './formatters/formatter.js'
+import {
+  outcomeOf,
+  pushMetrics,
+  readCarriedOver,
+  renderMetrics,
+  writeMetricsFile,
+  type MetricSample,
+} from './lib/output/metrics.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
   (typeof RegopsCommand)['baseFlags'] & T['flags']
@@ -64,6 +73,8 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
   private readonly cleanups: Array<() => unknown> = []
   private parsedFlags: Record<string, unknown> = {'log-level': 'info'}
   private loadedConfig?: RegopsConfig
+  /** the end of this run's --max-duration or --window, when it has one */
+  private timeBox?: TimeBox
 
   /** Flags in, one service call, result out. Resources come from region(), database(), interruptible(). */
   protected abstract execute(): Promise<T>
@@ -71,7 +82,10 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
   public override async run(): Promise<T> {
     const result = await this.execute()
     await this.release()
-    this.exitCodeOnSuccess = this.formatter.exitCode(result)
+    const exitCode = this.formatter.exitCode(result)
+    this.exitCodeOnSuccess = this.failOn(exitCode)
+    // The metrics say what was found (outcome findings) even when --fail-on never turns the exit code to 0.
+    await this.recordRunMetrics(exitCode, this.formatter.metrics?.(result) ?? [])
     if (!this.jsonEnabled()) {
       const text = this.formatter.render(result)
       if (text) process.stdout.write(redact(text) + '\n')
@@ -89,7 +103,22 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
       this.warnings.push(message),
     )
     routeProcessWarnings(this.logger)
+    // A long job's every log line says which job, region and shard it is from, as fields a log query can select on.
+    if (this.formatter.metricsJob) {
+      const labels = Object.entries(this.runLabels()).filter(([, value]) => value !== '')
+      this.logger = this.logger.child({job: this.formatter.metricsJob, ...Object.fromEntries(labels)})
+    }
     this.refuseUnsafeDurations(flags)
+    // Before anything is opened: outside its window a run is refused, and the time box counts from here.
+    this.timeBox = resolveTimeBox({
+      maxDuration: flags['max-duration'] as Duration | undefined,
+      window: flags.window as DailyWindow | undefined,
+    })
+  }
+
+  /** --fail-on never turns "found something" (1) into 0 for a scheduled dry-run; no other code changes. */
+  private failOn(exitCode: number): number {
+    return this.parsedFlags['fail-on'] === 'never' && exitCode === ExitCode.Found ? ExitCode.Ok : exitCode
   }
 
   /** The configuration: file (--config, $REGOPS_CONFIG, ./regops.yaml), environment, then --database-url. */
@@ -156,9 +185,12 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     return cache
   }
 
-  /** An AbortSignal that SIGINT/SIGTERM abort (a second signal kills), so a job can checkpoint and exit 130/143. */
+  /**
+   * An AbortSignal that SIGINT/SIGTERM abort (a second signal kills), so a job can checkpoint and exit
+   * 130/143; and that the end of the time box (--max-duration, --window) aborts, so it stops with exit 3.
+   */
   protected interruptible(): AbortSignal {
-    const interrupt = interruptOnSignals()
+    const interrupt = interruptOnSignals(this.timeBox)
     this.onRelease(() => interrupt.dispose())
     // Every request in flight listens on this one signal (undici and the SDK each add an abort listener
     // per request), so a metadata sweep's mark and listing at --concurrency 32 pass Node's leak-warning
@@ -211,6 +243,60 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     }
   }
 
+  // Metrics of a long-running command: written on every exit that got past parsing (result, refusal,
+  // failure, interrupt), from the result through the formatter's metrics() or from the error's exit code.
+  private readonly startedAt = performance.now()
+
+  /** region, shard and mode as the flags state them, so that a run that fails early has the same series. */
+  private runLabels(): Record<string, string> {
+    const flags = this.parsedFlags
+    const defined = (this.constructor as typeof RegopsCommand).flags ?? {}
+    let region = (flags.region ?? flags.to ?? flags.regions) as string | undefined
+    if (!region && 'region' in defined) {
+      try {
+        region = this.configuration().primary
+      } catch {
+        // a configuration error is the command's to report; the metrics go without the label
+      }
+    }
+    if (!region && 'regions' in defined) region = 'all'
+    const shard = flags.shard as {index: number; count: number} | undefined
+    const acting = ['delete', 'quarantine', 'apply', 'repair'].find((name) => flags[name] === true)
+    const mode =
+      acting ??
+      (flags.resume !== undefined
+        ? 'resume'
+        : flags['dry-run'] || ['delete', 'quarantine', 'apply', 'repair'].some((name) => name in defined)
+          ? 'dry-run'
+          : 'run')
+    return {region: region ?? '', shard: shard ? `${shard.index}/${shard.count}` : '', mode}
+  }
+
+  private async recordRunMetrics(exitCode: number, samples: MetricSample[]): Promise<void> {
+    const job = this.formatter.metricsJob
+    const file = this.parsedFlags['metrics-file'] as string | undefined
+    const gateway = this.parsedFlags.pushgateway as string | undefined
+    if (!job || (!file && !gateway)) return
+    const run = {
+      job,
+      labels: this.runLabels(),
+      outcome: outcomeOf(exitCode),
+      durationSeconds: Math.round(performance.now() - this.startedAt) / 1000,
+      endedAt: Math.floor(Date.now() / 1000),
+      samples,
+    }
+    const text = renderMetrics(run, file ? await readCarriedOver(file, run) : undefined)
+    // Neither a metrics file nor a push decides the exit code: the job's work is done either way.
+    if (file)
+      await writeMetricsFile(file, text).catch((error) =>
+        this.logger.warn(`metrics file ${file}: ${errorMessage(error)}`),
+      )
+    if (gateway)
+      await pushMetrics(gateway, run, text).catch((error) =>
+        this.logger.warn(`pushgateway: metrics not pushed: ${errorMessage(error)}`),
+      )
+  }
+
   protected override toSuccessJson(result: unknown): unknown {
     const {kind: _serviceKind, ...rest} = result as CommandResult
     return redactValue({kind: this.kind(), ...rest, warnings: this.warnings})
@@ -242,6 +328,7 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
     if (error instanceof Errors.ExitError || error.code === 'EEXIT') throw error
     await this.release()
     const regops = asRegopsError(error)
+    await this.recordRunMetrics(regops.exitCode, [])
     if (this.jsonEnabled()) {
       this.logJson(this.toErrorJson(error))
     } else {

@@ -3,6 +3,8 @@ import {Flags, type Interfaces} from '@oclif/core'
 type OptionFlag<T> = Interfaces.OptionFlag<T>
 import {UsageError} from './lib/errors.js'
 import {formatDurationSpec, parseDuration, parseSize} from './lib/config/duration.js'
+import {parseWindow, type DailyWindow} from './lib/jobs/time-box.js'
+import type {RequestRateOptions} from './lib/storage/index.js'
 
 /**
  * Flag definitions shared by commands. Each parses and refuses its own input, so a command's run()
@@ -116,4 +118,98 @@ export function dryRunFlag(acting: string[]) {
     summary: `Report only; change nothing (the default unless ${acting.map((a) => `--${a}`).join(' or ')}).`,
     exclusive: acting,
   })
+}
+
+/**
+ * How fast a long job talks to storage: by default an adaptive limit per region that grows while round
+ * trips stay near their best and shrinks on 503 SlowDown and latency growth; `--concurrency` pins it.
+ * `inFlight` names what --concurrency counts for the command ('Re-hashes and copies in flight'): the
+ * flag keeps the meaning it had where it existed before, now with an adaptive default.
+ */
+export function requestRateFlags(inFlight = 'Storage requests in flight') {
+  return {
+    concurrency: Flags.integer({
+      summary: `${inFlight}, fixed (default: adaptive, up to --max-concurrency).`,
+      min: 1,
+      max: 1024,
+      exclusive: ['max-concurrency'],
+    }),
+    'max-concurrency': Flags.integer({
+      summary: "Ceiling of the adaptive request limit (default: the region's concurrency, 64 on S3).",
+      min: 1,
+      max: 1024,
+    }),
+    'tps-limit': Flags.integer({summary: 'Storage requests started per second, at most (default: no cap).', min: 1}),
+  }
+}
+
+/** Every long-running command takes both; the base command writes and pushes on every exit. */
+export const metricsFlags = {
+  'metrics-file': Flags.string({
+    summary: 'Write Prometheus metrics (textfile collector format) here, atomically, on every exit.',
+    helpValue: '<file>',
+  }),
+  pushgateway: Flags.string({
+    summary: 'Push the same metrics to this Prometheus Pushgateway on every exit; a failed push is only a warning.',
+    helpValue: '<url>',
+    env: 'REGOPS_PUSHGATEWAY',
+    parse: async (input) => {
+      if (!/^https?:\/\/[^/]/.test(input)) throw new UsageError(`invalid --pushgateway '${input}': an http(s) URL`)
+      return input
+    },
+  }),
+}
+
+/**
+ * The flags of every long job (import, sweep blobs, audit regions, audit integrity, replicate): a key
+ * that makes a re-run (an Argo retry) continue the same job, and a time box that checkpoints and stops
+ * it cleanly (exit 3, resumable). The base command and the job runner act on them, once for all commands.
+ */
+export const jobControlFlags = {
+  'job-key': Flags.string({
+    summary:
+      'Name the job: a re-run with the same key resumes it, or returns its result when it is done (e.g. {{workflow.name}}-3).',
+    helpValue: '<key>',
+    exclusive: ['resume'],
+  }),
+  'max-duration': durationFlag({
+    summary: 'Checkpoint and stop after this long (exit 3, resumable), e.g. 4h.',
+  }),
+  window: Flags.custom<DailyWindow>({
+    summary:
+      'Run only inside this daily UTC window (HH:MM-HH:MM, may cross midnight): refused outside it (exit 4), checkpoints and stops at its end (exit 3).',
+    helpValue: 'HH:MM-HH:MM',
+    parse: async (input) => parseWindow(input),
+  })(),
+}
+
+/**
+ * `--fail-on never`: a scheduled dry-run that finds something exits 0 instead of 1, so it does not fail
+ * its workflow step; the base command applies it to the formatter's exit code. 2, 3, 4 and 70 are unaffected.
+ */
+export const failOnFlag = Flags.option({
+  options: ['findings', 'never'] as const,
+  default: 'findings' as const,
+  summary: 'Exit 1 when something is found (findings, the default), or 0 (never); errors keep their codes.',
+})
+
+/**
+ * A job id as `regops jobs list` shows it (a bigint). Checked at parse time, so anything else is a usage
+ * error naming the value, never a failed bigint cast in the database reported as an internal error.
+ */
+export const jobIdFlag = Flags.custom<string>({
+  helpValue: 'ID',
+  parse: async (input) => {
+    if (!/^\d{1,18}$/.test(input))
+      throw new UsageError(`invalid job id '${input}': a number, as shown by 'regops jobs list'`)
+    return input
+  },
+})
+/** The request rates stated by requestRateFlags(), for applyRequestRates() and requestsToQueue(). */
+export function requestRatesOf(flags: {
+  concurrency?: number
+  'max-concurrency'?: number
+  'tps-limit'?: number
+}): RequestRateOptions {
+  return {concurrency: flags.concurrency, maxConcurrency: flags['max-concurrency'], tpsLimit: flags['tps-limit']}
 }

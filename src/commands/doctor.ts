@@ -14,7 +14,10 @@ With no database or no region configured there is nothing to vouch for: exit 2, 
   ]
   static override flags = {
     'write-check': Flags.boolean({
-      summary: 'Also write, read back and delete a scratch object under _regops/doctor/ in every region.',
+      summary:
+        'Also probe which permission sets (docs/iam.md) the credentials hold, in a scratch prefix _regops/doctor/.',
+      description:
+        'In every region: list; put, get, copy and delete of a tiny object; a multipart upload created and aborted. Each probe is ok, denied or error; whatever it wrote it deletes. A denial is an answer, not a failure; an error exits 1.',
     }),
     timeout: Flags.integer({summary: 'Seconds to wait for each check.', default: 20, min: 1}),
     'database-url': databaseUrlFlag,

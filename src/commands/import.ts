@@ -1,14 +1,23 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {databaseUrlFlag, regionFlag, shardFlag} from '../flags.js'
+import {
+  databaseUrlFlag,
+  jobControlFlags,
+  metricsFlags,
+  regionFlag,
+  requestRateFlags,
+  requestRatesOf,
+  shardFlag,
+} from '../flags.js'
+import {applyRequestRates, requestsToQueue} from '../lib/storage/index.js'
 import {importStorage, type ImportResult} from '../lib/metadata/import.js'
 import * as formatter from '../formatters/import.js'
 
 export default class Import extends RegopsCommand<ImportResult> {
   static override summary = "Import a registry's storage into the metadata database."
   static override description = `Walks repositories/ of one region (distribution v2 layout): every repository, manifest revision (Docker schema 2 and schema 1, manifest lists, OCI manifests and indexes), config, layer, index child, _layers link and tag, and writes them to the metadata database in batches.
-Idempotent: a second run over an unchanged store changes no row; a re-run removes rows whose links storage no longer has.
-Each repository is imported in one transaction; the job checkpoints after each repository and resumes with --resume JOB. --shard i/n splits by repository (stable hash); give every shard the same --group.
+Idempotent: a second run over an unchanged store changes no row; a re-run removes rows whose links storage no longer has, and a full import (no --repository) removes the repositories of its shard that storage no longer has, journaled as delete-repository.
+Repositories are read ahead of the writes; small ones are written many to a transaction, a large one alone, so each repository is imported whole or not at all; the job checkpoints after each repository and resumes with --resume JOB. --shard i/n splits by repository (stable hash); give every shard the same --group.
 Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown media type) is reported with its key and the rest is imported: exit 1. Repositories that failed (database or storage errors): exit 3, resumable.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --region eu',
@@ -36,9 +45,22 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       summary: 'Resume import job ID (see regops jobs list) after its checkpoint.',
       exclusive: ['shard', 'repository', 'group'],
     }),
-    concurrency: Flags.integer({summary: 'Storage reads in flight per repository.', default: 16, min: 1, max: 1024}),
-    'repository-concurrency': Flags.integer({summary: 'Repositories imported at once.', default: 4, min: 1, max: 64}),
-    'batch-size': Flags.integer({summary: 'Manifests per write batch.', default: 200, min: 1, max: 10_000}),
+    ...requestRateFlags('Storage reads in flight per repository'),
+    ...jobControlFlags,
+    'repository-concurrency': Flags.integer({
+      summary: 'Repositories read from storage at once, ahead of the writes.',
+      default: 8,
+      min: 1,
+      max: 64,
+    }),
+    'batch-size': Flags.integer({
+      summary:
+        'Manifests per write transaction: small repositories are written together up to this many; a larger one alone, streaming.',
+      default: 1000,
+      min: 1,
+      max: 10_000,
+    }),
+    ...metricsFlags,
   }
   protected readonly formatter = formatter
 
@@ -51,7 +73,8 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       )
     }
     const repositoryConcurrency = flags['repository-concurrency']
-    // Each repository in flight holds a transaction, plus the job's heartbeat and checkpoint writes.
+    // Two writers, each holding a transaction and borrowing a connection for the shared rows, plus the
+    // job's heartbeat and checkpoint writes.
     const db = dryRun
       ? undefined
       : await this.database({
@@ -59,9 +82,12 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
           neededFor: 'import',
           hint: '--dry-run walks storage without one',
           applicationName: 'regops-import',
-          max: repositoryConcurrency * 2 + 3,
+          max: 7,
         })
     const driver = await this.region(flags.region)
+    // --concurrency keeps its meaning (per repository): the region's requests are pinned to all of them.
+    const rates = requestRatesOf(flags)
+    applyRequestRates(driver, {...rates, concurrency: rates.concurrency && rates.concurrency * repositoryConcurrency})
     const progress = this.progress('importing')
     return importStorage({
       driver,
@@ -71,7 +97,8 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       repositories: flags.repository,
       group: flags.group,
       resumeJobId: flags.resume,
-      concurrency: flags.concurrency,
+      jobKey: flags['job-key'],
+      concurrency: requestsToQueue(rates, this.configuration().regions[driver.region]),
       repositoryConcurrency,
       batchSize: flags['batch-size'],
       logger: this.logger,
@@ -79,6 +106,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       onProgress: (p) =>
         progress.update(
           `${dryRun ? 'walking' : 'importing'}: ${p.repositories} repositories, ${p.manifests} manifests (${Math.round(p.manifests / Math.max(0.001, p.elapsedMs / 1000))}/s), ${p.blobs} blobs, ${p.problems} problems${p.failed ? `, ${p.failed} failed` : ''}${p.current ? ` — ${p.current}` : ''}`,
+          {phase: dryRun ? 'walk' : 'import', ...p},
         ),
     })
   }

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {databaseUrlFlag} from '../flags.js'
+import {databaseUrlFlag, jobIdFlag} from '../flags.js'
 import {assertDigest} from '../lib/storage/layout.js'
 import {listJournal} from '../lib/sweep/journal.js'
 import * as formatter from '../formatters/journal.js'
@@ -17,7 +17,7 @@ export default class Journal extends RegopsCommand<formatter.JournalResult> {
   ]
   static override flags = {
     'database-url': databaseUrlFlag,
-    job: Flags.string({summary: 'Only the entries of this job.'}),
+    job: jobIdFlag({summary: 'Only the entries of this job.'}),
     digest: Flags.string({summary: 'Only the entries of this digest.'}),
     limit: Flags.integer({
       summary: 'At most this many entries (the newest, unless --oldest-first).',

@@ -5,9 +5,9 @@ import * as formatter from '../formatters/quickstart.js'
 
 export default class Quickstart extends RegopsCommand<QuickstartResult> {
   static override summary =
-    'The whole thing on local embedded defaults: sample registry, embedded PostgreSQL, migrate, import, dry-run sweeps.'
+    'The whole thing on local embedded defaults: sample registry, embedded PostgreSQL, import, dry-run sweeps, a drifted second region audited and repaired, a short load test.'
   static override description =
-    'Needs nothing installed beyond npm ci. Writes only under --dir and deletes nothing outside it. Exits 0 when both sweep strategies find exactly the planted orphans.'
+    'Needs nothing installed beyond npm ci. Writes only under --dir and deletes nothing outside it. Exits 0 when both sweep strategies find exactly the planted orphans, the audit names exactly the drift planted in the second region, the repair leaves the re-audit clean, and every pull of the load test succeeds.'
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --dir /tmp/regops-demo --json',

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../base-command.js'
-import {databaseUrlFlag, shardFlag} from '../flags.js'
+import {databaseUrlFlag, jobControlFlags, metricsFlags, requestRateFlags, requestRatesOf, shardFlag} from '../flags.js'
+import {applyRequestRates, requestsToQueue} from '../lib/storage/index.js'
 import {replicate, type ReplicateResult} from '../lib/audit/replicate.js'
 import * as formatter from '../formatters/replicate.js'
 
@@ -20,8 +21,10 @@ Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharde
     apply: Flags.boolean({summary: 'Copy (default: report what would be copied).'}),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
+    ...jobControlFlags,
     'database-url': databaseUrlFlag,
-    concurrency: Flags.integer({summary: 'Copies in flight.', default: 16, min: 1, max: 1024}),
+    ...requestRateFlags('Copies in flight (and requests in flight per region)'),
+    ...metricsFlags,
   }
 
   protected readonly formatter = formatter
@@ -35,17 +38,21 @@ Dry-run unless --apply; every copy is journaled; resumable (--resume) and sharde
       : undefined
     const from = await this.region(flags.from)
     const to = await this.region(flags.to)
+    const rates = requestRatesOf(flags)
+    for (const driver of [from, to]) applyRequestRates(driver, rates)
+    const regions = this.configuration().regions
     const progress = this.progress('replicating')
     const common = {
       from,
       to,
       shard: flags.shard,
       resume: flags.resume,
-      concurrency: flags.concurrency,
+      jobKey: flags['job-key'],
+      concurrency: requestsToQueue(rates, regions[from.region], regions[to.region]),
       logger: this.logger,
       signal: this.interruptible(),
       onProgress: (p: {phase: string; copied: number; planned: number}) =>
-        progress.update(`${p.phase}: ${p.copied} copied of ${p.planned} found so far`),
+        progress.update(`${p.phase}: ${p.copied} copied of ${p.planned} found so far`, {...p}),
     }
     return replicate(db ? {...common, mode: 'apply', db} : {...common, mode: 'dry-run'})
   }

@@ -1,4 +1,5 @@
 import {ExitCode} from '../lib/errors.js'
+import {counter, gauge, type MetricSample} from '../lib/output/metrics.js'
 import type {AuditIntegrityResult} from '../lib/audit/integrity.js'
 import {formatDuration, renderTable} from '../lib/output/format.js'
 
@@ -18,4 +19,15 @@ export function render(r: AuditIntegrityResult): string {
 export function exitCode(r: AuditIntegrityResult): number {
   if (r.problemCount > 0) return ExitCode.Partial
   return r.corrupt > 0 ? ExitCode.Found : ExitCode.Ok
+}
+
+export const metricsJob = 'audit_integrity'
+
+export function metrics(r: AuditIntegrityResult): MetricSample[] {
+  return [
+    counter('objects_scanned_total', 'Blobs listed.', r.scanned),
+    counter('checked_total', 'Blobs re-hashed.', r.checked),
+    gauge('candidates', 'Blobs that do not hash to their digest.', r.corrupt),
+    counter('errors_total', 'Blobs or listings that could not be read.', r.problemCount),
+  ]
 }

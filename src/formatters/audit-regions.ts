@@ -1,4 +1,5 @@
 import {ExitCode} from '../lib/errors.js'
+import {counter, gauge, type MetricSample} from '../lib/output/metrics.js'
 import {FINDING_KINDS} from '../lib/audit/findings.js'
 import type {AuditRegionsResult} from '../lib/audit/regions-audit.js'
 import {formatDuration, renderTable} from '../lib/output/format.js'
@@ -35,4 +36,26 @@ export function render(r: AuditRegionsResult): string {
 export function exitCode(r: AuditRegionsResult): number {
   if (r.problemCount > 0 || (r.repair?.failed ?? 0) > 0) return ExitCode.Partial
   return r.findings.drift > 0 ? ExitCode.Found : ExitCode.Ok
+}
+
+export const metricsJob = 'audit_regions'
+
+export function metrics(r: AuditRegionsResult): MetricSample[] {
+  const byKind: Record<string, number> = Object.fromEntries(FINDING_KINDS.map((kind) => [kind, 0]))
+  for (const kinds of Object.values(r.findings.byRegion))
+    for (const [kind, n] of Object.entries(kinds)) byKind[kind] = (byKind[kind] ?? 0) + (n ?? 0)
+  return [
+    counter(
+      'objects_scanned_total',
+      'Blobs listed, summed over the regions.',
+      Object.values(r.scanned).reduce((a, b) => a + b, 0),
+    ),
+    gauge('candidates', 'Findings that are drift (everything but pending).', r.findings.drift),
+    ...Object.entries(byKind).map(([kind, n]) =>
+      gauge('findings', 'Findings, by kind, summed over the regions.', n, {kind}),
+    ),
+    counter('checked_total', 'Copies re-hashed.', r.checksum.checked),
+    counter('repaired_total', 'Objects copied from --from by --repair.', r.repair?.copied ?? 0),
+    counter('errors_total', 'Listings, keys or copies that failed.', r.problemCount + (r.repair?.failed ?? 0)),
+  ]
 }

@@ -1,4 +1,5 @@
 import {ExitCode} from '../lib/errors.js'
+import {counter, gauge, type MetricSample} from '../lib/output/metrics.js'
 import type {ImportResult} from '../lib/metadata/import.js'
 import {formatDuration, renderTable} from '../lib/output/format.js'
 
@@ -53,9 +54,9 @@ export function render(r: ImportResult): string {
     return lines.join('\n')
   }
   const w = r.written
-  const deleted = w.deleted.manifests + w.deleted.tags + w.deleted.repositoryBlobs
+  const deleted = w.deleted.repositories + w.deleted.manifests + w.deleted.tags + w.deleted.repositoryBlobs
   const removed = deleted
-    ? `; removed ${w.deleted.manifests} manifests, ${w.deleted.tags} tags, ${w.deleted.repositoryBlobs} layer links storage no longer has`
+    ? `; removed ${w.deleted.repositories} repositories, ${w.deleted.manifests} manifests, ${w.deleted.tags} tags, ${w.deleted.repositoryBlobs} layer links storage no longer has`
     : ''
   lines.push(
     `job ${r.jobId} (group ${r.group}): wrote ${w.manifests} manifests, ${w.blobs} blobs, ${w.layers} layers, ${w.references} references, ` +
@@ -64,4 +65,18 @@ export function render(r: ImportResult): string {
   if (r.failed.length > 0)
     lines.push(`partial: ${r.failed.length} repositories failed; resume with --resume ${r.jobId}`)
   return lines.join('\n')
+}
+
+export const metricsJob = 'import'
+
+export function metrics(r: ImportResult): MetricSample[] {
+  const imported = 'Objects in the database after the run, by type.'
+  return [
+    counter('objects_scanned_total', 'Manifests read from storage.', r.manifests),
+    counter('imported_total', imported, r.repositories, {type: 'repository'}),
+    counter('imported_total', imported, r.manifests, {type: 'manifest'}),
+    counter('imported_total', imported, r.tags, {type: 'tag'}),
+    counter('imported_total', imported, r.blobs, {type: 'blob'}),
+    counter('errors_total', 'Repositories that failed, and problems recorded.', r.failed.length + r.problemCount),
+  ]
 }

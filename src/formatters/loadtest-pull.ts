@@ -1,4 +1,5 @@
 import {ExitCode} from '../lib/errors.js'
+import {counter, gauge, type MetricSample} from '../lib/output/metrics.js'
 import {formatBytes, renderTable, type Cell} from '../lib/output/format.js'
 import type {MergeReport, PullReport} from '../lib/loadtest/report.js'
 import type {StageReport} from '../lib/loadtest/stage-stats.js'
@@ -56,4 +57,22 @@ function formatActual(expr: string, actual: number): string {
   if (/\.rate\s*[<>]/.test(expr)) return `${(actual * 100).toFixed(3)}%`
   if (/\.count\s*[<>]/.test(expr)) return String(actual)
   return `${ms(actual)}ms`
+}
+
+export const metricsJob = 'loadtest_pull'
+
+export function metrics(r: PullReport): MetricSample[] {
+  const pulls = 'Pulls, by how they ended.'
+  return [
+    counter('pulls_total', pulls, r.pulls.succeeded, {result: 'succeeded'}),
+    counter('pulls_total', pulls, r.pulls.failed, {result: 'failed'}),
+    counter('pulls_total', pulls, r.pulls.dropped, {result: 'dropped'}),
+    counter(
+      'bytes_total',
+      'Body bytes received, over every stage.',
+      Object.values(r.stages).reduce((a, s) => a + s.bytes, 0),
+    ),
+    gauge('thresholds_breached', 'Thresholds that failed.', r.breached.length),
+    counter('errors_total', 'Pulls that failed.', r.pulls.failed),
+  ]
 }

@@ -1,4 +1,5 @@
 import {ExitCode} from '../lib/errors.js'
+import {counter, gauge, type MetricSample} from '../lib/output/metrics.js'
 import type {ReplicateResult} from '../lib/audit/replicate.js'
 import {formatBytes, formatDuration, renderTable} from '../lib/output/format.js'
 
@@ -32,4 +33,21 @@ export function exitCode(r: ReplicateResult): number {
   const lacking = r.planned.blobs + r.planned.links + r.planned.tags
   if (r.conflictCount > 0 || (r.mode === 'dry-run' && lacking > 0)) return ExitCode.Found
   return ExitCode.Ok
+}
+
+export const metricsJob = 'replicate'
+
+export function metrics(r: ReplicateResult): MetricSample[] {
+  const planned = 'Objects the target lacks, by type.'
+  const copied = 'Objects copied and verified, by type.'
+  return [
+    ...(['blobs', 'links', 'tags'] as const).flatMap((type) => [
+      gauge('candidates', planned, r.planned[type], {type: type.slice(0, -1)}),
+      counter('copied_total', copied, r.copied[type], {type: type.slice(0, -1)}),
+    ]),
+    gauge('candidate_bytes', 'Bytes of the blobs the target lacks.', r.planned.bytes),
+    counter('copied_bytes_total', 'Bytes of the blobs copied.', r.copied.bytes),
+    gauge('conflicts', 'Objects present in the target with other content (never overwritten).', r.conflictCount),
+    counter('errors_total', 'Copies that failed, and problems recorded.', r.failed + r.problemCount),
+  ]
 }

@@ -1,4 +1,5 @@
 import {ExitCode} from '../lib/errors.js'
+import {counter, gauge, type MetricSample} from '../lib/output/metrics.js'
 import {formatBytes, formatDuration, renderTable} from '../lib/output/format.js'
 import type {SweepBlobsResult} from '../lib/sweep/sweep-blobs.js'
 
@@ -75,6 +76,7 @@ export function render(r: SweepBlobsCommandResult): string {
       `dry-run: ${verb} ${r.candidates.count} blobs (${formatBytes(r.candidates.bytes)}), grace period ${r.gracePeriod}`,
     )
     if (report || next) lines.push((report + next).slice(2))
+    if (r.plan) lines.push(`plan ${r.plan.file} (${r.plan.hash}); act on exactly it: regops sweep apply ${r.plan.file}`)
   } else {
     const manifests = r.acted.manifestsDeleted ? ` and ${r.acted.manifestsDeleted} untagged manifests` : ''
     lines.push(
@@ -91,4 +93,24 @@ function problemsByKind(r: SweepBlobsResult): string {
   return kinds.length === 0
     ? String(r.problemCount)
     : `${r.problemCount} (${kinds.map(([kind, n]) => `${n} ${kind}`).join(', ')})`
+}
+
+export const metricsJob = 'sweep'
+
+export function metrics(r: SweepBlobsResult): MetricSample[] {
+  return [
+    counter('objects_scanned_total', 'Blobs listed and merged against the references.', r.scanned.blobs),
+    counter('bytes_scanned_total', 'Bytes of the blobs scanned.', r.scanned.bytes),
+    gauge('candidates', 'Unreferenced blobs older than the grace period.', r.candidates.count),
+    gauge('candidate_bytes', 'Bytes of the candidates.', r.candidates.bytes),
+    counter('deleted_total', 'Objects deleted, by type.', r.acted.deleted, {type: 'blob'}),
+    counter('deleted_total', 'Objects deleted, by type.', r.acted.manifestsDeleted, {type: 'manifest'}),
+    counter('quarantined_total', 'Blobs moved under the quarantine prefix.', r.acted.quarantined, {type: 'blob'}),
+    counter('acted_bytes_total', 'Bytes deleted or quarantined.', r.acted.bytes),
+    counter(
+      'errors_total',
+      'Actions that failed, and problems the mark or listing recorded.',
+      r.acted.failed + r.problemCount,
+    ),
+  ]
 }

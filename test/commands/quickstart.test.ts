@@ -44,6 +44,38 @@ test('regops quickstart finds exactly the planted orphans with both strategies, 
     assert.equal(uploads.code, 0, uploads.stderr)
     assert.equal(uploads.json.uploads, 1)
     assert.equal(uploads.json.abandoned.count, 0)
+    // The second region: the audit names exactly the planted drift, the repair fixes it, the re-audit is clean.
+    assert.deepEqual(
+      r.drift.planted.map((p: {kind: string}) => p.kind),
+      ['missing', 'corrupt', 'tag_mismatch'],
+    )
+    assert.deepEqual(
+      r.drift.found.map((f: {kind: string; key: string; region: string}) => `${f.kind} ${f.region} ${f.key}`).sort(),
+      r.drift.planted.map((p: {kind: string; key: string}) => `${p.kind} copy ${p.key}`).sort(),
+    )
+    assert.equal(r.drift.named, true)
+    assert.ok(r.drift.repair.copied >= 3, JSON.stringify(r.drift.repair))
+    assert.equal(r.drift.repair.failed, 0)
+    assert.deepEqual(r.drift.after, [])
+    // The load test pulled every sample tag from the repaired copy, bodies re-hashed, with no error.
+    assert.ok(r.loadtest.succeeded >= 10, JSON.stringify(r.loadtest))
+    assert.equal(r.loadtest.succeeded + r.loadtest.cutOff, r.loadtest.started)
+    assert.equal(r.loadtest.failed, 0)
+    assert.deepEqual(r.loadtest.errors, {})
+    assert.equal(r.loadtest.images.length, 4)
+    // The copy is a region of the config quickstart wrote: the audit from the CLI finds it clean now.
+    const config = join(dir, 'qs', 'regops.yaml')
+    const audit = await runCli([
+      'audit',
+      'regions',
+      '--config',
+      config,
+      '--findings',
+      join(dir, 'audit.jsonl'),
+      '--json',
+    ])
+    assert.equal(audit.code, 0, audit.stdout + audit.stderr)
+    assert.deepEqual(audit.json.regions, ['local', 'copy'])
     // The candidates files are the sweep's own JSON Lines reports.
     const lines = (await readFile(r.sweeps.storage.reportFile, 'utf8')).trim().split('\n')
     assert.equal(lines.length, 6)
@@ -53,6 +85,10 @@ test('regops quickstart finds exactly the planted orphans with both strategies, 
     for (const digest of planted) assert.match(text.stdout, new RegExp(`${digest}.*found.*found`))
     assert.match(text.stdout, /left alone, referenced by its _layers link \(younger than --min-age 24h\)/)
     assert.match(text.stdout, /_uploads .*not a blob yet.*sweep uploads found 1 upload\(s\) in progress, 0 abandoned/)
+    // The planted drift, named in the text form, each repaired; the load test's pulls.
+    for (const p of r.drift.planted) assert.match(text.stdout, new RegExp(`${p.kind}\t${p.key}\t.*\tfound\trepaired`))
+    assert.match(text.stdout, /load test: \d+ of \d+ pulls .* from the repaired copy, every body re-hashed; 0 failed/)
+    assert.match(text.stdout, /the audit named exactly the planted drift, the repair fixed it/)
   } finally {
     await rm(dir, {recursive: true, force: true})
   }

@@ -53,6 +53,28 @@ export interface FaultLogEntry {
   action: FaultAction['kind'];
 }
 
+/**
+ * A server that slows down as it fills, as an S3 endpoint under load does: each request waits
+ * `baseLatencyMs + latencyPerInFlightMs` × (requests in flight), and one that would make more than
+ * `maxInFlight` in flight, or start more than `maxPerSecond` in a second, is answered 503 SlowDown at once.
+ * Applied before the rules; requests the rules answer themselves are not throttled.
+ */
+export interface ThrottleMode {
+  maxInFlight?: number;
+  maxPerSecond?: number;
+  baseLatencyMs?: number;
+  latencyPerInFlightMs?: number;
+}
+
+export interface ThrottleStats {
+  /** requests answered 503 SlowDown by the throttle */
+  throttled: number;
+  /** requests forwarded */
+  passed: number;
+  /** most requests in flight at once (forwarded or waiting) */
+  peakInFlight: number;
+}
+
 export interface FaultProxy {
   /** http://127.0.0.1:PORT */
   endpoint: string;
@@ -63,6 +85,9 @@ export interface FaultProxy {
   /** how many times each rule fired */
   fired(rule: string): number;
   setRules(rules: FaultRule[]): void;
+  /** turn the throttling mode on (or off with undefined); its counters start again from zero */
+  setThrottle(mode: ThrottleMode | undefined): void;
+  throttleStats(): ThrottleStats;
   close(): Promise<void>;
 }
 
@@ -81,6 +106,7 @@ export async function startFaultProxy(opts: {
   target: string;
   rules?: FaultRule[];
   seed?: number;
+  throttle?: ThrottleMode;
 }): Promise<FaultProxy> {
   const target = new URL(opts.target);
   const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -88,6 +114,33 @@ export async function startFaultProxy(opts: {
   let rules = opts.rules ?? [];
   const counts = new Map<string, number>();
   const log: FaultLogEntry[] = [];
+  let throttle = opts.throttle;
+  let inFlight = 0;
+  let stats: ThrottleStats = { throttled: 0, passed: 0, peakInFlight: 0 };
+  let windowStart = Date.now();
+  let startedInWindow = 0;
+  /** Admits a request (and counts it in flight until its response ends) or says it is throttled. */
+  const admit = (res: http.ServerResponse): number | undefined => {
+    if (!throttle) return 0;
+    const now = Date.now();
+    if (now - windowStart >= 1000) {
+      windowStart = now;
+      startedInWindow = 0;
+    }
+    if (
+      (throttle.maxInFlight !== undefined && inFlight >= throttle.maxInFlight) ||
+      (throttle.maxPerSecond !== undefined && startedInWindow >= throttle.maxPerSecond)
+    ) {
+      stats.throttled++;
+      return undefined;
+    }
+    startedInWindow++;
+    inFlight++;
+    stats.passed++;
+    stats.peakInFlight = Math.max(stats.peakInFlight, inFlight);
+    res.on('close', () => inFlight--);
+    return (throttle.baseLatencyMs ?? 0) + (throttle.latencyPerInFlightMs ?? 0) * inFlight;
+  };
 
   const choose = (req: ProxiedRequest): FaultRule | undefined => {
     for (const rule of rules) {
@@ -171,7 +224,12 @@ export async function startFaultProxy(opts: {
       headers: req.headers,
     };
     const rule = choose(seen);
-    const action: FaultAction = rule?.action ?? { kind: 'pass' };
+    let action: FaultAction = rule?.action ?? { kind: 'pass' };
+    if (action.kind === 'pass' && throttle) {
+      const delay = admit(res);
+      action =
+        delay === undefined ? { kind: 'status', status: 503 } : delay > 0 ? { kind: 'stall', ms: delay } : action;
+    }
     log.push({ method: seen.method, url: req.url ?? '/', rule: rule?.name, action: action.kind });
     switch (action.kind) {
       case 'status': {
@@ -216,6 +274,11 @@ export async function startFaultProxy(opts: {
     setRules(next) {
       rules = next;
     },
+    setThrottle(mode) {
+      throttle = mode;
+      stats = { throttled: 0, passed: 0, peakInFlight: 0 };
+    },
+    throttleStats: () => ({ ...stats }),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -1,6 +1,16 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, regionFlag, shardFlag} from '../../flags.js'
+import {
+  databaseUrlFlag,
+  failOnFlag,
+  jobControlFlags,
+  metricsFlags,
+  regionFlag,
+  requestRateFlags,
+  requestRatesOf,
+  shardFlag,
+} from '../../flags.js'
+import {applyRequestRates, requestsToQueue} from '../../lib/storage/index.js'
 import {auditIntegrity, type AuditIntegrityResult} from '../../lib/audit/integrity.js'
 import * as formatter from '../../formatters/audit-integrity.js'
 import {sampleFlag} from './regions.js'
@@ -19,8 +29,11 @@ Exit 1 when a blob does not hash to its digest; 3 when some could not be read.`
     findings: Flags.string({summary: 'JSON Lines file of the corrupt blobs.'}),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
+    ...jobControlFlags,
+    'fail-on': failOnFlag(),
     'database-url': databaseUrlFlag,
-    concurrency: Flags.integer({summary: 'Re-hashes in flight.', default: 16, min: 1, max: 1024}),
+    ...requestRateFlags('Re-hashes in flight'),
+    ...metricsFlags,
   }
 
   protected readonly formatter = formatter
@@ -33,6 +46,8 @@ Exit 1 when a blob does not hash to its digest; 3 when some could not be read.`
         ? await this.database({schema: 'current', neededFor: '--resume'})
         : undefined
     const driver = await this.region(flags.region)
+    const rates = requestRatesOf(flags)
+    applyRequestRates(driver, rates)
     return auditIntegrity({
       driver,
       db,
@@ -40,7 +55,8 @@ Exit 1 when a blob does not hash to its digest; 3 when some could not be read.`
       findingsFile: flags.findings,
       shard: flags.shard,
       resume: flags.resume,
-      concurrency: flags.concurrency,
+      jobKey: flags['job-key'],
+      concurrency: requestsToQueue(rates, this.configuration().regions[driver.region]),
       logger: this.logger,
       signal: this.interruptible(),
     })

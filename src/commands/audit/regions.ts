@@ -1,7 +1,17 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {UsageError} from '../../lib/errors.js'
-import {databaseUrlFlag, durationFlag, shardFlag} from '../../flags.js'
+import {
+  databaseUrlFlag,
+  durationFlag,
+  failOnFlag,
+  jobControlFlags,
+  metricsFlags,
+  requestRateFlags,
+  requestRatesOf,
+  shardFlag,
+} from '../../flags.js'
+import {applyRequestRates, requestsToQueue} from '../../lib/storage/index.js'
 import {auditRegions, type AuditRegionsResult} from '../../lib/audit/regions-audit.js'
 import {auditedRegions, openInventories} from '../../lib/audit/open.js'
 import type {AuditProblem} from '../../lib/audit/findings.js'
@@ -47,13 +57,16 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
     }),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID from its checkpoint.'}),
+    ...jobControlFlags,
+    'fail-on': failOnFlag(),
     repair: Flags.boolean({
       summary: 'Copy missing and corrupt objects from --from (default: report only).',
       dependsOn: ['from'],
     }),
     from: Flags.string({summary: 'The region repairs copy from.', dependsOn: ['repair']}),
     'database-url': databaseUrlFlag,
-    concurrency: Flags.integer({summary: 'Re-hashes and copies in flight.', default: 16, min: 1, max: 1024}),
+    ...requestRateFlags('Re-hashes and copies in flight (and requests in flight per region)'),
+    ...metricsFlags,
   }
 
   protected readonly formatter = formatter
@@ -67,6 +80,8 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
     const db = needsDb || config.database ? await this.database({schema: 'current', neededFor: needsDb}) : undefined
     const drivers = []
     for (const name of regions) drivers.push(await this.region(name))
+    const rates = requestRatesOf(flags)
+    for (const driver of drivers) applyRequestRates(driver, rates)
     const progress = this.progress('auditing')
     const problems: AuditProblem[] = []
     const listings = await openInventories(config, flags.inventory ?? [], regions, flags.shard, problems)
@@ -82,11 +97,13 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
       findingsFile: flags.findings ?? `regops-audit-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
       shard: flags.shard,
       resume: flags.resume,
+      jobKey: flags['job-key'],
       repairFrom: flags.repair ? flags.from : undefined,
-      concurrency: flags.concurrency,
+      concurrency: requestsToQueue(rates, ...regions.map((name) => config.regions[name])),
       logger: this.logger,
       signal: this.interruptible(),
-      onProgress: (p) => progress.update(`${p.prefixesDone}/${p.prefixes} prefixes, ${p.findings} findings`),
+      onProgress: (p) =>
+        progress.update(`${p.prefixesDone}/${p.prefixes} prefixes, ${p.findings} findings`, {phase: 'audit', ...p}),
     })
   }
 }

@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
 import {UsageError} from '../../lib/errors.js'
 import {parseDuration} from '../../lib/config/duration.js'
-import {shardFlag} from '../../flags.js'
+import {shardFlag, metricsFlags} from '../../flags.js'
 import {formatDuration} from '../../lib/output/format.js'
 import {redactValue} from '../../lib/output/redact.js'
 import {loadScenario, parseImage} from '../../lib/loadtest/image-mix.js'
@@ -27,6 +27,9 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
   ]
   static override flags = {
     registry: Flags.string({summary: 'Registry URL (default: registry.url of the configuration).', helpValue: 'URL'}),
+    insecure: Flags.boolean({
+      summary: 'Skip TLS certificate verification for the registry (warned); a private CA belongs in registry.caFile.',
+    }),
     image: Flags.string({
       summary: 'Image to pull, REPO:TAG or REPO@DIGEST, with an optional =WEIGHT; repeatable.',
       multiple: true,
@@ -49,6 +52,11 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
     'max-in-flight': Flags.integer({
       summary: 'Most pulls running at once; starts over it are dropped and counted.',
       default: 1000,
+      min: 1,
+    }),
+    connections: Flags.integer({
+      summary:
+        'Most connections per host (default: one per request in flight); a request over it waits for one, and the wait counts in its latency.',
       min: 1,
     }),
     parallelism: Flags.integer({
@@ -84,6 +92,7 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
     shard: shardFlag({
       summary: 'Run as shard i of n (0-based): this process takes 1/n of the rate, the users and the pull cap.',
     }),
+    ...metricsFlags,
   }
 
   protected readonly formatter = formatter
@@ -91,8 +100,9 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
   protected async execute(): Promise<PullReport> {
     const {flags} = await this.parse(LoadtestPull)
     const configured = this.configuration().registry
-    const registry = flags.registry ? {...configured, url: flags.registry} : configured
-    if (!registry) throw new UsageError('no registry: give --registry URL or registry.url in the configuration')
+    const chosen = flags.registry ? {...configured, url: flags.registry} : configured
+    if (!chosen) throw new UsageError('no registry: give --registry URL or registry.url in the configuration')
+    const registry = flags.insecure ? {...chosen, caFile: undefined, insecureSkipTlsVerify: true} : chosen
     const scenario = flags.scenario ? loadScenario(flags.scenario) : undefined
     const thresholds = parseThresholds([...(scenario?.thresholds ?? []), ...(flags.threshold ?? [])])
     const flagImages = (flags.image ?? []).map((text) => parseImage(text))
@@ -125,6 +135,7 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
       manifestsOnly: flags['manifests-only'],
       verify: flags.verify,
       parallelism: flags.parallelism,
+      connections: flags.connections,
       platform: parsePlatform(flags.platform),
       pingEveryPull: flags.ping === 'every-pull',
       thresholds,
@@ -136,6 +147,7 @@ Thresholds decide the exit code: 1 when one is breached (named in the output), 0
       onProgress: (p) =>
         progress.update(
           `${formatDuration(p.elapsedMs)}: ${p.started} started, ${p.completed} done (${p.failed} failed), ${p.dropped} dropped, ${p.inFlight} in flight, pull p99 ${formatDuration(p.pullP99Ms)}`,
+          {phase: 'pull', ...p},
         ),
     })
     if (flags.report) writeFileSync(flags.report, JSON.stringify(redactValue(result), null, 2) + '\n')

@@ -1,8 +1,20 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag, shardFlag, sizeFlag} from '../../flags.js'
+import {
+  databaseUrlFlag,
+  dryRunFlag,
+  durationFlag,
+  failOnFlag,
+  jobControlFlags,
+  metricsFlags,
+  regionFlag,
+  requestRateFlags,
+  requestRatesOf,
+  shardFlag,
+  sizeFlag,
+} from '../../flags.js'
+import {applyRequestRates, requestsToQueue} from '../../lib/storage/index.js'
 import {formatDurationSpec} from '../../lib/config/duration.js'
-import {writeMetrics} from '../../lib/output/metrics.js'
 import {sweepBlobs, type SweepProgress} from '../../lib/sweep/sweep-blobs.js'
 import {resolveQuarantine} from '../../lib/sweep/quarantine-prefix.js'
 import * as formatter from '../../formatters/sweep-blobs.js'
@@ -19,6 +31,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     '<%= config.bin %> <%= command.id %> --quarantine --max-deletes 10000 --max-bytes 500GiB',
     '<%= config.bin %> <%= command.id %> --strategy metadata --delete --shard 3/16 --json',
     '<%= config.bin %> <%= command.id %> --resume 42',
+    '<%= config.bin %> <%= command.id %> --plan-out plan.jsonl && <%= config.bin %> sweep apply plan.jsonl --quarantine',
   ]
   static override flags = {
     region: regionFlag,
@@ -56,15 +69,25 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     }),
     shard: shardFlag(),
     resume: Flags.string({summary: 'Resume job ID (see regops jobs list) from its checkpoint.'}),
+    ...jobControlFlags,
+    'fail-on': failOnFlag(),
     report: Flags.string({summary: 'JSON Lines file of the candidates (default: ./regops-sweep-<time>.jsonl).'}),
-    concurrency: Flags.integer({summary: 'Storage requests in flight.', default: 32, min: 1, max: 1024}),
+    ...requestRateFlags(),
+    'plan-out': Flags.string({
+      summary: 'Also write a sealed plan here (a dry-run only): review it, then act on exactly it with sweep apply.',
+      exclusive: ['delete', 'quarantine', 'resume'],
+    }),
     'metadata-authoritative': Flags.boolean({
       summary: 'With --strategy metadata: the registry writes the database itself, so no storage re-walk is needed.',
       relationships: [
         {type: 'some', flags: [{name: 'strategy', when: async (flags) => flags.strategy === 'metadata'}]},
       ],
     }),
-    'metrics-file': Flags.string({summary: 'Write Prometheus metrics (textfile collector format) here.'}),
+    marks: Flags.string({
+      summary:
+        'Read the references from this finished mark run (sweep mark) instead of walking every manifest (storage strategy).',
+      exclusive: ['delete-untagged'],
+    }),
     'registry-read-only': Flags.boolean({
       summary:
         'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards).',
@@ -72,6 +95,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     'max-clock-skew': durationFlag({
       summary: "Refuse to act when the storage's clock is further than this from this host's (default 5m).",
     }),
+    ...metricsFlags,
   }
   protected readonly formatter = formatter
 
@@ -87,9 +111,13 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
         ? `--${mode}`
         : flags.strategy === 'metadata'
           ? '--strategy metadata'
-          : undefined
+          : flags.marks
+            ? '--marks'
+            : undefined
     const db = neededFor ? await this.database({schema: 'current', neededFor}) : undefined
     const driver = await this.region(flags.region)
+    const rates = requestRatesOf(flags)
+    applyRequestRates(driver, rates)
     const progress = this.progress('sweeping')
     const registryCache = this.registryCache()
     const common = {
@@ -97,13 +125,16 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       region: config.regions[driver.region],
       shard: flags.shard,
       reportFile: flags.report ?? `regops-sweep-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`,
-      concurrency: flags.concurrency,
+      // Work queued for storage: enough to fill the request limit, which decides what is in flight.
+      concurrency: requestsToQueue(rates, config.regions[driver.region]),
       registryCache,
       registryReadOnly: flags['registry-read-only'],
       maxClockSkewMs: flags['max-clock-skew']?.ms,
+      planOut: flags['plan-out'],
       logger: this.logger,
       signal: this.interruptible(),
-      onProgress: (p: SweepProgress) => progress.update(progressLine(p)),
+      jobKey: flags['job-key'],
+      onProgress: (p: SweepProgress) => progress.update(progressLine(p), {...p}),
     }
     // A resume states only what was given on the command line: the job keeps its own settings.
     const stated = {
@@ -115,6 +146,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
       maxBytes: flags['max-bytes'],
       metadataAuthoritative: flags['metadata-authoritative'] || undefined,
       allowMassDelete: flags['allow-mass-delete'] || undefined,
+      marks: flags.marks,
     }
     // A resumed job keeps its own quarantine prefix: the configured one is resolved only for a new job, so a
     // resume on the wrong region is refused for the region, not for the quarantine setting.
@@ -131,23 +163,6 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
           ? {...common, ...settings(), mode, db}
           : {...common, ...settings(), mode, db: db!},
     )
-    if (flags['metrics-file'])
-      await writeMetrics(
-        flags['metrics-file'],
-        'sweep',
-        {region: result.region, strategy: result.strategy, mode: result.mode},
-        {
-          objects_scanned: result.scanned.blobs,
-          bytes_scanned: result.scanned.bytes,
-          candidates: result.candidates.count,
-          candidate_bytes: result.candidates.bytes,
-          deleted: result.acted.deleted,
-          quarantined: result.acted.quarantined,
-          acted_bytes: result.acted.bytes,
-          errors: result.acted.failed + result.problemCount,
-          duration_seconds: result.durationMs / 1000,
-        },
-      )
     return {...result, gracePeriod: formatDurationSpec(minAgeMs)}
   }
 }

@@ -1,6 +1,16 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag} from '../../flags.js'
+import {
+  databaseUrlFlag,
+  dryRunFlag,
+  durationFlag,
+  jobIdFlag,
+  metricsFlags,
+  regionFlag,
+  requestRateFlags,
+  requestRatesOf,
+} from '../../flags.js'
+import {applyRequestRates, requestsToQueue} from '../../lib/storage/index.js'
 import {formatDurationSpec} from '../../lib/config/duration.js'
 import {purgeQuarantine} from '../../lib/sweep/restore-purge.js'
 import * as formatter from '../../formatters/sweep-purge.js'
@@ -30,11 +40,13 @@ export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult
     })(),
     'dry-run': dryRunFlag(['delete']),
     delete: Flags.boolean({summary: 'Delete (and rescue). Default: dry-run.', exclusive: ['dry-run']}),
-    job: Flags.string({summary: 'Only the quarantine of this sweep job.'}),
+    job: jobIdFlag({summary: 'Only the quarantine of this sweep job.'}),
     force: Flags.boolean({summary: 'Accept a --hold-for below 1h.'}),
     'registry-read-only': Flags.boolean({
       summary: 'State that the registry is read-only or stopped: allows --delete with registry.cache inmemory.',
     }),
+    ...requestRateFlags(),
+    ...metricsFlags,
   }
   protected readonly formatter = formatter
 
@@ -44,6 +56,8 @@ export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult
     if (flags.delete) assertCacheAllowsActing(this.configuration().registryCache.mode, flags['registry-read-only'])
     const db = await this.database({schema: 'current', neededFor: 'sweep purge'})
     const driver = await this.region(flags.region)
+    const rates = requestRatesOf(flags)
+    applyRequestRates(driver, rates)
     const result = await purgeQuarantine({
       db,
       driver,
@@ -51,6 +65,7 @@ export default class SweepPurge extends RegopsCommand<formatter.SweepPurgeResult
       strategy: flags.strategy,
       dryRun: !flags.delete,
       jobId: flags.job,
+      concurrency: requestsToQueue(rates, this.configuration().regions[driver.region]),
       logger: this.logger,
     })
     return {...result, holdFor: formatDurationSpec(holdForMs)}

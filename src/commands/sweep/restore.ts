@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, regionFlag} from '../../flags.js'
+import {databaseUrlFlag, jobIdFlag, regionFlag, requestRateFlags, requestRatesOf} from '../../flags.js'
+import {applyRequestRates} from '../../lib/storage/index.js'
 import {assertDigest} from '../../lib/storage/layout.js'
 import {restoreQuarantine, type QuarantineOpResult} from '../../lib/sweep/restore-purge.js'
 import * as formatter from '../../formatters/sweep-restore.js'
@@ -14,9 +15,10 @@ export default class SweepRestore extends RegopsCommand<QuarantineOpResult> {
   static override flags = {
     region: regionFlag,
     'database-url': databaseUrlFlag,
-    job: Flags.string({summary: 'Sweep job whose quarantined blobs to restore.', exactlyOne: ['job', 'digest']}),
+    job: jobIdFlag({summary: 'Sweep job whose quarantined blobs to restore.', exactlyOne: ['job', 'digest']}),
     digest: Flags.string({summary: 'One quarantined blob to restore.', exactlyOne: ['job', 'digest']}),
     'dry-run': Flags.boolean({summary: 'List what would be restored.'}),
+    ...requestRateFlags(),
   }
   protected readonly formatter = formatter
 
@@ -25,6 +27,7 @@ export default class SweepRestore extends RegopsCommand<QuarantineOpResult> {
     if (flags.digest) assertDigest(flags.digest, '--digest')
     const db = await this.database({schema: 'current', neededFor: 'sweep restore'})
     const driver = await this.region(flags.region)
+    applyRequestRates(driver, requestRatesOf(flags))
     return restoreQuarantine({
       db,
       driver,

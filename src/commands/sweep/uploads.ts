@@ -1,6 +1,16 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../base-command.js'
-import {databaseUrlFlag, dryRunFlag, durationFlag, regionFlag} from '../../flags.js'
+import {
+  databaseUrlFlag,
+  dryRunFlag,
+  durationFlag,
+  failOnFlag,
+  metricsFlags,
+  regionFlag,
+  requestRateFlags,
+  requestRatesOf,
+} from '../../flags.js'
+import {applyRequestRates} from '../../lib/storage/index.js'
 import {sweepUploads} from '../../lib/sweep/sweep-uploads.js'
 import * as formatter from '../../formatters/sweep-uploads.js'
 
@@ -23,6 +33,9 @@ export default class SweepUploadsCommand extends RegopsCommand<formatter.SweepUp
     'dry-run': dryRunFlag(['delete']),
     delete: Flags.boolean({summary: 'Delete them (journaled). Default: dry-run.', exclusive: ['dry-run']}),
     force: Flags.boolean({summary: 'Accept an --older-than below 1h.'}),
+    ...requestRateFlags(),
+    ...metricsFlags,
+    'fail-on': failOnFlag(),
   }
   protected readonly formatter = formatter
 
@@ -32,6 +45,7 @@ export default class SweepUploadsCommand extends RegopsCommand<formatter.SweepUp
     // Deleting journals each upload, so only --delete needs the database.
     const db = flags.delete ? await this.database({schema: 'current', neededFor: '--delete'}) : undefined
     const driver = await this.region(flags.region)
+    applyRequestRates(driver, requestRatesOf(flags))
     const result = await sweepUploads({
       driver,
       db,

@@ -21,6 +21,8 @@ export interface AuditIntegrityOptions {
   findingsFile?: string
   shard?: Shard
   resume?: string
+  /** --job-key: a re-run with the same key resumes the job, or returns its result when done */
+  jobKey?: string
   concurrency: number
   logger: Logger
   signal?: AbortSignal
@@ -64,6 +66,7 @@ export async function auditIntegrity(opts: AuditIntegrityOptions): Promise<Audit
       params: {sample: opts.sample},
       shard: opts.shard,
       resume: opts.resume,
+      key: opts.jobKey,
       region,
       signal: opts.signal,
       logger: opts.logger,

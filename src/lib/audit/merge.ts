@@ -1,4 +1,4 @@
-import {compareKeys} from '../storage/driver.js'
+import {keyBefore} from '../storage/driver.js'
 
 /** What one source says about a key: its entry, absent (undefined), or unknown because the source failed. */
 export const UNKNOWN = Symbol('unknown')
@@ -39,7 +39,7 @@ export async function* mergeSorted<T extends {key: string}>(
         heads[i] = undefined
         return
       }
-      if (previous !== undefined && compareKeys(previous, next.value.key) >= 0) {
+      if (previous !== undefined && !keyBefore(previous, next.value.key)) {
         throw new Error(`listing out of order: '${next.value.key}' after '${previous}'`)
       }
       heads[i] = next.value
@@ -54,7 +54,7 @@ export async function* mergeSorted<T extends {key: string}>(
   await Promise.all(iterators.map((_, i) => advance(i)))
   for (;;) {
     let least: string | undefined
-    for (const head of heads) if (head && (least === undefined || compareKeys(head.key, least) < 0)) least = head.key
+    for (const head of heads) if (head && (least === undefined || keyBefore(head.key, least))) least = head.key
     if (least === undefined) return
     const slots: Array<Slot<T>> = heads.map((head, i) => (failed[i] ? UNKNOWN : head?.key === least ? head : undefined))
     const moving = heads.flatMap((head, i) => (head?.key === least ? [i] : []))

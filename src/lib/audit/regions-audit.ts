@@ -3,22 +3,21 @@ import type {Db} from '../metadata/db.js'
 import {UsageError, errorMessage} from '../errors.js'
 import {runJob, type RunningJob, type Shard} from '../jobs/runner.js'
 import type {Logger} from '../output/logger.js'
-import type {ObjectInfo, StorageDriver} from '../storage/driver.js'
+import {RegionUnavailableError, type ObjectInfo, type StorageDriver} from '../storage/driver.js'
 import {
   REPOSITORIES_PREFIX,
   parseKey,
   parseLink,
-  pathFor,
   shardOfDigest,
   shardsFor,
   splitDigest,
   type PathSpec,
 } from '../storage/layout.js'
 import {classifyBlob, corruptionBound, mostCommon, type AuditLevel, type BlobCopy} from './classify.js'
-import {copyVerified, type CopyResult, type VerifiedCopier} from './copy.js'
 import {FindingsSink, driftCount, type AuditProblem, type Finding, type FindingCounts} from './findings.js'
 import {UNKNOWN, mergeSorted, type Slot} from './merge.js'
-import {LinkSpill, databaseBlobs, listingSource, type BlobListingSource} from './sources.js'
+import {RegionRepair, type RepairCounts} from './repair.js'
+import {LinkSpill, blobPrefix, databaseBlobs, listingSource, type BlobListingSource} from './sources.js'
 import {Bounded, blobVerifies, sampler} from './verify.js'
 
 export const AUDIT_REGIONS_KIND = 'audit-regions'
@@ -40,6 +39,8 @@ export interface AuditRegionsOptions {
   findingsFile?: string
   shard?: Shard
   resume?: string
+  /** --job-key: a re-run with the same key resumes the job, or returns its result when done */
+  jobKey?: string
   /** copy missing and corrupt objects from this region (needs the database, for the journal) */
   repairFrom?: string
   concurrency: number
@@ -126,6 +127,7 @@ export async function auditRegions(opts: AuditRegionsOptions): Promise<AuditRegi
       params,
       shard: opts.shard,
       resume: opts.resume,
+      key: opts.jobKey,
       region: regions.join(','),
       signal: opts.signal,
       logger: opts.logger,
@@ -145,9 +147,33 @@ export async function auditRegions(opts: AuditRegionsOptions): Promise<AuditRegi
   )
 }
 
+/** What one prefix's comparison counted: folded into the checkpoint once the prefix is wholly done. */
+interface PrefixTally {
+  scanned: Record<string, number>
+  checked: number
+  corrupt: number
+  repair: RepairCounts
+}
+
+/**
+ * A prefix whose comparison is done or under way while its re-hashes and copies may still run. Its findings
+ * wait here until every prefix before it is done, so the findings file and the checkpoint's counts hold
+ * whole prefixes in order, however the re-hashes interleave.
+ */
+interface PrefixWork {
+  prefix: string
+  tally: PrefixTally
+  findings: Finding[]
+  /** re-hashes and copies started and not yet finished */
+  tasks: number
+  merged: boolean
+}
+
+/** Prefixes compared ahead of the oldest one still re-hashing: bounds the findings held back. */
+const PREFIXES_AHEAD = 16
+
 class RegionsAudit {
   private readonly regions: string[]
-  private readonly listings: BlobListingSource[]
   private readonly shards: string[]
   private readonly problems: AuditProblem[] = []
   private problemCount: number
@@ -156,15 +182,22 @@ class RegionsAudit {
   private readonly sink: FindingsSink
   private readonly isSampled: (digest: string) => boolean
   private readonly pool: Bounded
-  private readonly copier?: VerifiedCopier
+  private readonly repair?: RegionRepair
   private readonly settings: AuditSettings
+  /** regions that stopped answering: left out of the comparison (unknown, never absent) from then on */
+  private readonly down = new Set<number>()
+  private readonly stopListing = new AbortController()
+  /** prefixes compared and not yet done, oldest first; the first one's findings go straight to the sink */
+  private readonly window: PrefixWork[] = []
+  private advancing: Promise<void> = Promise.resolve()
+  private advanceError: unknown
+  private headDone?: () => void
 
   constructor(
     private readonly opts: AuditRegionsOptions,
     private readonly job: RunningJob<AuditCheckpoint>,
   ) {
     this.regions = opts.drivers.map((d) => d.region)
-    this.listings = opts.drivers.map((d) => opts.listings?.[d.region] ?? listingSource(d))
     this.shards = shardsFor(job.shard.index, job.shard.count)
     const stored = job.params as Partial<AuditSettings>
     this.settings = {
@@ -195,13 +228,12 @@ class RegionsAudit {
     this.isSampled = sampler(fraction, this.state.sampleSeed)
     this.pool = new Bounded(opts.concurrency)
     if (this.settings.repairFrom !== undefined && opts.db) {
-      this.copier = {
-        db: opts.db,
-        jobId: job.id,
-        action: 'repair',
-        source: this.driverOf(this.settings.repairFrom),
-        signal: job.signal,
-      }
+      const source = this.driverOf(this.settings.repairFrom)
+      this.repair = new RegionRepair(
+        {db: opts.db, jobId: job.id, action: 'repair', source, signal: job.signal},
+        this.settings.repairFrom,
+        opts.logger,
+      )
     }
   }
 
@@ -219,27 +251,55 @@ class RegionsAudit {
     })
   }
 
+  /**
+   * A listing failed. When the region gave no answer at all (refused, reset, timed out past the retries),
+   * it is named once and left out from then on: asked again for every prefix, it would cost the retries'
+   * back-off each time and name the same outage hundreds of times. Any other failure is that listing's.
+   */
+  private listingFailed(i: number, where: string, error: unknown): void {
+    if (this.down.has(i)) return
+    if (error instanceof RegionUnavailableError && error.details?.status === undefined && !this.job.signal.aborted) {
+      this.down.add(i)
+      this.problem(
+        this.regions[i],
+        where,
+        `the region does not answer, left out of the rest of the audit: ${errorMessage(error)}`,
+      )
+      return
+    }
+    this.problem(this.regions[i], where, error)
+  }
+
   async run(started: number): Promise<AuditRegionsResult> {
     const links = LinkSpill.create(this.shards)
+    const remaining = this.shards.slice(this.state.prefixesDone)
+    const listingSignal = AbortSignal.any([this.job.signal, this.stopListing.signal])
+    const listings = this.opts.drivers.map(
+      (d) =>
+        this.opts.listings?.[d.region] ??
+        listingSource(d, remaining, {signal: listingSignal, inFlight: 16, maxBuffered: 16_000}),
+    )
     try {
       await this.walkRepositories(links)
       if (!this.state.repositoriesDone) {
         this.state.repositoriesDone = true
         await this.save()
       }
-      for (let i = this.state.prefixesDone; i < this.shards.length; i++) {
+      for (const prefix of remaining) {
         this.job.signal.throwIfAborted()
-        await this.auditPrefix(this.shards[i], links)
-        this.state.prefixesDone = i + 1
-        await this.save()
-        this.opts.onProgress?.({prefixesDone: i + 1, prefixes: this.shards.length, findings: this.sink.total})
+        await this.comparePrefix(prefix, links, listings)
       }
+      await this.pool.wait()
+      await this.advancing
+      this.throwIfAdvanceFailed()
     } finally {
+      this.stopListing.abort()
       await this.pool.wait().catch(() => {})
+      await this.advancing.catch(() => {})
       await this.sink.close()
       await links.dispose()
     }
-    return this.result(started)
+    return this.result(started, listings)
   }
 
   private async save(): Promise<void> {
@@ -248,8 +308,63 @@ class RegionsAudit {
     await this.job.save(this.state, {findings: this.sink.total, prefixesDone: this.state.prefixesDone})
   }
 
+  /** A finding of the repositories' walk, or of the oldest prefix not yet done: written now. */
   private async report(finding: Finding): Promise<void> {
     await this.sink.add(finding)
+  }
+
+  private async reportFor(work: PrefixWork, finding: Finding): Promise<void> {
+    if (this.window[0] === work) await this.sink.add(finding)
+    else work.findings.push(finding)
+  }
+
+  /** A re-hash or copy of a prefix, run in the shared pool: prefixes overlap, the pool stays full. */
+  private async task(work: PrefixWork, run: () => Promise<void>): Promise<void> {
+    work.tasks++
+    await this.pool.run(async () => {
+      try {
+        await run()
+      } finally {
+        work.tasks--
+        this.advance()
+      }
+    })
+  }
+
+  /** Folds the prefixes that are done, oldest first, into the checkpoint, and writes the next one's findings. */
+  private advance(): void {
+    this.advancing = this.advancing.then(async () => {
+      for (;;) {
+        const head = this.window[0]
+        if (!head || !head.merged || head.tasks > 0) return
+        this.window.shift()
+        const tally = head.tally
+        for (const [region, n] of Object.entries(tally.scanned)) this.state.scanned[region] += n
+        this.state.checked += tally.checked
+        this.state.corrupt += tally.corrupt
+        for (const outcome of ['copied', 'failed', 'unavailable'] as const)
+          this.state.repair[outcome] += tally.repair[outcome]
+        this.state.prefixesDone++
+        await this.save()
+        this.opts.onProgress?.({
+          prefixesDone: this.state.prefixesDone,
+          prefixes: this.shards.length,
+          findings: this.sink.total,
+        })
+        const next = this.window[0]
+        if (next) for (const finding of next.findings.splice(0)) await this.sink.add(finding)
+        this.headDone?.()
+      }
+    })
+    // A checkpoint that cannot be written stops the audit: the comparison waiting for room learns it here.
+    this.advancing = this.advancing.catch((error: unknown) => {
+      this.advanceError ??= error
+      this.headDone?.()
+    })
+  }
+
+  private throwIfAdvanceFailed(): void {
+    if (this.advanceError !== undefined) throw this.advanceError
   }
 
   /**
@@ -263,7 +378,7 @@ class RegionsAudit {
     const sources = this.opts.drivers.map((d) =>
       d.list(REPOSITORIES_PREFIX, {signal: this.job.signal, prune: (dir) => dir.endsWith('/_uploads/')}),
     )
-    const rows = mergeSorted(sources, (f) => this.problem(this.regions[f.source], REPOSITORIES_PREFIX, f.error))
+    const rows = mergeSorted(sources, (f) => this.listingFailed(f.source, REPOSITORIES_PREFIX, f.error))
     for await (const row of rows) {
       let spec: PathSpec
       try {
@@ -323,7 +438,7 @@ class RegionsAudit {
         ...named,
         detail: {heldBy: present.map((p) => this.regions[p])},
       })
-      await this.repairObject(i, key, 'missing')
+      await this.repair?.object(this.opts.drivers[i], key, 'missing', this.state.repair)
     }
   }
 
@@ -361,42 +476,44 @@ class RegionsAudit {
         digest: digests.get(i),
         detail: {expected, byRegion},
       })
-      if (this.copier && this.regions[i] !== this.settings.repairFrom) {
-        // The tag's history (index link) of the digest it is set to goes with it, as the registry writes both.
+      if (this.repair) {
         const source = digests.get(this.regions.indexOf(this.settings.repairFrom!))
-        if (source)
-          await this.repairObject(
-            i,
-            pathFor({kind: 'tag-index-link', repository: spec.repository, tag: spec.tag, digest: source}),
-            'tag_mismatch',
-          )
-        await this.repairObject(i, key, 'tag_mismatch')
+        await this.repair.tag(this.opts.drivers[i], key, {...spec, digest: source}, this.state.repair)
       }
     }
   }
 
-  private async repairObject(target: number, key: string, reason: string): Promise<CopyResult | undefined> {
-    if (!this.copier || this.regions[target] === this.settings.repairFrom) return undefined
-    const result = await copyVerified(this.copier, this.opts.drivers[target], key, {reason})
-    if (result.outcome === 'copied') this.state.repair.copied++
-    else if (result.outcome === 'failed') this.state.repair.failed++
-    else this.state.repair.unavailable++
-    if (result.outcome !== 'copied')
-      this.opts.logger.warn(`repair of ${key} in ${this.regions[target]}: ${result.outcome}`, {message: result.message})
-    return result
-  }
-
-  private async auditPrefix(prefix: string, links: LinkSpill): Promise<void> {
+  /** Every region's blobs of one prefix, merged with the links naming them and the database's rows. */
+  private async comparePrefix(prefix: string, links: LinkSpill, listings: BlobListingSource[]): Promise<void> {
+    this.throwIfAdvanceFailed()
+    while (this.window.length >= PREFIXES_AHEAD) {
+      await new Promise<void>((resolve) => (this.headDone = resolve))
+      this.throwIfAdvanceFailed()
+    }
+    const work: PrefixWork = {
+      prefix,
+      tally: {
+        scanned: Object.fromEntries(this.regions.map((r) => [r, 0])),
+        checked: 0,
+        corrupt: 0,
+        repair: {copied: 0, failed: 0, unavailable: 0},
+      },
+      findings: [],
+      tasks: 0,
+      merged: false,
+    }
+    this.window.push(work)
     const regionCount = this.regions.length
     const signal = this.job.signal
+    const where = blobPrefix(prefix)
     const sources: Array<AsyncIterable<{key: string}>> = [
-      ...this.listings.map((l) => l.listPrefix(prefix, signal)),
+      ...listings.map((l, i) => (this.down.has(i) ? regionDown() : l.listPrefix(prefix, signal))),
       links.listPrefix(prefix),
     ]
     if (this.opts.db) sources.push(databaseBlobs(this.opts.db, prefix))
     let databaseFailure: unknown
     const rows = mergeSorted(sources, (f) => {
-      if (f.source < regionCount) this.problem(this.regions[f.source], `blobs/sha256/${prefix}/`, f.error)
+      if (f.source < regionCount) this.listingFailed(f.source, where, f.error)
       else databaseFailure ??= f.error
     })
     for await (const row of rows) {
@@ -414,8 +531,8 @@ class RegionsAudit {
       const copies: BlobCopy[] = row.slots
         .slice(0, regionCount)
         .map((slot) => (slot === UNKNOWN ? 'unknown' : (slot as ObjectInfo | undefined)))
-      copies.forEach((copy, i) => copy && copy !== 'unknown' && this.state.scanned[this.regions[i]]++)
-      await this.confirmInventoried(row.key, copies)
+      copies.forEach((copy, i) => copy && copy !== 'unknown' && work.tally.scanned[this.regions[i]]++)
+      await this.confirmInventoried(row.key, copies, listings)
       const linkSlot = row.slots[regionCount] as {links: Array<{region: string; key: string}>} | undefined
       const databaseSlot = this.opts.db
         ? (row.slots[regionCount + 1] as {size: number} | undefined | typeof UNKNOWN)
@@ -435,22 +552,24 @@ class RegionsAudit {
         {level: this.settings.level, cutoff: this.cutoff, databaseUsed: this.opts.db !== undefined},
       )
       for (const finding of verdict.findings) {
-        await this.report(finding)
-        if (finding.kind === 'missing' || finding.kind === 'size_mismatch') {
-          const target = this.regions.indexOf(finding.region)
-          await this.pool.run(async () => void (await this.repairObject(target, row.key, finding.kind)))
+        await this.reportFor(work, finding)
+        const repair = this.repair
+        if (repair && (finding.kind === 'missing' || finding.kind === 'size_mismatch')) {
+          const target = this.driverOf(finding.region)
+          await this.task(work, () => repair.object(target, row.key, finding.kind, work.tally.repair))
         }
       }
       if (this.isSampled(digest)) {
         for (const i of verdict.sizeAgrees)
-          await this.pool.run(() => this.rehash(i, digest, row.key, copies[i] as ObjectInfo))
+          await this.task(work, () => this.rehash(work, i, digest, row.key, copies[i] as ObjectInfo))
       }
     }
     if (databaseFailure !== undefined) throw databaseFailure
-    await this.pool.wait()
+    work.merged = true
+    this.advance()
   }
 
-  private async rehash(i: number, digest: string, key: string, copy: {size: number}): Promise<void> {
+  private async rehash(work: PrefixWork, i: number, digest: string, key: string, copy: {size: number}): Promise<void> {
     let verifies: boolean
     try {
       verifies = await blobVerifies(this.opts.drivers[i], digest, this.job.signal)
@@ -459,10 +578,10 @@ class RegionsAudit {
       this.problem(this.regions[i], key, error)
       return
     }
-    this.state.checked++
+    work.tally.checked++
     if (verifies) return
-    this.state.corrupt++
-    await this.report({
+    work.tally.corrupt++
+    await this.reportFor(work, {
       kind: 'corrupt',
       object: 'blob',
       region: this.regions[i],
@@ -470,14 +589,15 @@ class RegionsAudit {
       digest,
       detail: {size: copy.size},
     })
-    await this.repairObject(i, key, 'corrupt')
+    await this.repair?.object(this.opts.drivers[i], key, 'corrupt', work.tally.repair)
   }
 
   /**
    * An inventory is a snapshot: where it disagrees with the other regions (an object written or deleted
    * since it was taken), the object is looked up live (HEAD) before anything is reported.
    */
-  private async confirmInventoried(key: string, copies: BlobCopy[]): Promise<void> {
+  private async confirmInventoried(key: string, copies: BlobCopy[], listings: BlobListingSource[]): Promise<void> {
+    if (!listings.some((l) => l.kind === 'inventory')) return
     const known = copies.filter((c): c is {size: number; lastModified: Date} | undefined => c !== 'unknown')
     const agree = known.every(
       (c) =>
@@ -486,7 +606,7 @@ class RegionsAudit {
     )
     if (agree && known.length === copies.length && known[0] !== undefined) return
     await Promise.all(
-      this.listings.map(async (listing, i) => {
+      listings.map(async (listing, i) => {
         if (listing.kind !== 'inventory' || copies[i] === 'unknown') return
         try {
           const live = await this.opts.drivers[i].stat(key)
@@ -499,7 +619,7 @@ class RegionsAudit {
     )
   }
 
-  private result(started: number): AuditRegionsResult {
+  private result(started: number, listings: BlobListingSource[]): AuditRegionsResult {
     const checked = this.state.checked
     const sampleFraction = this.settings.level === 'checksum' ? undefined : this.settings.sample
     const bound = sampleFraction !== undefined ? corruptionBound(checked, this.state.corrupt) : undefined
@@ -507,7 +627,7 @@ class RegionsAudit {
       kind: 'audit-regions',
       jobId: this.job.id,
       regions: this.regions,
-      sources: Object.fromEntries(this.regions.map((r, i) => [r, this.listings[i].kind])),
+      sources: Object.fromEntries(this.regions.map((r, i) => [r, listings[i].kind])),
       level: this.settings.level,
       databaseUsed: this.opts.db !== undefined,
       shard: this.job.shard,
@@ -538,6 +658,11 @@ class RegionsAudit {
       durationMs: Math.round(performance.now() - started),
     }
   }
+}
+
+/** The listing of a region left out: every key unknown in it (the merge's failed source), nothing named again. */
+async function* regionDown(): AsyncIterable<{key: string}> {
+  throw new Error('region left out')
 }
 
 function formatPercent(fraction: number): string {

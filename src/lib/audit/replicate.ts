@@ -21,6 +21,8 @@ export type ReplicateOptions = {
   to: StorageDriver
   shard?: Shard
   resume?: string
+  /** --job-key: a re-run with the same key resumes the job, or returns its result when done */
+  jobKey?: string
   concurrency: number
   logger: Logger
   signal?: AbortSignal
@@ -73,6 +75,7 @@ export async function replicate(opts: ReplicateOptions): Promise<ReplicateResult
       params: {from: opts.from.region, to: opts.to.region, mode: opts.mode},
       shard: opts.shard,
       resume: opts.resume,
+      key: opts.jobKey,
       region: opts.to.region,
       signal: opts.signal,
       logger: opts.logger,

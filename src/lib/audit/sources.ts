@@ -2,6 +2,7 @@ import type {Db} from '../metadata/db.js'
 import type {ObjectInfo, StorageDriver} from '../storage/driver.js'
 import {pathFor} from '../storage/layout.js'
 import {ShardLines} from '../sweep/spill.js'
+import {ListAhead, type ListAheadOptions} from './list-ahead.js'
 
 /** Where a region's blob listing comes from: LIST, or an S3 Inventory report read into per-prefix files. */
 export interface BlobListingSource {
@@ -11,10 +12,12 @@ export interface BlobListingSource {
   dispose(): Promise<void>
 }
 
-export function listingSource(driver: StorageDriver): BlobListingSource {
+/** LIST, read ahead over `prefixes`, which are then to be asked for in that order. */
+export function listingSource(driver: StorageDriver, prefixes: string[], options: ListAheadOptions): BlobListingSource {
+  const ahead = new ListAhead(driver, prefixes, options)
   return {
     kind: 'list',
-    listPrefix: (prefix, signal) => driver.list(blobPrefix(prefix), {signal}),
+    listPrefix: (prefix) => ahead.objects(prefix),
     dispose: async () => {},
   }
 }
@@ -33,6 +36,9 @@ export interface LinkEntryLine {
  * walked, then read back one prefix at a time, sorted by blob key, as one more source of the merge.
  */
 export class LinkSpill {
+  /** prefixes some link names: the others have no file to read (opening 256 absent files cost 0.3 s) */
+  private readonly named = new Set<string>()
+
   constructor(private readonly lines: ShardLines) {}
 
   static create(prefixes: string[]): LinkSpill {
@@ -40,10 +46,12 @@ export class LinkSpill {
   }
 
   add(prefix: string, hex: string, region: string, key: string): void {
+    this.named.add(prefix)
     this.lines.add(prefix, `${hex}\t${region}\t${key}`)
   }
 
   async *listPrefix(prefix: string): AsyncIterable<LinkEntryLine> {
+    if (!this.named.has(prefix)) return
     const lines = await this.lines.read(prefix)
     lines.sort()
     let current: LinkEntryLine | undefined

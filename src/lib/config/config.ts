@@ -5,10 +5,12 @@ import {ConfigError} from '../errors.js'
 import {registerSecret, redactUrl, registerEnvironmentSecrets, REDACTED} from '../output/redact.js'
 import {parseDuration} from './duration.js'
 import type {RegistryCacheConfig} from '../registry/descriptor-cache.js'
+import {libpqUrl} from './libpq.js'
+import type {TlsSettings} from './tls.js'
 
 export type ChecksumMode = 'when_required' | 'when_supported'
 
-export interface S3RegionConfig {
+export interface S3RegionConfig extends TlsSettings {
   kind: 's3'
   name: string
   url: string
@@ -40,6 +42,12 @@ export interface FileRegionConfig {
 
 export type RegionConfig = S3RegionConfig | FileRegionConfig
 
+export interface RegistryConfig extends TlsSettings {
+  url: string
+  username?: string
+  password?: string
+}
+
 export interface SweepConfig {
   minAgeMs: number
   /** 'region:prefix' or a bare prefix in the region being swept */
@@ -53,7 +61,7 @@ export interface RegopsConfig {
   database?: {url: string}
   regions: Record<string, RegionConfig>
   primary?: string
-  registry?: {url: string; username?: string; password?: string}
+  registry?: RegistryConfig
   /** registry.cache: what the registry caches blob descriptors in (none, inmemory, or a redis:// URL) */
   registryCache: RegistryCacheConfig
   sweep: SweepConfig
@@ -193,6 +201,8 @@ const REGION_KEYS = new Set([
   'accessKeyId',
   'secretAccessKey',
   'empty',
+  'caFile',
+  'insecureSkipTlsVerify',
 ])
 
 function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, overrides: ConfigOverrides): RegopsConfig {
@@ -219,7 +229,11 @@ function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, ove
     throw new ConfigError('must be a string', at('database', 'url'))
   // An empty variable is unset (`DATABASE_URL= regops …` clears it for one run), not a database called ''.
   const dbUrl =
-    overrides.databaseUrl || env.REGOPS_DATABASE_URL || env.DATABASE_URL || (dbFileUrl as string | undefined)
+    overrides.databaseUrl ||
+    env.REGOPS_DATABASE_URL ||
+    env.DATABASE_URL ||
+    (dbFileUrl as string | undefined) ||
+    libpqUrl(env)
   if (dbUrl) {
     if (!/^postgres(ql)?:\/\//.test(dbUrl)) {
       throw new ConfigError(
@@ -276,7 +290,12 @@ function buildConfig(source: YamlSource | undefined, env: NodeJS.ProcessEnv, ove
       throw new ConfigError('must be a string', at('registry', 'password'))
     registerSecret(password)
     const username = env.REGOPS_REGISTRY_USERNAME ?? (registry.username as string | undefined)
-    config.registry = {url: registryUrl.replace(/\/+$/, ''), username, password}
+    config.registry = {
+      url: registryUrl.replace(/\/+$/, ''),
+      username,
+      password,
+      ...parseTls(registry, (...p) => at('registry', ...p)),
+    }
   }
   config.registryCache = parseRegistryCache(registry.cache, () => at('registry', 'cache'))
   return config
@@ -366,6 +385,7 @@ function parseRegion(name: string, value: unknown, at: (...path: string[]) => Re
   }
   registerSecret(region.secretAccessKey as string | undefined)
   registerSecret(region.accessKeyId as string | undefined)
+  const tls = parseTls(region, at)
   return {
     kind: 's3',
     name,
@@ -379,8 +399,39 @@ function parseRegion(name: string, value: unknown, at: (...path: string[]) => Re
     concurrency: concurrency ?? 64,
     accessKeyId: region.accessKeyId as string | undefined,
     secretAccessKey: region.secretAccessKey as string | undefined,
+    ...tls,
     ...empty,
   }
+}
+
+/** caFile (a readable PEM file, checked now so the error names the line) and insecureSkipTlsVerify. */
+function parseTls(value: Record<string, unknown>, at: (...path: string[]) => ReturnType<typeof where>): TlsSettings {
+  const settings: TlsSettings = {}
+  if (value.insecureSkipTlsVerify !== undefined) {
+    if (typeof value.insecureSkipTlsVerify !== 'boolean')
+      throw new ConfigError('must be true or false', at('insecureSkipTlsVerify'))
+    if (value.insecureSkipTlsVerify) settings.insecureSkipTlsVerify = true
+  }
+  if (value.caFile !== undefined) {
+    if (typeof value.caFile !== 'string' || value.caFile === '')
+      throw new ConfigError('must be the path of a PEM file', at('caFile'))
+    const caFile = resolve(value.caFile)
+    let text: string
+    try {
+      text = readFileSync(caFile, 'utf8')
+    } catch (error) {
+      throw new ConfigError(`cannot read ${caFile}: ${(error as NodeJS.ErrnoException).code ?? error}`, at('caFile'))
+    }
+    if (!text.includes('-----BEGIN CERTIFICATE-----'))
+      throw new ConfigError(`${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, at('caFile'))
+    settings.caFile = caFile
+  }
+  if (settings.caFile && settings.insecureSkipTlsVerify)
+    throw new ConfigError(
+      'caFile and insecureSkipTlsVerify contradict each other: keep one',
+      at('insecureSkipTlsVerify'),
+    )
+  return settings
 }
 
 function parseSweep(value: unknown, at: (...path: string[]) => ReturnType<typeof where>): SweepConfig {
@@ -421,6 +472,8 @@ export function redactedConfig(config: RegopsConfig): Record<string, unknown> {
             accessKeyId: region.accessKeyId === undefined ? undefined : REDACTED,
             secretAccessKey: region.secretAccessKey === undefined ? undefined : REDACTED,
             credentials: region.accessKeyId === undefined ? 'aws default chain' : 'config',
+            caFile: region.caFile,
+            insecureSkipTlsVerify: region.insecureSkipTlsVerify,
           }
   }
   return {
@@ -433,6 +486,8 @@ export function redactedConfig(config: RegopsConfig): Record<string, unknown> {
           url: config.registry.url,
           username: config.registry.username ?? null,
           password: config.registry.password === undefined ? null : REDACTED,
+          caFile: config.registry.caFile,
+          insecureSkipTlsVerify: config.registry.insecureSkipTlsVerify,
         }
       : null,
     registryCache: {

@@ -1,20 +1,22 @@
-import {randomUUID} from 'node:crypto'
-import {request} from 'undici'
-import {configSearchPaths, type RegopsConfig} from '../config/config.js'
+import {Agent} from 'undici'
+import {configSearchPaths, type RegistryConfig, type RegopsConfig} from '../config/config.js'
+import {tlsConnectOptions, untrustedCertificateCode, untrustedCertificateHint} from '../config/tls.js'
 import {UsageError, errorMessage} from '../errors.js'
 import {openDatabase} from '../metadata/db.js'
 import {migrationStatus} from '../metadata/migrations.js'
 import {redact, redactUrl} from '../output/redact.js'
 import {openDriver} from '../storage/index.js'
+import type {S3Driver} from '../storage/s3.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
 import {openDescriptorCache} from '../registry/descriptor-cache.js'
+import {probeWritePermissions, type PermissionProbe, type PermissionSet} from './write-check.js'
 
 const BLOBS_ROOT = 'blobs/'
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip'
 
 export interface DoctorCheck {
-  component: 'database' | 'region' | 'registry' | 'registry-cache'
+  component: 'database' | 'region' | 'registry' | 'registry-cache' | 'lifecycle'
   name: string
   target: string
   status: CheckStatus
@@ -26,6 +28,10 @@ export interface DoctorResult {
   kind: 'doctor'
   ok: boolean
   checks: DoctorCheck[]
+  /** --write-check: one row per probe and region (ok, denied, error, skip) */
+  permissions?: PermissionProbe[]
+  /** --write-check: per region, which permission sets of docs/iam.md the credentials hold */
+  permissionSets?: Record<string, Record<PermissionSet, boolean>>
 }
 
 export interface DoctorOptions {
@@ -43,20 +49,36 @@ export async function runDoctor(config: RegopsConfig, options: DoctorOptions): P
     ),
   )
   for (const region of Object.values(config.regions)) {
-    tasks.push(
-      timed('region', region.name, region.url, options.timeoutMs, () =>
-        checkRegion(config, region.name, options.writeCheck),
-      ),
-    )
+    tasks.push(timed('region', region.name, region.url, options.timeoutMs, () => checkRegion(config, region.name)))
+    if (region.kind === 's3')
+      tasks.push(
+        timed('lifecycle', region.name, region.url, options.timeoutMs, () => checkUploadLifecycle(config, region.name)),
+      )
   }
   if (config.registry)
     tasks.push(
-      timed('registry', 'registry', config.registry.url, options.timeoutMs, () => checkRegistry(config.registry!.url)),
+      timed('registry', 'registry', config.registry.url, options.timeoutMs, () => checkRegistry(config.registry!)),
     )
   else tasks.push(Promise.resolve(skip('registry', 'registry', 'not configured (registry.url)')))
   tasks.push(checkRegistryCache(config, options.timeoutMs))
-  const checks = await Promise.all(tasks)
-  return {kind: 'doctor', ok: checks.every((c) => c.status !== 'fail'), checks}
+  const writeChecks = options.writeCheck
+    ? Object.values(config.regions).map(async (region) => ({
+        region: region.name,
+        ...(await probeWritePermissions(region)),
+      }))
+    : []
+  const [checks, probed] = await Promise.all([Promise.all(tasks), Promise.all(writeChecks)])
+  const ok = checks.every((c) => c.status !== 'fail')
+  if (!options.writeCheck) return {kind: 'doctor', ok, checks}
+  // A denial is an answer (read-only credentials are right for an audit); a probe that failed otherwise is not.
+  const permissions = probed.flatMap((p) => p.probes)
+  return {
+    kind: 'doctor',
+    ok: ok && permissions.every((p) => p.outcome !== 'error'),
+    checks,
+    permissions,
+    permissionSets: Object.fromEntries(probed.map((p) => [p.region, p.sets])),
+  }
 }
 
 /**
@@ -154,11 +176,7 @@ async function checkDatabase(url: string): Promise<{status: CheckStatus; detail:
   }
 }
 
-async function checkRegion(
-  config: RegopsConfig,
-  name: string,
-  writeCheck: boolean,
-): Promise<{status: CheckStatus; detail: string}> {
+async function checkRegion(config: RegopsConfig, name: string): Promise<{status: CheckStatus; detail: string}> {
   const region = config.regions[name]
   // Two attempts: a doctor reports a dead endpoint in seconds instead of backing off for a minute.
   const driver = await openDriver(region, {maxAttempts: 2})
@@ -179,16 +197,6 @@ async function checkRegion(
         // one byte is enough to prove read permission
       }
       steps.push('read')
-    }
-    if (writeCheck) {
-      const key = `_regops/doctor/${randomUUID()}`
-      await driver.write(key, Buffer.from('regops doctor write check\n'))
-      const back = await driver.readSmall(key, 1024)
-      if (!back.toString().startsWith('regops doctor')) throw new Error(`wrote ${key} but read back different content`)
-      const deleted = await driver.deleteMany([key])
-      if (deleted.errors.length > 0)
-        throw new Error(`wrote ${key} but could not delete it: ${deleted.errors[0].message}`)
-      steps.push('write', 'delete')
     }
     const done = `${steps.join(', ')} ok`
     if (region.empty) {
@@ -221,14 +229,64 @@ async function checkRegion(
   }
 }
 
-async function checkRegistry(url: string): Promise<{status: CheckStatus; detail: string}> {
-  const response = await request(`${url}/v2/`, {method: 'GET', headersTimeout: 10_000, bodyTimeout: 10_000})
-  const apiVersion = response.headers['docker-distribution-api-version']
-  await response.body.dump()
-  if (response.statusCode === 200) return {status: 'ok', detail: `GET /v2/ 200${apiVersion ? ` (${apiVersion})` : ''}`}
-  if (response.statusCode === 401) {
-    const challenge = String(response.headers['www-authenticate'] ?? '').split(' ')[0]
-    return {status: 'ok', detail: `GET /v2/ 401: reachable, ${challenge || 'auth'} authentication required`}
+/**
+ * An upload abandoned on S3 leaves a pending multipart upload that no object listing shows and that is
+ * billed until aborted. A bucket lifecycle rule (AbortIncompleteMultipartUpload) aborts them after some
+ * days; without one, only `regops sweep uploads --delete` does. A warning, not a failure: the registry
+ * works either way, and a bucket whose lifecycle regops may not read is "unknown".
+ */
+async function checkUploadLifecycle(
+  config: RegopsConfig,
+  name: string,
+): Promise<{status: CheckStatus; detail: string}> {
+  const driver = await openDriver(config.regions[name], {maxAttempts: 2})
+  try {
+    const rule = await (driver as S3Driver).abortIncompleteUploadsRule()
+    if (rule.state === 'present')
+      return {
+        status: 'ok',
+        detail: `AbortIncompleteMultipartUpload after ${rule.days.join(', ')} days: abandoned uploads' parts are freed`,
+      }
+    if (rule.state === 'none')
+      return {
+        status: 'warn',
+        detail:
+          "no AbortIncompleteMultipartUpload lifecycle rule: abandoned uploads' multipart parts stay (and are billed) until regops sweep uploads --delete aborts them",
+      }
+    return {status: 'warn', detail: `unknown: the lifecycle configuration could not be read (${rule.reason})`}
+  } finally {
+    await driver.close()
   }
-  return {status: 'fail', detail: `GET /v2/ answered HTTP ${response.statusCode}`}
+}
+
+async function checkRegistry(registry: RegistryConfig): Promise<{status: CheckStatus; detail: string}> {
+  const agent = new Agent({connect: tlsConnectOptions(registry, registry.url, 'the registry')})
+  try {
+    const url = new URL(registry.url)
+    const response = await agent.request({
+      origin: url.origin,
+      path: `${url.pathname.replace(/\/+$/, '')}/v2/`,
+      method: 'GET',
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    })
+    const apiVersion = response.headers['docker-distribution-api-version']
+    await response.body.dump()
+    if (response.statusCode === 200)
+      return {status: 'ok', detail: `GET /v2/ 200${apiVersion ? ` (${apiVersion})` : ''}`}
+    if (response.statusCode === 401) {
+      const challenge = String(response.headers['www-authenticate'] ?? '').split(' ')[0]
+      return {status: 'ok', detail: `GET /v2/ 401: reachable, ${challenge || 'auth'} authentication required`}
+    }
+    return {status: 'fail', detail: `GET /v2/ answered HTTP ${response.statusCode}`}
+  } catch (error) {
+    const untrusted = untrustedCertificateCode(error)
+    if (!untrusted) throw error
+    return {
+      status: 'fail',
+      detail: `the TLS certificate of ${registry.url} is not trusted (${untrusted}): ${untrustedCertificateHint('registry')}`,
+    }
+  } finally {
+    await agent.close()
+  }
 }

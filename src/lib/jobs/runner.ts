@@ -1,8 +1,18 @@
 import {DatabaseConnectionError, type Db} from '../metadata/db.js'
-import {InterruptedError, JobFailedError, RegopsError, UsageError, errorMessage} from '../errors.js'
+import {InterruptedError, JobFailedError, RefusedError, RegopsError, UsageError, errorMessage} from '../errors.js'
 import type {Logger} from '../output/logger.js'
-import {createJob, finishJob, getJob, resumeJob, saveCheckpoint, startHeartbeat, type Job} from './store.js'
-import {stopSignalOf} from './signals.js'
+import {
+  createJob,
+  findJobByKey,
+  finishJob,
+  getJob,
+  resumeJob,
+  saveCheckpoint,
+  startHeartbeat,
+  type Job,
+} from './store.js'
+import {stopSignalOf, timeBoxOf} from './signals.js'
+import {TimeBoxError} from './time-box.js'
 import {acquireJobLock, type HeldLock, type LockScope} from './lock.js'
 
 export interface Shard {
@@ -20,9 +30,23 @@ export interface JobSpec {
   shard?: Shard
   /** the id of a job to resume instead of starting one */
   resume?: string
+  /**
+   * The caller's name for the job (--job-key): the first run creates the job under it, a later one
+   * resumes it (same checks as a resume, refused when they fail) or, when it is done, returns its result
+   * without running anything. What makes an Argo retry continue rather than start over.
+   */
+  key?: string
+  /**
+   * What this invocation states, to compare with a keyed job that exists already, when it is not
+   * `params` (a new import's generated group is not a statement). Undefined values are not stated.
+   */
+  stated?: Record<string, unknown>
   /** the region the run works on; stored with a new job, and a job of another region is not resumed */
   region: string
-  /** aborted by SIGINT/SIGTERM (see signals.ts): the job ends 'interrupted' */
+  /**
+   * Aborted by SIGINT/SIGTERM (see signals.ts): the job ends 'interrupted', exit 130/143. Aborted by the
+   * end of a time box (--max-duration, --window): the job ends 'interrupted' too, but the run is partial (exit 3).
+   */
   signal?: AbortSignal
   logger: Logger
   /**
@@ -68,27 +92,46 @@ export async function runJob<C, R>(
   body: (job: RunningJob<C>) => Promise<JobEnd<R>>,
 ): Promise<R> {
   if (!db) return runWithoutJob(spec, body)
+  if (spec.key !== undefined && spec.resume !== undefined)
+    throw new UsageError('--job-key and --resume do not go together: a key names the job to resume already')
+  let resume = spec.resume
+  if (spec.key !== undefined) {
+    const keyed = await findJobByKey<C>(db, spec.key)
+    if (keyed) {
+      checkSameWork(keyed, spec, 'key')
+      if (keyed.status === 'done') {
+        spec.logger.info(`job ${keyed.id} with key '${spec.key}' is done: its result is returned, nothing is run`, {
+          job: keyed.id,
+        })
+        if (keyed.result === null)
+          throw new RefusedError(`job ${keyed.id} with key '${spec.key}' is done but kept no result to return`)
+        return keyed.result as R
+      }
+      resume = keyed.id
+      spec.logger.info(`job key '${spec.key}' names job ${keyed.id} (${keyed.status}): resuming it`, {job: keyed.id})
+    }
+  }
   let lock: HeldLock | undefined
   if (spec.lock) {
-    const shard = spec.resume
-      ? await getJob(db, spec.resume).then((found) => ({index: found.shardIndex, count: found.shardCount}))
+    const shard = resume
+      ? await getJob(db, resume).then((found) => ({index: found.shardIndex, count: found.shardCount}))
       : (spec.shard ?? {index: 0, count: 1})
     lock = await acquireJobLock(db, spec.lock(shard))
   }
   let job: Job<C>
   try {
-    job = spec.resume
-      ? await takeOver<C>(db, spec, spec.resume)
-      : ((await createJob(db, spec.kind, {...spec.params, region: spec.region}, spec.shard)) as Job<C>)
+    job = resume
+      ? await takeOver<C>(db, spec, resume, spec.key === undefined ? 'resume' : 'key')
+      : ((await createJob(db, spec.kind, {...spec.params, region: spec.region}, spec.shard, spec.key)) as Job<C>)
   } catch (error) {
     await lock?.release()
     throw error
   }
-  if (spec.resume) spec.logger.info(`resuming ${spec.kind}`, {job: job.id})
+  if (resume) spec.logger.info(`resuming ${spec.kind}`, {jobId: job.id})
   const controller = new AbortController()
   lock?.onLost((reason) => {
     spec.logger.error('job lock lost: stopping so that no other worker acts beside this one', {
-      job: job.id,
+      jobId: job.id,
       error: reason.message,
     })
     controller.abort(reason)
@@ -98,7 +141,7 @@ export async function runJob<C, R>(
   else spec.signal?.addEventListener('abort', forwardStop, {once: true})
   const stopHeartbeat = startHeartbeat(db, job.id, (reason) => {
     spec.logger.error('heartbeat lost: stopping so that no other worker acts beside this one', {
-      job: job.id,
+      jobId: job.id,
       error: reason.message,
     })
     controller.abort(reason)
@@ -106,7 +149,7 @@ export async function runJob<C, R>(
   let stats: () => unknown = () => job.stats
   const finish = async (status: 'failed' | 'interrupted', error?: string) => {
     await finishJob(db, job.id, status, stats(), error).catch((failure: unknown) =>
-      spec.logger.warn(`could not mark job ${job.id} ${status}`, {job: job.id, error: errorMessage(failure)}),
+      spec.logger.warn(`could not mark job ${job.id} ${status}`, {jobId: job.id, error: errorMessage(failure)}),
     )
   }
   try {
@@ -120,13 +163,25 @@ export async function runJob<C, R>(
       showStats: (fn) => (stats = fn),
     })
     stats = () => end.stats
-    await finishJob(db, job.id, end.failure ? 'failed' : 'done', end.stats, end.failure)
+    await finishJob(
+      db,
+      job.id,
+      end.failure ? 'failed' : 'done',
+      end.stats,
+      end.failure,
+      end.failure ? undefined : end.result,
+    )
     return end.result
   } catch (error) {
     const stop = stopSignalOf(spec.signal)
     if (stop) {
       await finish('interrupted')
       throw new InterruptedError(stop, job.id)
+    }
+    const timeBox = timeBoxOf(spec.signal)
+    if (timeBox) {
+      await finish('interrupted', timeBox.message)
+      throw new TimeBoxError(timeBox, {id: job.id, key: spec.key})
     }
     // A lost heartbeat aborts the body, which then throws whatever the abort reached first: report the cause.
     const cause = controller.signal.aborted ? controller.signal.reason : error
@@ -146,6 +201,9 @@ async function runWithoutJob<C, R>(spec: JobSpec, body: (job: RunningJob<C>) => 
     throw new UsageError(
       '--resume needs the database that holds the job (database.url, DATABASE_URL or --database-url)',
     )
+  // A run without a database keeps no job (a dry-run): running it again is its retry.
+  if (spec.key !== undefined)
+    spec.logger.info(`no job is kept without a database: --job-key ${spec.key} has nothing to resume`)
   const signal = spec.signal ?? new AbortController().signal
   try {
     const end = await body({
@@ -161,39 +219,53 @@ async function runWithoutJob<C, R>(spec: JobSpec, body: (job: RunningJob<C>) => 
   } catch (error) {
     const stop = stopSignalOf(spec.signal)
     if (stop) throw new InterruptedError(stop)
+    const timeBox = timeBoxOf(spec.signal)
+    if (timeBox) throw new TimeBoxError(timeBox)
     throw error
   }
 }
 
 /**
  * Checks a job before taking it over: the kind, the region and the stated settings must match. A
- * mismatch is a usage error and leaves the job as it was (it is still someone's to resume correctly).
+ * mismatch leaves the job as it was (it is still someone's to resume correctly): a usage error after
+ * --resume, a refusal after --job-key (the key names work already started with other settings).
  */
-async function takeOver<C>(db: Db, spec: JobSpec, id: string): Promise<Job<C>> {
-  const found = await getJob(db, id)
-  if (found.kind !== spec.kind) throw new UsageError(`job ${found.id} is a ${found.kind} job, not ${spec.kind}`)
+async function takeOver<C>(db: Db, spec: JobSpec, id: string, by: 'resume' | 'key'): Promise<Job<C>> {
+  checkSameWork(await getJob(db, id), spec, by)
+  return resumeJob<C>(db, id, spec.kind)
+}
+
+/** Refuses a job of another kind, region or settings than this invocation states. */
+function checkSameWork(found: Job<unknown>, spec: JobSpec, by: 'resume' | 'key'): void {
+  const fail = (message: string, options?: {hint?: string; details?: Record<string, unknown>}) =>
+    by === 'key'
+      ? new RefusedError(`job key '${spec.key}' names job ${found.id}, which ${message.replace(/^job \d+ /, '')}`, {
+          ...options,
+          hint: 'use another --job-key for other work, or run with the settings the job started with',
+        })
+      : new UsageError(message, options)
+  if (found.kind !== spec.kind) throw fail(`job ${found.id} is a ${found.kind} job, not ${spec.kind}`)
   const region = found.params.region
   if (region !== undefined && region !== spec.region) {
-    throw new UsageError(
-      `job ${found.id} ran on region '${String(region)}', not '${spec.region}': pass --region ${String(region)}`,
-    )
+    throw fail(`job ${found.id} ran on region '${String(region)}', not '${spec.region}'`, {
+      hint: `pass --region ${String(region)}`,
+    })
   }
-  const stated = spec.shard ? {...spec.params, shard: spec.shard} : spec.params
+  // A keyed run states everything it would start a job with, its shard included (none stated: the whole).
+  const shard = by === 'key' ? (spec.shard ?? {index: 0, count: 1}) : spec.shard
+  const settings = (by === 'key' ? spec.stated : undefined) ?? spec.params
+  const stated = shard ? {...settings, shard} : settings
   const differing = differingParams(
     {...found.params, shard: {index: found.shardIndex, count: found.shardCount}},
     stated,
   )
   if (differing.length > 0) {
     const named = differing.map((d) => `${d.name} (job: ${d.job}, given: ${d.given})`).join(', ')
-    throw new UsageError(
-      `job ${found.id} runs with the settings it started with; this invocation differs in ${named}`,
-      {
-        hint: `leave those out of --resume ${found.id}, or start a new job`,
-        details: {differing},
-      },
-    )
+    throw fail(`job ${found.id} runs with the settings it started with; this invocation differs in ${named}`, {
+      hint: `leave those out of --resume ${found.id}, or start a new job`,
+      details: {differing},
+    })
   }
-  return resumeJob<C>(db, id, spec.kind)
 }
 
 export interface DifferingParam {

@@ -1,3 +1,5 @@
+import type {TimeBox} from './time-box.js'
+
 export type StopSignal = 'SIGINT' | 'SIGTERM'
 
 /** The abort reason when a signal stops a job: it names the signal, so no one has to read it from a message. */
@@ -8,9 +10,34 @@ export class SignalReceived extends Error {
   }
 }
 
-/** The signal that aborted `signal`, if a signal did (a caller's own AbortController counts as SIGINT). */
+/** What ended a time-boxed run: its --max-duration, or the end of its --window. */
+export type TimeBoxLimit = 'max-duration' | 'window'
+
+/**
+ * The abort reason when a run reaches the end of its time box. Not a signal: the job checkpoints and
+ * stops as on SIGTERM, but the run is partial and resumable (exit 3), not interrupted (143).
+ */
+export class TimeBoxReached extends Error {
+  constructor(
+    readonly stoppedBy: TimeBoxLimit,
+    readonly limit: string,
+  ) {
+    super(`stopped at the end of its ${stoppedBy === 'window' ? `--window ${limit}` : `--max-duration ${limit}`}`)
+    this.name = 'TimeBoxReached'
+  }
+}
+
+/** The time box that aborted `signal`, if that is what aborted it. */
+export function timeBoxOf(signal: AbortSignal | undefined): TimeBoxReached | undefined {
+  return signal?.aborted && signal.reason instanceof TimeBoxReached ? signal.reason : undefined
+}
+
+/**
+ * The signal that aborted `signal`, if a signal did (a caller's own AbortController counts as SIGINT).
+ * A time box is not a signal: see timeBoxOf.
+ */
 export function stopSignalOf(signal: AbortSignal | undefined): StopSignal | undefined {
-  if (!signal?.aborted) return undefined
+  if (!signal?.aborted || signal.reason instanceof TimeBoxReached) return undefined
   return signal.reason instanceof SignalReceived ? signal.reason.signal : 'SIGINT'
 }
 
@@ -24,7 +51,7 @@ export interface Interruptible {
  * SIGINT/SIGTERM abort the signal instead of killing the process, so the job saves its checkpoint
  * and exits 130/143. A second signal kills at once.
  */
-export function interruptOnSignals(): Interruptible {
+export function interruptOnSignals(timeBox?: TimeBox): Interruptible {
   const controller = new AbortController()
   let received: StopSignal | undefined
   const handler = (sig: StopSignal) => {
@@ -32,6 +59,14 @@ export function interruptOnSignals(): Interruptible {
     received = sig
     controller.abort(new SignalReceived(sig))
   }
+  // The end of the time box aborts the same signal every job body already honours, with its own reason.
+  const timer = timeBox
+    ? setTimeout(
+        () => controller.abort(new TimeBoxReached(timeBox.stoppedBy, timeBox.limit)),
+        Math.max(0, timeBox.deadline.getTime() - Date.now()),
+      )
+    : undefined
+  timer?.unref()
   const onInt = () => handler('SIGINT')
   const onTerm = () => handler('SIGTERM')
   process.on('SIGINT', onInt)
@@ -40,6 +75,7 @@ export function interruptOnSignals(): Interruptible {
     signal: controller.signal,
     received: () => received,
     dispose() {
+      clearTimeout(timer)
       process.off('SIGINT', onInt)
       process.off('SIGTERM', onTerm)
     },

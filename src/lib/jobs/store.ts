@@ -19,6 +19,10 @@ export interface Job<C = Record<string, unknown>> {
   startedAt: Date | null
   finishedAt: Date | null
   error: string | null
+  /** the caller's name for the job (--job-key), if it was given one */
+  key: string | null
+  /** what a done job returned, for a re-run with the same key */
+  result: unknown
 }
 
 /** A running job whose heartbeat is older than this is taken to be dead (its pod was killed). */
@@ -41,6 +45,8 @@ function toJob<C>(row: Record<string, unknown>): Job<C> {
     startedAt: (row.started_at ?? null) as Date | null,
     finishedAt: (row.finished_at ?? null) as Date | null,
     error: (row.error ?? null) as string | null,
+    key: (row.job_key ?? null) as string | null,
+    result: row.result ?? null,
   }
 }
 
@@ -48,18 +54,40 @@ export function ownerId(): string {
   return `${process.env.HOSTNAME ?? hostname()}:${process.pid}`
 }
 
+/** What a job key may look like: an Argo workflow name and shard fit ('nightly-audit-x7k2p-3'). */
+export const JOB_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$/
+
 export async function createJob(
   db: Db,
   kind: string,
   params: Record<string, unknown>,
   shard: {index: number; count: number} = {index: 0, count: 1},
+  key?: string,
 ): Promise<Job> {
   const result = await db.query(
-    `INSERT INTO regops_jobs (kind, params, shard_index, shard_count, status, owner, heartbeat_at, started_at)
-     VALUES ($1, $2, $3, $4, 'running', $5, now(), now()) RETURNING *`,
-    [kind, JSON.stringify(params), shard.index, shard.count, ownerId()],
+    `INSERT INTO regops_jobs (kind, params, shard_index, shard_count, status, owner, heartbeat_at, started_at, job_key)
+     VALUES ($1, $2, $3, $4, 'running', $5, now(), now(), $6)
+     ON CONFLICT (job_key) DO NOTHING RETURNING *`,
+    [kind, JSON.stringify(params), shard.index, shard.count, ownerId(), key ?? null],
   )
+  // Only a key can conflict: two runs with one key started at the same instant, and the other one won.
+  if (result.rowCount === 0) {
+    const winner = key === undefined ? undefined : await findJobByKey(db, key)
+    throw new RefusedError(`job key '${key}' was taken by job ${winner?.id ?? '?'} while this run started`, {
+      hint: 'two runs with the same --job-key must not run at once; run again to resume that job',
+    })
+  }
   return toJob(result.rows[0])
+}
+
+/** The job a caller named with `key` (--job-key), if there is one. */
+export async function findJobByKey<C = Record<string, unknown>>(db: Db, key: string): Promise<Job<C> | undefined> {
+  if (!JOB_KEY_PATTERN.test(key))
+    throw new UsageError(
+      `invalid --job-key '${key}': letters, digits and . _ : / @ -, starting with a letter or digit, at most 200`,
+    )
+  const result = await db.query('SELECT * FROM regops_jobs WHERE job_key = $1', [key])
+  return result.rowCount === 0 ? undefined : toJob<C>(result.rows[0])
 }
 
 export async function getJob<C = Record<string, unknown>>(db: Db, id: string): Promise<Job<C>> {
@@ -71,7 +99,10 @@ export async function getJob<C = Record<string, unknown>>(db: Db, id: string): P
 
 export async function listJobs(db: Db, opts: {kind?: string; limit?: number} = {}): Promise<Job[]> {
   const result = await db.query(
-    `SELECT * FROM regops_jobs WHERE ($1::text IS NULL OR kind = $1) ORDER BY id DESC LIMIT $2`,
+    // Not the stored results: a list of fifty sweeps would carry fifty reports (jobs show has each one).
+    `SELECT id, kind, params, shard_index, shard_count, status, checkpoint, owner, heartbeat_at, stats, created_at,
+            started_at, finished_at, error, job_key
+     FROM regops_jobs WHERE ($1::text IS NULL OR kind = $1) ORDER BY id DESC LIMIT $2`,
     [opts.kind ?? null, opts.limit ?? 50],
   )
   return result.rows.map((row) => toJob(row))
@@ -121,10 +152,19 @@ export async function finishJob(
   status: Exclude<JobStatus, 'pending' | 'running'>,
   stats: unknown,
   error?: string,
+  /** what a done job returned: kept so that a re-run with the job's key hands it back without redoing the work */
+  jobResult?: unknown,
 ): Promise<void> {
   const result = await db.query(
-    'UPDATE regops_jobs SET status = $2, stats = $3, error = $4, finished_at = now(), heartbeat_at = now() WHERE id = $1 AND owner = $5',
-    [id, status, JSON.stringify(stats), error ?? null, ownerId()],
+    'UPDATE regops_jobs SET status = $2, stats = $3, error = $4, result = $6, finished_at = now(), heartbeat_at = now() WHERE id = $1 AND owner = $5',
+    [
+      id,
+      status,
+      JSON.stringify(stats),
+      error ?? null,
+      ownerId(),
+      jobResult === undefined ? null : JSON.stringify(jobResult),
+    ],
   )
   if (result.rowCount === 0) throw takenOver(id)
 }

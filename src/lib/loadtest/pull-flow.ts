@@ -1,5 +1,5 @@
 import {UsageError} from '../errors.js'
-import {PullError, MANIFEST_ACCEPT, type RegistryClient} from './registry-client.js'
+import {PullError, MANIFEST_ACCEPT, type FetchStages, type RegistryClient} from './registry-client.js'
 import type {StageName, StageSet} from './stage-stats.js'
 import type {ImageChoice} from './image-mix.js'
 
@@ -37,6 +37,13 @@ export class StageFailure extends Error {
   }
 }
 
+/** A pull's failure, counted at the stage it happened in (a token the realm refused counts at the token stage). */
+function failedAt(stage: StageName, error: unknown): unknown {
+  if (error instanceof StageFailure) return error
+  if (error instanceof PullError) return new StageFailure(error.kind === 'auth' ? 'token' : stage, error)
+  return error
+}
+
 /**
  * One pull of one image, request by request as a client makes them. Throws StageFailure naming the stage
  * that failed and the kind of failure; every figure is recorded in `stages` as it happens.
@@ -46,73 +53,60 @@ export async function pullImage(
   image: ImageChoice,
   options: PullFlowOptions,
   stages: StageSet,
-  signal: AbortSignal,
 ): Promise<void> {
-  const scope = `repository:${image.repository}:pull`
-  const at = async <T>(stage: StageName, fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn()
-    } catch (error) {
-      if (error instanceof StageFailure) throw error
-      if (error instanceof PullError) throw new StageFailure(error.kind === 'auth' ? 'token' : stage, error)
-      throw error
-    }
-  }
-  if (options.pingEveryPull || !client.pinged) await at('ping', () => client.ping(stages.ping, signal))
-
-  let manifest = await at('manifest', () =>
-    fetchManifest(client, image.repository, image.reference, scope, options.verify, stages, signal),
-  )
-  if (manifest.kind === 'index') {
-    const child = pickPlatform(manifest.children, options.platform)
-    if (!child) {
-      throw new StageFailure(
-        'manifest',
-        new PullError(
+  let stage: StageName = 'ping'
+  try {
+    if (options.pingEveryPull || !client.pinged) await client.ping(stages.ping)
+    stage = 'manifest'
+    const scope = `repository:${image.repository}:pull`
+    let manifest = await fetchManifest(client, image.repository, image.reference, scope, options.verify, stages)
+    if (manifest.kind === 'index') {
+      const child = pickPlatform(manifest.children, options.platform)
+      if (!child) {
+        throw new PullError(
           'no_platform',
           `${image.repository}:${image.reference} has no ${platformText(options.platform)} manifest`,
-        ),
-      )
+        )
+      }
+      manifest = await fetchManifest(client, image.repository, child.digest, scope, options.verify, stages)
+      if (manifest.kind === 'index')
+        throw new PullError('bad_manifest', `index ${child.digest} points at another index`)
     }
-    manifest = await at('manifest', () =>
-      fetchManifest(client, image.repository, child.digest, scope, options.verify, stages, signal),
-    )
-    if (manifest.kind === 'index')
-      throw new StageFailure('manifest', new PullError('bad_manifest', `index ${child.digest} points at another index`))
-  }
-  if (options.manifestsOnly) return
+    if (options.manifestsOnly) return
 
-  const blobStages = (stage: 'config' | 'layer') => ({
-    total: stages[stage],
-    firstByte: stage === 'layer' ? stages.layer_first_byte : undefined,
-    redirect: stages.redirect,
-    token: stages.token,
-  })
-  const fetchBlob = async (stage: 'config' | 'layer', blob: Descriptor) => {
-    const result = await client.get(`/v2/${image.repository}/blobs/${blob.digest}`, {
-      scope,
-      stages: blobStages(stage),
-      hash: options.verify,
-      signal,
+    const blobStages = (name: 'config' | 'layer') => ({
+      total: stages[name],
+      firstByte: name === 'layer' ? stages.layer_first_byte : undefined,
+      redirect: stages.redirect,
+      token: stages.token,
     })
-    if (blob.size !== undefined && result.bytes !== blob.size) {
-      throw new PullError('size_mismatch', `${blob.digest}: ${result.bytes} bytes, the manifest says ${blob.size}`)
+    const fetchBlob = async (fetchStages: FetchStages, blob: Descriptor) => {
+      const result = await client.get(`/v2/${image.repository}/blobs/${blob.digest}`, {
+        scope,
+        stages: fetchStages,
+        hash: options.verify,
+      })
+      if (blob.size !== undefined && result.bytes !== blob.size) {
+        throw new PullError('size_mismatch', `${blob.digest}: ${result.bytes} bytes, the manifest says ${blob.size}`)
+      }
+      if (options.verify && result.digest !== blob.digest)
+        throw new PullError('digest_mismatch', `${blob.digest}: the body hashes to ${result.digest}`)
     }
-    if (options.verify && result.digest !== blob.digest)
-      throw new PullError('digest_mismatch', `${blob.digest}: the body hashes to ${result.digest}`)
-  }
-  await at('config', () => fetchBlob('config', manifest.config))
+    stage = 'config'
+    await fetchBlob(blobStages('config'), manifest.config)
 
-  // Layers at the client's parallelism: each worker takes the next layer until none is left.
-  const layers = manifest.layers
-  let next = 0
-  const worker = async () => {
-    while (next < layers.length) {
-      const layer = layers[next++]!
-      await at('layer', () => fetchBlob('layer', layer))
+    // Layers at the client's parallelism: each worker takes the next layer until none is left.
+    stage = 'layer'
+    const layerStages = blobStages('layer')
+    const layers = manifest.layers
+    let next = 0
+    const worker = async () => {
+      while (next < layers.length) await fetchBlob(layerStages, layers[next++]!)
     }
+    await Promise.all(Array.from({length: Math.min(options.parallelism, layers.length)}, worker))
+  } catch (error) {
+    throw failedAt(stage, error)
   }
-  await Promise.all(Array.from({length: Math.min(options.parallelism, layers.length)}, worker))
 }
 
 type Manifest = {kind: 'index'; children: Descriptor[]} | {kind: 'image'; config: Descriptor; layers: Descriptor[]}
@@ -124,7 +118,6 @@ async function fetchManifest(
   scope: string,
   verify: boolean,
   stages: StageSet,
-  signal: AbortSignal,
 ): Promise<Manifest> {
   const byDigest = reference.includes(':')
   const result = await client.get(`/v2/${repository}/manifests/${reference}`, {
@@ -133,7 +126,6 @@ async function fetchManifest(
     stages: {total: stages.manifest, redirect: stages.redirect, token: stages.token},
     keepBody: true,
     hash: verify || byDigest,
-    signal,
   })
   if (byDigest && result.digest !== reference)
     throw new PullError('digest_mismatch', `manifest ${reference}: the body hashes to ${result.digest}`)

@@ -1,6 +1,5 @@
-import {setMaxListeners} from 'node:events'
-import {setTimeout as sleep} from 'node:timers/promises'
-import {RefusedError} from '../errors.js'
+import {RefusedError, UsageError} from '../errors.js'
+import {untrustedCertificateHint, type TlsSettings} from '../config/tls.js'
 import {ArrivalSchedule} from './arrivals.js'
 import {ImagePicker, type ImageChoice} from './image-mix.js'
 import {StageFailure, pullImage, type Platform} from './pull-flow.js'
@@ -8,6 +7,9 @@ import {PullError, RegistryClient, isLoopback} from './registry-client.js'
 import {emptyCounts, stagesToReport, type PullReport} from './report.js'
 import {newStageSet} from './stage-stats.js'
 import {evaluateThresholds, type Threshold} from './thresholds.js'
+
+/** How long the arrival clock starts overdue pulls before it lets the event loop read the answers in. */
+const MAX_BATCH_MS = 5
 
 export type LoadModel =
   | {
@@ -20,7 +22,7 @@ export type LoadModel =
   | {kind: 'closed'; vus: number; durationMs?: number}
 
 export interface PullLoadtestOptions {
-  registry: {url: string; username?: string; password?: string}
+  registry: {url: string; username?: string; password?: string} & TlsSettings
   /** the images, or how many to take from the registry's catalog */
   images: ImageChoice[] | {fromCatalog: number}
   zipf: number
@@ -35,6 +37,8 @@ export interface PullLoadtestOptions {
   abortOnFail: boolean
   timeoutMs: number
   maxRedirects: number
+  /** connections per host; pulls over it wait for one, and the wait counts in their latency (default: one per request in flight) */
+  connections?: number
   /** how long pulls still running at the end may take to finish before they are cut off */
   graceMs: number
   loopbackOnly: boolean
@@ -66,6 +70,11 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
     throw new RefusedError(`registry ${registryUrl.origin} is outside loopback and REGOPS_LOADTEST_LOOPBACK_ONLY=1`)
   }
   const model = options.model
+  const stages = newStageSet()
+  const pulls = emptyCounts()
+  const errors: Record<string, number> = {}
+  const cutOff = new AbortController()
+  const stop = new AbortController()
   const client = new RegistryClient({
     url: options.registry.url,
     username: options.registry.username,
@@ -73,37 +82,59 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
     timeoutMs: options.timeoutMs,
     maxRedirects: options.maxRedirects,
     loopbackOnly: options.loopbackOnly,
-    connections: model.kind === 'open' ? model.maxInFlight * options.parallelism : model.vus * options.parallelism,
+    connections:
+      options.connections ??
+      (model.kind === 'open' ? model.maxInFlight * options.parallelism : model.vus * options.parallelism),
+    signal: cutOff.signal,
+    tls: {caFile: options.registry.caFile, insecureSkipTlsVerify: options.registry.insecureSkipTlsVerify},
   })
-  const stages = newStageSet()
-  const pulls = emptyCounts()
-  const errors: Record<string, number> = {}
-  const cutOff = new AbortController()
-  const stop = new AbortController()
-  // Every request in flight listens on the cut-off signal: thousands at a high rate, by design.
-  setMaxListeners(0, cutOff.signal, stop.signal)
+  // One wake-up timer for the arrival clock, cut short when the run stops (--abort-on-fail, a signal).
+  let wake: (() => void) | undefined
+  let wakeTimer: NodeJS.Timeout | undefined
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      wake = resolve
+      wakeTimer = setTimeout(resolve, ms)
+    })
+  const onStop = () => {
+    clearTimeout(wakeTimer)
+    wake?.()
+  }
+  stop.signal.addEventListener('abort', onStop, {once: true})
   const onOuterAbort = () => stop.abort()
   options.signal?.addEventListener('abort', onOuterAbort, {once: true})
   let inFlight = 0
+  // Resolved when the last pull in flight ends: how the end of the run waits for them without a promise per pull.
+  let idle: {promise: Promise<void>; resolve: () => void} | undefined
+  const whenIdle = (): Promise<void> => {
+    if (inFlight === 0) return Promise.resolve()
+    if (!idle) {
+      let resolve!: () => void
+      const promise = new Promise<void>((r) => (resolve = r))
+      idle = {promise, resolve}
+    }
+    return idle.promise
+  }
   let maxStartLagMs = 0
   // Starts made before the scheduled span ended: a host that cannot keep up starts late, and that shows here.
   let startedInSpan = 0
   let abortedBy: string | undefined
-  const running = new Set<Promise<void>>()
+  let untrusted: string | undefined
+  let internalError: unknown
   const startedAt = new Date()
   const t0 = performance.now()
 
   try {
     const images = Array.isArray(options.images)
       ? options.images
-      : await catalogImages(client, options.images.fromCatalog, stages, cutOff.signal)
+      : await catalogImages(client, options.images.fromCatalog, stages)
     const picker = new ImagePicker(images, options.zipf)
 
     const onePull = async (intendedStart: number) => {
       pulls.started++
       inFlight++
       try {
-        await pullImage(client, picker.pick(), options, stages, cutOff.signal)
+        await pullImage(client, picker.pick(), options, stages)
         pulls.succeeded++
         pulls.completed++
         stages.pull.recordLatency(performance.now() - intendedStart)
@@ -120,15 +151,21 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
           stages.pull.recordError(kind)
           // A failed pull's time counts too: a registry that fails slowly must not look fast.
           stages.pull.recordLatency(performance.now() - intendedStart)
-          if (kind === 'internal') throw error
+          // A bug, not the registry's doing: the run finishes its pulls, then fails with it (exit 70).
+          if (kind === 'internal') internalError ??= error
+          // An untrusted certificate fails every pull alike: stop at once and say so, rather than load for the whole run.
+          if (kind === 'tls_untrusted' && !untrusted) {
+            untrusted = (failure?.failure ?? (error as Error)).message
+            stop.abort()
+          }
         }
       } finally {
         inFlight--
+        if (inFlight === 0 && idle) {
+          idle.resolve()
+          idle = undefined
+        }
       }
-    }
-    const track = (p: Promise<void>) => {
-      running.add(p)
-      p.finally(() => running.delete(p)).catch(() => undefined)
     }
 
     const checkThresholds = () => {
@@ -154,22 +191,36 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
 
     try {
       if (model.kind === 'open') {
-        for (let k = 0; !stop.signal.aborted; k++) {
+        // Each wake-up starts every pull whose time has come, then sleeps until the next one is due: a start is
+        // never early, and one timer serves however many starts fall into a millisecond.
+        const schedule = model.schedule
+        const spanEnd = t0 + schedule.durationMs
+        let offset = schedule.offsetOf(0)
+        let batchStarted = performance.now()
+        for (let k = 0; offset !== undefined && !stop.signal.aborted;) {
           if (options.maxPulls !== undefined && k >= options.maxPulls) break
-          const offset = model.schedule.offsetOf(k)
-          if (offset === undefined) break
           const intended = t0 + offset
-          const wait = intended - performance.now()
-          if (wait >= 1) await sleep(wait, undefined, {signal: stop.signal}).catch(() => undefined)
-          if (stop.signal.aborted) break
-          pulls.scheduled++
-          maxStartLagMs = Math.max(maxStartLagMs, performance.now() - intended)
-          if (inFlight >= model.maxInFlight) {
-            pulls.dropped++
+          const now = performance.now()
+          if (intended > now) {
+            await pause(Math.ceil(intended - now))
+            batchStarted = performance.now()
             continue
           }
-          if (performance.now() <= t0 + model.schedule.durationMs) startedInSpan++
-          track(onePull(intended))
+          if (now - batchStarted > MAX_BATCH_MS) {
+            // Behind schedule: let the answers already in be read (and timed) before starting more.
+            await new Promise((resolve) => setImmediate(resolve))
+            batchStarted = performance.now()
+            continue
+          }
+          pulls.scheduled++
+          if (now - intended > maxStartLagMs) maxStartLagMs = now - intended
+          if (inFlight >= model.maxInFlight) {
+            pulls.dropped++
+          } else {
+            if (now <= spanEnd) startedInSpan++
+            void onePull(intended)
+          }
+          offset = schedule.offsetOf(++k)
         }
       } else {
         const deadline = model.durationMs === undefined ? Infinity : t0 + model.durationMs
@@ -183,29 +234,32 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
           }
         }
         const users = Promise.all(Array.from({length: model.vus}, user)).then(() => undefined)
-        track(users)
         const remaining = deadline - performance.now()
-        await Promise.race([
-          users,
-          stop.signal.aborted
-            ? undefined
-            : sleep(Number.isFinite(remaining) ? remaining : 2 ** 31 - 1, undefined, {signal: stop.signal}).catch(
-                () => undefined,
-              ),
-        ])
+        if (!stop.signal.aborted)
+          await Promise.race([users, pause(Number.isFinite(remaining) ? remaining : 2 ** 31 - 1)])
         stop.abort()
       }
       // Let pulls in flight finish within the grace period; abort the rest (cut off, not errors).
-      if (!abortedBy && running.size > 0) {
-        const grace = sleep(options.graceMs, undefined, {signal: cutOff.signal}).catch(() => undefined)
-        await Promise.race([Promise.allSettled([...running]), grace])
+      if (!abortedBy && inFlight > 0) {
+        let graceTimer: NodeJS.Timeout | undefined
+        await Promise.race([
+          whenIdle(),
+          new Promise<void>((resolve) => (graceTimer = setTimeout(resolve, options.graceMs))),
+        ])
+        clearTimeout(graceTimer)
       }
       cutOff.abort()
-      await Promise.allSettled([...running])
+      await whenIdle()
     } finally {
       clearInterval(ticker)
       cutOff.abort()
     }
+    if (internalError !== undefined) throw internalError
+    if (untrusted)
+      throw new UsageError(`registry ${registryUrl.origin}: ${untrusted}`, {
+        code: 'TLS_UNTRUSTED',
+        hint: `${untrustedCertificateHint('registry')}; --insecure does the same for one run`,
+      })
     const elapsedMs = performance.now() - t0
     const thresholds = evaluateThresholds(options.thresholds, {stages, pulls})
     const spanMs = model.kind === 'open' ? Math.min(elapsedMs, model.schedule.durationMs) : elapsedMs
@@ -252,6 +306,8 @@ export async function runPullLoadtest(options: PullLoadtestOptions): Promise<Pul
     }
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort)
+    stop.signal.removeEventListener('abort', onStop)
+    clearTimeout(wakeTimer)
     cutOff.abort()
     await client.close()
   }
@@ -262,12 +318,11 @@ async function catalogImages(
   client: RegistryClient,
   count: number,
   stages: ReturnType<typeof newStageSet>,
-  signal: AbortSignal,
 ): Promise<ImageChoice[]> {
   const fetchStages = {total: stages.manifest, redirect: stages.redirect, token: stages.token}
   const readJson = async (path: string, scope: string) => {
-    if (!client.pinged) await client.ping(stages.ping, signal)
-    const result = await client.get(path, {scope, stages: fetchStages, keepBody: true, signal})
+    if (!client.pinged) await client.ping(stages.ping)
+    const result = await client.get(path, {scope, stages: fetchStages, keepBody: true})
     try {
       return JSON.parse(result.body!.toString('utf8')) as Record<string, unknown>
     } catch {

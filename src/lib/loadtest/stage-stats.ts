@@ -15,11 +15,16 @@ export function stageByName(name: string): StageName | undefined {
 
 /**
  * Latencies are recorded in microseconds: 3 significant digits keeps every percentile within 0.1%
- * of the true sample, and a packed histogram of a whole run is a few KiB however many pulls it saw.
+ * of the true sample, and a histogram of a whole run is a few tens of KiB however many pulls it saw.
+ * 32-bit buckets rather than packed ones: packed recording cost ~9 µs a sample and a p99 lookup ~40 ms
+ * (the once-a-second progress stalled the arrival clock for that long); 32-bit costs ~1 µs and ~2 ms,
+ * in about the same memory. A bucket overflows at 2^31 samples, far beyond any run.
  */
+const BUCKET_SIZE = 32
+
 function newHistogram(): Histogram {
   return build({
-    bitBucketSize: 'packed',
+    bitBucketSize: BUCKET_SIZE,
     numberOfSignificantValueDigits: 3,
     lowestDiscernibleValue: 1,
     autoResize: true,
@@ -109,7 +114,7 @@ export class StageStats {
   static fromReport(report: StageReport, where: string): StageStats {
     let histogram: Histogram
     try {
-      histogram = decodeFromCompressedBase64(report.histogram, 'packed')
+      histogram = decodeFromCompressedBase64(report.histogram, BUCKET_SIZE)
     } catch (error) {
       throw new Error(`${where}: histogram does not decode (${(error as Error).message})`)
     }

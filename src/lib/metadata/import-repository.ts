@@ -58,6 +58,20 @@ export function failOnStorage(p: Problem | ImportProblem): void {
   if (p.kind === 'storage-error') throw new RepositoryFailure(`storage error at ${p.key}: ${p.message}`)
 }
 
+/** A revision whose manifest could not be read or parsed: its own digest stays referenced, its references are unknown. */
+export function unreadableOf(read: ManifestRead): UnreadableRevision | undefined {
+  if (read.manifest) return undefined
+  const cause =
+    read.problems.find((p) => p.kind !== 'corrupt-link' && p.kind !== 'link-mismatch') ?? read.problems.at(-1)
+  return {
+    key: read.revisionKey,
+    digest: read.digest,
+    problem: cause?.kind ?? 'bad-manifest',
+    message: cause?.message ?? 'manifest could not be read',
+    revisionModified: read.revisionModified,
+  }
+}
+
 /** Imports one repository in one transaction (its shared rows, repository and namespace, before). */
 export async function importRepository(shared: ImportShared & {db: Db}, name: string): Promise<RepositoryOutcome> {
   const db = shared.db
@@ -164,18 +178,9 @@ class RepositoryImport {
     shared.progress()
   }
 
-  /** A revision whose manifest could not be read or parsed: its own digest stays referenced, its references are unknown. */
   private noteUnreadable(read: ManifestRead): void {
-    if (read.manifest) return
-    const cause =
-      read.problems.find((p) => p.kind !== 'corrupt-link' && p.kind !== 'link-mismatch') ?? read.problems.at(-1)
-    this.unreadable.push({
-      key: read.revisionKey,
-      digest: read.digest,
-      problem: cause?.kind ?? 'bad-manifest',
-      message: cause?.message ?? 'manifest could not be read',
-      revisionModified: read.revisionModified,
-    })
+    const cause = unreadableOf(read)
+    if (cause) this.unreadable.push(cause)
   }
 
   /** _layers links → repository_blobs. */

@@ -12,11 +12,14 @@
  * - Bad input is a Problem with its key, never a crash: the rest is imported.
  */
 import {randomUUID} from 'node:crypto'
+import pLimit from 'p-limit'
 import {MediaTypeIds} from './import-db.js'
 import {addCounts, addWrites, zeroCounts, zeroWrites, type ImportCounts, type ImportWrites} from './import-counts.js'
 import {importRepository, type ImportShared, type RepositoryOutcome} from './import-repository.js'
 import {dryRunRepository} from './import-dry-run.js'
-import {CheckpointWindow} from './import-window.js'
+import {scanRepository, writeGroup, type LargeRepository, type RepositoryScan} from './import-group.js'
+import {removeVanishedRepositories} from './import-vanished.js'
+import {CheckpointWindow, type Slot} from './import-window.js'
 import {
   compareRepositories,
   repositoryFilter,
@@ -34,6 +37,21 @@ export {compareRepositories, repositoryFilter, shardOfRepository} from './import
 export type {ImportOptions, ImportProgress, ImportResult} from './import-options.js'
 
 export const IMPORT_JOB_KIND = 'import'
+
+/** Manifest payload bytes of one group of repositories written together. */
+const GROUP_BYTES = 8 * 1024 * 1024
+/** Repositories written together at most (repositories with no manifest count for nothing otherwise). */
+const GROUP_REPOSITORIES = 1000
+
+/** What reading a repository gave: a small one whole, a large one's name, or (dry-run) its counts. */
+type Scanned = RepositoryScan | LargeRepository | {kind: 'walked'; outcome: RepositoryOutcome}
+
+/** A repository listed, read (or being read) ahead of the writer, in listing order. */
+interface Pending {
+  name: string
+  slot: Slot<RepositoryOutcome>
+  scan: Promise<Scanned>
+}
 
 interface ImportCheckpoint {
   after: string | null
@@ -75,6 +93,9 @@ export async function importStorage(opts: ImportOptions): Promise<ImportResult> 
       params,
       shard,
       resume: opts.resumeJobId,
+      key: opts.jobKey,
+      // a keyed re-run states its group only when given: a new job's generated one is no statement
+      stated: {...params, group: opts.group},
       region: driver.region,
       signal: opts.signal,
       logger: opts.logger ?? silentLogger,
@@ -95,6 +116,9 @@ class ImportRun {
   private readonly window = new CheckpointWindow<RepositoryOutcome>()
   private readonly checkpointed: ImportCheckpoint
   private current: string | undefined
+  /** every repository of this shard the listing named, before the checkpoint too */
+  private readonly listed = new Set<string>()
+  private listingComplete = false
   private dirty = false
   private lastSave = 0
   private saving: Promise<void> = Promise.resolve()
@@ -130,6 +154,7 @@ class ImportRun {
       ...zeroCounts(),
       written: zeroWrites(),
       failed: [],
+      removedRepositories: [],
       problems: [],
       problemCount: 0,
       durationMs: 0,
@@ -147,7 +172,7 @@ class ImportRun {
       mediaTypes: db ? new MediaTypeIds(db) : undefined,
       namespaces: new Map(),
       concurrency: opts.concurrency ?? 16,
-      batchSize: opts.batchSize ?? 200,
+      batchSize: opts.batchSize ?? 1000,
       signal: this.job.signal,
       live: {manifests: 0, blobs: 0},
       report(p) {
@@ -173,6 +198,7 @@ class ImportRun {
   async run(): Promise<JobEnd<ImportResult>> {
     const {result, job} = this
     await this.walk()
+    await this.removeVanished()
     this.advance()
     await this.save(true)
     result.checkpoint = this.checkpointed.after ?? undefined
@@ -199,62 +225,205 @@ class ImportRun {
     return {result, stats, failure}
   }
 
-  /** Lists the repositories and imports those of this shard, a few at once. */
+  /**
+   * Lists the repositories of this shard and reads a few at once, ahead of the writes (bounded); the
+   * writer takes them in listing order and writes small ones many to a transaction, a large one alone.
+   */
   private async walk(): Promise<void> {
-    const {opts, job, shared, result, logger} = this
+    const {opts, job, result, logger} = this
     const selected = repositoryFilter(result.filters)
     const after = this.base.after
-    // Each repository in flight holds one connection for its transaction and borrows a second one for
-    // the shared rows (blobs, media types): more repositories than the pool can serve would wait forever.
+    const readers = Math.max(1, opts.repositoryConcurrency ?? 8)
+    // A writer holds one connection for its transaction and may borrow a second one for the shared rows
+    // (blobs, media types); the job's heartbeat and checkpoint need one more.
     const poolMax = opts.db?.pool.options.max ?? 10
-    const repositoryConcurrency = Math.max(
-      1,
-      Math.min(opts.repositoryConcurrency ?? 4, this.dryRun ? Infinity : Math.floor((poolMax - 1) / 2)),
-    )
-    const inflight = new Set<Promise<void>>()
+    const writers = Math.max(1, Math.min(opts.writers ?? 2, Math.floor((poolMax - 1) / 2)))
+    const maxAhead = Math.max(2 * readers, 64)
+    const queue: Pending[] = []
+    let listingDone = false
+    let wakeWriter: (() => void) | undefined
+    let wakeReader: (() => void) | undefined
+    const readLimit = pLimit(readers)
+    const producer = (async () => {
+      try {
+        for await (const name of listRepositories(opts.driver, (p: Problem) => this.shared.report(p), job.signal)) {
+          if (job.signal.aborted) break
+          if (!selected(name)) continue
+          if (shardOfRepository(name, job.shard.count) !== job.shard.index) continue
+          if (!result.filters) this.listed.add(name)
+          if (after !== null && compareRepositories(name, after) <= 0) continue
+          this.current = name
+          const scan = readLimit(() => this.scanOne(name))
+          scan.catch(() => {}) // awaited by the writer
+          queue.push({name, slot: this.window.start(name), scan})
+          wakeWriter?.()
+          while (queue.length >= maxAhead && !job.signal.aborted) await new Promise<void>((r) => (wakeReader = r))
+        }
+        this.listingComplete = !job.signal.aborted
+      } catch (error) {
+        if (!job.signal.aborted) {
+          // The repository listing itself failed: what was imported stays, the job is resumable.
+          result.failed.push({repository: '(listing)', message: errorMessage(error)})
+          logger.error('listing repositories failed', {error: errorMessage(error)})
+        }
+      } finally {
+        listingDone = true
+        wakeWriter?.()
+      }
+    })()
+    const take = async (): Promise<Pending | undefined> => {
+      while (queue.length === 0 && !listingDone) await new Promise<void>((r) => (wakeWriter = r))
+      const item = queue.shift()
+      wakeReader?.()
+      return item
+    }
+
+    const writeLimit = pLimit(writers)
+    const writes = new Set<Promise<void>>()
+    const dispatch = async (task: () => Promise<void>): Promise<void> => {
+      const tracked: Promise<void> = writeLimit(task).finally(() => {
+        writes.delete(tracked)
+        this.advance()
+      })
+      writes.add(tracked)
+      if (writes.size >= writers) await Promise.race(writes)
+    }
+    let group: Array<{item: Pending; scan: RepositoryScan}> = []
+    let groupManifests = 0
+    let groupBytes = 0
+    const flush = async (): Promise<void> => {
+      if (group.length === 0) return
+      const taken = group
+      group = []
+      groupManifests = 0
+      groupBytes = 0
+      await dispatch(() => this.writeScans(taken))
+    }
     try {
-      for await (const name of listRepositories(opts.driver, (p: Problem) => shared.report(p), job.signal)) {
-        if (job.signal.aborted) break
-        if (!selected(name)) continue
-        if (shardOfRepository(name, job.shard.count) !== job.shard.index) continue
-        if (after !== null && compareRepositories(name, after) <= 0) continue
-        this.current = name
-        const tracked: Promise<void> = this.importOne(name).finally(() => {
-          inflight.delete(tracked)
+      for (;;) {
+        const item = await take()
+        if (!item) break
+        if (job.signal.aborted) {
+          item.slot.failed()
+          continue
+        }
+        let scanned: Scanned
+        try {
+          scanned = await item.scan
+        } catch (error) {
+          this.fail(item, error)
+          continue
+        }
+        if (scanned.kind === 'walked') {
+          this.finish(item, scanned.outcome)
           this.advance()
-        })
-        inflight.add(tracked)
-        if (inflight.size >= repositoryConcurrency) await Promise.race(inflight)
+        } else if (scanned.kind === 'large') {
+          await flush()
+          await dispatch(() => this.importLarge(item))
+        } else {
+          group.push({item, scan: scanned})
+          groupManifests += scanned.manifests
+          groupBytes += scanned.bytes
+          if (
+            groupManifests >= this.shared.batchSize ||
+            groupBytes >= GROUP_BYTES ||
+            group.length >= GROUP_REPOSITORIES
+          )
+            await flush()
+        }
       }
-    } catch (error) {
-      if (!job.signal.aborted) {
-        // The repository listing itself failed: what was imported stays, the job is resumable.
-        result.failed.push({repository: '(listing)', message: errorMessage(error)})
-        logger.error('listing repositories failed', {error: errorMessage(error)})
-      }
+      if (job.signal.aborted) for (const {item} of group) item.slot.failed()
+      else await flush()
     } finally {
-      await Promise.allSettled([...inflight])
+      for (const item of queue.splice(0)) item.slot.failed()
+      wakeReader?.()
+      await Promise.allSettled([...writes])
+      await producer
     }
   }
 
-  private async importOne(name: string): Promise<void> {
-    const slot = this.window.start(name)
-    const shared = this.shared
+  /**
+   * A full import (no --repository) whose listing completed removes the repositories of its shard that
+   * storage no longer has; a shard removes only those of its own shard, which its listing looked at.
+   */
+  private async removeVanished(): Promise<void> {
+    const {opts, job, result} = this
+    if (this.dryRun || !opts.db || result.filters || !this.listingComplete || job.signal.aborted) return
     try {
-      const outcome = shared.db
-        ? await importRepository({...shared, db: shared.db}, name)
-        : await dryRunRepository(shared, name)
-      slot.done(outcome)
-      addCounts(this.runCounts, outcome.counts)
-      addWrites(this.runWrites, outcome.written)
-      shared.progress()
+      const removed = await removeVanishedRepositories({
+        db: opts.db,
+        driver: opts.driver,
+        listed: this.listed,
+        shard: job.shard,
+        jobId: job.id,
+        report: this.shared.report,
+        signal: job.signal,
+      })
+      this.runWrites.deleted.repositories += removed.length
+      result.removedRepositories = removed.slice(0, opts.maxProblems ?? 1000)
+      for (const name of removed) this.logger.info('removed a repository storage no longer has', {repository: name})
     } catch (error) {
-      slot.failed()
-      if (this.job.signal.aborted) return
-      const message = errorMessage(error)
-      this.result.failed.push({repository: name, message})
-      this.logger.error('repository import failed; it is retried on --resume', {repository: name, error: message})
+      if (job.signal.aborted) return
+      result.failed.push({repository: '(repositories storage no longer has)', message: errorMessage(error)})
+      this.logger.error('removing repositories storage no longer has failed', {error: errorMessage(error)})
     }
+  }
+
+  /** Reads one repository: whole when it is small, only its size when not; dry-run: the walk that counts. */
+  private async scanOne(name: string): Promise<Scanned> {
+    if (!this.shared.db) return {kind: 'walked', outcome: await dryRunRepository(this.shared, name)}
+    return scanRepository(this.shared, name)
+  }
+
+  private async writeScans(group: Array<{item: Pending; scan: RepositoryScan}>): Promise<void> {
+    const shared = {...this.shared, db: this.shared.db!}
+    try {
+      const outcomes = await writeGroup(
+        shared,
+        group.map((g) => g.scan),
+      )
+      for (const {item} of group) this.finish(item, outcomes.get(item.name)!)
+    } catch (error) {
+      if (this.job.signal.aborted || group.length === 1) {
+        for (const {item} of group) this.fail(item, error)
+        return
+      }
+      // One repository's bad data must not fail the others: each is written again on its own.
+      this.logger.warn('a group of repositories failed to write; writing each on its own', {
+        repositories: group.length,
+        error: errorMessage(error),
+      })
+      for (const {item, scan} of group) {
+        try {
+          this.finish(item, (await writeGroup(shared, [scan])).get(item.name)!)
+        } catch (single) {
+          this.fail(item, single)
+        }
+      }
+    }
+  }
+
+  private async importLarge(item: Pending): Promise<void> {
+    try {
+      this.finish(item, await importRepository({...this.shared, db: this.shared.db!}, item.name))
+    } catch (error) {
+      this.fail(item, error)
+    }
+  }
+
+  private finish(item: Pending, outcome: RepositoryOutcome): void {
+    item.slot.done(outcome)
+    addCounts(this.runCounts, outcome.counts)
+    addWrites(this.runWrites, outcome.written)
+    this.shared.progress()
+  }
+
+  private fail(item: Pending, error: unknown): void {
+    item.slot.failed()
+    if (this.job.signal.aborted) return
+    const message = errorMessage(error)
+    this.result.failed.push({repository: item.name, message})
+    this.logger.error('repository import failed; it is retried on --resume', {repository: item.name, error: message})
   }
 
   /** Moves the checkpoint past the repositories now complete in listing order. */
@@ -286,7 +455,7 @@ class ImportRun {
       job
         .save(snapshot, snapshot)
         .catch((error: unknown) =>
-          this.logger.warn('could not save the checkpoint', {job: jobId, error: errorMessage(error)}),
+          this.logger.warn('could not save the checkpoint', {jobId, error: errorMessage(error)}),
         ),
     )
     return this.saving

@@ -10,7 +10,13 @@
  * connection and keeps it until the end; a second run waits up to lockTimeoutMs and is then refused
  * (exit 4). Each file runs in its own transaction together with its bookkeeping row, so a failing file
  * leaves nothing of itself behind and the files before it stay applied. A file must not contain its
- * own BEGIN/COMMIT. Applied files whose checksum changed ("drifted") are refused before anything runs.
+ * own BEGIN/COMMIT. A file whose first line is `-- regops:no-transaction` runs outside a transaction,
+ * statement by statement (for CREATE INDEX CONCURRENTLY, which refuses to run in one), and is recorded
+ * only after its last statement succeeded: such a file must be safe to run again from the start
+ * (IF NOT EXISTS / IF EXISTS), since a failure leaves the statements before it applied.
+ * Every statement runs under lock_timeout (default 10 s): a migration that needs a lock a long
+ * transaction holds fails with what to do, instead of queueing behind it (and stalling every query that
+ * queues behind the migration) for as long as that transaction lives. Applied files whose checksum changed ("drifted") are refused before anything runs.
  * Advisory locks are per session: run migrations on a direct connection or a session-mode pooler,
  * not through PgBouncer in transaction mode.
  */
@@ -33,6 +39,13 @@ const LOCK_KEY_LO = Number(BigInt(MIGRATION_LOCK_KEY) & 0xffffffffn)
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000
 
+/** lock_timeout of the statements of a migration (0 = wait for locks as long as it takes). */
+export const DEFAULT_STATEMENT_LOCK_TIMEOUT_MS = 10_000
+
+/** First line of a migration file that runs outside a transaction. */
+export const NO_TRANSACTION_MARKER = '-- regops:no-transaction'
+const NO_TRANSACTION_RE = /^--[ \t]*regops:no-transaction[ \t]*(\r?\n|$)/
+
 const FILE_RE = /^(\d{4})_([a-z0-9][a-z0-9_]*)\.(up|down)\.sql$/
 const TX_CONTROL_RE = /^[ \t]*(BEGIN|COMMIT|ROLLBACK|START[ \t]+TRANSACTION)[ \t]*(TRANSACTION|WORK)?[ \t]*;/im
 
@@ -48,6 +61,9 @@ export interface Migration {
   downSql: string
   /** sha256 (hex) of the up file, CRLF normalised to LF */
   checksum: string
+  /** the up / down file starts with NO_TRANSACTION_MARKER: it runs statement by statement, outside a transaction */
+  upNoTransaction: boolean
+  downNoTransaction: boolean
 }
 
 export interface AppliedRow {
@@ -124,6 +140,8 @@ export interface MigrateUpOptions {
   dryRun?: boolean
   dir?: string
   lockTimeoutMs?: number
+  /** lock_timeout of each migration statement (default DEFAULT_STATEMENT_LOCK_TIMEOUT_MS; 0 = none) */
+  statementLockTimeoutMs?: number
   /** called after each applied migration (progress output) */
   onApplied?: (run: MigrationRun) => void
 }
@@ -136,6 +154,8 @@ export interface MigrateDownOptions {
   dryRun?: boolean
   dir?: string
   lockTimeoutMs?: number
+  /** lock_timeout of each migration statement (default DEFAULT_STATEMENT_LOCK_TIMEOUT_MS; 0 = none) */
+  statementLockTimeoutMs?: number
   onReverted?: (run: MigrationRun) => void
 }
 
@@ -231,7 +251,7 @@ export async function loadMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): Prom
       const tx = TX_CONTROL_RE.exec(sql)
       if (tx) {
         throw new UsageError(
-          `migration file ${file} contains "${tx[0].trim()}": each migration already runs in one transaction`,
+          `migration file ${file} contains "${tx[0].trim()}": each migration already runs in one transaction (or, with ${NO_TRANSACTION_MARKER} as its first line, in none)`,
           {
             code: 'MIGRATION_FILES',
             details: {file},
@@ -249,6 +269,8 @@ export async function loadMigrations(dir: string = DEFAULT_MIGRATIONS_DIR): Prom
       upSql,
       downSql,
       checksum: checksumOf(upSql),
+      upNoTransaction: NO_TRANSACTION_RE.test(upSql),
+      downNoTransaction: NO_TRANSACTION_RE.test(downSql),
     })
   }
   return migrations
@@ -409,13 +431,47 @@ function lineOf(sql: string, position: number | undefined): number | undefined {
   return sql.slice(0, position - 1).split('\n').length
 }
 
-function migrationFailed(m: Migration, direction: 'up' | 'down', error: unknown, done: MigrationRun[]): RegopsError {
-  const e = error as {message?: string; code?: string; position?: string; where?: string}
+function migrationFailed(
+  m: Migration,
+  direction: 'up' | 'down',
+  error: unknown,
+  done: MigrationRun[],
+  lockTimeoutMs: number,
+): RegopsError {
+  const e = error as {
+    message?: string
+    code?: string
+    position?: string
+    where?: string
+    statementOffset?: number
+    statementStart?: number
+  }
   const file = direction === 'up' ? m.file : m.downFile
   const sql = direction === 'up' ? m.upSql : m.downSql
-  const line = lineOf(sql, e.position === undefined ? undefined : Number(e.position))
+  const outside = direction === 'up' ? m.upNoTransaction : m.downNoTransaction
+  // Outside a transaction the position is within the statement; an error without one names the statement's line.
+  const position =
+    e.position !== undefined
+      ? Number(e.position) + (e.statementOffset ?? 0)
+      : e.statementStart !== undefined
+        ? e.statementStart + 1
+        : undefined
+  const line = lineOf(sql, position)
+  const undone = outside
+    ? 'it ran outside a transaction: the statements before the failing one stay applied, and it is not recorded'
+    : 'it was rolled back'
+  if (e.code === LOCK_NOT_AVAILABLE) {
+    return new RefusedError(
+      `migration ${file} waited ${formatMs(lockTimeoutMs)} (lock_timeout) for a lock that another session holds${line ? ` (line ${line})` : ''}; ${undone}`,
+      {
+        code: 'MIGRATION_LOCK_TIMEOUT',
+        hint: `a long transaction holds a lock on a table it changes: find it with SELECT pid, state, xact_start, query FROM pg_stat_activity WHERE state <> 'idle' ORDER BY xact_start, let it finish (or end it), and run again; --statement-lock-timeout waits longer`,
+        details: {version: m.version, file: direction === 'up' ? m.upPath : m.downPath, line, sqlstate: e.code},
+      },
+    )
+  }
   return new RegopsError(
-    `migration ${file} failed${line ? ` at line ${line}` : ''}: ${e.message ?? String(error)}; it was rolled back`,
+    `migration ${file} failed${line ? ` at line ${line}` : ''}: ${e.message ?? String(error)}; ${undone}`,
     ExitCode.Partial,
     {
       code: 'MIGRATION_FAILED',
@@ -472,16 +528,107 @@ async function acquireLock(client: DbClient, timeoutMs: number): Promise<void> {
 }
 
 /** Runs fn on one dedicated connection holding the migration advisory lock. */
-async function withMigrationLock<T>(db: Db, timeoutMs: number, fn: (client: DbClient) => Promise<T>): Promise<T> {
+async function withMigrationLock<T>(
+  db: Db,
+  timeoutMs: number,
+  statementLockTimeoutMs: number,
+  fn: (client: DbClient) => Promise<T>,
+): Promise<T> {
   return db.withClient(async (client) => {
     await acquireLock(client, timeoutMs)
     try {
+      // The session's, so it holds for the statements of a file run outside a transaction as well.
+      await client.query(`SET lock_timeout = ${Math.max(0, Math.round(statementLockTimeoutMs))}`)
       return await fn(client)
     } finally {
+      await client.query('RESET lock_timeout').catch(() => undefined)
       // If the connection died the server has already released the lock with the session.
       await client.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`).catch(() => undefined)
     }
   })
+}
+
+/** lock_not_available: lock_timeout ran out (or NOWAIT). */
+const LOCK_NOT_AVAILABLE = '55P03'
+
+function formatMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`
+}
+
+/**
+ * The statements of a SQL file, each with its offset in the file: split at semicolons outside quotes
+ * ('…', E'…', "…", $tag$…$tag$) and comments (-- to the end of the line, and nested block comments). A file run outside a transaction is
+ * sent statement by statement: several statements in one simple query run as one implicit transaction,
+ * in which CREATE INDEX CONCURRENTLY refuses to run.
+ */
+export function splitStatements(sql: string): Array<{text: string; offset: number}> {
+  const out: Array<{text: string; offset: number}> = []
+  let start = 0
+  let i = 0
+  const push = (end: number): void => {
+    const text = sql.slice(start, end)
+    if (text.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, '').trim()) out.push({text, offset: start})
+  }
+  while (i < sql.length) {
+    const c = sql[i]
+    const next = sql[i + 1]
+    if (c === '-' && next === '-') {
+      const end = sql.indexOf('\n', i)
+      i = end === -1 ? sql.length : end + 1
+    } else if (c === '/' && next === '*') {
+      let depth = 1
+      i += 2
+      while (i < sql.length && depth > 0) {
+        if (sql[i] === '/' && sql[i + 1] === '*') (depth++, (i += 2))
+        else if (sql[i] === '*' && sql[i + 1] === '/') (depth--, (i += 2))
+        else i++
+      }
+    } else if (c === "'" || c === '"') {
+      const escapes = c === "'" && /[eE]/.test(sql[i - 1] ?? '') && !/[\w$]/.test(sql[i - 2] ?? '')
+      i++
+      while (i < sql.length) {
+        if (escapes && sql[i] === '\\') i += 2
+        else if (sql[i] === c && sql[i + 1] === c) i += 2
+        else if (sql[i] === c) break
+        else i++
+      }
+      i++
+    } else if (c === '$' && !/[\w$]/.test(sql[i - 1] ?? '')) {
+      const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i))
+      if (tag) {
+        const end = sql.indexOf(tag[0], i + tag[0].length)
+        i = end === -1 ? sql.length : end + tag[0].length
+      } else i++
+    } else if (c === ';') {
+      push(i + 1)
+      start = i + 1
+      i++
+    } else i++
+  }
+  push(sql.length)
+  return out
+}
+
+/** Runs a file outside a transaction, statement by statement, then records it. */
+async function runOutsideTransaction(
+  client: DbClient,
+  sql: string,
+  bookkeeping: () => {text: string; values: unknown[]},
+): Promise<void> {
+  for (const statement of splitStatements(sql)) {
+    try {
+      await client.query(statement.text)
+    } catch (error) {
+      if (error && typeof error === 'object')
+        Object.assign(error, {
+          statementOffset: statement.offset,
+          statementStart: statement.offset + statement.text.length - statement.text.trimStart().length,
+        })
+      throw error
+    }
+  }
+  const {text, values} = bookkeeping()
+  await client.query(text, values)
 }
 
 function sqlFor(m: Migration, direction: 'up' | 'down'): string {
@@ -491,7 +638,10 @@ function sqlFor(m: Migration, direction: 'up' | 'down'): string {
     direction === 'up'
       ? `then records version ${m.version} (sha256 ${m.checksum}) in ${MIGRATIONS_TABLE}`
       : `then deletes version ${m.version} from ${MIGRATIONS_TABLE}`
-  return `-- ${file}: runs in one transaction, ${after}\n${sql.endsWith('\n') ? sql : `${sql}\n`}`
+  const how = (direction === 'up' ? m.upNoTransaction : m.downNoTransaction)
+    ? 'runs outside a transaction, statement by statement'
+    : 'runs in one transaction'
+  return `-- ${file}: ${how}, ${after}\n${sql.endsWith('\n') ? sql : `${sql}\n`}`
 }
 
 async function runInTransaction(
@@ -569,28 +719,34 @@ export async function migrateUp(db: Db, opts: MigrateUpOptions = {}): Promise<Mi
     return result(status, planUp(migrations, status, opts.to), [], true)
   }
 
-  return withMigrationLock(db, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, async (client) => {
-    await client.query(BOOKKEEPING_DDL)
-    const status = buildStatus(migrations, await readApplied(client))
-    assertConsistent(status, dir, migrations)
-    const planned = planUp(migrations, status, opts.to)
-    const applied: MigrationRun[] = []
-    for (const m of planned) {
-      const started = performance.now()
-      try {
-        await runInTransaction(client, m.upSql, () => ({
-          text: `INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, execution_ms) VALUES ($1, $2, $3, $4)`,
-          values: [m.version, m.name, m.checksum, Math.round(performance.now() - started)],
-        }))
-      } catch (error) {
-        throw migrationFailed(m, 'up', error, applied)
+  const statementLockTimeoutMs = opts.statementLockTimeoutMs ?? DEFAULT_STATEMENT_LOCK_TIMEOUT_MS
+  return withMigrationLock(
+    db,
+    opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
+    statementLockTimeoutMs,
+    async (client) => {
+      await client.query(BOOKKEEPING_DDL)
+      const status = buildStatus(migrations, await readApplied(client))
+      assertConsistent(status, dir, migrations)
+      const planned = planUp(migrations, status, opts.to)
+      const applied: MigrationRun[] = []
+      for (const m of planned) {
+        const started = performance.now()
+        try {
+          await (m.upNoTransaction ? runOutsideTransaction : runInTransaction)(client, m.upSql, () => ({
+            text: `INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, execution_ms) VALUES ($1, $2, $3, $4)`,
+            values: [m.version, m.name, m.checksum, Math.round(performance.now() - started)],
+          }))
+        } catch (error) {
+          throw migrationFailed(m, 'up', error, applied, statementLockTimeoutMs)
+        }
+        const run = {...ref(m), ms: Math.round(performance.now() - started)}
+        applied.push(run)
+        opts.onApplied?.(run)
       }
-      const run = {...ref(m), ms: Math.round(performance.now() - started)}
-      applied.push(run)
-      opts.onApplied?.(run)
-    }
-    return result(status, planned, applied, false)
-  })
+      return result(status, planned, applied, false)
+    },
+  )
 }
 
 function planDown(migrations: Migration[], status: MigrationStatus, opts: MigrateDownOptions): Migration[] {
@@ -654,27 +810,33 @@ export async function migrateDown(db: Db, opts: MigrateDownOptions = {}): Promis
     return result(status, planDown(migrations, status, opts), [], true)
   }
 
-  return withMigrationLock(db, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, async (client) => {
-    const status = buildStatus(migrations, await readApplied(client))
-    assertConsistent(status, dir, migrations)
-    const planned = planDown(migrations, status, opts)
-    const reverted: MigrationRun[] = []
-    for (const m of planned) {
-      const started = performance.now()
-      try {
-        await runInTransaction(client, m.downSql, () => ({
-          text: `DELETE FROM ${MIGRATIONS_TABLE} WHERE version = $1`,
-          values: [m.version],
-        }))
-      } catch (error) {
-        throw migrationFailed(m, 'down', error, reverted)
+  const statementLockTimeoutMs = opts.statementLockTimeoutMs ?? DEFAULT_STATEMENT_LOCK_TIMEOUT_MS
+  return withMigrationLock(
+    db,
+    opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
+    statementLockTimeoutMs,
+    async (client) => {
+      const status = buildStatus(migrations, await readApplied(client))
+      assertConsistent(status, dir, migrations)
+      const planned = planDown(migrations, status, opts)
+      const reverted: MigrationRun[] = []
+      for (const m of planned) {
+        const started = performance.now()
+        try {
+          await (m.downNoTransaction ? runOutsideTransaction : runInTransaction)(client, m.downSql, () => ({
+            text: `DELETE FROM ${MIGRATIONS_TABLE} WHERE version = $1`,
+            values: [m.version],
+          }))
+        } catch (error) {
+          throw migrationFailed(m, 'down', error, reverted, statementLockTimeoutMs)
+        }
+        const run = {...ref(m), ms: Math.round(performance.now() - started)}
+        reverted.push(run)
+        opts.onReverted?.(run)
       }
-      const run = {...ref(m), ms: Math.round(performance.now() - started)}
-      reverted.push(run)
-      opts.onReverted?.(run)
-    }
-    return result(status, planned, reverted, false)
-  })
+      return result(status, planned, reverted, false)
+    },
+  )
 }
 
 /** Applied / pending / drifted / missing-file per version. Reads only; takes no lock. */

@@ -67,11 +67,13 @@ export const silentLogger = new Logger('silent', 'json', () => {})
  * Node prints process warnings (the AWS SDK's multi-line Node-version notice, MaxListenersExceededWarning,
  * experimental-feature notes) straight to stderr, between regops' own lines and outside its JSON log
  * format. They are for whoever maintains regops, not for the operator: below --log-level debug they are
- * dropped, at debug they become debug log lines.
+ * dropped, at debug they become debug log lines. regops' own (type RegopsWarning) are always warnings.
  */
 export function routeProcessWarnings(logger: Logger): void {
   process.removeAllListeners('warning')
   process.on('warning', (warning) => {
+    // regops' own warnings (an insecure TLS opt-out) are for the operator: always a warn line and a --json warning.
+    if (warning.name === 'RegopsWarning') return logger.warn(warning.message)
     if (logger.enabled('debug'))
       logger.debug(`${warning.name}: ${warning.message}`, {code: (warning as {code?: string}).code})
   })

@@ -10,6 +10,8 @@ export function registerSecret(value: string | undefined | null): void {
   // Very short values would mask innocent text ("a", "1"); they are not credible secrets either.
   if (!value || value.length < 4) return
   secrets.add(value)
+  // A header or a config dump may carry it base64-encoded (HTTP Basic, Kubernetes secrets).
+  secrets.add(Buffer.from(value).toString('base64').replace(/=+$/, ''))
   try {
     const encoded = encodeURIComponent(value)
     if (encoded !== value) secrets.add(encoded)
@@ -17,6 +19,18 @@ export function registerSecret(value: string | undefined | null): void {
     // lone surrogates cannot be URI-encoded; the raw value is still registered
   }
 }
+
+/**
+ * Credentials that need no registration to be recognised: the signature and credential scope of a
+ * presigned S3 URL (a registry's redirect, an SDK error quoting its request) or of a SigV4 Authorization
+ * header, a session token, and HTTP Basic / Bearer credentials.
+ */
+const CREDENTIAL_PATTERNS: Array<[RegExp, string]> = [
+  [/((?:X-Amz-(?:Signature|Credential|Security-Token)|AWSAccessKeyId|Signature)=)[^&\s"'<>]+/gi, `$1${MASK}`],
+  [/(\bCredential=)[^,&\s"']+/g, `$1${MASK}`],
+  // a token has a digit or a symbol: "Bearer authentication required" is prose, not a credential
+  [/(\b(?:Basic|Bearer)\s+)(?=[A-Za-z0-9+/=._~-]*[0-9+/=._~-])[A-Za-z0-9+/=._~-]{12,}/g, `$1${MASK}`],
+]
 
 /**
  * A URL with its passwords masked: the userinfo password and a `password=` / `sslpassword=` query
@@ -56,14 +70,15 @@ function safeDecode(value: string): string {
 }
 
 export function redact(text: string): string {
-  if (secrets.size === 0 || !text) return text
+  if (!text) return text
   let out = text
   // Longest first, so a secret that contains another is masked whole.
   for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
     if (out.includes(secret)) out = out.split(secret).join(MASK)
   }
+  for (const [pattern, replacement] of CREDENTIAL_PATTERNS) out = out.replace(pattern, replacement)
   // Passwords in URLs that were never registered (e.g. from a library's error text).
-  return out.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)([^@\s/]+)@/gi, `$1${MASK}@`)
+  return out.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)([^@\s/]+)@/gi, `$1${MASK}@`)
 }
 
 /** Deep-redacts a JSON-able value (used for --json output and structured logs). */

@@ -10,7 +10,11 @@ import {importStorage, type ImportResult} from '../metadata/import.js'
 import {FilesystemDriver} from '../storage/filesystem.js'
 import {sweepBlobs, type SweepBlobsResult} from '../sweep/sweep-blobs.js'
 import {sweepUploads} from '../sweep/sweep-uploads.js'
+import {auditRegions, type AuditRegionsResult} from '../audit/regions-audit.js'
+import type {Finding} from '../audit/findings.js'
 import {writeSampleRegistry, type PlantedOrphan} from './sample.js'
+import {writeDriftedCopy, type PlantedDrift} from './drift.js'
+import {pullSampleImages, type QuickstartLoad} from './load.js'
 
 export interface QuickstartStep {
   step: string
@@ -35,7 +39,23 @@ export interface QuickstartResult {
   matches: boolean
   import: Pick<ImportResult, 'repositories' | 'manifests' | 'tags' | 'blobs'>
   sweeps: {storage: QuickstartSweep; metadata: QuickstartSweep}
+  drift: QuickstartDrift
+  loadtest: QuickstartLoad
   next: Array<{command: string; why: string}>
+}
+
+/** The second region, drifted on purpose, audited, repaired and audited again. */
+export interface QuickstartDrift {
+  region: string
+  registryRoot: string
+  planted: PlantedDrift[]
+  /** what the first audit found, less the planted orphans (in both regions and not in the database: the sweep's) */
+  found: Array<Pick<Finding, 'kind' | 'region' | 'key' | 'digest'>>
+  /** every planted difference was found, where it was planted, and nothing else */
+  named: boolean
+  repair: {copied: number; failed: number}
+  /** what the re-audit found, less the planted orphans: none when the repair fixed everything */
+  after: Array<Pick<Finding, 'kind' | 'region' | 'key' | 'digest'>>
 }
 
 /** A sweep's counts: scanned (blobs in storage) = referenced + younger than the cutoff + candidates. */
@@ -118,6 +138,66 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
     await rm(pgDir, {recursive: true, force: true})
   }
 
+  /**
+   * The second region: copied from the first, drifted on purpose, then audited (the drift named),
+   * repaired from the first, and audited again. Each audit re-hashes every blob: the sample is small.
+   */
+  async function driftAuditRepair(orphans: string[]): Promise<{copy: FilesystemDriver; result: QuickstartDrift}> {
+    const copyRoot = join(dir, 'registry-copy', 'docker', 'registry', 'v2')
+    const copy = new FilesystemDriver('copy', copyRoot)
+    const planted = await step(
+      'copy the sample into a second region, drifted on purpose',
+      () => writeDriftedCopy(registryRoot, copy, copyRoot, sample),
+      (d) => `${d.map((x) => x.kind).join(', ')} planted in region copy, at ${copyRoot}`,
+    )
+    const audit = (file: string, repairFrom?: string) =>
+      auditRegions({
+        drivers: [driver, copy],
+        db,
+        level: 'checksum',
+        inFlightMs: 15 * 60_000,
+        findingsFile: join(dir, file),
+        repairFrom,
+        concurrency: 8,
+        logger: opts.logger,
+        signal,
+      })
+    const drifted = async (r: AuditRegionsResult) =>
+      (await findingsOf(r.findings.file!)).filter((f) => !(f.kind === 'extra' && orphans.includes(f.digest ?? '')))
+    // The planted orphans are 'extra' in both regions (in storage, in no manifest and not in the database):
+    // the sweep's to remove, not drift between the regions. The detail says so, so that the counts add up.
+    const byRegion = (r: AuditRegionsResult) =>
+      Object.entries(r.findings.byRegion).map(([region, kinds]) => {
+        const counts = Object.entries(kinds).map(([kind, n]) => `${n} ${kind}`)
+        return `${counts.join(', ')} in ${region}`
+      })
+    const named = (r: AuditRegionsResult) =>
+      `${r.findings.drift} findings: ${byRegion(r).join('; ')} (each extra is a planted orphan)`
+    const first = await step('audit regions local and copy (checksum)', () => audit('audit-regions.jsonl'), named)
+    const found = await drifted(first)
+    const repaired = await step(
+      'audit regions --repair --from local',
+      () => audit('audit-repair.jsonl', 'local'),
+      (r) => `${r.repair?.copied ?? 0} objects copied from local and verified, ${r.repair?.failed ?? 0} failed`,
+    )
+    const again = await step('audit regions again', () => audit('audit-after-repair.jsonl'), named)
+    const after = await drifted(again)
+    const isPlanted = (f: Pick<Finding, 'kind' | 'region' | 'key'>) =>
+      planted.some((p) => p.kind === f.kind && p.key === f.key && f.region === 'copy')
+    return {
+      copy,
+      result: {
+        region: 'copy',
+        registryRoot: copyRoot,
+        planted,
+        found,
+        named: found.length === planted.length && found.every(isPlanted),
+        repair: {copied: repaired.repair?.copied ?? 0, failed: repaired.repair?.failed ?? 0},
+        after,
+      },
+    }
+  }
+
   async function withDatabase(): Promise<QuickstartResult> {
     await step(
       'migrate the metadata schema',
@@ -168,6 +248,14 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
       (r) =>
         `${r.uploads} upload(s) in progress, ${r.abandoned.count} abandoned (started and last written over 24h ago)`,
     )
+    const drift = await driftAuditRepair(sample.orphans.map((o) => o.digest))
+    const loadtest = await step(
+      'load test: pull every sample tag from the repaired copy',
+      () => pullSampleImages(drift.copy, sample.tags, signal),
+      (l) =>
+        `${l.succeeded} of ${l.started} pulls complete and re-hashed, ${l.failed} failed, at ${l.rate}/s for ${formatSeconds(l.durationMs)}; ` +
+        `pull p50 ${l.pullP50Ms} ms, p99 ${l.pullP99Ms} ms (a loopback server on the layout)`,
+    )
     const found = {
       storage: await candidatesOf(join(dir, 'sweep-storage.jsonl')),
       metadata: await candidatesOf(join(dir, 'sweep-metadata.jsonl')),
@@ -178,7 +266,12 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
       found.metadata.join(',') === planted &&
       !found.storage.includes(sample.inFlight) &&
       uploads.uploads === 1 &&
-      uploads.abandoned.count === 0
+      uploads.abandoned.count === 0 &&
+      drift.result.named &&
+      drift.result.after.length === 0 &&
+      drift.result.repair.failed === 0 &&
+      loadtest.succeeded > 0 &&
+      loadtest.failed === 0
     const pick = (r: SweepBlobsResult): QuickstartSweep => ({
       candidates: r.candidates,
       scanned: r.scanned,
@@ -190,7 +283,7 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
     const config = join(dir, 'regops.yaml')
     await writeFile(
       config,
-      `# written by regops quickstart: the sample registry as a region\nregions:\n  local: {url: "file://${registryRoot}"}\n`,
+      `# written by regops quickstart: the sample registry and its copy as regions\nregions:\n  local: {url: "file://${registryRoot}"}\n  copy: {url: "file://${drift.result.registryRoot}"}\nprimary: local\n`,
     )
     return {
       kind: 'quickstart',
@@ -210,8 +303,22 @@ async function runQuickstart(opts: QuickstartOptions): Promise<QuickstartResult>
         blobs: imported.blobs,
       },
       sweeps: {storage: pick(sweepStorage), metadata: pick(sweepMetadata)},
+      drift: drift.result,
+      loadtest,
       next: [
         {command: `npx regops sweep blobs --config ${config}`, why: 'the same dry-run sweep, from the CLI'},
+        {
+          command: `npx regops sweep blobs --config ${config} --plan-out plan.jsonl`,
+          why: 'a sealed plan of that sweep, to review',
+        },
+        {
+          command: `npx regops sweep apply plan.jsonl --config ${config}`,
+          why: 'verify the plan (seal, age, store unchanged) and list what it would do; acting needs a database',
+        },
+        {
+          command: `npx regops audit regions --config ${config} --level checksum`,
+          why: 'the cross-region audit of local and its repaired copy',
+        },
         {command: `npx regops sweep uploads --config ${config}`, why: 'uploads in progress, and abandoned ones'},
         {command: `npx regops config show --config ${config}`, why: 'what regops reads, secrets as ***'},
         {command: 'npx regops doctor --write-check', why: 'reachability and permissions, with your own regops.yaml'},
@@ -258,6 +365,19 @@ async function prepareDirectory(dir: string): Promise<void> {
   }
   await mkdir(dir, {recursive: true})
   await writeFile(join(dir, MARKER), 'written by regops quickstart: this directory is replaced on every run\n')
+}
+
+async function findingsOf(file: string): Promise<Array<Pick<Finding, 'kind' | 'region' | 'key' | 'digest'>>> {
+  const text = await readFile(file, 'utf8')
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as Finding)
+    .map((f) => ({kind: f.kind, region: f.region, key: f.key, digest: f.digest}))
+}
+
+function formatSeconds(ms: number): string {
+  return `${ms / 1000}s`
 }
 
 async function candidatesOf(file: string): Promise<string[]> {

@@ -1,4 +1,5 @@
-import {Redis} from 'ioredis'
+import {createRequire} from 'node:module'
+import type {Redis} from 'ioredis'
 import {RefusedError, StorageError, errorMessage} from '../errors.js'
 import {redactUrl} from '../output/redact.js'
 
@@ -73,7 +74,9 @@ class RedisDescriptorCache implements DescriptorCache {
 
   constructor(private readonly url: string) {
     // No offline queue and few retries: a sweep must learn at once that eviction failed, not wait.
-    this.client = new Redis(url, {
+    // ioredis is loaded only when a Redis cache is configured: every command opens this module.
+    const {Redis: RedisClient} = createRequire(import.meta.url)('ioredis') as typeof import('ioredis')
+    this.client = new RedisClient(url, {
       lazyConnect: true,
       maxRetriesPerRequest: 2,
       enableOfflineQueue: false,

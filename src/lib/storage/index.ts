@@ -2,6 +2,7 @@ import type {RegionConfig, RegopsConfig} from '../config/config.js'
 import {UsageError} from '../errors.js'
 import type {StorageDriver} from './driver.js'
 import {FilesystemDriver} from './filesystem.js'
+import type {RequestLimiter} from './request-limiter.js'
 
 export type {StorageDriver, ObjectInfo, ListOptions, DeleteResult} from './driver.js'
 
@@ -29,4 +30,34 @@ export async function openRegion(config: RegopsConfig, name?: string): Promise<S
       `unknown region '${regionName}' (regions: ${Object.keys(config.regions).join(', ') || 'none'})`,
     )
   return openDriver(region)
+}
+
+/** What a command's request-rate flags state (see requestRateFlags). */
+export interface RequestRateOptions {
+  /** requests in flight, fixed: no adaptation */
+  concurrency?: number
+  /** the ceiling of the adaptive limit */
+  maxConcurrency?: number
+  /** requests started per second, at most */
+  tpsLimit?: number
+}
+
+/** The request rates of a command's flags, applied to a driver that paces its requests (S3). */
+export function applyRequestRates(driver: StorageDriver, rates: RequestRateOptions): void {
+  const requests = (driver as {requests?: RequestLimiter}).requests
+  if (!requests) return
+  requests.configure({
+    fixed: rates.concurrency,
+    ...(rates.maxConcurrency === undefined ? {} : {max: rates.maxConcurrency}),
+    tps: rates.tpsLimit,
+  })
+}
+
+/**
+ * How much work a job keeps queued for storage: a pinned count as given; otherwise enough to fill the
+ * adaptive limit (its ceiling), which then decides what is in flight. At least 32: a filesystem
+ * region's 16 would leave its synchronous reads waiting on the listing.
+ */
+export function requestsToQueue(rates: RequestRateOptions, ...regions: RegionConfig[]): number {
+  return rates.concurrency ?? rates.maxConcurrency ?? Math.max(32, ...regions.map((region) => region.concurrency))
 }

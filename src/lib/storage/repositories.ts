@@ -34,6 +34,8 @@ export interface Problem {
     | 'storage-error'
     /** the mark found no repositories or no manifests while the blob store is not empty */
     | 'empty-mark'
+    /** a shared mark run (sweep mark) some of whose shards could not read everything */
+    | 'incomplete-mark'
   key: string
   message: string
   repository?: string

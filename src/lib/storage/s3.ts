@@ -1,19 +1,7 @@
 import {Agent as HttpAgent} from 'node:http'
 import {Agent as HttpsAgent} from 'node:https'
 import type {Readable} from 'node:stream'
-import {
-  S3Client,
-  PutObjectCommand,
-  DeleteObjectsCommand,
-  CopyObjectCommand,
-  CreateMultipartUploadCommand,
-  UploadPartCopyCommand,
-  CompleteMultipartUploadCommand,
-  AbortMultipartUploadCommand,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3'
-import {NodeHttpHandler} from '@smithy/node-http-handler'
-import pLimit, {type LimitFunction} from 'p-limit'
+import type {S3Client, S3ClientConfig} from '@aws-sdk/client-s3'
 import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
 import type {S3RegionConfig} from '../config/config.js'
 import {
@@ -25,62 +13,120 @@ import {
   type StorageDriver,
 } from './driver.js'
 import {S3HttpError, S3ReadPath} from './s3-read.js'
+import {RequestLimiter, classifyStorageError} from './request-limiter.js'
+import {resolveS3Endpoint, type S3Endpoint} from './s3-endpoint.js'
+
+/** A multipart upload begun and neither completed nor aborted; `key` relative to the region's root. */
+export interface PendingUpload {
+  key: string
+  uploadId: string
+  initiated: Date
+}
+
+/** The drivers whose store keeps upload data outside the object listing (S3 multipart uploads). */
+export interface PendingUploadStore {
+  listPendingUploads(prefix: string): AsyncIterable<PendingUpload>
+  pendingUploadParts(upload: PendingUpload): Promise<{parts: number; bytes: number; lastModified: Date}>
+  abortPendingUpload(upload: PendingUpload): Promise<void>
+}
+import {
+  tlsConnectOptions,
+  untrustedCertificateCode,
+  untrustedCertificateHint,
+  type TlsConnectOptions,
+} from '../config/tls.js'
 
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3
 const COPY_PART_SIZE = 512 * 1024 ** 2
 
 /**
- * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Retries use the SDK's
- * adaptive mode, which backs off on 503 SlowDown and throttles itself, and retries connection resets;
- * `concurrency` caps requests in flight from this process to the bucket.
+ * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Every request, read
+ * (undici) or write (the SDK, held to one attempt), goes through one request limiter: an adaptive
+ * concurrency limit up to `concurrency` (or a fixed one), with retries that back off with jitter on
+ * 503 SlowDown, other 5xx and connection resets.
  */
 export class S3Driver implements StorageDriver {
   readonly kind = 's3' as const
   readonly location: string
-  readonly client: S3Client
-  private readonly limit: LimitFunction
+  /** the AWS SDK, loaded on the first write, delete or copy (or credential lookup): reads go through undici */
+  private sdkLoading?: Promise<{client: S3Client; commands: typeof import('@aws-sdk/client-s3')}>
+  /** the requests of this region, reads and writes alike: see configure via `requests.configure` */
+  readonly requests: RequestLimiter
   private readonly base: string
   /** where requests go, for messages (the default AWS endpoint when none is configured) */
   private readonly endpoint: string
+  private readonly resolvedEndpoint: S3Endpoint
+  private readonly tls: TlsConnectOptions
 
   constructor(
     private readonly config: S3RegionConfig,
-    clientOverrides: Partial<S3ClientConfig> = {},
+    private readonly clientOverrides: Partial<S3ClientConfig> = {},
   ) {
     this.region = config.name
     this.base = config.prefix ? `${config.prefix}/` : ''
-    this.endpoint = config.endpoint ?? `https://s3.${config.region}.amazonaws.com`
-    this.location = `s3://${config.bucket}/${config.prefix}${config.endpoint ? ` at ${config.endpoint}` : ''}`
-    this.limit = pLimit(config.concurrency)
-    const agentOptions = {keepAlive: true, maxSockets: config.concurrency}
-    this.client = new S3Client({
-      region: config.region,
-      endpoint: config.endpoint,
-      forcePathStyle: config.forcePathStyle,
-      credentials:
-        config.accessKeyId && config.secretAccessKey
-          ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey}
-          : undefined,
-      requestChecksumCalculation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
-      responseChecksumValidation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
-      retryMode: 'adaptive',
-      maxAttempts: 8,
-      requestHandler: new NodeHttpHandler({
-        httpAgent: new HttpAgent(agentOptions),
-        httpsAgent: new HttpsAgent(agentOptions),
-        connectionTimeout: 5_000,
-        requestTimeout: 120_000,
-      }),
-      ...clientOverrides,
-    })
+    // One resolution for both paths: the SDK gets the endpoint and addressing the read path uses, and
+    // none of its own (environment variables, FIPS or dual-stack flags) that could send a write elsewhere.
+    this.resolvedEndpoint = resolveS3Endpoint(config)
+    this.endpoint = this.resolvedEndpoint.endpoint
+    this.location = `s3://${config.bucket}/${config.prefix}${this.resolvedEndpoint.source === 'aws' ? '' : ` at ${this.resolvedEndpoint.endpoint}`}`
+    const maxAttempts = Number(clientOverrides.maxAttempts ?? 8)
+    this.requests = new RequestLimiter({max: config.concurrency}, maxAttempts)
+    // Both paths (SDK and undici) verify certificates unless the region opts out; the opt-out warns once per client.
+    this.tls = tlsConnectOptions(config, this.endpoint, `region '${config.name}'`)
     const staticCredentials =
       config.accessKeyId && config.secretAccessKey
         ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey}
         : undefined
     // Without keys in the config, the SDK's default chain (environment, profile, IRSA) resolves and refreshes them.
-    const provider = async () => staticCredentials ?? (await this.client.config.credentials())
-    this.readPath = new S3ReadPath(config, provider, Number(clientOverrides.maxAttempts ?? 8))
+    const provider = async () => staticCredentials ?? (await (await this.sdk()).client.config.credentials())
+    this.readPath = new S3ReadPath(config, provider, this.tls)
+  }
+
+  /**
+   * An audit or a sweep's mark only reads. Loading the SDK costs about 20 MiB of RSS and a fifth of a second
+   * of start-up (at 10k blobs, more than an audit's own listing), so it is loaded when first needed.
+   */
+  private sdk(): Promise<{client: S3Client; commands: typeof import('@aws-sdk/client-s3')}> {
+    this.sdkLoading ??= (async () => {
+      const [commands, {NodeHttpHandler}] = await Promise.all([
+        import('@aws-sdk/client-s3'),
+        import('@smithy/node-http-handler'),
+      ])
+      const config = this.config
+      // The limiter bounds requests in flight; sockets follow it.
+      const agentOptions = {keepAlive: true}
+      const client = new commands.S3Client({
+        region: config.region,
+        endpoint: this.resolvedEndpoint.endpoint,
+        forcePathStyle: this.resolvedEndpoint.pathStyle,
+        useFipsEndpoint: false,
+        useDualstackEndpoint: false,
+        credentials:
+          config.accessKeyId && config.secretAccessKey
+            ? {accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey}
+            : undefined,
+        requestChecksumCalculation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
+        responseChecksumValidation: config.checksums === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED',
+        retryMode: 'standard',
+        requestHandler: new NodeHttpHandler({
+          httpAgent: new HttpAgent(agentOptions),
+          httpsAgent: new HttpsAgent({...agentOptions, ...this.tls}),
+          connectionTimeout: 5_000,
+          requestTimeout: 120_000,
+        }),
+        ...this.clientOverrides,
+        // The request limiter retries (and learns from each attempt); the SDK makes one.
+        maxAttempts: 1,
+      })
+      return {client, commands}
+    })()
+    return this.sdkLoading
+  }
+
+  /** The SDK client of the write path, loaded if it is not yet (tests check what it resolved). */
+  async sdkClient(): Promise<S3Client> {
+    return (await this.sdk()).client
   }
 
   private readonly readPath: S3ReadPath
@@ -100,7 +146,7 @@ export class S3Driver implements StorageDriver {
     let token: string | undefined
     do {
       options.signal?.throwIfAborted()
-      const page = await this.send('list', prefix, () =>
+      const page = await this.send('list', prefix, {signal: options.signal}, () =>
         this.readPath.list(this.fullKey(prefix), {
           token,
           startAfter: options.startAfter === undefined ? undefined : this.fullKey(options.startAfter),
@@ -120,7 +166,7 @@ export class S3Driver implements StorageDriver {
     let token: string | undefined
     do {
       options.signal?.throwIfAborted()
-      const page = await this.send('list', prefix, () =>
+      const page = await this.send('list', prefix, {signal: options.signal}, () =>
         this.readPath.list(this.fullKey(prefix), {
           token,
           delimiter: '/',
@@ -165,23 +211,31 @@ export class S3Driver implements StorageDriver {
   async write(key: string, body: Buffer | Readable, size?: number): Promise<void> {
     const length = Buffer.isBuffer(body) ? body.length : size
     if (length === undefined) throw new InvalidInputError('a streamed write needs its size', key)
-    await this.send('write', key, () =>
-      this.client.send(
-        new PutObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(key), Body: body, ContentLength: length}),
+    const {client, commands} = await this.sdk()
+    // A stream cannot be sent twice: only a buffer is retried.
+    await this.send('write', key, {retry: Buffer.isBuffer(body)}, () =>
+      client.send(
+        new commands.PutObjectCommand({
+          Bucket: this.config.bucket,
+          Key: this.fullKey(key),
+          Body: body,
+          ContentLength: length,
+        }),
       ),
     )
   }
 
   async deleteMany(keys: string[]): Promise<DeleteResult> {
     const result: DeleteResult = {deleted: [], errors: []}
+    const {client, commands} = await this.sdk()
     const batches: string[][] = []
     for (let i = 0; i < keys.length; i += 1000) batches.push(keys.slice(i, i + 1000))
     await Promise.all(
       batches.map(async (batch) => {
         try {
           const response = await this.send('delete', batch[0], () =>
-            this.client.send(
-              new DeleteObjectsCommand({
+            client.send(
+              new commands.DeleteObjectsCommand({
                 Bucket: this.config.bucket,
                 Delete: {Objects: batch.map((key) => ({Key: this.fullKey(key)})), Quiet: true},
               }),
@@ -206,25 +260,32 @@ export class S3Driver implements StorageDriver {
   async copy(sourceKey: string, targetKey: string): Promise<void> {
     const info = await this.stat(sourceKey)
     if (!info) throw new NotFoundError(sourceKey, this.region)
+    const {client, commands} = await this.sdk()
     const copySource = `${this.config.bucket}/${this.fullKey(sourceKey)}`.split('/').map(encodeURIComponent).join('/')
     if (info.size <= MAX_SINGLE_COPY) {
       await this.send('copy', sourceKey, () =>
-        this.client.send(
-          new CopyObjectCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey), CopySource: copySource}),
+        client.send(
+          new commands.CopyObjectCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(targetKey),
+            CopySource: copySource,
+          }),
         ),
       )
       return
     }
     const upload = await this.send('copy', targetKey, () =>
-      this.client.send(new CreateMultipartUploadCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey)})),
+      client.send(
+        new commands.CreateMultipartUploadCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey)}),
+      ),
     )
     try {
       const parts: Array<{ETag: string; PartNumber: number}> = []
       for (let start = 0, part = 1; start < info.size; start += COPY_PART_SIZE, part++) {
         const end = Math.min(info.size, start + COPY_PART_SIZE) - 1
         const response = await this.send('copy', sourceKey, () =>
-          this.client.send(
-            new UploadPartCopyCommand({
+          client.send(
+            new commands.UploadPartCopyCommand({
               Bucket: this.config.bucket,
               Key: this.fullKey(targetKey),
               UploadId: upload.UploadId,
@@ -237,8 +298,8 @@ export class S3Driver implements StorageDriver {
         parts.push({ETag: response.CopyPartResult?.ETag ?? '', PartNumber: part})
       }
       await this.send('copy', targetKey, () =>
-        this.client.send(
-          new CompleteMultipartUploadCommand({
+        client.send(
+          new commands.CompleteMultipartUploadCommand({
             Bucket: this.config.bucket,
             Key: this.fullKey(targetKey),
             UploadId: upload.UploadId,
@@ -247,9 +308,9 @@ export class S3Driver implements StorageDriver {
         ),
       )
     } catch (error) {
-      await this.client
+      await client
         .send(
-          new AbortMultipartUploadCommand({
+          new commands.AbortMultipartUploadCommand({
             Bucket: this.config.bucket,
             Key: this.fullKey(targetKey),
             UploadId: upload.UploadId,
@@ -260,15 +321,137 @@ export class S3Driver implements StorageDriver {
     }
   }
 
+  /**
+   * Multipart uploads begun and neither completed nor aborted, under `prefix`, in key order. On S3 a
+   * registry upload's data sits in one of these until the upload commits: its parts are invisible to a
+   * LIST of objects, and stored (and billed) until aborted.
+   */
+  async *listPendingUploads(prefix: string): AsyncIterable<PendingUpload> {
+    const {client, commands} = await this.sdk()
+    let keyMarker: string | undefined
+    let uploadIdMarker: string | undefined
+    do {
+      const page = await this.send('list', prefix, () =>
+        client.send(
+          new commands.ListMultipartUploadsCommand({
+            Bucket: this.config.bucket,
+            Prefix: this.fullKey(prefix),
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+        ),
+      )
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key || !upload.UploadId) continue
+        yield {key: this.relativeKey(upload.Key), uploadId: upload.UploadId, initiated: upload.Initiated ?? new Date(0)}
+      }
+      const more = page.IsTruncated === true
+      keyMarker = more ? page.NextKeyMarker : undefined
+      uploadIdMarker = more ? page.NextUploadIdMarker : undefined
+      // A truncated page without a marker would list the first page forever.
+      if (more && !keyMarker)
+        throw new StorageError(`ListMultipartUploads of ${prefix} is truncated without a marker`, {
+          region: this.region,
+          key: prefix,
+        })
+    } while (keyMarker)
+  }
+
+  /** The parts a pending multipart upload holds so far: their bytes, and when the last was written. */
+  async pendingUploadParts(upload: PendingUpload): Promise<{parts: number; bytes: number; lastModified: Date}> {
+    const {client, commands} = await this.sdk()
+    let parts = 0
+    let bytes = 0
+    let lastModified = upload.initiated
+    let marker: string | undefined
+    do {
+      const page = await this.send('stat', upload.key, () =>
+        client.send(
+          new commands.ListPartsCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(upload.key),
+            UploadId: upload.uploadId,
+            PartNumberMarker: marker,
+          }),
+        ),
+      )
+      for (const part of page.Parts ?? []) {
+        parts++
+        bytes += part.Size ?? 0
+        if (part.LastModified && part.LastModified > lastModified) lastModified = part.LastModified
+      }
+      marker = page.IsTruncated ? page.NextPartNumberMarker : undefined
+    } while (marker)
+    return {parts, bytes, lastModified}
+  }
+
+  /** Aborts a pending multipart upload (its parts are freed); one already gone counts as aborted. */
+  async abortPendingUpload(upload: PendingUpload): Promise<void> {
+    const {client, commands} = await this.sdk()
+    try {
+      await this.send('delete', upload.key, () =>
+        client.send(
+          new commands.AbortMultipartUploadCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(upload.key),
+            UploadId: upload.uploadId,
+          }),
+        ),
+      )
+    } catch (error) {
+      if (error instanceof NotFoundError || (error as {name?: string}).name === 'NoSuchUpload') return
+      throw error
+    }
+  }
+
+  /**
+   * Whether the bucket's lifecycle configuration aborts incomplete multipart uploads: the enabled rules
+   * that do (with their days), 'none' when no rule does or the bucket has no lifecycle configuration,
+   * 'unknown' when the answer is access denied or not implemented.
+   */
+  async abortIncompleteUploadsRule(): Promise<
+    {state: 'present'; days: number[]} | {state: 'none'} | {state: 'unknown'; reason: string}
+  > {
+    try {
+      const {client, commands} = await this.sdk()
+      // Straight through the limiter, not send(): the SDK's error names decide 'none' vs 'unknown' below.
+      const answer = await this.requests.run(
+        'stat',
+        () => client.send(new commands.GetBucketLifecycleConfigurationCommand({Bucket: this.config.bucket})),
+        {classify: classifyStorageError},
+      )
+      const days = (answer.Rules ?? [])
+        .filter(
+          (rule) => rule.Status === 'Enabled' && rule.AbortIncompleteMultipartUpload?.DaysAfterInitiation !== undefined,
+        )
+        .map((rule) => rule.AbortIncompleteMultipartUpload!.DaysAfterInitiation!)
+      return days.length ? {state: 'present', days} : {state: 'none'}
+    } catch (error) {
+      const e = error as {name?: string; $metadata?: {httpStatusCode?: number}; message?: string}
+      if (e.name === 'NoSuchLifecycleConfiguration') return {state: 'none'}
+      return {
+        state: 'unknown',
+        reason: `${e.name ?? 'error'}${e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : ''}`,
+      }
+    }
+  }
+
   async close(): Promise<void> {
-    this.client.destroy()
+    if (this.sdkLoading) (await this.sdkLoading).client.destroy()
     await this.readPath.close()
   }
 
-  /** One request under the concurrency cap, with S3 errors turned into regops errors. */
-  private async send<T>(op: string, key: string, fn: () => Promise<T>): Promise<T> {
+  /** One request under the request limiter (retried when it may be), with S3 errors turned into regops errors. */
+  private async send<T>(
+    op: string,
+    key: string,
+    optsOrFn: {retry?: boolean; signal?: AbortSignal} | (() => Promise<T>),
+    maybeFn?: () => Promise<T>,
+  ): Promise<T> {
+    const opts = typeof optsOrFn === 'function' ? {} : optsOrFn
+    const fn = typeof optsOrFn === 'function' ? optsOrFn : maybeFn!
     try {
-      return await this.limit(fn)
+      return await this.requests.run(op, fn, {...opts, classify: classifyStorageError})
     } catch (error) {
       throw this.mapError(error, key, op)
     }
@@ -304,6 +487,14 @@ export class S3Driver implements StorageDriver {
     else detail = `${e.code ?? what}: ${e.message ?? String(error)}`
     const where = {region: this.region, key}
     const options = {cause: error, details: {bucket: this.config.bucket, endpoint: this.endpoint, status}}
+    const untrusted = untrustedCertificateCode(error)
+    if (untrusted) {
+      return new RegionUnavailableError(
+        `cannot ${op} ${key || '/'} in bucket '${this.config.bucket}': the TLS certificate of ${this.endpoint} is not trusted (${untrusted})`,
+        where,
+        {...options, code: 'TLS_UNTRUSTED', hint: untrustedCertificateHint(`regions.${this.region}`)},
+      )
+    }
     // The region as a whole cannot be read: a job stops with this one line instead of a problem per prefix.
     const wholeRegion =
       noBucket ||

@@ -25,6 +25,10 @@ export function parseListedBlob(line: string): ListedBlob {
   return {hex, size: Number(size), lastModified: Number(mtime)}
 }
 
+export function formatListedBlob(hex: string, size: number, lastModified: Date): string {
+  return `${hex} ${size} ${lastModified.getTime()}`
+}
+
 export interface EnumerateOptions {
   concurrency: number
   signal?: AbortSignal
@@ -83,7 +87,7 @@ export async function enumerateBlobs(
             continue
           }
           advanceTo(shard)
-          out.add(shard, `${spec.digest.slice(7)} ${object.size} ${object.lastModified.getTime()}`)
+          out.add(shard, formatListedBlob(spec.digest.slice(7), object.size, object.lastModified))
           if (++unreported === LISTED_REPORT_EVERY) {
             opts.onListed?.(unreported)
             unreported = 0
@@ -109,6 +113,8 @@ export async function enumerateBlobs(
   return result
 }
 
+const LISTING_YOUNG_GENERATION_MB = 2
+
 /**
  * The same listing in a worker thread, for a filesystem region: its syscalls are synchronous (see the
  * filesystem driver), so the listing and the mark only overlap on two threads.
@@ -125,6 +131,9 @@ export async function enumerateBlobsInWorker(
   const worker = new Worker(file, {
     workerData: {region, shards, dir: out.dir, suffix: '.blobs', concurrency: opts.concurrency},
     execArgv: process.execArgv,
+    // The listing's objects live for one directory: a young generation of 2 MiB holds them. Left to
+    // grow, V8's reached 16 MiB, and peak RSS of a 100k-blob sweep went from 138 to 171 MiB (10k: 101 to 109).
+    resourceLimits: {maxYoungGenerationSizeMb: LISTING_YOUNG_GENERATION_MB},
   })
   const abort = () => void worker.terminate()
   opts.signal?.addEventListener('abort', abort, {once: true})

@@ -35,6 +35,8 @@ export interface StorageMarkOptions {
    * a manifest the owner may yet fail to delete still references; such blobs go in a later run.
    */
   ownsRepository?: (repository: string) => boolean
+  /** a shard of a sharded mark: only these repositories are walked (the other shards walk the rest) */
+  walksRepository?: (repository: string) => boolean
   concurrency: number
   signal?: AbortSignal
   /** `source`: the repository (and the manifest) whose link or manifest marked it */
@@ -97,6 +99,7 @@ export async function markFromStorage(driver: StorageDriver, opts: StorageMarkOp
             signal,
             tags: opts.deleteUntagged,
           })) {
+            if (opts.walksRepository && !opts.walksRepository(group.repository)) continue
             result.repositories++
             pending.push(markRepository(driver, group, markOpts, readLimit, result, failed))
             // Bounded: at most a few repositories read behind the listing.

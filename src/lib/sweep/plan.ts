@@ -3,13 +3,14 @@ import type {Db} from '../metadata/db.js'
 import type {Logger} from '../output/logger.js'
 import type {StorageDriver} from '../storage/driver.js'
 import type {Problem} from '../storage/repositories.js'
-import {shardOfRepository} from '../metadata/import.js'
+import {shardOfRepository} from '../metadata/import-options.js'
 import {markFromStorage, type UntaggedManifest} from './mark-storage.js'
 import {referencedDigestsFromDb} from './references.js'
 import {requireCompleteImport, rereadUnreadableRevisions} from './mark-metadata.js'
 import {MarkSpill, ShardLines} from './spill.js'
 import {enumerateBlobs, enumerateBlobsInWorker, type EnumerateResult} from './enumerate.js'
 import {mergePrefix} from './merge.js'
+import {readSharedMarks, type MarkRun} from './shared-marks.js'
 import {dropUnplannedCandidates, insertCandidates} from './candidates.js'
 import {CandidateReport} from './report.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
@@ -32,6 +33,8 @@ export interface PlanContext extends Pick<
   planned: string[]
   cutoff: Date
   markStart: Date
+  /** storage strategy: a finished sharded mark to read per prefix instead of walking the manifests */
+  sharedMarks?: MarkRun
   concurrency: number
   reportFile?: string
   signal: AbortSignal
@@ -108,6 +111,17 @@ async function mark(ctx: PlanContext, marks: MarkSpill): Promise<Marked> {
   const markProblem = (problem: Problem) => {
     result.markComplete = false
     ctx.onProblem(problem)
+  }
+  if (ctx.strategy === 'storage' && ctx.sharedMarks) {
+    const run = ctx.sharedMarks
+    result.marked = {repositories: run.repositories, manifests: run.manifests, youngLinks: run.youngLinks}
+    if (!run.complete)
+      markProblem({
+        kind: 'incomplete-mark',
+        key: REPOSITORIES_PREFIX,
+        message: `mark run '${run.id}' could not read every manifest or listing (see its shards' problems): it is incomplete`,
+      })
+    return {marks, untagged: []}
   }
   if (ctx.strategy === 'storage') {
     const marked = await markFromStorage(ctx.driver, {
@@ -194,7 +208,9 @@ async function mergePrefixes(
     if (!listed.has(prefix)) continue
     const references =
       ctx.strategy === 'storage'
-        ? await marked.marks.read(prefix)
+        ? ctx.sharedMarks
+          ? await readSharedMarks(ctx.db!, ctx.sharedMarks.id, prefix)
+          : await marked.marks.read(prefix)
         : await referencedDigestsFromDb(ctx.db!, prefix, {linkedSince: ctx.cutoff})
     const merged = mergePrefix(await listing.read(prefix), references, ctx.cutoff.getTime(), marked.delta)
     result.scanned.blobs += merged.scanned.blobs

@@ -9,10 +9,13 @@ import {planSweep, type ListingProgress} from './plan.js'
 import {actOnCandidates} from './act.js'
 import {actingRefusals, firstActingSweep, refuseUnsafePlan, storageClock} from './preconditions.js'
 import type {StorageClock} from '../storage/clock.js'
+import {readMarkRun, type MarkRun} from './shared-marks.js'
+import {fingerprintStore, writePlanFile, type PlanSettings, type StoreFingerprint} from './plan-file.js'
 import {
   CLOCK_SKEW_MS,
   SWEEP_JOB_KIND,
   type ActingMode,
+  type NewSweep,
   type SweepBlobsOptions,
   type SweepBlobsResult,
   type SweepMode,
@@ -48,6 +51,7 @@ const SETTING_KEYS = [
   'quarantinePrefix',
   'metadataAuthoritative',
   'allowMassDelete',
+  'marks',
 ] as const
 
 /**
@@ -63,17 +67,26 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
       throw new UsageError('the metadata strategy needs a database (database.url or DATABASE_URL)')
     if (opts.strategy === 'metadata' && opts.deleteUntagged)
       throw new UsageError('untagged manifests are found by the storage strategy only')
+    if (opts.marks !== undefined && (opts.strategy !== 'storage' || opts.deleteUntagged))
+      throw new UsageError('--marks is for the storage strategy without --delete-untagged')
+    if (opts.marks !== undefined && !opts.db) throw new UsageError('--marks needs a database (it holds the marks)')
   }
   const acting = opts.resume !== undefined || opts.mode !== 'dry-run'
+  if (opts.planOut !== undefined && (acting || !opts.reportFile))
+    throw new UsageError('a plan (--plan-out) is written by a new dry-run sweep with a candidate report')
+  // Taken before the mark begins: any change to the repositories after it makes the plan stale.
+  const storeBefore = opts.planOut !== undefined ? await fingerprintStore(opts.driver, opts.signal) : undefined
+  const createdAt = new Date()
   // Before any job exists: an in-memory registry cache would hide what we remove, unless the registry is stopped.
   if (acting) assertCacheAllowsActing(opts.registryCache?.mode ?? 'none', opts.registryReadOnly ?? false)
-  return runJob<SweepCheckpoint, SweepBlobsResult>(
+  const result = await runJob<SweepCheckpoint, SweepBlobsResult>(
     acting ? opts.db : undefined,
     {
       kind: SWEEP_JOB_KIND,
       params: pickSettings(opts),
       shard: opts.shard,
       resume: opts.resume,
+      key: opts.jobKey,
       region: opts.driver.region,
       signal: opts.signal,
       logger: opts.logger,
@@ -82,6 +95,42 @@ export async function sweepBlobs(opts: SweepBlobsOptions): Promise<SweepBlobsRes
     },
     (job) => runSweep(opts, job, started),
   )
+  if (storeBefore) result.plan = await writePlan(opts as SweepBlobsOptions & NewSweep, result, storeBefore, createdAt)
+  return result
+}
+
+/** The dry-run's plan: its settings, the store it saw, and its candidates streamed from the report. */
+async function writePlan(
+  opts: SweepBlobsOptions & NewSweep,
+  result: SweepBlobsResult,
+  store: StoreFingerprint,
+  createdAt: Date,
+): Promise<{file: string; hash: string}> {
+  const file = opts.planOut!
+  const settings = {...pickSettings(opts), mode: 'dry-run'} as PlanSettings
+  const hash = await writePlanFile({
+    file,
+    reportFile: opts.reportFile!,
+    header: {
+      createdAt: createdAt.toISOString(),
+      region: opts.driver.region,
+      location: opts.driver.location,
+      settings,
+      shard: {index: result.shards.index, count: result.shards.count},
+      cutoff: result.cutoff,
+      // A new job's cutoff is its start less the grace period, both in storage time.
+      markStart: new Date(Date.parse(result.cutoff) + settings.minAgeMs).toISOString(),
+      store,
+    },
+    trailer: {
+      candidates: result.candidates,
+      scanned: result.scanned,
+      markComplete: result.markComplete,
+      problemCount: result.problemCount,
+      problems: result.problems.slice(0, 10),
+    },
+  })
+  return {file, hash}
 }
 
 function pickSettings(from: object): Partial<StoredSettings> {
@@ -103,8 +152,12 @@ async function runSweep(
   const clock = await storageClock(opts, acting, maxClockSkewMs)
   // Every instant compared with an object's lastModified is in the storage's time.
   const now = opts.now ?? clock?.now() ?? new Date()
-  const markStart = checkpoint ? new Date(checkpoint.markStart) : now
   const cutoff = checkpoint ? new Date(checkpoint.cutoff) : new Date(now.getTime() - settings.minAgeMs)
+  // A shared mark began before this run: what was written since its start is what the re-check walks.
+  const sharedMarks = settings.marks
+    ? await readMarkRun(opts.db!, settings.marks, opts.driver.region, cutoff)
+    : undefined
+  const markStart = checkpoint ? new Date(checkpoint.markStart) : (sharedMarks?.startedAt ?? now)
   const prefixes = shardsFor(job.shard.index, job.shard.count)
   const result = emptyResult(opts, job, settings, cutoff, prefixes.length, checkpoint)
   result.storageClock = clock ? {offsetMs: clock.offsetMs, uncertaintyMs: clock.uncertaintyMs} : null
@@ -131,6 +184,7 @@ async function runSweep(
       markStart,
       cutoff,
       prefixes,
+      sharedMarks,
     })
   } finally {
     for (const [kind, seen] of seenThisRun) {
@@ -157,6 +211,7 @@ interface SweepRun {
   markStart: Date
   cutoff: Date
   prefixes: string[]
+  sharedMarks: MarkRun | undefined
 }
 
 async function planAndAct(
@@ -164,7 +219,19 @@ async function planAndAct(
   job: RunningJob<SweepCheckpoint>,
   run: SweepRun,
 ): Promise<JobEnd<SweepBlobsResult>> {
-  const {started, settings, result, onProblem, acting, clock, maxClockSkewMs, markStart, cutoff, prefixes} = run
+  const {
+    started,
+    settings,
+    result,
+    onProblem,
+    acting,
+    clock,
+    maxClockSkewMs,
+    markStart,
+    cutoff,
+    prefixes,
+    sharedMarks,
+  } = run
   const checkpoint = job.checkpoint
   let live: ListingProgress = {listed: 0, marks: 0}
   const progress = (phase: SweepProgress['phase'], shardsDone: number, listing?: ListingProgress) => {
@@ -214,6 +281,7 @@ async function planAndAct(
       planned: checkpoint?.planned ?? [],
       cutoff,
       markStart,
+      sharedMarks,
       concurrency,
       reportFile: opts.reportFile,
       signal: job.signal,

@@ -24,6 +24,8 @@ export interface SweepSettings {
   metadataAuthoritative?: boolean
   /** act even on more than the mass-deletion guard's share of the scanned blobs */
   allowMassDelete?: boolean
+  /** storage strategy: read the marks of this finished mark run (sweep mark) instead of walking the manifests */
+  marks?: string
 }
 
 /** How a sweep runs; may change between a job's start and its resume. */
@@ -46,8 +48,12 @@ export interface SweepRunOptions {
   registryReadOnly?: boolean
   /** refuse to act when the storage's clock is further than this from this host's; default 5 min */
   maxClockSkewMs?: number
+  /** --job-key: a re-run with the same key resumes the job, or returns its result when done */
+  jobKey?: string
   /** for tests: points where the act phase waits, so an interleaving can be made deterministic */
   hooks?: ActHooks
+  /** a dry-run also writes its plan here (plan-file.ts), for `sweep apply` to act on exactly its candidates */
+  planOut?: string
 }
 
 /** Called by the act phase at fixed points of each batch; a test holds them to interleave a push. */
@@ -126,6 +132,8 @@ export interface SweepBlobsResult {
   /** every problem counted by kind */
   problemKinds: Record<string, number>
   reportFile: string | null
+  /** the plan a dry-run wrote (--plan-out) and its hash */
+  plan?: {file: string; hash: string}
   durationMs: number
 }
 

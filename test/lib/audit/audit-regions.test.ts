@@ -22,6 +22,7 @@ import {startFaultProxy, type FaultProxy} from '../../helpers/fault-proxy.js'
 import {digestOf, pullImage, pushImage, randomBlob} from '../../helpers/images.js'
 import {runCli, startCli} from '../../helpers/cli.js'
 import {sleep} from '../../helpers/tmp.js'
+import {freePort} from '../../helpers/ports.js'
 
 const cleanups: Array<() => Promise<void>> = []
 after(async () => {
@@ -138,10 +139,12 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
     const s3 = (bucket: string, rgw: RadosgwServer, endpoint = rgw.endpoint) =>
       `{url: "s3://${bucket}/${ROOT}", endpoint: "${endpoint}", accessKeyId: "${rgw.accessKeyId}", secretAccessKey: "${rgw.secretAccessKey}", checksums: when_required}`
     const labRoot = join(dir, 'lab', ROOT)
+    // A region nothing listens for: the audit's region that does not answer.
+    const gone = s3('reg-gone', rgwA, `http://127.0.0.1:${await freePort()}`)
     config = join(dir, 'regops.yaml')
     await writeFile(
       config,
-      `regions:\n  eu: ${s3('reg-eu', rgwA)}\n  us: ${s3('reg-us', rgwB)}\n  lab: {url: "file://${labRoot}"}\n  fresh: ${s3('reg-fresh', rgwB, proxy.endpoint)}\nprimary: eu\ndatabase:\n  url: ${dbUrl}\n`,
+      `regions:\n  eu: ${s3('reg-eu', rgwA)}\n  us: ${s3('reg-us', rgwB)}\n  lab: {url: "file://${labRoot}"}\n  fresh: ${s3('reg-fresh', rgwB, proxy.endpoint)}\n  gone: ${gone}\nprimary: eu\ndatabase:\n  url: ${dbUrl}\n`,
     )
     eu = s3Region('eu', rgwA.s3Client(), 'reg-eu')
     us = s3Region('us', rgwB.s3Client(), 'reg-us')
@@ -445,18 +448,22 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
     }
   })
 
-  test('bad input: a key outside the layout and a listing page that fails are named, exit 3, the rest audited', async () => {
+  test('bad input: a key outside the layout, a listing that fails and a region that does not answer are named, exit 3, the rest audited', async () => {
     const junk = 'blobs/sha256/ab/not-a-digest/data'
     await lab.put(junk, 'junk')
     const extra = randomBlob(500, 'extra-2')
     const extraAt = blobKey(digestOf(extra))
     await lab.put(extraAt, extra)
     await sleep(1100)
-    const failingPrefix = `${ROOT}/blobs/sha256/${extraAt.slice(13, 15) === '00' ? '01' : '00'}/`
+    const failing = extraAt.slice(13, 15) === '00' ? '01' : '00'
+    const failingPrefix = `${ROOT}/blobs/sha256/${failing}/`
     proxy.setRules([
       {
+        // The prefix's own listing, and the range of prefixes sharing its first digit that is listed first.
         name: 'list-500',
-        match: (r) => r.method === 'GET' && r.query.get('prefix') === failingPrefix,
+        match: (r) =>
+          r.method === 'GET' &&
+          (r.query.get('prefix') === failingPrefix || r.query.get('prefix') === `${ROOT}/blobs/sha256/${failing[0]}`),
         action: {kind: 'status', status: 500, code: 'InternalError'},
       },
     ])
@@ -465,7 +472,7 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
         'audit',
         'regions',
         '--regions',
-        'eu,lab,fresh',
+        'eu,lab,fresh,gone',
         '--in-flight',
         '1s',
         '--findings',
@@ -475,10 +482,14 @@ describe('audit regions: eu and us on radosgw, lab on a filesystem', () => {
       const named = res.json.problems.map((p: {region: string; where: string}) => `${p.region} ${p.where}`)
       assert.ok(named.includes(`lab ${junk}`), named.join(', '))
       assert.ok(named.includes(`fresh ${failingPrefix.slice(ROOT.length + 1)}`), named.join(', '))
+      const gone = res.json.problems.filter((p: {region: string}) => p.region === 'gone')
+      assert.equal(gone.length, 1, `the region that does not answer is named once: ${named.join(', ')}`)
+      assert.match(gone[0].message, /does not answer/)
+      assert.equal(res.json.problemCount, 3, named.join(', '))
       assert.deepEqual(
         await findingsOf(join(dir, 'bad.jsonl')),
         [`extra lab ${extraAt}`],
-        'the rest audited: nothing taken as missing in the failed prefix',
+        'the rest audited: nothing taken as missing in the failed prefix nor in the silent region',
       )
     } finally {
       proxy.setRules([])

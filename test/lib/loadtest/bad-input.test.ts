@@ -92,3 +92,22 @@ test('every kind of bad answer is counted as its kind, the good image still pull
   assert.ok(report.stages.redirect!.count > 0, 'the redirect hops were timed')
   assert.equal(report.pulls.started, report.pulls.completed + report.pulls.cutOff)
 })
+
+test('at the end of the grace period, requests still waiting on a silent server are cut off, not failed', async () => {
+  const started = Date.now()
+  const report = await runPullLoadtest(
+    loadOptions({
+      registry: {url},
+      images: [{repository: 'silent', reference: 'v1', weight: 1}],
+      model: openModel(20, 1000),
+      timeoutMs: 60_000,
+      graceMs: 300,
+    }),
+  )
+  const tookMs = Date.now() - started
+  // 1 s of starts and 0.3 s of grace; waiting for the 60 s timeout instead would take a minute.
+  assert.ok(tookMs < 5000, `took ${tookMs} ms`)
+  assert.ok(report.pulls.started >= 15, `started ${report.pulls.started}`)
+  assert.equal(report.pulls.cutOff, report.pulls.started)
+  assert.equal(report.pulls.failed, 0, JSON.stringify(report.errors))
+})

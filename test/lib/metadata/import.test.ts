@@ -410,7 +410,7 @@ describe('regops import', () => {
       repositoryBlobs: 0,
       tagsInserted: 0,
       tagsUpdated: 0,
-      deleted: {manifests: 0, tags: 0, repositoryBlobs: 0},
+      deleted: {repositories: 0, manifests: 0, tags: 0, repositoryBlobs: 0},
     })
     assert.equal(again.manifests, 9)
 
@@ -431,13 +431,90 @@ describe('regops import', () => {
     assert.deepEqual(third.problems, [])
     assert.equal(third.written.tagsUpdated, 1)
     assert.equal(third.written.tagsInserted, 1)
-    assert.deepEqual(third.written.deleted, {manifests: 1, tags: 1, repositoryBlobs: 0})
+    assert.deepEqual(third.written.deleted, {repositories: 0, manifests: 1, tags: 1, repositoryBlobs: 0})
     assert.deepEqual(sortedEntries(await dbView(db)), sortedEntries(await storageView(driver)))
     const moved = await db.query<{updated_at: Date | null}>(`SELECT updated_at FROM tags WHERE name = 'v1'`)
     assert.ok(moved.rows[0].updated_at)
     const unchanged = await db.query<{updated_at: Date | null}>(`SELECT updated_at FROM tags WHERE name = 'stable'`)
     assert.equal(unchanged.rows[0].updated_at, null)
     assert.ok((await dbView(db)).get('alpha/web')!.manifests.includes(pushed.manifestDigest))
+  })
+
+  test('a repository that vanished from storage is removed and journaled, only by a full import of its shard', async () => {
+    const {dir, driver, writer} = await store('vanished')
+    await writeMixedStore(writer)
+    const {db} = await freshDb()
+    await importStorage({driver, db})
+    const paths = async () =>
+      (await db.query<{path: string}>('SELECT path FROM repositories ORDER BY path')).rows.map((r) => r.path)
+    assert.deepEqual(await paths(), ['alpha-x', 'alpha/web', 'beta', 'gamma/legacy'])
+    await rm(path.join(dir, 'repositories/beta'), {recursive: true})
+
+    // an import of some repositories did not look at the others
+    const filtered = await importStorage({driver, db, repositories: ['alpha/*', 'beta']})
+    assert.deepEqual(filtered.removedRepositories, [])
+    // nor did the shard that beta does not belong to
+    const owner = shardOfRepository('beta', 2)
+    const other = await importStorage({driver, db, shard: {index: 1 - owner, count: 2}})
+    assert.deepEqual(other.removedRepositories, [])
+    assert.deepEqual(await paths(), ['alpha-x', 'alpha/web', 'beta', 'gamma/legacy'])
+
+    const removal = await importStorage({driver, db, shard: {index: owner, count: 2}})
+    assert.deepEqual(removal.removedRepositories, ['beta'])
+    assert.equal(removal.written.deleted.repositories, 1)
+    assert.equal(importExitCode(removal), ExitCode.Ok)
+    assert.deepEqual(await paths(), ['alpha-x', 'alpha/web', 'gamma/legacy'])
+    const orphaned = await db.query(
+      `SELECT 1 FROM manifests m WHERE NOT EXISTS (SELECT 1 FROM repositories r WHERE r.id = m.repository_id)`,
+    )
+    assert.equal(orphaned.rowCount, 0, 'its manifests went with it')
+    const journal = await db.query<{
+      job_id: string
+      phase: string
+      region: string
+      key: string
+      detail: {manifests: number; tags: number}
+    }>(`SELECT job_id, phase, region, key, detail FROM regops_journal WHERE action = 'delete-repository' ORDER BY id`)
+    assert.deepEqual(
+      journal.rows.map((r) => [String(r.job_id), r.phase, r.region, r.key, r.detail.manifests, r.detail.tags]),
+      [
+        [removal.jobId, 'intent', 'lab', 'repositories/beta/', 4, 3],
+        [removal.jobId, 'done', 'lab', 'repositories/beta/', 4, 3],
+      ],
+    )
+
+    // an unsharded full import removes too, and the next run has nothing left to remove
+    await rm(path.join(dir, 'repositories/gamma'), {recursive: true})
+    const full = await importStorage({driver, db})
+    assert.deepEqual(full.removedRepositories, ['gamma/legacy'])
+    const again = await importStorage({driver, db})
+    assert.deepEqual(again.removedRepositories, [])
+    assert.equal(again.written.deleted.repositories, 0)
+
+    // a listing that names no repository at all (a wrong root) removes nothing and says so
+    await rm(path.join(dir, 'repositories'), {recursive: true})
+    const empty = await importStorage({driver, db})
+    assert.deepEqual(empty.removedRepositories, [])
+    assert.deepEqual(
+      empty.problems.map((p) => p.kind),
+      ['vanished-kept'],
+    )
+    assert.equal(importExitCode(empty), ExitCode.Found)
+    assert.deepEqual(await paths(), ['alpha-x', 'alpha/web'])
+
+    // another region (a replica that may lag) lacking a repository removes nothing: the database was
+    // written by this region's imports, and dropping the repository would orphan its live blobs
+    const replica = await tempDir('vanished-replica')
+    const replicaWriter = new LayoutWriter(new FilesystemDriver('replica', replica, 32))
+    await writeMixedStore(replicaWriter)
+    await rm(path.join(replica, 'repositories/alpha-x'), {recursive: true})
+    const lagging = await importStorage({driver: new FilesystemDriver('replica', replica, 32), db})
+    assert.deepEqual(lagging.removedRepositories, [])
+    assert.ok(
+      lagging.problems.some((p) => p.kind === 'vanished-kept' && /last imported from region 'lab'/.test(p.message)),
+      JSON.stringify(lagging.problems),
+    )
+    assert.ok((await paths()).includes('alpha-x'), 'alpha-x kept')
   })
 
   test('bad input: corrupt link, garbage manifest, missing manifest blob, unknown media type are reported with their key; the rest is imported', async () => {

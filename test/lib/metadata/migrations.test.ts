@@ -19,8 +19,10 @@ import {
   migrateDown,
   migrateUp,
   migrationStatus,
+  NO_TRANSACTION_MARKER,
+  splitStatements,
 } from '../../../src/lib/metadata/migrations.js'
-import {RegopsError} from '../../../src/lib/errors.js'
+import {ExitCode, RegopsError} from '../../../src/lib/errors.js'
 
 const REGISTRY_TABLES = [
   'blobs',
@@ -462,6 +464,106 @@ describe('migrate up / status / down', () => {
       status.migrations.map((m) => m.state),
       [...VERSIONS.map(() => 'applied'), 'pending'],
     )
+  })
+
+  test('a migration marked regops:no-transaction runs outside a transaction, statement by statement, recorded after it succeeds', async () => {
+    const dir = await copyOfMigrations()
+    const name = `${pad(N + 1)}_concurrent_indexes`
+    // CREATE INDEX CONCURRENTLY refuses to run in a transaction block, and so in a multi-statement query.
+    await writeFile(
+      path.join(dir, `${name}.up.sql`),
+      `${NO_TRANSACTION_MARKER}\n-- built without blocking writes; IF NOT EXISTS: safe to run again\n` +
+        `CREATE INDEX CONCURRENTLY IF NOT EXISTS regops_test_a ON regops_jobs (created_at);\n` +
+        `CREATE INDEX CONCURRENTLY IF NOT EXISTS regops_test_b ON regops_jobs (finished_at) WHERE status = 'done';\n`,
+    )
+    await writeFile(
+      path.join(dir, `${name}.down.sql`),
+      `${NO_TRANSACTION_MARKER}\nDROP INDEX CONCURRENTLY IF EXISTS regops_test_b;\nDROP INDEX CONCURRENTLY IF EXISTS regops_test_a;\n`,
+    )
+    const db = await freshDb()
+    const dry = await migrateUp(db, {dir, dryRun: true})
+    assert.match(dry.sql!.at(-1)!, /runs outside a transaction, statement by statement/)
+    const up = await migrateUp(db, {dir})
+    assert.equal(up.applied.at(-1)?.version, N + 1)
+    const valid = async () =>
+      (
+        await db.query<{name: string}>(
+          `SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+            WHERE c.relname IN ('regops_test_a', 'regops_test_b') AND i.indisvalid ORDER BY 1`,
+        )
+      ).rows.map((r) => r.name)
+    assert.deepEqual(await valid(), ['regops_test_a', 'regops_test_b'])
+    assert.ok((await migrationStatus(db, {dir})).migrations.every((m) => m.state === 'applied'))
+    const down = await migrateDown(db, {dir})
+    assert.equal(down.reverted[0].version, N + 1)
+    assert.deepEqual(await valid(), [])
+
+    // a failure part-way leaves the statements before it applied, and the file unrecorded
+    const broken = `${NO_TRANSACTION_MARKER}\nCREATE INDEX CONCURRENTLY IF NOT EXISTS regops_test_a ON regops_jobs (created_at);\nCREATE INDEX CONCURRENTLY regops_test_c ON no_such_table (x);\n`
+    const brokenDir = await copyOfMigrations()
+    await writeFile(path.join(brokenDir, `${name}.up.sql`), broken)
+    await writeFile(path.join(brokenDir, `${name}.down.sql`), `${NO_TRANSACTION_MARKER}\nSELECT 1;\n`)
+    await rejectsWith(migrateUp(db, {dir: brokenDir}), (e) => {
+      assert.equal(e.code, 'MIGRATION_FAILED')
+      assert.match(
+        e.message,
+        /failed at line 3: .*no_such_table.*outside a transaction: the statements before the failing one stay applied/,
+      )
+    })
+    assert.deepEqual(await valid(), ['regops_test_a'])
+    assert.equal((await migrationStatus(db, {dir: brokenDir})).migrations.at(-1)?.state, 'pending')
+
+    // the statement splitter keeps what is quoted or commented together
+    assert.deepEqual(
+      splitStatements(
+        `SELECT ';' AS a; -- a comment; still a comment\nDO $body$ BEGIN PERFORM 1; END $body$;\n/* a; /* nested; */ comment */ SELECT E'it\\'s;' , "semi;colon" FROM t;\n-- trailing comment only\n`,
+      ).map((st) => st.text.trim()),
+      [
+        `SELECT ';' AS a;`,
+        `-- a comment; still a comment\nDO $body$ BEGIN PERFORM 1; END $body$;`,
+        `/* a; /* nested; */ comment */ SELECT E'it\\'s;' , "semi;colon" FROM t;`,
+      ],
+    )
+  })
+
+  test('lock_timeout: a migration blocked by a lock another session holds fails fast, with what to do', async () => {
+    const dir = await copyOfMigrations()
+    const name = `${pad(N + 1)}_add_column`
+    await writeFile(path.join(dir, `${name}.up.sql`), 'ALTER TABLE regops_jobs ADD COLUMN regops_test_col integer;\n')
+    await writeFile(path.join(dir, `${name}.down.sql`), 'ALTER TABLE regops_jobs DROP COLUMN regops_test_col;\n')
+    const url = await freshUrl()
+    const db = track(openDatabase(url, {max: 4}))
+    await migrateUp(db)
+    // A long transaction that has read regops_jobs: ALTER TABLE needs the lock it holds.
+    const blocker = new pg.Client({connectionString: url})
+    await blocker.connect()
+    await blocker.query('BEGIN')
+    await blocker.query('SELECT count(*) FROM regops_jobs')
+    // Without lock_timeout the migration would wait for this transaction: end it after 10 s either way.
+    const release = setTimeout(() => void blocker.query('ROLLBACK').catch(() => {}), 10_000)
+    try {
+      const started = Date.now()
+      await rejectsWith(migrateUp(db, {dir, statementLockTimeoutMs: 300}), (e) => {
+        assert.equal(e.code, 'MIGRATION_LOCK_TIMEOUT')
+        assert.equal(e.exitCode, ExitCode.Refused)
+        assert.match(
+          e.message,
+          new RegExp(
+            `${name}\\.up\\.sql waited 300ms \\(lock_timeout\\) for a lock that another session holds; it was rolled back`,
+          ),
+        )
+        assert.match(e.hint ?? '', /pg_stat_activity/)
+      })
+      assert.ok(Date.now() - started < 5000, `failed after ${Date.now() - started} ms`)
+      assert.equal((await migrationStatus(db, {dir})).migrations.at(-1)?.state, 'pending')
+    } finally {
+      clearTimeout(release)
+      await blocker.query('ROLLBACK').catch(() => {})
+      await blocker.end()
+    }
+    // the blocker gone, the same migration applies
+    const up = await migrateUp(db, {dir, statementLockTimeoutMs: 300})
+    assert.equal(up.applied.at(-1)?.version, N + 1)
   })
 
   test('an invalid partition count fails the migration cleanly', async () => {

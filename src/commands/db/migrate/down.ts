@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../../base-command.js'
-import {databaseUrlFlag} from '../../../flags.js'
+import {databaseUrlFlag, durationFlag} from '../../../flags.js'
 import {migrateDown, type MigrateDownResult} from '../../../lib/metadata/migrations.js'
 import * as formatter from '../../../formatters/db-migrate-down.js'
 
@@ -19,6 +19,11 @@ export default class MigrateDown extends RegopsCommand<MigrateDownResult> {
       default: 30,
       min: 0,
     }),
+    'statement-lock-timeout': durationFlag({
+      summary:
+        'How long a migration statement waits for a table lock another session holds before the migration fails (PostgreSQL lock_timeout; 0 waits as long as it takes).',
+      default: '10s',
+    }),
   }
   protected readonly formatter = formatter
 
@@ -28,6 +33,7 @@ export default class MigrateDown extends RegopsCommand<MigrateDownResult> {
       steps: flags.steps,
       dryRun: flags['dry-run'],
       lockTimeoutMs: flags['lock-timeout'] * 1000,
+      statementLockTimeoutMs: flags['statement-lock-timeout'].ms,
       onReverted: (run) => this.logger.info(`reverted ${run.file}`, {ms: run.ms}),
     })
   }

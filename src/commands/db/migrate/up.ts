@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {RegopsCommand} from '../../../base-command.js'
-import {databaseUrlFlag} from '../../../flags.js'
+import {databaseUrlFlag, durationFlag} from '../../../flags.js'
 import {migrateUp, type MigrateUpResult} from '../../../lib/metadata/migrations.js'
 import * as formatter from '../../../formatters/db-migrate-up.js'
 
@@ -22,6 +22,11 @@ export default class MigrateUp extends RegopsCommand<MigrateUpResult> {
       default: 30,
       min: 0,
     }),
+    'statement-lock-timeout': durationFlag({
+      summary:
+        'How long a migration statement waits for a table lock another session holds before the migration fails (PostgreSQL lock_timeout; 0 waits as long as it takes).',
+      default: '10s',
+    }),
   }
   protected readonly formatter = formatter
 
@@ -31,6 +36,7 @@ export default class MigrateUp extends RegopsCommand<MigrateUpResult> {
       to: flags.to,
       dryRun: flags['dry-run'],
       lockTimeoutMs: flags['lock-timeout'] * 1000,
+      statementLockTimeoutMs: flags['statement-lock-timeout'].ms,
       onApplied: (run) => this.logger.info(`applied ${run.file}`, {ms: run.ms}),
     })
   }
