@@ -3,12 +3,13 @@
 #   docker-registry (CNCF distribution 2.8.x)            -> test/helpers/registry.ts
 #   radosgw ceph-mon ceph-osd ceph-common (Ceph 16.2)   -> test/helpers/radosgw.ts
 #   redis-server (the registry's blob-descriptor cache) -> test/helpers/redis.ts
+#   jq (the runbooks' commands use it), openssl (the TLS tests' certificates)
 # Idempotent and silent when everything is present. Debian/Ubuntu (apt-get) only.
 set -euo pipefail
 
-PACKAGES=(docker-registry radosgw ceph-mon ceph-osd ceph-common redis-server)
+PACKAGES=(docker-registry radosgw ceph-mon ceph-osd ceph-common redis-server jq openssl)
 # binaries the helpers run
-NEEDED=(docker-registry radosgw radosgw-admin ceph-mon ceph-osd ceph monmaptool redis-server redis-cli)
+NEEDED=(docker-registry radosgw radosgw-admin ceph-mon ceph-osd ceph monmaptool redis-server redis-cli jq openssl)
 
 missing=()
 for bin in "${NEEDED[@]}"; do

@@ -263,7 +263,7 @@ describe('secrets scan: no command prints, logs, journals or reports a configure
         'metadata',
       ],
     },
-    'report:merge': {args: [path.join(out, 'sweep-report.json')]},
+    'report:merge': {args: [path.join(out, 'sweep-report.json')], noConfig: true},
     'report:usage': {args: ['--region', 'eu']},
     'sweep:apply': {args: [path.join(out, 'plan.jsonl')]},
     'sweep:mark': {args: ['--mark-run', 'scan-1']},
