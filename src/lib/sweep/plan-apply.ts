@@ -21,6 +21,7 @@ import {
   type SweepBlobsResult,
   type SweepCandidate,
   type SweepMode,
+  zeroSweepCounts,
 } from './types.js'
 
 /** Candidates a dry-run apply lists; the plan file holds them all. */
@@ -319,19 +320,10 @@ function sweepResult(opts: ApplyPlanOptions, header: PlanHeader, trailer: PlanTr
       prefixes: shardsFor(header.shard.index, header.shard.count).length,
     },
     markComplete: trailer.markComplete,
-    marked: {repositories: 0, manifests: 0, youngLinks: 0},
+    ...zeroSweepCounts(),
     scanned: trailer.scanned,
-    referenced: 0,
-    tooYoung: {count: 0, bytes: 0},
     candidates: trailer.candidates,
-    acted: {deleted: 0, quarantined: 0, manifestsDeleted: 0, bytes: 0, failed: 0},
-    skipped: {referencedAgain: 0, changed: 0, gone: 0},
-    window: {batches: 0, p50Ms: 0, p99Ms: 0, maxMs: 0},
-    postCheck: {movedBack: 0, broken: []},
     registryCache: opts.registryCache?.mode ?? 'none',
-    restartRegistry: false,
-    storageClock: null,
-    wouldRefuse: [],
     // The plan's problems are what an incomplete mark is refused for; those of this run are counted from zero.
     problems: trailer.problems,
     problemCount: trailer.problemCount,

@@ -157,3 +157,44 @@ export const CLOCK_SKEW_MS = 5 * 60_000
 
 /** The job kind of a blob sweep in regops_jobs. */
 export const SWEEP_JOB_KIND = 'sweep-blobs'
+
+/**
+ * The counters of a sweep result before anything was marked, listed or acted on: a new sweep starts
+ * from them, and so does an apply (which then takes the plan's own scanned and candidate figures).
+ */
+export function zeroSweepCounts(): Pick<
+  SweepBlobsResult,
+  | 'marked'
+  | 'scanned'
+  | 'referenced'
+  | 'tooYoung'
+  | 'candidates'
+  | 'acted'
+  | 'skipped'
+  | 'window'
+  | 'postCheck'
+  | 'restartRegistry'
+  | 'storageClock'
+  | 'wouldRefuse'
+  | 'problems'
+  | 'problemCount'
+  | 'problemKinds'
+> {
+  return {
+    marked: {repositories: 0, manifests: 0, youngLinks: 0},
+    scanned: {blobs: 0, bytes: 0},
+    referenced: 0,
+    tooYoung: {count: 0, bytes: 0},
+    candidates: {count: 0, bytes: 0, manifests: 0},
+    acted: {deleted: 0, quarantined: 0, manifestsDeleted: 0, bytes: 0, failed: 0},
+    skipped: {referencedAgain: 0, changed: 0, gone: 0},
+    window: {batches: 0, p50Ms: 0, p99Ms: 0, maxMs: 0},
+    postCheck: {movedBack: 0, broken: []},
+    restartRegistry: false,
+    storageClock: null,
+    wouldRefuse: [],
+    problems: [],
+    problemCount: 0,
+    problemKinds: {},
+  }
+}
