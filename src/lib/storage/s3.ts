@@ -407,7 +407,7 @@ export class S3Driver implements StorageDriver {
   /**
    * Whether the bucket's lifecycle configuration aborts incomplete multipart uploads: the enabled rules
    * that do (with their days), 'none' when no rule does or the bucket has no lifecycle configuration,
-   * 'unknown' when the answer is access denied or not implemented.
+   * 'unknown' when the answer is AccessDenied or NotImplemented (a store without lifecycle support).
    */
   async abortIncompleteUploadsRule(): Promise<
     {state: 'present'; days: number[]} | {state: 'none'} | {state: 'unknown'; reason: string}
