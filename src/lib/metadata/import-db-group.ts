@@ -11,7 +11,7 @@
  * repository owns are written inside the group's transaction. Shards own disjoint repositories.
  */
 import type {Db, DbClient} from './db.js'
-import {run, type RepositoryRow} from './import-db.js'
+import {run, type LayerRow, type ManifestRow, type RepositoryRow} from './import-db.js'
 
 export type GroupRepository = RepositoryRow & {name: string}
 
@@ -90,16 +90,9 @@ export async function ensureRepositories(
   return {repositories, createdNamespaces}
 }
 
-export interface GroupManifestRow {
+/** A manifest row of the per-repository import, with the repository of the group it belongs to. */
+export interface GroupManifestRow extends ManifestRow {
   repo: GroupRepository
-  digest: string
-  mediaTypeId: number
-  schemaVersion: 1 | 2
-  payload: Buffer
-  configDigest: string | null
-  configMediaTypeId: number | null
-  subjectDigest: string | null
-  createdAt: Date
 }
 
 /** `${repositoryId} ${digest}`: the key of a manifest of the group. */
@@ -159,13 +152,8 @@ export async function upsertGroupManifests(
   return {ids, inserted}
 }
 
-export interface GroupLayerRow {
+export interface GroupLayerRow extends LayerRow {
   repo: GroupRepository
-  manifestId: string
-  position: number
-  digest: string
-  size: number
-  mediaTypeId: number
 }
 
 export async function insertGroupLayers(client: DbClient, rows: GroupLayerRow[]): Promise<number> {
