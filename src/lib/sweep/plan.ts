@@ -5,7 +5,7 @@ import type {StorageDriver} from '../storage/driver.js'
 import type {Problem} from '../storage/repositories.js'
 import {shardOfRepository} from '../metadata/import-options.js'
 import {markFromStorage, type UntaggedManifest} from './mark-storage.js'
-import {referencedDigestsFromDb} from './references.js'
+import {ShardReferenceReader} from './references.js'
 import {requireCompleteImport, rereadUnreadableRevisions} from './mark-metadata.js'
 import {MarkSpill, ShardLines} from './spill.js'
 import {enumerateBlobs, enumerateBlobsInWorker, type EnumerateResult} from './enumerate.js'
@@ -201,6 +201,8 @@ async function mergePrefixes(
   let checkpointing = Promise.resolve()
   let done = ctx.prefixes.length - todo.length
   ctx.onProgress('plan', done, live)
+  const fromDb =
+    ctx.strategy === 'metadata' ? new ShardReferenceReader(ctx.db!, todo, {linkedSince: ctx.cutoff}) : undefined
   for (const prefix of todo) {
     // A stopped job waits for its checkpoint writes: none lands after the job was marked interrupted.
     if (ctx.signal.aborted) await checkpointing.catch(() => undefined)
@@ -212,7 +214,7 @@ async function mergePrefixes(
         ? ctx.sharedMarks
           ? await readSharedMarks(ctx.db!, ctx.sharedMarks.id, prefix)
           : await marked.marks.read(prefix)
-        : await referencedDigestsFromDb(ctx.db!, prefix, {linkedSince: ctx.cutoff})
+        : await fromDb!.read(prefix)
     const merged = mergePrefix(await listing.read(prefix), references, ctx.cutoff.getTime(), marked.delta)
     result.scanned.blobs += merged.scanned.blobs
     result.scanned.bytes += merged.scanned.bytes
