@@ -1,6 +1,5 @@
 import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
 import {dirname} from 'node:path'
-import {request} from 'undici'
 import {redactUrl} from './redact.js'
 
 /**
@@ -183,6 +182,8 @@ export async function pushMetrics(
   timeoutMs = 10_000,
 ): Promise<void> {
   const url = pushUrl(gateway, run)
+  // undici costs tens of milliseconds to load: only a run that pushes pays for it
+  const {request} = await import('undici')
   const response = await request(url, {
     method: 'POST',
     body: text,
