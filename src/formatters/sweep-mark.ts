@@ -13,6 +13,8 @@ export function render(result: SweepMarkResult): string {
         : 'other shards of the run have not finished yet'
       : `incomplete: ${result.problemCount} problem(s); a sweep on this run will not act until this shard is run again`,
   ]
+  if (result.prunedRuns.length > 0)
+    lines.push(`deleted ${result.prunedRuns.length} mark run(s) older than 7 days: ${result.prunedRuns.join(', ')}`)
   return lines.join('\n')
 }
 

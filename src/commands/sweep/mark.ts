@@ -9,7 +9,8 @@ export default class SweepMark extends RegopsCommand<SweepMarkResult> {
   static override summary = 'Mark what the manifests of some repositories reference, for sharded sweeps to share.'
   static override description = `The storage strategy's mark, sharded by repository: shard i of n walks the manifests of its repositories and writes every digest they reference (and every blob a young _layers link protects) to the database under the mark run's id.
 When every shard has finished, sweep blobs --marks ID --shard j/m reads those marks per digest prefix instead of walking every manifest itself: the manifests are read once however many sweep shards run.
-A sweep refuses a run that has not finished, or that started before its cutoff (run the mark with the sweep's --min-age shortly before it).`
+A sweep refuses a run that has not finished, or that started before its cutoff (run the mark with the sweep's --min-age shortly before it).
+A new run deletes the region's runs older than 7 days, with their marks: none of them can serve a sweep any more.`
   static override examples = [
     '<%= config.bin %> <%= command.id %> --mark-run nightly-2024-06-01 --shard 0/3',
     '<%= config.bin %> sweep blobs --marks nightly-2024-06-01 --shard 0/3',

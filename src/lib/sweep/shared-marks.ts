@@ -41,6 +41,8 @@ export interface SweepMarkResult {
   problemCount: number
   /** every shard of the run has finished: a sweep may read it */
   runFinished: boolean
+  /** earlier mark runs of the region deleted because they are older than MARK_RUN_RETENTION_DAYS */
+  prunedRuns: string[]
   durationMs: number
 }
 
@@ -65,6 +67,7 @@ export async function markShard(opts: SweepMarkOptions): Promise<SweepMarkResult
     async (job) => {
       const {db, driver, runId, shard} = opts
       await joinRun(db, runId, driver.region, shard.count)
+      const prunedRuns = await pruneOldRuns(db, runId, driver.region)
       // Storage time: what this walk cannot see was written after startedAt, which the sweep's
       // re-check before acting walks again.
       const clock = await measureStorageClock(driver)
@@ -135,12 +138,29 @@ export async function markShard(opts: SweepMarkOptions): Promise<SweepMarkResult
         problems,
         problemCount,
         runFinished: Number(finished.rows[0].finished) >= shard.count,
+        prunedRuns,
         durationMs: Math.round(performance.now() - started),
       }
       const {problems: _problems, ...stats} = result
       return {result, stats, failure: complete ? undefined : `${problemCount} problem(s): the mark is incomplete`}
     },
   )
+}
+
+/**
+ * Mark runs are kept this long. A sweep refuses a run that started before its own cutoff (now minus its
+ * grace period), so a run this old serves no new sweep; the margin covers a long sweep still reading one.
+ */
+export const MARK_RUN_RETENTION_DAYS = 7
+
+/** Deletes the region's mark runs older than the retention (their marks go with them): one digest per reference per run adds up. */
+async function pruneOldRuns(db: Db, runId: string, region: string): Promise<string[]> {
+  const pruned = await db.query<{id: string}>(
+    `DELETE FROM regops_mark_runs WHERE region = $1 AND id <> $2 AND created_at < now() - make_interval(days => $3)
+     RETURNING id`,
+    [region, runId, MARK_RUN_RETENTION_DAYS],
+  )
+  return pruned.rows.map((row) => row.id).sort()
 }
 
 /** Creates the run, or checks that this shard agrees with the one that created it. */

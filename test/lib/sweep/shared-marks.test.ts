@@ -177,3 +177,34 @@ test('a run with a shard not finished, or begun before the cutoff, is refused', 
     return true
   })
 })
+
+test('a new mark run deletes runs of its region older than the retention, with their marks; newer runs and other regions stay', async () => {
+  await db.query(
+    `INSERT INTO regops_mark_runs (id, region, shard_count, created_at) VALUES
+       ('old-local', 'local', 1, now() - interval '8 days'), ('recent-local', 'local', 1, now() - interval '6 days'),
+       ('old-elsewhere', 'elsewhere', 1, now() - interval '30 days')`,
+  )
+  await db.query(
+    `INSERT INTO regops_marks (run_id, digest) VALUES ('old-local', 'sha256:${'a'.repeat(64)}'), ('recent-local', 'sha256:${'b'.repeat(64)}')`,
+  )
+  const result = await markShard({
+    db,
+    driver: driver(),
+    runId: 'run-c',
+    shard: {index: 0, count: 1},
+    minAgeMs: HOUR,
+    concurrency: 8,
+    logger,
+  })
+  assert.deepEqual(result.prunedRuns, ['old-local'])
+  const runs = await db.query<{id: string}>(`SELECT id FROM regops_mark_runs WHERE id <> ALL($1) ORDER BY id`, [
+    ['run-a', 'run-b'],
+  ])
+  assert.deepEqual(
+    runs.rows.map((row) => row.id),
+    ['old-elsewhere', 'recent-local', 'run-c'],
+  )
+  const marks = await db.query(`SELECT 1 FROM regops_marks WHERE run_id = 'old-local'`)
+  assert.equal(marks.rowCount, 0)
+  assert.ok(result.marks > 0)
+})
