@@ -4,10 +4,11 @@
 // cutoff, is refused.
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
-import {mkdtemp, readFile, rm} from 'node:fs/promises'
+import {mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {sharedPostgres} from '../../helpers/postgres.js'
+import {runCli} from '../../helpers/cli.js'
 import {openDatabase, type Db} from '../../../src/lib/metadata/db.js'
 import {migrateUp} from '../../../src/lib/metadata/migrations.js'
 import {FilesystemDriver} from '../../../src/lib/storage/filesystem.js'
@@ -22,6 +23,7 @@ const logger = new Logger('silent')
 const HOUR = 3_600_000
 let root: string
 let db: Db
+let dbUrl: string
 let manifests: string[]
 
 /** A filesystem driver that counts reads of each blob (a manifest is read as its blob). */
@@ -58,8 +60,8 @@ before(async () => {
   for (let i = 0; i < 25; i++)
     await writer.writeOrphan(i % 2 ? `team${i % 4}/app${i % 9}` : undefined, `orphan-${i}`, 50)
   await ageTree(root, new Date(Date.now() - 3 * 86_400_000))
-  const url = await (await sharedPostgres()).createDatabase()
-  db = openDatabase(url, {max: 4})
+  dbUrl = await (await sharedPostgres()).createDatabase()
+  db = openDatabase(dbUrl, {max: 4})
   await migrateUp(db)
 })
 after(async () => {
@@ -207,4 +209,56 @@ test('a new mark run deletes runs of its region older than the retention, with t
   const marks = await db.query(`SELECT 1 FROM regops_marks WHERE run_id = 'old-local'`)
   assert.equal(marks.rowCount, 0)
   assert.ok(result.marks > 0)
+})
+
+test('through the CLI: two sweep mark shards, then sweep blobs --marks finds what a walking sweep finds; an unfinished run is exit 4', async () => {
+  const config = join(root, 'regops.yaml')
+  await writeFile(
+    config,
+    `regions:\n  local: {url: "file://${join(root, 'docker/registry/v2')}"}\ndatabase:\n  url: ${dbUrl}\n`,
+  )
+  const base = ['--config', config, '--json']
+  const mark0 = await runCli(['sweep', 'mark', '--mark-run', 'cli-run', '--shard', '0/2', '--min-age', '1h', ...base])
+  assert.equal(mark0.code, 0, mark0.stderr)
+  assert.equal(JSON.parse(mark0.stdout).runFinished, false)
+  const early = await runCli([
+    'sweep',
+    'blobs',
+    '--marks',
+    'cli-run',
+    '--min-age',
+    '1h',
+    '--report',
+    join(root, 'early.jsonl'),
+    ...base,
+  ])
+  assert.equal(early.code, 4, early.stderr)
+  assert.match(early.stderr + early.stdout, /have not finished/)
+  const mark1 = await runCli(['sweep', 'mark', '--mark-run', 'cli-run', '--shard', '1/2', '--min-age', '1h', ...base])
+  assert.equal(mark1.code, 0, mark1.stderr)
+  assert.equal(JSON.parse(mark1.stdout).runFinished, true)
+  const onMarks = await runCli([
+    'sweep',
+    'blobs',
+    '--marks',
+    'cli-run',
+    '--min-age',
+    '1h',
+    '--report',
+    join(root, 'marks.jsonl'),
+    ...base,
+  ])
+  const walking = await runCli(['sweep', 'blobs', '--min-age', '1h', '--report', join(root, 'walk.jsonl'), ...base])
+  assert.equal(onMarks.code, 1, onMarks.stderr)
+  assert.equal(walking.code, 1, walking.stderr)
+  const candidates = async (file: string) =>
+    (await readFile(file, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line).digest)
+      .sort()
+  assert.deepEqual(await candidates(join(root, 'marks.jsonl')), await candidates(join(root, 'walk.jsonl')))
+  assert.equal((await candidates(join(root, 'walk.jsonl'))).length, 25)
+  // the run's totals, as the walking sweep counted them
+  assert.equal(JSON.parse(onMarks.stdout).marked.manifests, JSON.parse(walking.stdout).marked.manifests)
 })
