@@ -1,6 +1,6 @@
 import {Agent as HttpAgent} from 'node:http'
 import {Agent as HttpsAgent} from 'node:https'
-import type {Readable} from 'node:stream'
+import {Readable} from 'node:stream'
 import type {S3Client, S3ClientConfig} from '@aws-sdk/client-s3'
 import {InvalidInputError, NotFoundError, StorageError} from '../errors.js'
 import type {S3RegionConfig} from '../config/config.js'
@@ -39,6 +39,12 @@ import {
 /** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
 const MAX_SINGLE_COPY = 5 * 1024 ** 3
 const COPY_PART_SIZE = 512 * 1024 ** 2
+/** S3 refuses a single PutObject above 5 GiB; a larger streamed write goes up in parts. */
+const MAX_SINGLE_PUT = 5 * 1024 ** 3
+/** Parts of a streamed multipart write: one is held in memory at a time, and retried on its own. */
+const WRITE_PART_SIZE = 64 * 1024 ** 2
+/** S3 takes at most 10,000 parts per upload: a larger object gets larger parts. */
+const MAX_PARTS = 10_000
 
 /**
  * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Every request, read
@@ -208,9 +214,16 @@ export class S3Driver implements StorageDriver {
     })
   }
 
+  /** Writes above this many bytes go up as a multipart upload (settable so tests need not write 5 GiB). */
+  multipartThreshold = MAX_SINGLE_PUT
+  /** Part size of a multipart write (at least S3's 5 MiB minimum; grown for objects past 10,000 parts). */
+  writePartSize = WRITE_PART_SIZE
+
   async write(key: string, body: Buffer | Readable, size?: number): Promise<void> {
     const length = Buffer.isBuffer(body) ? body.length : size
     if (length === undefined) throw new InvalidInputError('a streamed write needs its size', key)
+    if (length > this.multipartThreshold)
+      return this.writeInParts(key, Buffer.isBuffer(body) ? Readable.from([body]) : body, length)
     const {client, commands} = await this.sdk()
     // A stream cannot be sent twice: only a buffer is retried.
     await this.send('write', key, {retry: Buffer.isBuffer(body)}, () =>
@@ -223,6 +236,57 @@ export class S3Driver implements StorageDriver {
         }),
       ),
     )
+  }
+
+  /**
+   * A write too large for one PutObject (a multi-gigabyte layer copied between regions): the stream is cut
+   * into parts, each uploaded (and retried) on its own, then completed. A stream that ends short of
+   * `length`, or runs past it, aborts the upload: the object is never created from partial content.
+   */
+  private async writeInParts(key: string, body: Readable, length: number): Promise<void> {
+    const {client, commands} = await this.sdk()
+    const target = {Bucket: this.config.bucket, Key: this.fullKey(key)}
+    const partSize = Math.max(this.writePartSize, Math.ceil(length / MAX_PARTS))
+    const upload = await this.send('write', key, () => client.send(new commands.CreateMultipartUploadCommand(target)))
+    try {
+      const parts: Array<{ETag: string; PartNumber: number}> = []
+      let written = 0
+      for await (const part of partsOf(body, partSize)) {
+        written += part.length
+        if (written > length)
+          throw new InvalidInputError(`the stream is longer than the ${length} bytes announced`, key)
+        const PartNumber = parts.length + 1
+        const response = await this.send('write', key, {retry: true}, () =>
+          client.send(
+            new commands.UploadPartCommand({
+              ...target,
+              UploadId: upload.UploadId,
+              PartNumber,
+              Body: part,
+              ContentLength: part.length,
+            }),
+          ),
+        )
+        parts.push({ETag: response.ETag ?? '', PartNumber})
+      }
+      if (written !== length)
+        throw new InvalidInputError(`the stream ended after ${written} of the ${length} bytes announced`, key)
+      await this.send('write', key, () =>
+        client.send(
+          new commands.CompleteMultipartUploadCommand({
+            ...target,
+            UploadId: upload.UploadId,
+            MultipartUpload: {Parts: parts},
+          }),
+        ),
+      )
+    } catch (error) {
+      body.destroy()
+      await client
+        .send(new commands.AbortMultipartUploadCommand({...target, UploadId: upload.UploadId}))
+        .catch(() => {})
+      throw error
+    }
   }
 
   async deleteMany(keys: string[]): Promise<DeleteResult> {
@@ -516,4 +580,26 @@ export class S3Driver implements StorageDriver {
       code: status === 403 ? 'FORBIDDEN' : 'STORAGE',
     })
   }
+}
+
+/** The stream's bytes in buffers of exactly `size` (the last one shorter). */
+async function* partsOf(stream: Readable, size: number): AsyncIterable<Buffer> {
+  let held: Buffer[] = []
+  let heldBytes = 0
+  for await (const chunk of stream) {
+    let data = chunk as Buffer
+    while (heldBytes + data.length >= size) {
+      const take = size - heldBytes
+      held.push(data.subarray(0, take))
+      yield Buffer.concat(held, size)
+      data = data.subarray(take)
+      held = []
+      heldBytes = 0
+    }
+    if (data.length > 0) {
+      held.push(data)
+      heldBytes += data.length
+    }
+  }
+  if (heldBytes > 0) yield Buffer.concat(held, heldBytes)
 }

@@ -93,3 +93,32 @@ test('ListObjectsV2 answers: entities decoded, tokens and prefixes found', async
   assert.equal(last.nextToken, undefined)
   assert.throws(() => parseListBucketResult('<Error><Code>x</Code></Error>'))
 })
+
+test('a streamed write above the multipart threshold goes up in parts, byte for byte; a short stream creates nothing and leaves no upload', async () => {
+  rgw = await sharedRadosgw()
+  const bucket = await rgw.newBucket('multipart-write')
+  const source = new S3Driver(regionFor(bucket, 'src'))
+  const target = new S3Driver(regionFor(bucket, 'dst'))
+  // S3's smallest part is 5 MiB: a 12 MiB blob in 5 MiB parts is three parts, the last one short.
+  target.multipartThreshold = 6 * 1024 ** 2
+  target.writePartSize = 5 * 1024 ** 2
+  const {randomBytes, createHash} = await import('node:crypto')
+  const {Readable} = await import('node:stream')
+  const {copyBetween} = await import('../../../src/lib/storage/driver.js')
+  const content = randomBytes(12 * 1024 ** 2 + 12345)
+  await source.write('blobs/big/data', content)
+  await copyBetween(source, target, 'blobs/big/data')
+  const copied = await target.readSmall('blobs/big/data', content.length)
+  assert.equal(createHash('sha256').update(copied).digest('hex'), createHash('sha256').update(content).digest('hex'))
+  // A stream that ends before the announced size: no object, and the multipart upload aborted.
+  await assert.rejects(
+    target.write('blobs/short/data', Readable.from([content.subarray(0, 7 * 1024 ** 2)]), content.length),
+    /ended after 7340032 of the/,
+  )
+  assert.equal(await target.stat('blobs/short/data'), undefined)
+  const pending = []
+  for await (const upload of target.listPendingUploads('blobs/')) pending.push(upload)
+  assert.deepEqual(pending, [])
+  await source.close()
+  await target.close()
+})
