@@ -1,5 +1,5 @@
-// The npm test subset of the crash-repair suite: one trial per row, each killed right after its first write
-// landed and before its journal outcome (the window a resume must close), with a fixed seed.
+// The npm test subset of the crash-repair suite: one trial per row with seed 1, whose kill plan is the first
+// write, after it landed and before its journal outcome (the window a resume or re-run must close).
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import {runCrashRepair} from './crash-repair.js'

@@ -5,9 +5,9 @@
 //
 // The kill point is a storage request: every request of the command under test goes through a loopback
 // proxy that counts them, and the trial's seed picks the request (and whether the process dies before the
-// request reaches storage or after storage has carried it out, before the process reads the answer). The
-// first trial of each row kills at the narrowest window there is: right after the first write has landed,
-// before the command can journal its outcome.
+// request reaches storage or after storage has carried it out, before the process reads the answer). A
+// quarter of the trials kill at the first write, one of them the narrowest window there is: the write has
+// landed and the command has not journaled its outcome yet.
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 import type {ChildProcess} from 'node:child_process'
@@ -34,11 +34,16 @@ import {runTrials, type ReliabilityRow, type Suite, type SuiteOptions} from './s
 
 const ROOT = 'docker/registry/v2'
 const FULL_TRIALS = 20
+/** the uninterrupted run that measures a row's storage requests: the same whatever the base seed */
+const CALIBRATION_SEED = 0
 
 /** Where in its run a trial kills the command. */
 type KillPlan =
-  /** the first write's answer arrives: the object landed, its journal outcome is not written yet */
-  | {at: 'first-write'}
+  /**
+   * the first write: 'after', its answer arrives (the object landed, its journal outcome is not written
+   * yet); 'before', it never reaches storage (the intent is journaled, the object is not there)
+   */
+  | {at: 'first-write'; when: 'before' | 'after'}
   /** the nth storage request: before it reaches storage, or after storage carried it out */
   | {at: 'request'; n: number; when: 'before' | 'after'}
   | {at: 'never'}
@@ -126,7 +131,7 @@ class KillProxy {
       }
       if (plan.at === 'first-write' && req.method === 'PUT') {
         killing = true
-        return 'kill-after'
+        return plan.when === 'before' ? 'kill-before' : 'kill-after'
       }
       return 'pass'
     }
@@ -312,27 +317,46 @@ async function landing(bench: Bench, after: number, action: string, expected: nu
   return 'kills after the last write'
 }
 
-/** The job a killed run left (resumed with --resume), or undefined when it died before creating one. */
-async function jobSince(bench: Bench, kind: string, after: number): Promise<string | undefined> {
-  const res = await bench.db.query('SELECT id FROM regops_jobs WHERE kind = $1 AND id > $2 ORDER BY id DESC LIMIT 1', [
-    kind,
-    after,
-  ])
-  if (res.rows.length === 0) return undefined
-  const id = String(res.rows[0].id)
-  // The killed worker's heartbeat is fresh: age it, as the minute a real operator waits would.
-  await bench.db.query(`UPDATE regops_jobs SET heartbeat_at = now() - interval '5 minutes' WHERE id = $1`, [id])
-  return id
+/**
+ * After a kill: resumes the job the killed run left (its heartbeat aged, as the minute a real operator waits
+ * would), or runs the command again when it died before creating one. A job already done needs neither.
+ */
+async function resumeAfterKill(
+  bench: Bench,
+  step: {kind: string; jobsAfter: number; resume: (job: string) => string[]; rerun: string[]; codes: number[]},
+  figures: Record<string, number>,
+): Promise<void> {
+  const res = await bench.db.query(
+    'SELECT id, status FROM regops_jobs WHERE kind = $1 AND id > $2 ORDER BY id DESC LIMIT 1',
+    [step.kind, step.jobsAfter],
+  )
+  const job = res.rows[0] as {id: string; status: string} | undefined
+  if (!job) {
+    count(figures, 're-run (killed before its job existed)')
+    expectCode(await runCli(step.rerun), step.codes, `the re-run ${step.kind}`)
+    return
+  }
+  if (job.status === 'done') {
+    count(figures, 'killed after its job was done (nothing to resume)')
+    return
+  }
+  await bench.db.query(`UPDATE regops_jobs SET heartbeat_at = now() - interval '5 minutes' WHERE id = $1`, [job.id])
+  count(figures, 'resumed')
+  expectCode(await runCli(step.resume(String(job.id))), step.codes, `the resumed ${step.kind} job ${job.id}`)
 }
 
 async function lastJobId(bench: Bench): Promise<number> {
   return Number((await bench.db.query('SELECT coalesce(max(id), 0)::bigint AS id FROM regops_jobs')).rows[0].id)
 }
 
-/** The kill point of trial `index`: the first trial at the first write, the others at a seeded request. */
-function killPlan(seed: number, index: number, requests: number): KillPlan {
-  if (index === 0) return {at: 'first-write'}
+/**
+ * The kill point of a trial, from its seed alone (so `--seed` replays it): a quarter of the trials die at the
+ * first write (just before it reaches storage, or just after it landed), the others at a storage request drawn
+ * from the range an uninterrupted run makes.
+ */
+export function killPlan(seed: number, requests: number): KillPlan {
   const random = prng(seed * 7919 + 17)
+  if (random() < 0.25) return {at: 'first-write', when: random() < 0.5 ? 'before' : 'after'}
   return {
     at: 'request',
     n: 1 + Math.floor(random() * Math.max(1, requests - 1)),
@@ -341,10 +365,11 @@ function killPlan(seed: number, index: number, requests: number): KillPlan {
 }
 
 function expectCode(run: CliRun, codes: number[], what: string): void {
-  if (run.code === null || !codes.includes(run.code))
-    throw new Error(
-      `${what} exited ${run.code ?? run.signal}, not ${codes.join(' or ')}: ${(run.stdout + run.stderr).slice(-600)}`,
-    )
+  if (run.code !== null && codes.includes(run.code)) return
+  const said = run.json?.error?.message ?? (run.stdout + run.stderr).slice(-400)
+  throw new Error(
+    `${what} exited ${run.code ?? run.signal}, not ${codes.join(' or ')}: ${String(said).replace(/\n/g, ' ')}`,
+  )
 }
 
 function count(figures: Record<string, number>, name: string): void {
@@ -444,10 +469,17 @@ async function auditRepairRow(bench: Bench, options: SuiteOptions): Promise<Reli
     const first = await bench.proxy.run(audit(['--repair', '--from', 'eu']), plan)
     if (first.killed) {
       count(figures, await landing(bench, journalFrom, 'repair', drift.repairs.size))
-      const job = await jobSince(bench, 'audit-regions', jobsFrom)
-      const again = await runCli(audit(job ? ['--resume', job] : ['--repair', '--from', 'eu']))
-      count(figures, job ? 'resumed' : 're-run (killed before its job existed)')
-      expectCode(again, [0, 1], 'the resumed audit --repair')
+      await resumeAfterKill(
+        bench,
+        {
+          kind: 'audit-regions',
+          jobsAfter: jobsFrom,
+          resume: (job) => audit(['--resume', job]),
+          rerun: audit(['--repair', '--from', 'eu']),
+          codes: [0, 1],
+        },
+        figures,
+      )
     } else {
       if (plan.at !== 'never') count(figures, 'runs that ended before their kill point')
       expectCode(first.run, [1], 'audit --repair')
@@ -473,9 +505,9 @@ async function auditRepairRow(bench: Bench, options: SuiteOptions): Promise<Reli
     if (failures.length > 0) throw new Error(`${failures.join('; ')} (drift: ${drift.lines.join(', ')})`)
     return first
   }
-  const plan = await rowPlan(options, async () => (await trial(options.seed - 1, {at: 'never'})).requests)
+  const plan = await rowPlan(options, async () => (await trial(CALIBRATION_SEED, {at: 'never'})).requests)
   const outcome = await runTrials(options.seed, plan.trials, async (seed, index) => {
-    await trial(seed, killPlan(seed, index, plan.requests))
+    await trial(seed, killPlan(seed, plan.requests))
     options.log(`audit --repair trial ${index + 1}/${plan.trials} (seed ${seed}) ok`)
   })
   return {
@@ -515,10 +547,17 @@ async function replicateRow(bench: Bench, options: SuiteOptions): Promise<Reliab
     const first = await bench.proxy.run(replicate(['--apply']), plan)
     if (first.killed) {
       count(figures, await landing(bench, journalFrom, 'replicate', euKeys.size))
-      const job = await jobSince(bench, 'replicate', jobsFrom)
-      const again = await runCli(replicate(job ? ['--resume', job] : ['--apply']))
-      count(figures, job ? 'resumed' : 're-run (killed before its job existed)')
-      expectCode(again, [0], 'the resumed replicate')
+      await resumeAfterKill(
+        bench,
+        {
+          kind: 'replicate',
+          jobsAfter: jobsFrom,
+          resume: (job) => replicate(['--resume', job]),
+          rerun: replicate(['--apply']),
+          codes: [0],
+        },
+        figures,
+      )
     } else {
       if (plan.at !== 'never') count(figures, 'runs that ended before their kill point')
       expectCode(first.run, [0], 'replicate')
@@ -554,9 +593,9 @@ async function replicateRow(bench: Bench, options: SuiteOptions): Promise<Reliab
     if (failures.length > 0) throw new Error(failures.join('; '))
     return first
   }
-  const plan = await rowPlan(options, async () => (await trial(options.seed - 1, {at: 'never'})).requests)
+  const plan = await rowPlan(options, async () => (await trial(CALIBRATION_SEED, {at: 'never'})).requests)
   const outcome = await runTrials(options.seed, plan.trials, async (seed, index) => {
-    await trial(seed, killPlan(seed, index, plan.requests))
+    await trial(seed, killPlan(seed, plan.requests))
     options.log(`replicate trial ${index + 1}/${plan.trials} (seed ${seed}) ok`)
   })
   return {
@@ -637,9 +676,9 @@ async function repairLinksRow(bench: Bench, options: SuiteOptions): Promise<Reli
       await registry.stop()
     }
   }
-  const plan = await rowPlan(options, async () => (await trial(options.seed - 1, {at: 'never'})).requests)
+  const plan = await rowPlan(options, async () => (await trial(CALIBRATION_SEED, {at: 'never'})).requests)
   const outcome = await runTrials(options.seed, plan.trials, async (seed, index) => {
-    await trial(seed, killPlan(seed, index, plan.requests))
+    await trial(seed, killPlan(seed, plan.requests))
     options.log(`repair links trial ${index + 1}/${plan.trials} (seed ${seed}) ok`)
   })
   return {
@@ -699,7 +738,7 @@ export const runCrashRepair: Suite = async (options) => {
       suite: 'crash-repair',
       title: 'Crash trials: repairs and copies',
       description:
-        'Each trial builds its own radosgw buckets (a drifted copy of a healthy region, an empty region, or a repository with deleted _layers links), runs the command with every storage request passing through a loopback proxy, and kills it with SIGKILL at one of them: the first trial of a row right after its first write has landed and before it could journal the outcome, the others at a request drawn from the trial seed, before that request reaches storage or after storage carried it out. Then the job is resumed (audit, replicate) or the command run again (repair links), and the end state is checked against the criterion. The figures say where the kills landed, read from the journal the killed run left.',
+        'Each trial builds its own radosgw buckets (a drifted copy of a healthy region, an empty region, or a repository with deleted _layers links), runs the command with every storage request passing through a loopback proxy, and kills it with SIGKILL at one of them, drawn from the trial seed: about a quarter at the first write (before it reaches storage, or after it landed and before the command could journal its outcome), the others at a request anywhere in the run, before it reaches storage or after storage carried it out. Then the job is resumed (audit, replicate) or the command run again (repair links), and the end state is checked against the criterion. The figures say where the kills landed, read from the journal the killed run left.',
       seed: options.seed,
       scale: options.scale,
       seconds: (Date.now() - started) / 1000,
