@@ -282,6 +282,7 @@ class RegionsAudit {
         listingSource(d, remaining, {signal: listingSignal, inFlight: 16, maxBuffered: 16_000}),
     )
     try {
+      await this.repair?.finishInterrupted(this.opts.drivers, this.state.repair)
       await this.walkRepositories(links)
       if (!this.state.repositoriesDone) {
         this.state.repositoriesDone = true

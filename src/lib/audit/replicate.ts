@@ -5,7 +5,7 @@ import {runJob, type RunningJob, type Shard} from '../jobs/runner.js'
 import type {Logger} from '../output/logger.js'
 import type {ObjectInfo, StorageDriver} from '../storage/driver.js'
 import {REPOSITORIES_PREFIX, parseKey, shardOfDigest, shardsFor, type PathSpec} from '../storage/layout.js'
-import {copyVerified, type VerifiedCopier} from './copy.js'
+import {copyVerified, finishInterruptedCopies, type VerifiedCopier} from './copy.js'
 import type {AuditProblem} from './findings.js'
 import {UNKNOWN, mergeSorted} from './merge.js'
 import {blobPrefix} from './sources.js'
@@ -140,6 +140,13 @@ class Replication {
   }
 
   async run(started: number): Promise<ReplicateResult> {
+    if (this.copier) {
+      for (const finished of await finishInterruptedCopies(this.copier, [this.opts.from, this.opts.to])) {
+        if (finished.outcome === 'copied') continue
+        this.tally.failed++
+        this.problem(this.opts.to.region, 'a copy interrupted by the previous run', finished.message)
+      }
+    }
     if (this.state.phase === 'blobs') {
       for (let i = this.state.prefixesDone; i < this.shards.length; i++) {
         this.job.signal.throwIfAborted()

@@ -17,8 +17,10 @@ export async function journaledChange(
   db: Db,
   entry: JournalEntry,
   change: () => Promise<Record<string, unknown> | void>,
+  /** the intent of an interrupted run that this change completes, instead of a new one */
+  interrupted?: string,
 ): Promise<JournaledChange> {
-  const [intent] = await journalIntents(db, null, [entry])
+  const [intent] = interrupted ? [interrupted] : await journalIntents(db, null, [entry])
   try {
     const detail = await change()
     await journalOutcome(db, null, intent, 'done', detail ?? {})

@@ -1,9 +1,10 @@
-import {RefusedError} from '../errors.js'
+import {NotFoundError, RefusedError} from '../errors.js'
 import type {Db} from '../metadata/db.js'
 import type {StorageDriver} from '../storage/driver.js'
-import {pathFor} from '../storage/layout.js'
+import {parseLink, pathFor} from '../storage/layout.js'
 import type {Problem} from '../storage/repositories.js'
 import {readRepository} from '../inspect/repository-view.js'
+import {journalOutcome} from '../sweep/journal.js'
 import {journaledChange} from './journaled.js'
 
 export interface LinkRepair {
@@ -73,6 +74,8 @@ export async function repairLinks(
     const key = pathFor({kind: 'manifest-revision-link', repository, digest: tag.current})
     wanted.set(key, {link: 'revision-link', digest: tag.current, neededBy: `${repository}:${tag.tag}`})
   }
+  const interrupted =
+    mode.mode === 'apply' ? await finishInterruptedLinks(mode.db, driver, repository, wanted) : new Map()
   for (const [key, want] of [...wanted].sort(([a], [b]) => (a < b ? -1 : 1))) {
     // A link to a blob the region does not hold would only turn "blob unknown" into a failed download.
     if (!(await driver.stat(pathFor({kind: 'blob-data', digest: want.digest})))) {
@@ -82,6 +85,11 @@ export async function repairLinks(
         neededBy: want.neededBy,
         reason: `blob ${want.digest} is not in region ${driver.region}`,
       })
+      const entry = interrupted.get(key)
+      if (mode.mode === 'apply' && entry)
+        await journalOutcome(mode.db, null, entry, 'failed', {
+          error: `blob ${want.digest} is not in region ${driver.region}`,
+        })
       continue
     }
     const repair: LinkRepair = {...want, key, state: 'missing'}
@@ -98,10 +106,56 @@ export async function repairLinks(
       },
       // distribution writes a link as the bare digest, no newline
       () => driver.write(key, Buffer.from(want.digest)),
+      interrupted.get(key),
     )
     repair.entry = change.entry
     repair.state = change.ok ? 'created' : 'failed'
     if (change.error) repair.error = change.error
   }
   return result
+}
+
+/**
+ * The link writes of this repository that a killed `repair links --apply` journaled without an outcome. A
+ * link still missing is written under its entry by this run (returned, by key); one that is there, naming
+ * the digest, landed before the kill and is journaled done, so `journal undo` can take it back; any other
+ * is journaled failed, saying why. Each link created stays one journal entry with one outcome.
+ */
+async function finishInterruptedLinks(
+  db: Db,
+  driver: StorageDriver,
+  repository: string,
+  wanted: Map<string, {digest: string}>,
+): Promise<Map<string, string>> {
+  const open = await db.query<{id: string; key: string; digest: string | null}>(
+    `SELECT i.id, i.key, i.digest FROM regops_journal i
+      WHERE i.job_id IS NULL AND i.action = 'link' AND i.phase = 'intent' AND i.region = $1
+        AND (starts_with(i.key, $2) OR starts_with(i.key, $3))
+        AND NOT EXISTS (SELECT 1 FROM regops_journal o WHERE o.intent_id = i.id)
+      ORDER BY i.id`,
+    [driver.region, `repositories/${repository}/_layers/`, `repositories/${repository}/_manifests/revisions/`],
+  )
+  const resumed = {recovered: 'the run that journaled this link was interrupted before its outcome'}
+  const reuse = new Map<string, string>()
+  for (const row of open.rows) {
+    const id = String(row.id)
+    if (wanted.get(row.key)?.digest === row.digest && !reuse.has(row.key)) {
+      reuse.set(row.key, id)
+      continue
+    }
+    let current: string | undefined
+    try {
+      current = parseLink(await driver.readSmall(row.key, 1024), row.key)
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error
+    }
+    if (current !== undefined && current === row.digest && !wanted.has(row.key))
+      await journalOutcome(db, null, id, 'done', resumed)
+    else
+      await journalOutcome(db, null, id, 'failed', {
+        ...resumed,
+        error: current === undefined ? 'the link was not written and is no longer needed' : `the link names ${current}`,
+      })
+  }
+  return reuse
 }
