@@ -81,7 +81,9 @@ export interface SoakFigures {
   purgeExits: Record<string, number>
   peakSweepRssMiB: number
   peakPurgeRssMiB: number
-  /** first few failures, in words */
+  /** every failure of any kind (pull, push, sweep exit, the registry exiting) */
+  failureCount: number
+  /** the first few, in words */
   failures: string[]
 }
 
@@ -152,10 +154,13 @@ export async function soakOnce(
     purgeExits: {},
     peakSweepRssMiB: 0,
     peakPurgeRssMiB: 0,
+    failureCount: 0,
     failures: [],
   }
   const fail = (line: string): void => {
-    if (figures.failures.length < 10) figures.failures.push(line)
+    figures.failureCount++
+    if (figures.failures.length >= 10) return
+    figures.failures.push(line)
     log(`seed ${seed}: ${line}`)
   }
   const dir = makeTempDir('soak')
@@ -215,14 +220,19 @@ export async function soakOnce(
     const running = () => Date.now() < stopAt
     await Promise.all([
       (async () => {
-        while (running()) await pusher.step()
+        while (running()) {
+          const failuresBefore = figures.failureCount
+          await pusher.step()
+          // A registry that stopped answering is reported once per push, not in a busy loop.
+          if (figures.failureCount > failuresBefore) await sleep(100)
+        }
       })(),
       ...[1, 2].map((n) => pullLoop(url, state, prng(seed * 7919 + n), figures, fail, running)),
       sleep(orphansOldEnough - Date.now()).then(() => sweepLoop(config, dir, figures, fail, running)),
     ])
     // What the pusher left must pull in full once everything is quiet.
     for (const [key, image] of state.tags) {
-      const pulled = await pullVerified(url, image.repository, image.tag!)
+      const pulled = await pullVerifiedOrError(url, image.repository, image.tag!)
       figures.pulls++
       figures.blobsVerified += pulled.blobs
       if (pulled.outcome !== 'ok') {
@@ -231,6 +241,7 @@ export async function soakOnce(
         fail(`final pull of ${key}: ${pulled.reason}`)
       }
     }
+    if (!registry.running) fail(`docker-registry exited during the soak: ${registry.logTail(5).replace(/\s+/g, ' ')}`)
     figures.events =
       figures.pushes +
       figures.manifestDeletes +
@@ -474,7 +485,7 @@ async function pullLoop(
     const key = keys[Math.floor(random() * keys.length)]!
     const image = state.tags.get(key)!
     const generation = state.generation.get(key)
-    const pulled = await pullVerified(url, image.repository, image.tag!)
+    const pulled = await pullVerifiedOrError(url, image.repository, image.tag!)
     figures.pulls++
     figures.blobsVerified += pulled.blobs
     // An odd generation is a change in flight when the pull started (see RegistryState).
@@ -488,6 +499,17 @@ async function pullLoop(
     figures.failedPulls++
     figures.blobUnknown += pulled.blobUnknown
     fail(`pull ${key}${moved ? ' (moved meanwhile)' : ''}: ${pulled.reason}`)
+  }
+}
+
+/** A pull whose connection failed (the registry closed it mid-body, or is gone) is a failed pull, not a crash. */
+async function pullVerifiedOrError(url: string, repository: string, tag: string): Promise<PullOutcome> {
+  try {
+    return await pullVerified(url, repository, tag)
+  } catch (e) {
+    const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : ''
+    await sleep(100)
+    return {outcome: 'failed', blobs: 0, blobUnknown: 0, reason: `${firstLine(e)}${cause}`}
   }
 }
 
@@ -672,9 +694,9 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       const badExits = Object.keys(f.sweepExits)
         .concat(Object.keys(f.purgeExits))
         .filter((c) => c !== '0')
-      if (f.failedPulls > 0 || f.blobUnknown > 0 || f.failedPushes > 0 || badExits.length > 0)
+      if (f.failureCount > 0 || f.failedPulls > 0 || f.blobUnknown > 0 || f.failedPushes > 0 || badExits.length > 0)
         throw new Error(
-          `${f.failedPulls} failed pulls, ${f.blobUnknown} blob unknown, ${f.failedPushes} failed pushes, ` +
+          `${f.failureCount} failures: ${f.failedPulls} failed pulls, ${f.blobUnknown} blob unknown, ${f.failedPushes} failed pushes, ` +
             `sweep ${tallyText(f.sweepExits)}, purge ${tallyText(f.purgeExits)}; first: ${f.failures[0] ?? '-'}`,
         )
     })
