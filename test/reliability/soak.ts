@@ -81,6 +81,8 @@ export interface SoakFigures {
   purgeExits: Record<string, number>
   peakSweepRssMiB: number
   peakPurgeRssMiB: number
+  /** wall time: servers, database and first images; the soak itself, until the last sweep and purge ended; final pulls */
+  seconds: {setup: number; soak: number; finalPulls: number}
   /** every failure of any kind (pull, push, sweep exit, the registry exiting) */
   failureCount: number
   /** the first few, in words */
@@ -156,7 +158,9 @@ export async function soakOnce(
     peakPurgeRssMiB: 0,
     failureCount: 0,
     failures: [],
+    seconds: {setup: 0, soak: 0, finalPulls: 0},
   }
+  const started = Date.now()
   const fail = (line: string): void => {
     figures.failureCount++
     if (figures.failures.length >= 10) return
@@ -216,6 +220,7 @@ export async function soakOnce(
     }
     const orphansOldEnough = Date.now() + GRACE_MS
     log(`${storage}, ${cache}: registry, database and first images ready`)
+    figures.seconds.setup = (Date.now() - started) / 1000
     const stopAt = Date.now() + durationMs
     const running = () => Date.now() < stopAt
     await Promise.all([
@@ -230,6 +235,7 @@ export async function soakOnce(
       ...[1, 2].map((n) => pullLoop(url, state, prng(seed * 7919 + n), figures, fail, running)),
       sleep(orphansOldEnough - Date.now()).then(() => sweepLoop(config, dir, figures, fail, running)),
     ])
+    figures.seconds.soak = (Date.now() - started) / 1000 - figures.seconds.setup
     // What the pusher left must pull in full once everything is quiet.
     for (const [key, image] of state.tags) {
       const pulled = await pullVerifiedOrError(url, image.repository, image.tag!)
@@ -242,6 +248,7 @@ export async function soakOnce(
       }
     }
     if (!registry.running) fail(`docker-registry exited during the soak: ${registry.logTail(5).replace(/\s+/g, ' ')}`)
+    figures.seconds.finalPulls = (Date.now() - started) / 1000 - figures.seconds.setup - figures.seconds.soak
     figures.events =
       figures.pushes +
       figures.manifestDeletes +
@@ -689,7 +696,8 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       log(
         `${configuration.storage}, ${configuration.cache}: ${f.events} events, ${f.pushes} pushes, ${f.pulls} pulls, ${f.blobsVerified} blobs verified, ` +
           `${f.sweeps} sweeps, ${f.quarantined} quarantined, ${f.purged} purged, ${f.reusedOrphans} reuses of deleted ` +
-          `images' blobs, ${f.failedPulls} failed pulls, ${f.blobUnknown} blob unknown, ${f.failedPushes} failed pushes`,
+          `images' blobs, ${f.failedPulls} failed pulls, ${f.blobUnknown} blob unknown, ${f.failedPushes} failed pushes; ` +
+          `seconds: setup ${f.seconds.setup.toFixed(1)}, soak ${f.seconds.soak.toFixed(1)}, final pulls ${f.seconds.finalPulls.toFixed(1)}`,
       )
       const badExits = Object.keys(f.sweepExits)
         .concat(Object.keys(f.purgeExits))
