@@ -711,7 +711,7 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
     const f = figures
     rows.push({
       case: `${configuration.case}: ${durationMs / 60_000 >= 1 ? `${durationMs / 60_000} min` : `${durationMs / 1000} s`} of pushes, deletes, verified pulls and sweeps`,
-      command: `sweep blobs --quarantine --min-age ${GRACE}; sweep purge --delete --hold-for ${HOLD}`,
+      command: `sweep blobs --quarantine --min-age ${GRACE} --force --max-deletes 100000; sweep purge --delete --hold-for ${HOLD} --force`,
       ...trials,
       criterion:
         'no pull fails (a tag moved or deleted during its pull is not a failure), no "blob unknown" on a pull or a push, no push refused, every sweep and purge exits 0, and every tag left at the end pulls in full',
