@@ -11,6 +11,7 @@ import {renderReliabilityMarkdown, type Scale, type Suite, type SuiteReport} fro
 // Each suite module registers here under its report's name (the order is the table's order).
 const SUITES: Record<string, () => Promise<Suite>> = {
   'crash-repair': async () => (await import('../test/reliability/crash-repair.js')).runCrashRepair,
+  soak: async () => (await import('../test/reliability/soak.js')).runSoak,
 }
 
 const {values} = parseArgs({
