@@ -615,7 +615,8 @@ async function purgeRow(lab: Lab, trials: number): Promise<ReliabilityRow> {
 // ------------------------------------------------------------------------------------------------ import
 
 function importArgs(trial: Trial, key: string): string[] {
-  return ['import', '--config', trial.config, '--job-key', key, '--json']
+  // Six manifests (two repositories) per write transaction: kill points land between many commits, not one.
+  return ['import', '--config', trial.config, '--batch-size', '6', '--job-key', key, '--json']
 }
 
 /** The imported registry metadata by natural keys (identity ids differ between runs), one line per row, sorted. */
@@ -719,7 +720,7 @@ async function importRow(lab: Lab, trials: number): Promise<ReliabilityRow> {
   lab.log(`import: ${outcome.survived}/${outcome.trials} survived`)
   return {
     case: 'import of a 31-repository store, SIGKILL after a seeded number of manifests, then re-run with its --job-key',
-    command: 'regops import --job-key K',
+    command: 'regops import --batch-size 6 --job-key K',
     ...outcome,
     criterion:
       'The job ends done, and every registry table (namespaces, repositories, blobs, links, manifests, references, ' +
