@@ -10,6 +10,7 @@ import {renderReliabilityMarkdown, type Scale, type Suite, type SuiteReport} fro
 
 // Each suite module registers here under its report's name (the order is the table's order).
 const SUITES: Record<string, () => Promise<Suite>> = {
+  crash: async () => (await import('../test/reliability/crash.js')).runCrash,
   'crash-repair': async () => (await import('../test/reliability/crash-repair.js')).runCrashRepair,
   soak: async () => (await import('../test/reliability/soak.js')).runSoak,
 }

@@ -11,13 +11,43 @@ import type {Problem} from '../storage/repositories.js'
 import {deleteObjects, moveBack} from './vacuum.js'
 import {acquireJobLock, regionLockScope} from '../jobs/lock.js'
 
-/** Runs fn holding the region's act lock: no sweep, purge or restore acts on the region meanwhile. */
-async function holdingRegion<T>(db: Db, region: string, fn: () => Promise<T>): Promise<T> {
-  const lock = await acquireJobLock(db, regionLockScope(region))
+/**
+ * Runs fn holding the region's act lock: no sweep, purge or restore acts on the region meanwhile. So an
+ * intent of a purge, restore or rescue still open when the lock is taken is one a killed run left.
+ */
+async function holdingRegion<T>(db: Db, driver: StorageDriver, fn: () => Promise<T>): Promise<T> {
+  const lock = await acquireJobLock(db, regionLockScope(driver.region))
   try {
+    await closeInterruptedIntents(db, driver)
     return await fn()
   } finally {
     await lock.release()
+  }
+}
+
+/**
+ * Gives each purge, restore or rescue intent a killed run left open its outcome, from what storage shows:
+ * done when its effect is there (the quarantine copy gone, and for a move the blob in place), otherwise
+ * failed, and the entry is acted on again under a fresh intent. Left open, the re-run would journal a
+ * second intent for the same entry and the first would stay open for ever (a SIGKILLed purge did that).
+ */
+async function closeInterruptedIntents(db: Db, driver: StorageDriver): Promise<void> {
+  const open = await db.query<{id: string; action: string; key: string; quarantine_key: string | null}>(
+    `SELECT i.id, i.action, i.key, i.detail->>'quarantineKey' AS quarantine_key FROM regops_journal i
+     WHERE i.job_id IS NULL AND i.phase = 'intent' AND i.region = $1 AND i.action IN ('restore', 'rescue', 'purge')
+       AND NOT EXISTS (SELECT 1 FROM regops_journal o WHERE o.intent_id = i.id)
+     ORDER BY i.id`,
+    [driver.region],
+  )
+  for (const intent of open.rows) {
+    const copyGone = intent.quarantine_key !== null && (await driver.stat(intent.quarantine_key)) === undefined
+    const inPlace = intent.action === 'purge' || (await driver.stat(intent.key)) !== undefined
+    if (copyGone && inPlace) await journalOutcome(db, null, String(intent.id), 'done', {recovered: true})
+    else
+      await journalOutcome(db, null, String(intent.id), 'failed', {
+        recovered: true,
+        error: 'interrupted before its outcome was journaled; acted on again',
+      })
   }
 }
 
@@ -122,7 +152,7 @@ interface RestoreOptions {
 
 /** `sweep restore`: every quarantined blob of a job, or one digest, back where it was. */
 export function restoreQuarantine(opts: RestoreOptions): Promise<QuarantineOpResult> {
-  return opts.dryRun ? restore(opts) : holdingRegion(opts.db, opts.driver.region, () => restore(opts))
+  return opts.dryRun ? restore(opts) : holdingRegion(opts.db, opts.driver, () => restore(opts))
 }
 
 async function restore(opts: RestoreOptions): Promise<QuarantineOpResult> {
@@ -175,7 +205,7 @@ interface PurgeOptions {
  * region's lock, so no sweep quarantines or restores beside it.
  */
 export function purgeQuarantine(opts: PurgeOptions): Promise<QuarantineOpResult> {
-  return opts.dryRun ? purge(opts) : holdingRegion(opts.db, opts.driver.region, () => purge(opts))
+  return opts.dryRun ? purge(opts) : holdingRegion(opts.db, opts.driver, () => purge(opts))
 }
 
 async function purge(opts: PurgeOptions): Promise<QuarantineOpResult> {
