@@ -1,6 +1,6 @@
-import {InvalidInputError, NotFoundError} from '../errors.js'
+import {InvalidInputError, NotFoundError, printableExcerpt} from '../errors.js'
 import type {StorageDriver} from '../storage/driver.js'
-import {assertDigest, assertRepositoryName, assertTag, parseLink, pathFor, printableExcerpt} from '../storage/layout.js'
+import {assertDigest, assertRepositoryName, assertTag, parseLink, pathFor} from '../storage/layout.js'
 import type {Problem} from '../storage/repositories.js'
 import {readRepository} from './repository-view.js'
 

@@ -1,4 +1,4 @@
-import {InvalidInputError} from '../errors.js'
+import {InvalidInputError, printableExcerpt} from '../errors.js'
 
 /**
  * The distribution v2 storage layout as typed path specs, with one function each way:
@@ -51,12 +51,6 @@ export function assertTag(text: string, where?: string): string {
   if (!isTag(text))
     throw new InvalidInputError(`invalid tag '${printableExcerpt(text)}': [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, where)
   return text
-}
-
-/** A value as an error message shows it: printable ASCII only (others as '?'), at most 80 characters. */
-export function printableExcerpt(text: string): string {
-  const printable = text.replace(/[^\x20-\x7e]/g, '?')
-  return printable.length > 80 ? `${printable.slice(0, 77)}...` : printable
 }
 
 export function splitDigest(digest: string): {algorithm: Algorithm; hex: string} {
