@@ -13,6 +13,7 @@ const SUITES: Record<string, () => Promise<Suite>> = {
   crash: async () => (await import('../test/reliability/crash.js')).runCrash,
   'crash-repair': async () => (await import('../test/reliability/crash-repair.js')).runCrashRepair,
   soak: async () => (await import('../test/reliability/soak.js')).runSoak,
+  hostile: async () => (await import('../test/reliability/hostile.js')).runHostile,
 }
 
 const {values} = parseArgs({

@@ -173,3 +173,9 @@ export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message
   return String(error)
 }
+
+/** A value as an error message shows it: printable ASCII only (others as '?'), at most 80 characters. */
+export function printableExcerpt(text: string): string {
+  const printable = text.replace(/[^\x20-\x7e]/g, '?')
+  return printable.length > 80 ? `${printable.slice(0, 77)}...` : printable
+}

@@ -1,6 +1,6 @@
 import {readFileSync, existsSync} from 'node:fs'
 import {resolve} from 'node:path'
-import {LineCounter, parseDocument, isMap, type Document, type Node as YamlNode} from 'yaml'
+import {LineCounter, parseDocument, isMap, visit, type Document, type Node as YamlNode} from 'yaml'
 import {ConfigError} from '../errors.js'
 import {registerSecret, redactUrl, registerEnvironmentSecrets, REDACTED} from '../output/redact.js'
 import {parseDuration} from './duration.js'
@@ -142,10 +142,29 @@ function parseYaml(text: string, file: string, env: NodeJS.ProcessEnv): YamlSour
   if (contents !== null && !isMap(contents)) {
     throw new ConfigError('the top level must be a mapping (key: value)', {file, line: 1})
   }
-  const raw = (doc.toJS() ?? {}) as Record<string, unknown>
+  let raw: Record<string, unknown>
+  try {
+    raw = (doc.toJS() ?? {}) as Record<string, unknown>
+  } catch (error) {
+    // yaml refuses a document whose aliases expand without bound (a "billion laughs" bomb) with a
+    // ReferenceError; it is a malformed file, not a bug in regops.
+    if (!(error instanceof ReferenceError)) throw error
+    throw new ConfigError(`invalid YAML: ${error.message}`, {file, line: firstAliasLine(doc, lines)})
+  }
   const source: YamlSource = {file, doc, lines, data: {}}
   source.data = expandEnv(raw, [], source, env) as Record<string, unknown>
   return source
+}
+
+function firstAliasLine(doc: Document.Parsed, lines: LineCounter): number | undefined {
+  let line: number | undefined
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.range) line = lines.linePos(node.range[0]).line
+      return visit.BREAK
+    },
+  })
+  return line
 }
 
 /** `${VAR}` and `${VAR:-default}` in string values, from the environment. */

@@ -1,6 +1,12 @@
-import {UsageError} from '../errors.js'
+import {printableExcerpt, UsageError} from '../errors.js'
 
 const UNIT_MS: Record<string, number> = {ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000}
+
+/**
+ * No duration regops takes (grace periods, hold times, timeouts) is meant to exceed a century, and a cutoff
+ * of now minus 10^12 hours is no date at all: a sweep given one stopped with an internal error.
+ */
+const MAX_DURATION_MS = 36_500 * 86_400_000
 
 /**
  * Parses '90s', '15m', '24h', '7d', '1h30m' into milliseconds. A unit is required: a bare '48' was read
@@ -11,7 +17,9 @@ export function parseDuration(text: string, what = 'duration'): number {
   const trimmed = String(text).trim()
   if (trimmed === '0') return 0
   if (/^\d+(\.\d+)?$/.test(trimmed)) {
-    throw new UsageError(`invalid ${what} '${text}': a duration needs a unit: say ${trimmed}h or ${trimmed}s`)
+    throw new UsageError(
+      `invalid ${what} '${printableExcerpt(text)}': a duration needs a unit: say ${printableExcerpt(trimmed)}h or ${printableExcerpt(trimmed)}s`,
+    )
   }
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy
   let total = 0
@@ -22,8 +30,14 @@ export function parseDuration(text: string, what = 'duration'): number {
     consumed = re.lastIndex
   }
   if (consumed !== trimmed.length || trimmed.length === 0) {
-    throw new UsageError(`invalid ${what} '${text}': use a number with a unit, e.g. 30s, 15m, 24h, 7d, 1h30m`)
+    throw new UsageError(
+      `invalid ${what} '${printableExcerpt(text)}': use a number with a unit, e.g. 30s, 15m, 24h, 7d, 1h30m`,
+    )
   }
+  if (!(total <= MAX_DURATION_MS))
+    throw new UsageError(
+      `invalid ${what} '${printableExcerpt(text)}': longer than the 36500d (100 years) any setting needs`,
+    )
   return Math.round(total)
 }
 
@@ -66,7 +80,12 @@ export function parseSize(text: string, what = 'size'): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(String(text))
   const unit = match?.[2]?.toLowerCase() || 'b'
   if (!match || SIZE_UNITS[unit] === undefined) {
-    throw new UsageError(`invalid ${what} '${text}': use a number with an optional unit, e.g. 500MiB, 2TB`)
+    throw new UsageError(
+      `invalid ${what} '${printableExcerpt(String(text))}': use a number with an optional unit, e.g. 500MiB, 2TB`,
+    )
   }
-  return Math.round(Number(match[1]) * SIZE_UNITS[unit])
+  const bytes = Math.round(Number(match[1]) * SIZE_UNITS[unit])
+  if (!Number.isSafeInteger(bytes))
+    throw new UsageError(`invalid ${what} '${printableExcerpt(String(text))}': more bytes than can be counted exactly`)
+  return bytes
 }

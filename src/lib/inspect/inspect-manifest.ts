@@ -1,4 +1,4 @@
-import {InvalidInputError, NotFoundError} from '../errors.js'
+import {InvalidInputError, NotFoundError, printableExcerpt} from '../errors.js'
 import type {StorageDriver} from '../storage/driver.js'
 import {assertDigest, assertRepositoryName, assertTag, parseLink, pathFor} from '../storage/layout.js'
 import type {Problem} from '../storage/repositories.js'
@@ -13,7 +13,10 @@ export function parseManifestReference(text: string): ManifestReference {
   if (at >= 0) return {repository: assertRepositoryName(text.slice(0, at)), digest: assertDigest(text.slice(at + 1))}
   // A tag never holds '/', a repository name never ':', so the last ':' splits them.
   const colon = text.lastIndexOf(':')
-  if (colon < 0) throw new InvalidInputError(`invalid manifest reference '${text}': expected REPO@DIGEST or REPO:TAG`)
+  if (colon < 0)
+    throw new InvalidInputError(
+      `invalid manifest reference '${printableExcerpt(text)}': expected REPO@DIGEST or REPO:TAG`,
+    )
   return {repository: assertRepositoryName(text.slice(0, colon)), tag: assertTag(text.slice(colon + 1))}
 }
 

@@ -1,4 +1,4 @@
-import {InvalidInputError} from '../errors.js'
+import {InvalidInputError, printableExcerpt} from '../errors.js'
 
 /**
  * The distribution v2 storage layout as typed path specs, with one function each way:
@@ -31,7 +31,7 @@ export function isTag(text: string): boolean {
 export function assertDigest(text: string, where?: string): string {
   if (!isDigest(text))
     throw new InvalidInputError(
-      `invalid digest '${truncate(text)}': expected sha256:<64 lowercase hex> or sha512:<128 lowercase hex>`,
+      `invalid digest '${printableExcerpt(text)}': expected sha256:<64 lowercase hex> or sha512:<128 lowercase hex>`,
       where,
     )
   return text
@@ -40,7 +40,7 @@ export function assertDigest(text: string, where?: string): string {
 export function assertRepositoryName(text: string, where?: string): string {
   if (!isRepositoryName(text)) {
     throw new InvalidInputError(
-      `invalid repository name '${truncate(text)}': lowercase components [a-z0-9] separated by '.', '_', '__' or '-', joined by '/', at most ${MAX_NAME_LENGTH} characters`,
+      `invalid repository name '${printableExcerpt(text)}': lowercase components [a-z0-9] separated by '.', '_', '__' or '-', joined by '/', at most ${MAX_NAME_LENGTH} characters`,
       where,
     )
   }
@@ -49,13 +49,8 @@ export function assertRepositoryName(text: string, where?: string): string {
 
 export function assertTag(text: string, where?: string): string {
   if (!isTag(text))
-    throw new InvalidInputError(`invalid tag '${truncate(text)}': [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, where)
+    throw new InvalidInputError(`invalid tag '${printableExcerpt(text)}': [A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, where)
   return text
-}
-
-function truncate(text: string): string {
-  const printable = text.replace(/[^\x20-\x7e]/g, '?')
-  return printable.length > 80 ? `${printable.slice(0, 77)}...` : printable
 }
 
 export function splitDigest(digest: string): {algorithm: Algorithm; hex: string} {
@@ -105,7 +100,7 @@ export function pathFor(spec: PathSpec): string {
 }
 
 function assertUuid(uuid: string): string {
-  if (!/^[A-Za-z0-9-]{1,64}$/.test(uuid)) throw new InvalidInputError(`invalid upload id '${truncate(uuid)}'`)
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(uuid)) throw new InvalidInputError(`invalid upload id '${printableExcerpt(uuid)}'`)
   return uuid
 }
 
@@ -158,7 +153,7 @@ export function parseKey(key: string): PathSpec {
     const [, algorithm, fan, hex] = parts
     const digest = `${algorithm}:${hex}`
     if (!isDigest(digest) || HEX_LENGTH[algorithm] === undefined)
-      throw new LayoutError(`bad digest '${truncate(digest)}'`, key)
+      throw new LayoutError(`bad digest '${printableExcerpt(digest)}'`, key)
     if (fan !== hex.slice(0, 2)) throw new LayoutError(`fan-out directory '${fan}' does not match digest`, key)
     return {kind: 'blob-data', digest}
   }
@@ -166,11 +161,12 @@ export function parseKey(key: string): PathSpec {
   const marker = parts.findIndex((part, i) => i > 0 && part.startsWith('_'))
   if (marker < 2) throw new LayoutError('no _manifests, _layers or _uploads component', key)
   const repository = parts.slice(1, marker).join('/')
-  if (!isRepositoryName(repository)) throw new LayoutError(`invalid repository name '${truncate(repository)}'`, key)
+  if (!isRepositoryName(repository))
+    throw new LayoutError(`invalid repository name '${printableExcerpt(repository)}'`, key)
   const rest = parts.slice(marker)
   const digestAt = (alg: string | undefined, hex: string | undefined): string => {
     const digest = `${alg}:${hex}`
-    if (!isDigest(digest)) throw new LayoutError(`bad digest '${truncate(digest)}'`, key)
+    if (!isDigest(digest)) throw new LayoutError(`bad digest '${printableExcerpt(digest)}'`, key)
     return digest
   }
   switch (rest[0]) {
@@ -185,7 +181,7 @@ export function parseKey(key: string): PathSpec {
       }
       if (rest[1] === 'tags' && rest.length >= 4) {
         const tag = rest[2]
-        if (!isTag(tag)) throw new LayoutError(`invalid tag '${truncate(tag)}'`, key)
+        if (!isTag(tag)) throw new LayoutError(`invalid tag '${printableExcerpt(tag)}'`, key)
         if (rest.length === 5 && rest[3] === 'current' && rest[4] === 'link')
           return {kind: 'tag-current-link', repository, tag}
         if (rest.length === 7 && rest[3] === 'index' && rest[6] === 'link') {
@@ -211,7 +207,7 @@ export function parseKey(key: string): PathSpec {
 export function parseLink(content: Buffer | string, key: string): string {
   const text = (typeof content === 'string' ? content : content.toString('utf8')).trim()
   if (!isDigest(text))
-    throw new InvalidInputError(`corrupt link file: content is not a digest ('${truncate(text)}')`, key, {
+    throw new InvalidInputError(`corrupt link file: content is not a digest ('${printableExcerpt(text)}')`, key, {
       code: 'CORRUPT_LINK',
     })
   return text
