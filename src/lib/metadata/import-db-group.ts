@@ -11,7 +11,7 @@
  * repository owns are written inside the group's transaction. Shards own disjoint repositories.
  */
 import type {Db, DbClient} from './db.js'
-import {run, type LayerRow, type ManifestRow, type RepositoryRow} from './import-db.js'
+import {run, runInsertWithGenericChecks, type LayerRow, type ManifestRow, type RepositoryRow} from './import-db.js'
 
 export type GroupRepository = RepositoryRow & {name: string}
 
@@ -109,7 +109,7 @@ export async function upsertGroupManifests(
   const inserted = new Set<string>()
   if (rows.length === 0) return {ids, inserted}
   const sorted = [...rows].sort(byText((r) => manifestKey(r.repo.repositoryId.padStart(20, '0'), r.digest)))
-  const ins = await run<{id: string; repository_id: string; digest: string}>(
+  const ins = await runInsertWithGenericChecks<{id: string; repository_id: string; digest: string}>(
     client,
     'group_manifests_insert',
     `INSERT INTO manifests (top_level_namespace_id, repository_id, digest, media_type_id, schema_version, payload,
@@ -158,7 +158,7 @@ export interface GroupLayerRow extends LayerRow {
 
 export async function insertGroupLayers(client: DbClient, rows: GroupLayerRow[]): Promise<number> {
   if (rows.length === 0) return 0
-  const r = await run(
+  const r = await runInsertWithGenericChecks(
     client,
     'group_layers_insert',
     `INSERT INTO layers (top_level_namespace_id, repository_id, manifest_id, position, digest, size, media_type_id)
@@ -185,7 +185,7 @@ export async function insertGroupRepositoryBlobs(
   links: Array<{repo: GroupRepository; digest: string; createdAt: Date}>,
 ): Promise<number> {
   if (links.length === 0) return 0
-  const r = await run(
+  const r = await runInsertWithGenericChecks(
     client,
     'group_repository_blobs_insert',
     `INSERT INTO repository_blobs (top_level_namespace_id, repository_id, blob_digest, created_at)
@@ -282,7 +282,7 @@ export async function insertGroupReferences(
         WHERE m.id <> e.parent_id`,
       params,
     )
-    const r = await run(
+    const r = await runInsertWithGenericChecks(
       client,
       'group_references_insert',
       `INSERT INTO manifest_references (top_level_namespace_id, repository_id, parent_id, child_id)

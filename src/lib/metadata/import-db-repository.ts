@@ -4,7 +4,7 @@
  * collect them. See import-db.ts for the lock discipline.
  */
 import type {DbClient} from './db.js'
-import {run, type RepositoryRow} from './import-db.js'
+import {run, runInsertWithGenericChecks, type RepositoryRow} from './import-db.js'
 
 /**
  * Per-session scratch tables of one repository's import (ON COMMIT DELETE ROWS: emptied by the commit
@@ -183,7 +183,7 @@ export async function insertRepositoryBlobs(
 ): Promise<number> {
   if (links.length === 0) return 0
   const sorted = [...links].sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0))
-  const r = await run(
+  const r = await runInsertWithGenericChecks(
     client,
     'repository_blobs_insert',
     `INSERT INTO repository_blobs (top_level_namespace_id, repository_id, blob_digest, created_at)

@@ -36,6 +36,27 @@ export async function run<R extends QueryResultRow = QueryResultRow>(
   return on.query<R>(config)
 }
 
+/**
+ * Runs, inside a transaction, an INSERT whose rows each fire foreign-key checks into hash-partitioned
+ * tables (manifests, blobs), with generic plans for those checks. By default PostgreSQL plans every
+ * such check anew: the custom plan of one partition always looks cheaper than a generic plan over 64,
+ * so it never settles on the generic one. Forced, 27,000 layer rows took 7.2 and 7.8 s instead of 10.7
+ * and 12.1 s (64 partitions, a loaded machine). Only for statements that read no partitioned table
+ * themselves: a generic plan of such a read could not prune partitions when planned.
+ */
+export async function runInsertWithGenericChecks<R extends QueryResultRow = QueryResultRow>(
+  client: Queryable,
+  name: string,
+  text: string,
+  values: unknown[],
+): Promise<QueryResult<R>> {
+  await client.query('SET LOCAL plan_cache_mode = force_generic_plan')
+  const result = await run<R>(client, name, text, values)
+  // After a failure the transaction is aborted and rolls the setting back with it.
+  await client.query('SET LOCAL plan_cache_mode TO DEFAULT')
+  return result
+}
+
 export function cleanMediaType(mediaType: string | undefined): string | undefined {
   if (mediaType === undefined) return undefined
   return mediaType.length >= 1 && mediaType.length <= 255 ? mediaType : FALLBACK_MEDIA_TYPE
@@ -169,10 +190,13 @@ export async function ensureBlobs(
   const known = new Map<string, BlobKnown>()
   if (wants.size === 0) return known
   const digests = [...wants.keys()]
+  // A join, not `digest = ANY($1)`: with thousands of digests the planner costs the whole array against
+  // every hash partition (420 ms of planning per 5,000 digests over 64 partitions, measured), while a
+  // join probes one partition per digest.
   const existing = await run<{digest: string; size: string; media_type_id: number | null}>(
     db,
     'blobs_existing',
-    'SELECT digest, size, media_type_id FROM blobs WHERE digest = ANY($1::text[])',
+    'SELECT b.digest, b.size, b.media_type_id FROM unnest($1::text[]) AS d(digest) JOIN blobs b ON b.digest = d.digest',
     [digests],
   )
   const rows: Array<{digest: string; size: number; mediaTypeId: number | null; createdAt: Date | null}> = []
@@ -258,7 +282,7 @@ export async function upsertManifests(
   rows: ManifestRow[],
 ): Promise<{ids: Map<string, string>; inserted: Set<string>}> {
   const sorted = [...rows].sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0))
-  const ins = await run<{id: string; digest: string}>(
+  const ins = await runInsertWithGenericChecks<{id: string; digest: string}>(
     client,
     'manifests_insert',
     `INSERT INTO manifests (top_level_namespace_id, repository_id, digest, media_type_id, schema_version, payload,
@@ -311,7 +335,7 @@ export interface LayerRow {
 
 export async function insertLayers(client: DbClient, repo: RepositoryRow, rows: LayerRow[]): Promise<number> {
   if (rows.length === 0) return 0
-  const r = await run(
+  const r = await runInsertWithGenericChecks(
     client,
     'layers_insert',
     `INSERT INTO layers (top_level_namespace_id, repository_id, manifest_id, position, digest, size, media_type_id)
