@@ -9,7 +9,9 @@ import {parseArgs} from 'node:util'
 import {renderReliabilityMarkdown, type Scale, type Suite, type SuiteReport} from '../test/reliability/suite.js'
 
 // Each suite module registers here under its report's name (the order is the table's order).
-const SUITES: Record<string, () => Promise<Suite>> = {}
+const SUITES: Record<string, () => Promise<Suite>> = {
+  faults: async () => (await import('../test/reliability/faults.js')).runFaults,
+}
 
 const {values} = parseArgs({
   options: {

@@ -204,12 +204,13 @@ export async function startFaultProxy(opts: {
           let sent = 0;
           up.on('data', (chunk: Buffer) => {
             const room = action.bytes - sent;
-            if (room > 0) res.write(chunk.subarray(0, room));
             sent += chunk.length;
-            if (sent >= action.bytes) {
-              up.destroy();
-              res.socket?.destroy();
-            }
+            if (room <= 0) return;
+            // Cut once the head and the first bytes are on the wire: destroyed at once, the socket could
+            // drop them too, and the client would see a refused answer instead of a body cut short.
+            const last = sent >= action.bytes;
+            res.write(chunk.subarray(0, room), () => void (last && res.socket?.destroy()));
+            if (last) up.destroy();
           });
           up.on('end', () => res.socket?.destroy());
           return;
