@@ -12,8 +12,9 @@ import {renderReliabilityMarkdown, type Scale, type Suite, type SuiteReport} fro
 const SUITES: Record<string, () => Promise<Suite>> = {
   crash: async () => (await import('../test/reliability/crash.js')).runCrash,
   'crash-repair': async () => (await import('../test/reliability/crash-repair.js')).runCrashRepair,
-  soak: async () => (await import('../test/reliability/soak.js')).runSoak,
+  faults: async () => (await import('../test/reliability/faults.js')).runFaults,
   hostile: async () => (await import('../test/reliability/hostile.js')).runHostile,
+  soak: async () => (await import('../test/reliability/soak.js')).runSoak,
 }
 
 const {values} = parseArgs({

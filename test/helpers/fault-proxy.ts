@@ -165,8 +165,19 @@ export async function startFaultProxy(opts: {
           }
         }
         if (action.kind === 'wrong-length') {
-          const length = Number(up.headers['content-length'] ?? 0);
-          headers['content-length'] = String(length + 100);
+          // The body is collected first: a chunked answer (a listing) has no length to lie about until it
+          // is all in, and announcing one next to Transfer-Encoding would not parse as HTTP at all.
+          const chunks: Buffer[] = [];
+          up.on('data', (chunk: Buffer) => chunks.push(chunk));
+          up.on('end', () => {
+            const length =
+              req.method === 'HEAD' ? Number(up.headers['content-length'] ?? 0) : Buffer.concat(chunks).length;
+            delete headers['transfer-encoding'];
+            headers['content-length'] = String(length + 100);
+            res.writeHead(up.statusCode ?? 502, headers);
+            res.write(Buffer.concat(chunks), () => res.socket?.destroy());
+          });
+          return;
         }
         if (action.kind === 'shift-clock' && String(up.headers['content-type'] ?? '').includes('xml')) {
           const chunks: Buffer[] = [];
@@ -193,18 +204,14 @@ export async function startFaultProxy(opts: {
           let sent = 0;
           up.on('data', (chunk: Buffer) => {
             const room = action.bytes - sent;
-            if (room > 0) res.write(chunk.subarray(0, room));
             sent += chunk.length;
-            if (sent >= action.bytes) {
-              up.destroy();
-              res.socket?.destroy();
-            }
+            if (room <= 0) return;
+            // Cut once the head and the first bytes are on the wire: destroyed at once, the socket could
+            // drop them too, and the client would see a refused answer instead of a body cut short.
+            const last = sent >= action.bytes;
+            res.write(chunk.subarray(0, room), () => void (last && res.socket?.destroy()));
+            if (last) up.destroy();
           });
-          up.on('end', () => res.socket?.destroy());
-          return;
-        }
-        if (action.kind === 'wrong-length') {
-          up.on('data', (chunk: Buffer) => res.write(chunk));
           up.on('end', () => res.socket?.destroy());
           return;
         }
@@ -212,6 +219,9 @@ export async function startFaultProxy(opts: {
       },
     );
     upstream.on('error', () => res.socket?.destroy());
+    // A client that hangs up (an aborted upload) ends the upstream request too, instead of leaving it
+    // waiting for the server's timeout and this process alive.
+    res.on('close', () => upstream.destroy());
     req.pipe(upstream);
   };
 

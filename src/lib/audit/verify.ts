@@ -1,25 +1,30 @@
 import {createHash} from 'node:crypto'
-import type {StorageDriver} from '../storage/driver.js'
+import {againFromStart, type StorageDriver} from '../storage/driver.js'
 import {pathFor, splitDigest} from '../storage/layout.js'
 
-/** The digest an object's content hashes to, streamed (never held in memory), in the digest's algorithm. */
+/**
+ * The digest an object's content hashes to, streamed (never held in memory), in the digest's algorithm;
+ * a body cut short by a transient fault is read again from the start.
+ */
 export async function hashObject(
   driver: StorageDriver,
   key: string,
   algorithm: 'sha256' | 'sha512',
   signal?: AbortSignal,
 ): Promise<string> {
-  const hash = createHash(algorithm)
-  const stream = await driver.read(key)
-  try {
-    for await (const chunk of stream) {
-      signal?.throwIfAborted()
-      hash.update(chunk as Buffer)
+  return againFromStart(async () => {
+    const hash = createHash(algorithm)
+    const stream = await driver.read(key)
+    try {
+      for await (const chunk of stream) {
+        signal?.throwIfAborted()
+        hash.update(chunk as Buffer)
+      }
+    } finally {
+      stream.destroy()
     }
-  } finally {
-    stream.destroy()
-  }
-  return `${algorithm}:${hash.digest('hex')}`
+    return `${algorithm}:${hash.digest('hex')}`
+  }, signal)
 }
 
 /** True when a region's copy of a blob hashes to its digest. */

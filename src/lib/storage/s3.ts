@@ -225,17 +225,32 @@ export class S3Driver implements StorageDriver {
     if (length > this.multipartThreshold)
       return this.writeInParts(key, Buffer.isBuffer(body) ? Readable.from([body]) : body, length)
     const {client, commands} = await this.sdk()
-    // A stream cannot be sent twice: only a buffer is retried.
-    await this.send('write', key, {retry: Buffer.isBuffer(body)}, () =>
-      client.send(
-        new commands.PutObjectCommand({
-          Bucket: this.config.bucket,
-          Key: this.fullKey(key),
-          Body: body,
-          ContentLength: length,
-        }),
-      ),
-    )
+    // A body stream that fails (its source cut mid-way) ends the request at once: piped into the
+    // request, it would leave the upload waiting for the announced length until the server gives up
+    // (radosgw: about a minute, then 408). The stream's own error is what the caller gets.
+    const sourceFailed = new AbortController()
+    let sourceError: unknown
+    if (!Buffer.isBuffer(body))
+      body.once('error', (error) => {
+        sourceError = error
+        sourceFailed.abort(error)
+      })
+    try {
+      // A stream cannot be sent twice: only a buffer is retried.
+      await this.send('write', key, {retry: Buffer.isBuffer(body)}, () =>
+        client.send(
+          new commands.PutObjectCommand({
+            Bucket: this.config.bucket,
+            Key: this.fullKey(key),
+            Body: body,
+            ContentLength: length,
+          }),
+          {abortSignal: sourceFailed.signal},
+        ),
+      )
+    } catch (error) {
+      throw sourceError ?? error
+    }
   }
 
   /**
