@@ -6,6 +6,7 @@
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {cpus, totalmem} from 'node:os'
 import {parseArgs} from 'node:util'
+import {execFileSync} from 'node:child_process'
 import {renderReliabilityMarkdown, type Scale, type Suite, type SuiteReport} from '../test/reliability/suite.js'
 
 // Each suite module registers here under its report's name (the order is the table's order).
@@ -42,6 +43,7 @@ for (const name of chosen) {
   log(`start: seed ${seed}, ${scale} scale`)
   const report = await suite({seed, scale, log})
   for (const row of report.rows) failedTrials += row.trials - row.survived
+  report.provenance = `ran ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC at commit ${commitOfWorkTree()}`
   await writeFile(`bench/out/reliability-${name}.json`, JSON.stringify(report, null, 2) + '\n')
   log(`done in ${Math.round((Date.now() - started) / 1000)} s`)
 }
@@ -63,3 +65,14 @@ if (scale === 'full') {
   process.stderr.write('wrote docs/reliability.md\n')
 }
 process.exit(failedTrials > 0 ? 1 : 0)
+
+/** The commit the suites ran at, marked when the work tree differs from it. */
+function commitOfWorkTree(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {encoding: 'utf8'}).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {encoding: 'utf8'}).trim()
+    return dirty ? `${commit} (with uncommitted changes)` : commit
+  } catch {
+    return 'unknown (not a git work tree)'
+  }
+}

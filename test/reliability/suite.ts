@@ -47,6 +47,8 @@ export interface SuiteReport {
   scale: Scale
   seconds: number
   rows: ReliabilityRow[]
+  /** where and when the report was made (set by scripts/reliability.ts): date and commit */
+  provenance?: string
 }
 
 export type Suite = (options: SuiteOptions) => Promise<SuiteReport>
@@ -96,7 +98,7 @@ export function renderReliabilityMarkdown(
       '',
       r.description,
       '',
-      `Base seed ${r.seed}, ${r.scale} scale, ${Math.round(r.seconds)} s.`,
+      `Base seed ${r.seed}, ${r.scale} scale, ${Math.round(r.seconds)} s${r.provenance ? `; ${r.provenance}` : ''}.`,
       '',
     )
     lines.push('| case | command | trials | survived | criterion | figures |', '|---|---|---:|---:|---|---|')
