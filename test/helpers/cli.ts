@@ -37,11 +37,13 @@ export interface CliOptions {
   cwd?: string;
   /** default CLI_TIMEOUT_MS */
   timeoutMs?: number;
+  /** flags for node itself, before the script (e.g. --max-old-space-size=4096) */
+  nodeArgs?: string[];
 }
 
 /** Runs the built CLI (bin/run.js → dist/) as a child process, as an operator would. */
 export function startCli(args: string[], opts: CliOptions = {}): { child: ChildProcess; done: Promise<CliRun> } {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, ...args], {
     env: cleanEnv(opts.env ?? {}),
     cwd: opts.cwd,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -130,7 +130,7 @@ export async function enumerateBlobsInWorker(
   const file = new URL(self.pathname.endsWith('.ts') ? './enumerate-worker.ts' : './enumerate-worker.js', self)
   const worker = new Worker(file, {
     workerData: {region, shards, dir: out.dir, suffix: '.blobs', concurrency: opts.concurrency},
-    execArgv: process.execArgv,
+    execArgv: workerExecArgv(process.execArgv),
     // The listing's objects live for one directory: a young generation of 2 MiB holds them. Left to
     // grow, V8's reached 16 MiB, and peak RSS of a 100k-blob sweep went from 138 to 171 MiB (10k: 101 to 109).
     resourceLimits: {maxYoungGenerationSizeMb: LISTING_YOUNG_GENERATION_MB},
@@ -155,4 +155,20 @@ export async function enumerateBlobsInWorker(
     opts.signal?.removeEventListener('abort', abort)
     await worker.terminate()
   }
+}
+
+/**
+ * The parent's module hooks (tsx under the tests: `--import tsx`) for the listing worker, without the
+ * V8 and process flags a worker refuses: `node --max-old-space-size=4096 regops …`, as operators start a
+ * large job, made the sweep fail with ERR_WORKER_INVALID_EXEC_ARGV (exit 70).
+ */
+export function workerExecArgv(execArgv: readonly string[]): string[] {
+  const kept: string[] = []
+  for (let i = 0; i < execArgv.length; i++) {
+    const hook = /^(--import|--require|-r|--loader|--experimental-loader|--conditions|-C)(=.*)?$/.exec(execArgv[i]!)
+    if (!hook) continue
+    kept.push(execArgv[i]!)
+    if (hook[2] === undefined && i + 1 < execArgv.length) kept.push(execArgv[++i]!)
+  }
+  return kept
 }
