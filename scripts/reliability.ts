@@ -2,6 +2,7 @@
 //   --suite NAME   run only this suite (repeatable); the others' last reports (bench/out) stay in the table
 //   --seed N       base seed (default 1); a failed trial's seed replays it
 //   --scale subset run the npm test sizes instead (quick check of the script itself)
+//   --render       run nothing: rebuild docs/reliability.md from the reports in bench/out
 // Each suite's report is kept as bench/out/reliability-<suite>.json; the table is rebuilt from all of them.
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import {cpus, totalmem} from 'node:os'
@@ -23,9 +24,10 @@ const {values} = parseArgs({
     suite: {type: 'string', multiple: true},
     seed: {type: 'string', default: '1'},
     scale: {type: 'string', default: 'full'},
+    render: {type: 'boolean', default: false},
   },
 })
-const chosen = values.suite ?? Object.keys(SUITES)
+const chosen = values.render ? [] : (values.suite ?? Object.keys(SUITES))
 for (const name of chosen) {
   if (!SUITES[name]) {
     process.stderr.write(`no reliability suite named ${name}; there are: ${Object.keys(SUITES).join(', ')}\n`)
@@ -70,7 +72,23 @@ process.exit(failedTrials > 0 ? 1 : 0)
 function commitOfWorkTree(): string {
   try {
     const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {encoding: 'utf8'}).trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {encoding: 'utf8'}).trim()
+    // what the suites run: an edited README does not make a run's figures doubtful
+    const dirty = execFileSync(
+      'git',
+      [
+        'status',
+        '--porcelain',
+        '--untracked-files=no',
+        '--',
+        'src',
+        'test',
+        'scripts',
+        'migrations',
+        'bin',
+        'package.json',
+      ],
+      {encoding: 'utf8'},
+    ).trim()
     return dirty ? `${commit} (with uncommitted changes)` : commit
   } catch {
     return 'unknown (not a git work tree)'
