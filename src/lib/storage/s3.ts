@@ -15,6 +15,14 @@ import {
 import {S3HttpError, S3ReadPath} from './s3-read.js'
 import {RequestLimiter, classifyStorageError} from './request-limiter.js'
 import {resolveS3Endpoint, type S3Endpoint} from './s3-endpoint.js'
+import {
+  COPY_PART_SIZE,
+  MAX_SINGLE_REQUEST_BYTES,
+  WRITE_PART_SIZE,
+  copyInParts,
+  writeInParts,
+  type MultipartTarget,
+} from './s3-multipart.js'
 
 /** A multipart upload begun and neither completed nor aborted; `key` relative to the region's root. */
 export interface PendingUpload {
@@ -35,16 +43,6 @@ import {
   untrustedCertificateHint,
   type TlsConnectOptions,
 } from '../config/tls.js'
-
-/** S3 refuses a single CopyObject above 5 GiB; larger blobs are copied part by part. */
-const MAX_SINGLE_COPY = 5 * 1024 ** 3
-const COPY_PART_SIZE = 512 * 1024 ** 2
-/** S3 refuses a single PutObject above 5 GiB; a larger streamed write goes up in parts. */
-const MAX_SINGLE_PUT = 5 * 1024 ** 3
-/** Parts of a streamed multipart write: one is held in memory at a time, and retried on its own. */
-const WRITE_PART_SIZE = 64 * 1024 ** 2
-/** S3 takes at most 10,000 parts per upload: a larger object gets larger parts. */
-const MAX_PARTS = 10_000
 
 /**
  * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Every request, read
@@ -214,16 +212,32 @@ export class S3Driver implements StorageDriver {
     })
   }
 
-  /** Writes above this many bytes go up as a multipart upload (settable so tests need not write 5 GiB). */
-  multipartThreshold = MAX_SINGLE_PUT
+  /** Writes and copies above this many bytes go in parts (settable so tests need not move 5 GiB). */
+  multipartThreshold = MAX_SINGLE_REQUEST_BYTES
   /** Part size of a multipart write (at least S3's 5 MiB minimum; grown for objects past 10,000 parts). */
   writePartSize = WRITE_PART_SIZE
+  /** Part size of a multipart server-side copy. */
+  copyPartSize = COPY_PART_SIZE
+
+  private async multipartTarget(key: string): Promise<MultipartTarget> {
+    const {client, commands} = await this.sdk()
+    return {
+      client,
+      commands,
+      bucket: this.config.bucket,
+      fullKey: this.fullKey(key),
+      key,
+      send: (op, opts, request) => this.send(op, key, opts, request),
+    }
+  }
 
   async write(key: string, body: Buffer | Readable, size?: number): Promise<void> {
     const length = Buffer.isBuffer(body) ? body.length : size
     if (length === undefined) throw new InvalidInputError('a streamed write needs its size', key)
-    if (length > this.multipartThreshold)
-      return this.writeInParts(key, Buffer.isBuffer(body) ? Readable.from([body]) : body, length)
+    if (length > this.multipartThreshold) {
+      const stream = Buffer.isBuffer(body) ? Readable.from([body]) : body
+      return writeInParts(await this.multipartTarget(key), stream, length, this.writePartSize)
+    }
     const {client, commands} = await this.sdk()
     // A body stream that fails (its source cut mid-way) ends the request at once: piped into the
     // request, it would leave the upload waiting for the announced length until the server gives up
@@ -250,57 +264,6 @@ export class S3Driver implements StorageDriver {
       )
     } catch (error) {
       throw sourceError ?? error
-    }
-  }
-
-  /**
-   * A write too large for one PutObject (a multi-gigabyte layer copied between regions): the stream is cut
-   * into parts, each uploaded (and retried) on its own, then completed. A stream that ends short of
-   * `length`, or runs past it, aborts the upload: the object is never created from partial content.
-   */
-  private async writeInParts(key: string, body: Readable, length: number): Promise<void> {
-    const {client, commands} = await this.sdk()
-    const target = {Bucket: this.config.bucket, Key: this.fullKey(key)}
-    const partSize = Math.max(this.writePartSize, Math.ceil(length / MAX_PARTS))
-    const upload = await this.send('write', key, () => client.send(new commands.CreateMultipartUploadCommand(target)))
-    try {
-      const parts: Array<{ETag: string; PartNumber: number}> = []
-      let written = 0
-      for await (const part of partsOf(body, partSize)) {
-        written += part.length
-        if (written > length)
-          throw new InvalidInputError(`the stream is longer than the ${length} bytes announced`, key)
-        const PartNumber = parts.length + 1
-        const response = await this.send('write', key, {retry: true}, () =>
-          client.send(
-            new commands.UploadPartCommand({
-              ...target,
-              UploadId: upload.UploadId,
-              PartNumber,
-              Body: part,
-              ContentLength: part.length,
-            }),
-          ),
-        )
-        parts.push({ETag: response.ETag ?? '', PartNumber})
-      }
-      if (written !== length)
-        throw new InvalidInputError(`the stream ended after ${written} of the ${length} bytes announced`, key)
-      await this.send('write', key, () =>
-        client.send(
-          new commands.CompleteMultipartUploadCommand({
-            ...target,
-            UploadId: upload.UploadId,
-            MultipartUpload: {Parts: parts},
-          }),
-        ),
-      )
-    } catch (error) {
-      body.destroy()
-      await client
-        .send(new commands.AbortMultipartUploadCommand({...target, UploadId: upload.UploadId}))
-        .catch(() => {})
-      throw error
     }
   }
 
@@ -341,63 +304,17 @@ export class S3Driver implements StorageDriver {
     if (!info) throw new NotFoundError(sourceKey, this.region)
     const {client, commands} = await this.sdk()
     const copySource = `${this.config.bucket}/${this.fullKey(sourceKey)}`.split('/').map(encodeURIComponent).join('/')
-    if (info.size <= MAX_SINGLE_COPY) {
-      await this.send('copy', sourceKey, () =>
-        client.send(
-          new commands.CopyObjectCommand({
-            Bucket: this.config.bucket,
-            Key: this.fullKey(targetKey),
-            CopySource: copySource,
-          }),
-        ),
-      )
-      return
-    }
-    const upload = await this.send('copy', targetKey, () =>
+    if (info.size > this.multipartThreshold)
+      return copyInParts(await this.multipartTarget(targetKey), copySource, info.size, this.copyPartSize)
+    await this.send('copy', sourceKey, () =>
       client.send(
-        new commands.CreateMultipartUploadCommand({Bucket: this.config.bucket, Key: this.fullKey(targetKey)}),
+        new commands.CopyObjectCommand({
+          Bucket: this.config.bucket,
+          Key: this.fullKey(targetKey),
+          CopySource: copySource,
+        }),
       ),
     )
-    try {
-      const parts: Array<{ETag: string; PartNumber: number}> = []
-      for (let start = 0, part = 1; start < info.size; start += COPY_PART_SIZE, part++) {
-        const end = Math.min(info.size, start + COPY_PART_SIZE) - 1
-        const response = await this.send('copy', sourceKey, () =>
-          client.send(
-            new commands.UploadPartCopyCommand({
-              Bucket: this.config.bucket,
-              Key: this.fullKey(targetKey),
-              UploadId: upload.UploadId,
-              PartNumber: part,
-              CopySource: copySource,
-              CopySourceRange: `bytes=${start}-${end}`,
-            }),
-          ),
-        )
-        parts.push({ETag: response.CopyPartResult?.ETag ?? '', PartNumber: part})
-      }
-      await this.send('copy', targetKey, () =>
-        client.send(
-          new commands.CompleteMultipartUploadCommand({
-            Bucket: this.config.bucket,
-            Key: this.fullKey(targetKey),
-            UploadId: upload.UploadId,
-            MultipartUpload: {Parts: parts},
-          }),
-        ),
-      )
-    } catch (error) {
-      await client
-        .send(
-          new commands.AbortMultipartUploadCommand({
-            Bucket: this.config.bucket,
-            Key: this.fullKey(targetKey),
-            UploadId: upload.UploadId,
-          }),
-        )
-        .catch(() => {})
-      throw error
-    }
   }
 
   /**
@@ -595,26 +512,4 @@ export class S3Driver implements StorageDriver {
       code: status === 403 ? 'FORBIDDEN' : 'STORAGE',
     })
   }
-}
-
-/** The stream's bytes in buffers of exactly `size` (the last one shorter). */
-async function* partsOf(stream: Readable, size: number): AsyncIterable<Buffer> {
-  let held: Buffer[] = []
-  let heldBytes = 0
-  for await (const chunk of stream) {
-    let data = chunk as Buffer
-    while (heldBytes + data.length >= size) {
-      const take = size - heldBytes
-      held.push(data.subarray(0, take))
-      yield Buffer.concat(held, size)
-      data = data.subarray(take)
-      held = []
-      heldBytes = 0
-    }
-    if (data.length > 0) {
-      held.push(data)
-      heldBytes += data.length
-    }
-  }
-  if (heldBytes > 0) yield Buffer.concat(held, heldBytes)
 }

@@ -94,7 +94,7 @@ test('ListObjectsV2 answers: entities decoded, tokens and prefixes found', async
   assert.throws(() => parseListBucketResult('<Error><Code>x</Code></Error>'))
 })
 
-test('a streamed write above the multipart threshold goes up in parts, byte for byte; a short stream creates nothing and leaves no upload', async () => {
+test('a streamed write and a server-side copy above the multipart threshold go in parts, byte for byte; a short stream creates nothing and leaves no upload', async () => {
   rgw = await sharedRadosgw()
   const bucket = await rgw.newBucket('multipart-write')
   const source = new S3Driver(regionFor(bucket, 'src'))
@@ -110,6 +110,14 @@ test('a streamed write above the multipart threshold goes up in parts, byte for 
   await copyBetween(source, target, 'blobs/big/data')
   const copied = await target.readSmall('blobs/big/data', content.length)
   assert.equal(createHash('sha256').update(copied).digest('hex'), createHash('sha256').update(content).digest('hex'))
+  // A server-side copy above the threshold goes range by range (UploadPartCopy), byte for byte too.
+  target.copyPartSize = 5 * 1024 ** 2
+  await target.copy('blobs/big/data', 'blobs/big-copy/data')
+  const serverCopied = await target.readSmall('blobs/big-copy/data', content.length)
+  assert.equal(
+    createHash('sha256').update(serverCopied).digest('hex'),
+    createHash('sha256').update(content).digest('hex'),
+  )
   // A stream that ends before the announced size: no object, and the multipart upload aborted.
   await assert.rejects(
     target.write('blobs/short/data', Readable.from([content.subarray(0, 7 * 1024 ** 2)]), content.length),
