@@ -20,6 +20,13 @@ export interface ListOptions {
    * listing is flat) may still yield their keys, and the caller ignores them.
    */
   prune?: (directoryKey: string) => boolean
+  /**
+   * A hint: directory prefixes whose one key of interest is a single file in them (a `<digest>/link`
+   * directory of the layout), by name. A driver that can (the filesystem) looks that file up instead of
+   * reading the directory: one system call instead of two, for most directories of a repository. When
+   * the file is not there the directory is read as usual; other entries beside it may go unlisted.
+   */
+  leafFile?: (directoryKey: string) => string | undefined
 }
 
 export interface DeleteResult {

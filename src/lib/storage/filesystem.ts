@@ -28,12 +28,15 @@ import {KeyOrder, type DeleteResult, type ListOptions, type ObjectInfo, type Sto
 interface DirEntry {
   name: string
   dir: boolean
-  sortKey: Buffer
+  /** the name, with a '/' for a directory: keys sort in the order of these */
+  sortKey: string
   /** files only; undefined when the file vanished between readdir and stat */
   info?: ObjectInfo
   /** a symbolic link to a directory: followed, as distribution's os.Stat does */
   symlink?: boolean
 }
+
+const SURROGATE = /[\uD800-\uDFFF]/
 
 export class FilesystemDriver implements StorageDriver {
   readonly kind = 'file' as const
@@ -109,7 +112,13 @@ export class FilesystemDriver implements StorageDriver {
       const entry = top.entries[top.next++]
       if (entry.dir) {
         const child = `${top.dirKey}${entry.name}/`
-        if (!options.prune?.(child)) await push(child, '', entry.symlink)
+        if (options.prune?.(child)) continue
+        const leaf = entry.symlink ? undefined : options.leafFile?.(child)
+        const info = leaf === undefined ? undefined : this.leafInfo(`${child}${leaf}`)
+        if (info && (startAfter === undefined || Buffer.compare(Buffer.from(info.key), startAfter) > 0)) {
+          order.check(info.key)
+          yield info
+        } else await push(child, '', entry.symlink)
       } else if (entry.info) {
         order.check(entry.info.key)
         yield entry.info
@@ -157,7 +166,7 @@ export class FilesystemDriver implements StorageDriver {
       const entry: DirEntry = {
         name: d.name,
         dir: isDirectory,
-        sortKey: Buffer.from(isDirectory ? `${d.name}/` : d.name),
+        sortKey: isDirectory ? `${d.name}/` : d.name,
         symlink,
       }
       if (!entry.dir) {
@@ -168,7 +177,22 @@ export class FilesystemDriver implements StorageDriver {
       }
       entries.push(entry)
     }
-    return entries.sort((a, b) => Buffer.compare(a.sortKey, b.sortKey))
+    // Keys are in UTF-8 byte order, which is code point order: JavaScript's string order (UTF-16 code
+    // units) is the same unless a surrogate pair is involved. Comparing strings spares two buffers per
+    // entry, most of the walk's garbage.
+    if (entries.some((e) => SURROGATE.test(e.sortKey)))
+      return entries.sort((a, b) => Buffer.compare(Buffer.from(a.sortKey), Buffer.from(b.sortKey)))
+    return entries.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0))
+  }
+
+  /** The file a `leafFile` hint names, when it is there and is a file; undefined sends the walk to the directory. */
+  private leafInfo(key: string): ObjectInfo | undefined {
+    try {
+      const st = statSync(this.pathOf(key), {throwIfNoEntry: false})
+      return st?.isFile() ? {key, size: st.size, lastModified: st.mtime} : undefined
+    } catch {
+      return undefined // read the directory: it reports what is wrong
+    }
   }
 
   /**

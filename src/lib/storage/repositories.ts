@@ -104,6 +104,9 @@ export async function* listRepositories(
   yield* visit(REPOSITORIES_PREFIX, children(REPOSITORIES_PREFIX))
 }
 
+/** A directory whose one file is a `link`: a revision or a `_layers` link of a repository. */
+const LINK_DIRECTORY = /\/(_layers|_manifests\/revisions)\/[a-z0-9]+\/[0-9a-f]+\/$/
+
 /** Directory listings started ahead of the walk. */
 const LISTING_AHEAD = 16
 
@@ -298,7 +301,8 @@ export async function* listRepositoryGroups(
   let current: RepositoryKeys | undefined
   // Uploads never matter here, and tags only when asked: on a filesystem that is half the directories.
   const prune = (dir: string) => dir.endsWith('/_uploads/') || (!opts.tags && dir.endsWith('/_manifests/tags/'))
-  for await (const object of driver.list(prefix, {signal: opts.signal, prune})) {
+  const leafFile = (dir: string) => (LINK_DIRECTORY.test(dir) ? 'link' : undefined)
+  for await (const object of driver.list(prefix, {signal: opts.signal, prune, leafFile})) {
     const spec = parseKeyOrReport(object.key, onProblem)
     if (!spec || spec.kind === 'blob-data') continue
     if (current?.repository !== spec.repository) {

@@ -4,21 +4,23 @@ import {openDriver} from '../storage/index.js'
 import {enumerateBlobs} from './enumerate.js'
 import {ShardLines} from './spill.js'
 
-const {region, shards, dir, suffix, concurrency} = workerData as {
+const {region, shards, dir, suffix, concurrency, memoryLines} = workerData as {
   region: RegionConfig
   shards: string[]
   dir: string
   suffix: string
   concurrency: number
+  memoryLines: number
 }
 const driver = await openDriver(region)
 try {
-  const done = await enumerateBlobs(driver, shards, new ShardLines(dir, new Set(shards), suffix), {
+  const lines = new ShardLines(dir, new Set(shards), suffix, memoryLines)
+  const done = await enumerateBlobs(driver, shards, lines, {
     concurrency,
     onProblem: (problem) => parentPort!.postMessage({problem}),
     onListed: (listed) => parentPort!.postMessage({listed}),
   })
-  parentPort!.postMessage({done})
+  parentPort!.postMessage({done, held: lines.takeHeld()})
 } catch (error) {
   parentPort!.postMessage({error: (error as Error).message})
 } finally {

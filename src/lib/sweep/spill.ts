@@ -6,32 +6,41 @@ import {ExitCode, RegopsError, errorMessage} from '../errors.js'
 import {shardOfDigest} from '../storage/layout.js'
 
 /**
- * Lines kept per two-hex shard in files instead of memory: the mark set of a storage walk, and the
- * blob listing taken while the mark runs. The sweep reads back one shard at a time, so memory is one
+ * Lines kept per two-hex shard: the mark set of a storage walk, and the blob listing taken while the
+ * mark runs. They stay in memory while few (a small registry pays no file per shard), and past
+ * MEMORY_LINES go to a file per shard; the sweep reads back one shard at a time, so memory is then one
  * shard's worth, about 1/256 of the whole, however large the registry is. Lines are buffered and
  * appended in chunks (a write per line costs more than the walk that produced it). Appends are
  * synchronous so that another thread (the filesystem listing worker) can share the directory.
  */
-/** Lines buffered per shard: at most 256 × this many lines are in memory, whatever the registry's size. */
+/** Lines buffered per shard once spilling: at most 256 × this many lines are in memory. */
 const FLUSH_LINES = 128
+/** Lines held in memory before any file is written: a few MiB, the whole of a registry of ~30k blobs. */
+export const MEMORY_LINES = 32_768
 
 export class ShardLines {
   private readonly pending = new Map<string, string[]>()
+  /** set once lines go to files: from then on every shard's lines are on disk but the last few */
+  private spilling: boolean
   count = 0
 
   constructor(
     readonly dir: string,
     private readonly shards: ReadonlySet<string>,
     private readonly suffix = '',
-  ) {}
+    /** lines held in memory before spilling to files; 0 writes files from the first line */
+    readonly memoryLines = MEMORY_LINES,
+  ) {
+    this.spilling = memoryLines <= 0
+  }
 
-  static create(shards: Iterable<string>, label: string): ShardLines {
-    return new ShardLines(mkdtempSync(join(tmpdir(), `regops-${label}-`)), new Set(shards))
+  static create(shards: Iterable<string>, label: string, memoryLines = MEMORY_LINES): ShardLines {
+    return new ShardLines(mkdtempSync(join(tmpdir(), `regops-${label}-`)), new Set(shards), '', memoryLines)
   }
 
   /** Another view of the same directory, for a second kind of line (its own file per shard). */
   sibling(suffix: string): ShardLines {
-    return new ShardLines(this.dir, this.shards, suffix)
+    return new ShardLines(this.dir, this.shards, suffix, this.memoryLines)
   }
 
   wants(shard: string): boolean {
@@ -44,37 +53,72 @@ export class ShardLines {
     if (!lines) this.pending.set(shard, (lines = []))
     lines.push(line)
     this.count++
-    if (lines.length >= FLUSH_LINES) this.flush(shard, lines)
+    if (this.spilling) {
+      if (lines.length >= FLUSH_LINES) this.write(shard, lines)
+    } else if (this.count > this.memoryLines) {
+      this.spilling = true
+      this.flushAll()
+    }
   }
 
-  /** Writes what is buffered for a shard (the shard's lines are then complete on disk, if it is done). */
-  flush(shard: string, lines = this.pending.get(shard)): void {
+  /** A shard is complete: once spilling, its buffered lines go to its file (in memory they stay put). */
+  flush(shard: string): void {
+    if (this.spilling) this.write(shard, this.pending.get(shard))
+  }
+
+  flushAll(): void {
+    if (this.spilling) for (const [shard, lines] of this.pending) this.write(shard, lines)
+  }
+
+  private write(shard: string, lines: string[] | undefined): void {
     if (!lines || lines.length === 0) return
     appendFileSync(join(this.dir, shard + this.suffix), lines.join('\n') + '\n')
     lines.length = 0
   }
 
-  flushAll(): void {
-    for (const [shard, lines] of this.pending) this.flush(shard, lines)
+  /**
+   * What is still in memory, to hand to another thread: the lines of a listing that never spilled
+   * (one that did has them all on disk, and hands nothing).
+   */
+  takeHeld(): Array<[string, string[]]> | undefined {
+    if (this.spilling) {
+      this.flushAll()
+      return undefined
+    }
+    const held = [...this.pending]
+    this.pending.clear()
+    return held
   }
 
   /**
-   * The shard's lines in the order written. No file means no lines were written; any other failure
-   * (EMFILE, EIO, ...) stops the sweep: read as "no lines", an unreadable marks file would make every
-   * blob of the prefix look unreferenced.
+   * Takes over what another thread wrote for this directory and suffix: the lines it held (see
+   * takeHeld), as if added here, or, when it spilled, its files (undefined).
+   */
+  adopt(held: Array<[string, string[]]> | undefined): void {
+    if (held === undefined) this.spilling = true
+    else for (const [shard, lines] of held) for (const line of lines) this.add(shard, line)
+  }
+
+  /**
+   * The shard's lines in the order written. No file means no lines were written to one; any other
+   * failure (EMFILE, EIO, ...) stops the sweep: read as "no lines", an unreadable marks file would make
+   * every blob of the prefix look unreferenced.
    */
   async read(shard: string): Promise<string[]> {
-    this.flush(shard)
+    const held = this.pending.get(shard) ?? []
+    if (!this.spilling) return [...held]
     const file = join(this.dir, shard + this.suffix)
+    let written: string[] = []
     try {
-      return (await readFile(file, 'utf8')).split('\n').filter(Boolean)
+      written = (await readFile(file, 'utf8')).split('\n').filter(Boolean)
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
-      throw new RegopsError(`cannot read the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
-        code: 'SPILL_UNREADABLE',
-        cause: error,
-      })
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new RegopsError(`cannot read the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
+          code: 'SPILL_UNREADABLE',
+          cause: error,
+        })
     }
+    return written.length === 0 ? [...held] : held.length === 0 ? written : [...written, ...held]
   }
 
   async dispose(): Promise<void> {

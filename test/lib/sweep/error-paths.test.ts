@@ -39,7 +39,8 @@ async function drain(it: AsyncIterable<unknown>): Promise<number> {
 }
 
 test('spill: a missing shard file is empty; any other read failure throws (exit 3), never "no marks"', async () => {
-  const lines = ShardLines.create(['00', '01'], 'errtest')
+  // Spilling from the first line: the files are what is read.
+  const lines = ShardLines.create(['00', '01'], 'errtest', 0)
   cleanups.push(() => lines.dispose())
   assert.deepEqual(await lines.read('00'), [])
   // A directory where the marks file should be: EISDIR, as EIO or EMFILE would be.
