@@ -105,3 +105,32 @@ test('a storage that refuses writes cannot be measured: RefusedError naming it',
     await skewed.close()
   }
 })
+
+test('the probe, small writes and one-key deletes go without the AWS SDK; a refused DELETE is an error for its key', async () => {
+  proxy.setRules([])
+  const driver = s3(proxy.endpoint)
+  // Private, peeked on purpose: loading the SDK is what a dry-run sweep or audit must not pay for.
+  const sdkLoaded = () => (driver as unknown as {sdkLoading?: unknown}).sdkLoading !== undefined
+  try {
+    await measureStorageClock(driver)
+    const small = Buffer.from('a link or a manifest')
+    await driver.write('small', small)
+    assert.deepEqual(await driver.readSmall('small', 100), small)
+    assert.deepEqual(await driver.deleteMany(['small']), {deleted: ['small'], errors: []})
+    assert.deepEqual(await driver.deleteMany(['never-there']), {deleted: ['never-there'], errors: []})
+    assert.equal(await driver.stat('small'), undefined)
+    assert.equal(sdkLoaded(), false, 'the SDK was loaded')
+
+    await driver.write('kept', small)
+    proxy.setRules([{name: 'no-delete', match: (r) => r.method === 'DELETE', action: {kind: 'status', status: 403}}])
+    const refused = await driver.deleteMany(['kept'])
+    assert.deepEqual(refused.deleted, [])
+    assert.equal(refused.errors[0]?.key, 'kept')
+    assert.ok(proxy.fired('no-delete') >= 1)
+    proxy.setRules([])
+    assert.ok(await driver.stat('kept'), 'still there')
+  } finally {
+    proxy.setRules([])
+    await driver.close()
+  }
+})
