@@ -7,6 +7,9 @@
 //
 //   npm run build && node --import tsx bench/import.ts [--sizes 10000,100000] [--backends fs,s3]
 //
+// Also measured in the same run: the storage walk alone (`import --dry-run`: every listing, link and
+// manifest read, no database), the part of an import no database change can speed up.
+//
 // Goals (issue 11): at least 5,000 manifests/s from the filesystem at 10k and 100k; peak RSS at 100k
 // within 1.2x of 10k; the second run writes nothing; on S3 at least 0.8x the floor's rate.
 //
@@ -257,6 +260,9 @@ async function main(): Promise<void> {
           const first = await runImport(args)
           const pgCpu = postgresCpuSeconds(pgServer.dir) - pgBefore
           const again = await runImport(args)
+          // The same walk without a database (every listing, link and manifest read): what the storage
+          // side of an import costs on its own, in the same run.
+          const walk = await runImport(['import', '--dry-run', '--json', '--config', configFile])
           const floor = backend === 's3' ? await s3Floor(driver, concurrency) : undefined
           await driver.close()
           const r = first.result
@@ -287,6 +293,7 @@ async function main(): Promise<void> {
               // what the two cores would give the import alone: regops and PostgreSQL each on a core at best
               `CPU regops ${first.cpuSeconds.toFixed(1)}s + PostgreSQL ${pgCpu.toFixed(1)}s (${Math.round(r.manifests / Math.max(first.cpuSeconds, pgCpu, (first.cpuSeconds + pgCpu) / 2))} manifests/s on 2 idle cores)`,
               `second run ${(again.result.durationMs / 1000).toFixed(2)}s (exit ${again.code}), ${secondWrites === 0 ? 'wrote nothing' : `WROTE ${secondWrites} rows`}`,
+              `storage walk alone (--dry-run) ${(walk.result.durationMs / 1000).toFixed(2)}s = ${Math.round(walk.result.manifests / (walk.result.durationMs / 1000))} manifests/s, CPU ${walk.cpuSeconds.toFixed(1)}s`,
               ...goals,
             ].join(' | '),
           )
