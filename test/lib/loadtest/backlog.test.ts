@@ -54,6 +54,6 @@ test('a registry that stalls: arrivals over --max-in-flight are dropped and coun
   assert.equal(p.failed, 0, JSON.stringify(report.errors))
   assert.ok(mostHeld <= MAX_IN_FLIGHT, `the registry held ${mostHeld} requests at once`)
   assert.ok(progress.length > 0 && progress.every((x) => x.inFlight <= MAX_IN_FLIGHT), JSON.stringify(progress))
-  // The stall does not stretch the run: it ends after its span and the grace period.
-  assert.ok(elapsedMs < 3000, `the run took ${Math.round(elapsedMs)} ms`)
+  // The stall does not stretch the run: it ends after its span and the grace period (held requests time out at 5 s).
+  assert.ok(elapsedMs < 4000, `the run took ${Math.round(elapsedMs)} ms`)
 })
