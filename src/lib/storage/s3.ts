@@ -198,10 +198,7 @@ export class S3Driver implements StorageDriver {
   async readSmall(key: string, limit: number): Promise<Buffer> {
     return this.send('read', key, async () => {
       try {
-        const {body} = await this.readPath.get(this.fullKey(key), {limit})
-        const chunks: Buffer[] = []
-        for await (const chunk of body) chunks.push(chunk as Buffer)
-        return Buffer.concat(chunks)
+        return await this.readPath.getWhole(this.fullKey(key), limit)
       } catch (error) {
         if (error instanceof RangeError)
           throw new InvalidInputError(`object is ${error.message} bytes, more than the ${limit} expected`, key, {
