@@ -1,4 +1,5 @@
 import type {ObjectInfo, StorageDriver} from '../storage/driver.js'
+import {inBatches} from './merge.js'
 
 /** What is read ahead of the prefix being compared: one S3 page per listing (S3 answers at most 1000 keys). */
 const READ_AHEAD_ITEMS = 1000
@@ -79,6 +80,11 @@ export class ListAhead {
 
   /** The objects under `blobs/sha256/<prefix>/`, in byte order. Prefixes are to be asked for in order. */
   async *objects(prefix: string): AsyncIterable<ObjectInfo> {
+    for await (const batch of this.batches(prefix)) yield* batch
+  }
+
+  /** The same objects as they were read: what was read ahead at once, then the rest a page at a time. */
+  async *batches(prefix: string): AsyncIterable<ObjectInfo[]> {
     const listing = this.listings.get(prefix)
     if (!listing) throw new Error(`prefix ${prefix} is not among the listed ones`)
     // The prefix being compared is listed now, whatever is in flight ahead of it (nothing waits for it).
@@ -93,14 +99,10 @@ export class ListAhead {
     }
     this.buffered -= taken.items.length
     this.pump()
-    yield* taken.items
+    if (taken.items.length > 0) yield taken.items
     if (!taken.rest) return
     const rest = taken.rest()
-    for (;;) {
-      const next = await rest.next()
-      if (next.done) return
-      yield next.value
-    }
+    yield* inBatches({[Symbol.asyncIterator]: () => rest}, READ_AHEAD_ITEMS)
   }
 
   private firstPrefix(unit: Unit): string {

@@ -2,7 +2,7 @@
 // the inventory's CSV lines.
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
-import {UNKNOWN, mergeSorted} from '../../../src/lib/audit/merge.js'
+import {UNKNOWN, inBatches, mergeSorted, mergeSortedBatches} from '../../../src/lib/audit/merge.js'
 import {classifyBlob, corruptionBound, type BlobCopy} from '../../../src/lib/audit/classify.js'
 import {parseCsvLine} from '../../../src/lib/storage/inventory.js'
 
@@ -56,6 +56,51 @@ test('merge: a source going backwards is a failure (the merge would pair the wro
   )
 })
 
+async function* pages(...list: Array<string[] | Error>): AsyncIterable<Array<{key: string}>> {
+  for (const page of list) {
+    if (page instanceof Error) throw page
+    yield page.map((key) => ({key}))
+  }
+}
+
+const batchedRows = async (sources: Array<AsyncIterable<Array<{key: string}>>>, failures: unknown[], per = 1000) =>
+  (await collect(mergeSortedBatches(sources, (f) => failures.push(f), per))).map((rows) =>
+    rows.map((r) => `${r.key}:${r.slots.map(show).join('')}`),
+  )
+
+test('batched merge: keys across page boundaries, empty pages, rows handed over in batches', async () => {
+  const failures: unknown[] = []
+  const batches = await batchedRows([pages(['a', 'c'], [], ['e']), pages(['b'], ['c', 'd']), pages()], failures, 2)
+  assert.deepEqual(batches, [['a:+--', 'b:-+-'], ['c:++-', 'd:-+-'], ['e:+--']])
+  assert.deepEqual(failures, [])
+})
+
+test('batched merge: a source failing between pages is unknown from then on; going backwards inside a page fails', async () => {
+  const failures: Array<{source: number}> = []
+  const failed = await batchedRows([pages(['a', 'b', 'c']), pages(['a'], new Error('page 2: 500'))], failures)
+  assert.deepEqual(failed.flat(), ['a:++', 'b:+?', 'c:+?'])
+  assert.deepEqual(
+    failures.map((f) => f.source),
+    [1],
+  )
+  const unsorted: Array<{source: number}> = []
+  const rows = await batchedRows([pages(['a', 'c', 'b', 'd']), pages(['b'], ['d'])], unsorted)
+  assert.deepEqual(rows.flat(), ['a:+-', 'b:-+', 'c:+-', 'd:?+'])
+  assert.deepEqual(
+    unsorted.map((f) => f.source),
+    [0],
+  )
+})
+
+test('inBatches: the items read before a failure are handed over, then the failure', async () => {
+  const seen: string[][] = []
+  await assert.rejects(async () => {
+    for await (const batch of inBatches(failingAfter(['a', 'b', 'c'], new Error('cut')), 2))
+      seen.push(batch.map((b) => b.key))
+  }, /cut/)
+  assert.deepEqual(seen, [['a', 'b'], ['c']])
+})
+
 const old = new Date('2024-01-01T00:00:00Z')
 const fresh = new Date('2024-01-02T00:00:00Z')
 const cutoff = new Date('2024-01-01T12:00:00Z')
@@ -69,6 +114,7 @@ function verdict(
     databaseSize?: number
     links?: Array<{region: string; key: string}>
     level?: 'presence' | 'size'
+    databaseUsed?: boolean
   } = {},
 ) {
   const row = {
@@ -82,7 +128,7 @@ function verdict(
   return classifyBlob(row, regions, {
     level: extra.level ?? 'size',
     cutoff,
-    databaseUsed: extra.databaseSize !== undefined,
+    databaseUsed: extra.databaseUsed ?? extra.databaseSize !== undefined,
   }).findings.map((f) => `${f.kind}@${f.region}`)
 }
 
@@ -101,6 +147,17 @@ test('classify: the table of rules', () => {
     "unreferenced everywhere is the sweep's business",
   )
   assert.deepEqual(verdict([copy(5), 'unknown', copy(5)]), [], 'an unknown region is never missing')
+  assert.deepEqual(verdict([copy(5), copy(5), copy(5)], {databaseSize: 5}), [], 'everywhere, the size of its row')
+  assert.deepEqual(
+    verdict([copy(5), copy(5), copy(5)], {databaseSize: 7}),
+    ['size_mismatch@eu', 'size_mismatch@us', 'size_mismatch@lab'],
+    'everywhere at one size, not the size of its row',
+  )
+  assert.deepEqual(
+    verdict([copy(5), copy(5), copy(5)], {referenced: false, databaseUsed: true}),
+    ['extra@eu', 'extra@us', 'extra@lab'],
+    'everywhere, with no row in the database and referenced nowhere',
+  )
   assert.deepEqual(
     verdict([copy(5), copy(5), copy(3)]),
     ['size_mismatch@lab'],
