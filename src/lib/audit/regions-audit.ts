@@ -333,7 +333,8 @@ class RegionsAudit {
         await run()
       } finally {
         work.tasks--
-        this.advance()
+        // Only the oldest prefix's last task can let the window move on.
+        if (work.tasks === 0 && this.window[0] === work) this.advance()
       }
     })
   }

@@ -73,25 +73,46 @@ export function sampler(fraction: number, seed: string): (digest: string) => boo
   return (digest) => createHash('sha256').update(seed).update(digest).digest().readUInt32BE(0) < threshold
 }
 
-/** Runs at most `limit` tasks at once; `wait` resolves when all that were started are done. */
+/**
+ * Runs at most `limit` tasks at once; `wait` resolves when all that were started are done. A finished
+ * task hands its slot to the oldest caller waiting for one. (Waiting by racing the running tasks cost a
+ * reaction on each of them per wait: 32 per re-hash, never released until each settled.)
+ */
 export class Bounded {
-  private readonly running = new Set<Promise<void>>()
+  private running = 0
+  /** callers waiting for a slot, oldest first */
+  private readonly waiting: Array<() => void> = []
+  /** callers of wait() */
+  private readonly idle: Array<() => void> = []
   private firstError: unknown
 
   constructor(private readonly limit: number) {}
 
   async run(task: () => Promise<void>): Promise<void> {
-    while (this.running.size >= this.limit) await Promise.race(this.running)
-    const promise: Promise<void> = task()
+    if (this.running < this.limit) this.running++
+    else await new Promise<void>((resolve) => this.waiting.push(resolve))
+    let promise: Promise<void>
+    try {
+      promise = task()
+    } catch (error) {
+      promise = Promise.reject(error)
+    }
+    promise
       .catch((error: unknown) => {
         this.firstError ??= error
       })
-      .finally(() => this.running.delete(promise))
-    this.running.add(promise)
+      .finally(() => this.release())
+  }
+
+  private release(): void {
+    const next = this.waiting.shift()
+    if (next) return next()
+    this.running--
+    if (this.running === 0) for (const resolve of this.idle.splice(0)) resolve()
   }
 
   async wait(): Promise<void> {
-    await Promise.all(this.running)
+    if (this.running > 0) await new Promise<void>((resolve) => this.idle.push(resolve))
     if (this.firstError !== undefined) {
       const error = this.firstError
       this.firstError = undefined

@@ -4,6 +4,7 @@ import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import {UNKNOWN, inBatches, mergeSorted, mergeSortedBatches} from '../../../src/lib/audit/merge.js'
 import {classifyBlob, corruptionBound, type BlobCopy} from '../../../src/lib/audit/classify.js'
+import {Bounded} from '../../../src/lib/audit/verify.js'
 import {parseCsvLine} from '../../../src/lib/storage/inventory.js'
 
 async function* keys(...list: string[]): AsyncIterable<{key: string}> {
@@ -99,6 +100,69 @@ test('inBatches: the items read before a failure are handed over, then the failu
       seen.push(batch.map((b) => b.key))
   }, /cut/)
   assert.deepEqual(seen, [['a', 'b'], ['c']])
+})
+
+test('Bounded: never more than its limit at once, with several callers feeding it; wait sees every task and the first error', async () => {
+  const pool = new Bounded(3)
+  let active = 0
+  let peak = 0
+  let done = 0
+  const tick = () => new Promise<void>((resolve) => setImmediate(resolve))
+  const task = (ticks: number) => async () => {
+    peak = Math.max(peak, ++active)
+    for (let i = 0; i < ticks; i++) await tick()
+    active--
+    done++
+  }
+  // Three callers, each starting a task as soon as it gets a slot: a freed slot is contended.
+  await Promise.all(
+    [0, 1, 2].map(async (caller) => {
+      for (let i = 0; i < 40; i++) await pool.run(task(((i * 7 + caller * 3) % 4) + 1))
+    }),
+  )
+  await pool.wait()
+  assert.equal(done, 120)
+  assert.equal(peak, 3)
+  await pool.run(async () => {
+    throw new Error('first')
+  })
+  await pool.run(async () => {
+    await tick()
+    throw new Error('second')
+  })
+  await assert.rejects(pool.wait(), /first/)
+  await pool.wait()
+})
+
+test('Bounded: a freed slot goes to the caller waiting for it, not to one arriving before it resumes', async () => {
+  // A caller arriving a few microtasks after a task ends (as a comparison let go by that end does) must queue.
+  for (let hops = 0; hops < 10; hops++) {
+    const pool = new Bounded(1)
+    let active = 0
+    let peak = 0
+    let open!: () => void
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    const body = async () => {
+      peak = Math.max(peak, ++active)
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      active--
+    }
+    await pool.run(async () => {
+      peak = Math.max(peak, ++active)
+      await gate
+      active--
+    })
+    const waiter = pool.run(body)
+    const arriving = (async () => {
+      await gate
+      for (let i = 0; i < hops; i++) await null
+      await pool.run(body)
+    })()
+    open()
+    await Promise.all([waiter, arriving])
+    await pool.wait()
+    assert.equal(peak, 1, `a caller arriving ${hops} microtasks after the end`)
+  }
 })
 
 const old = new Date('2024-01-01T00:00:00Z')
