@@ -1,4 +1,4 @@
-import type {ObjectInfo, StorageDriver} from '../storage/driver.js'
+import type {ListOptions, ObjectInfo, StorageDriver} from '../storage/driver.js'
 import {inBatches} from './merge.js'
 
 /** What is read ahead of the prefix being compared: one S3 page per listing (S3 answers at most 1000 keys). */
@@ -16,7 +16,7 @@ interface PrefixListing {
   /** objects read ahead */
   items: ObjectInfo[]
   /** the rest of the prefix, listed when it is compared; undefined when `items` is the whole prefix */
-  rest?: () => AsyncIterator<ObjectInfo>
+  rest?: () => AsyncIterator<ObjectInfo[]>
 }
 
 interface Deferred<T> {
@@ -102,7 +102,7 @@ export class ListAhead {
     if (taken.items.length > 0) yield taken.items
     if (!taken.rest) return
     const rest = taken.rest()
-    yield* inBatches({[Symbol.asyncIterator]: () => rest}, READ_AHEAD_ITEMS)
+    yield* {[Symbol.asyncIterator]: () => rest}
   }
 
   private firstPrefix(unit: Unit): string {
@@ -141,25 +141,12 @@ export class ListAhead {
   }
 
   private async listGroup(unit: Extract<Unit, {kind: 'group'}>): Promise<void> {
-    const items: ObjectInfo[] = []
-    let full = false
+    let items: ObjectInfo[]
+    let full: boolean
     try {
-      const iterator = this.driver
-        .list(`blobs/sha256/${unit.digit}`, {signal: this.opts.signal})
-        [Symbol.asyncIterator]()
-      try {
-        for (;;) {
-          const next = await iterator.next()
-          if (next.done) break
-          items.push(next.value)
-          if (items.length >= READ_AHEAD_ITEMS) {
-            full = true
-            break
-          }
-        }
-      } finally {
-        if (full) await iterator.return?.()
-      }
+      const iterator = this.pages(`blobs/sha256/${unit.digit}`)
+      ;({items, full} = await readAhead(iterator))
+      if (full) await iterator.return?.()
     } catch {
       // A failed range says nothing of which prefix broke: each is listed on its own, and fails on its own.
       this.enqueue(unit.prefixes.map((prefix) => ({kind: 'prefix' as const, prefix})))
@@ -190,19 +177,11 @@ export class ListAhead {
 
   /** One prefix: its first page read ahead, the rest left to when it is compared. */
   private async listPrefix(prefix: string, startAfter?: string): Promise<void> {
-    const items: ObjectInfo[] = []
     const iterator = this.iterate(prefix, startAfter)
-    let full = false
+    let items: ObjectInfo[]
+    let full: boolean
     try {
-      for (;;) {
-        const next = await iterator.next()
-        if (next.done) break
-        items.push(next.value)
-        if (items.length >= READ_AHEAD_ITEMS) {
-          full = true
-          break
-        }
-      }
+      ;({items, full} = await readAhead(iterator))
     } catch (error) {
       this.listings.get(prefix)?.reject(error)
       return
@@ -211,7 +190,31 @@ export class ListAhead {
     this.resolve(prefix, {items, rest: full ? () => iterator : undefined})
   }
 
-  private iterate(prefix: string, startAfter?: string): AsyncIterator<ObjectInfo> {
-    return this.driver.list(`blobs/sha256/${prefix}/`, {startAfter, signal: this.opts.signal})[Symbol.asyncIterator]()
+  private iterate(prefix: string, startAfter?: string): AsyncIterator<ObjectInfo[]> {
+    return this.pages(`blobs/sha256/${prefix}/`, startAfter)
+  }
+
+  /** The driver's listing a page at a time: as it reads them when it can (S3), else in batches of a page. */
+  private pages(prefix: string, startAfter?: string): AsyncIterator<ObjectInfo[]> {
+    const options = {startAfter, signal: this.opts.signal}
+    const driver = this.driver as StorageDriver & Partial<PagedListing>
+    const pages = driver.listPages?.(prefix, options) ?? inBatches(driver.list(prefix, options), READ_AHEAD_ITEMS)
+    return pages[Symbol.asyncIterator]()
+  }
+}
+
+/** A driver that hands its listing over a page at a time (the S3 driver: one LIST answer each). */
+interface PagedListing {
+  listPages(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo[]>
+}
+
+/** Pages until a page's worth is read ahead (`full`: there may be more) or the listing ends. */
+async function readAhead(iterator: AsyncIterator<ObjectInfo[]>): Promise<{items: ObjectInfo[]; full: boolean}> {
+  let items: ObjectInfo[] = []
+  for (;;) {
+    const next = await iterator.next()
+    if (next.done) return {items, full: false}
+    items = items.length === 0 ? next.value : items.concat(next.value)
+    if (items.length >= READ_AHEAD_ITEMS) return {items, full: true}
   }
 }

@@ -146,6 +146,14 @@ export class S3Driver implements StorageDriver {
   }
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    for await (const page of this.listPages(prefix, options)) yield* page
+  }
+
+  /**
+   * The same listing a LIST answer at a time (up to 1000 objects). The audit merges whole pages: taken
+   * one object at a time, each cost an await, about 6 µs of a 2-core host's CPU per object listed.
+   */
+  async *listPages(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo[]> {
     const order = new KeyOrder(this.region, prefix)
     let token: string | undefined
     do {
@@ -157,10 +165,20 @@ export class S3Driver implements StorageDriver {
           signal: options.signal,
         }),
       )
+      const objects: ObjectInfo[] = []
+      let unsorted: unknown
       for (const object of page.contents) {
-        order.check(object.key)
-        yield {key: this.relativeKey(object.key), size: object.size, lastModified: object.lastModified}
+        try {
+          order.check(object.key)
+        } catch (error) {
+          // The keys before it are handed over first, as a listing object by object would have.
+          unsorted = error
+          break
+        }
+        objects.push({key: this.relativeKey(object.key), size: object.size, lastModified: object.lastModified})
       }
+      if (objects.length > 0) yield objects
+      if (unsorted !== undefined) throw unsorted
       token = page.nextToken
     } while (token)
   }
