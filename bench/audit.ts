@@ -1,12 +1,14 @@
 // regops audit regions vs rclone check on the same two buckets (two radosgw clusters, one run):
 //   --level size      vs  rclone check --size-only (with and without --fast-list)
 //   --level checksum  vs  rclone check --download
-// Both tools must report the same differences. Prints time, peak RSS and ratios.
-//   npm run build && node --import tsx bench/audit.ts 10000 [100000] [--skip size-only,download]
+// Both tools must report the same differences. Prints time, peak RSS, the 1-minute load average when each
+// run began, and ratios. Two floor runs (bench/audit-floor.mjs: plain JavaScript on undici and aws4, no
+// CLI) show what the buckets allow: listing both, and reading every blob at the same concurrency.
+//   npm run build && node --import tsx bench/audit.ts 10000 [100000] [--skip size-only,download,floor]
 // --skip leaves out the slow peer runs (rclone check --size-only without --fast-list took 510 s at 100k,
-// --download 787 s); their ratios are then not printed.
+// --download 787 s) or the floor runs; their ratios are then not printed.
 import {writeFile, readFile, mkdtemp, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {loadavg, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {createHash, randomBytes} from 'node:crypto'
 import {fileURLToPath} from 'node:url'
@@ -25,6 +27,7 @@ if (sizes.length === 0) sizes.push(10_000)
 const skipAt = process.argv.indexOf('--skip')
 const skipped = new Set(skipAt > 0 ? process.argv[skipAt + 1]!.split(',') : [])
 const bin = fileURLToPath(new URL('../bin/run.js', import.meta.url))
+const floorScript = fileURLToPath(new URL('./audit-floor.mjs', import.meta.url))
 
 function driverFor(rgw: RadosgwServer, bucket: string): S3Driver {
   return new S3Driver({
@@ -149,6 +152,7 @@ for (const count of sizes) {
       differences: () => Promise<string[]>,
       expected: string[],
     ) => {
+      const load = loadavg()[0].toFixed(1)
       const m = await measure(cmd, args, cmd === 'rclone' ? env : process.env)
       const found = await differences()
       const same = JSON.stringify(found) === JSON.stringify(expected)
@@ -156,7 +160,21 @@ for (const count of sizes) {
         process.stderr.write(
           `${label}: found ${found.length} differences, expected ${expected.length} (exit ${m.code})\n${m.stderr.slice(-2000)}\n`,
         )
-      rows.push([count, label, m.seconds.toFixed(2), m.peakMiB, found.length, same ? 'yes' : 'NO'])
+      rows.push([count, label, m.seconds.toFixed(2), m.peakMiB, load, found.length, same ? 'yes' : 'NO'])
+      return m
+    }
+    const floor = async (mode: 'list' | 'get') => {
+      if (skipped.has('floor')) return undefined
+      const load = loadavg()[0].toFixed(1)
+      const args = [floorScript, mode, '32', `${ROOT}/`]
+      for (const [rgw, bucket] of [
+        [rgwA, 'bench-a'],
+        [rgwB, 'bench-b'],
+      ] as const)
+        args.push(rgw.endpoint, bucket, rgw.accessKeyId, rgw.secretAccessKey)
+      const m = await measure(process.execPath, args)
+      if (m.code !== 0) throw new Error(`floor ${mode} failed: ${m.stderr.slice(-2000)}`)
+      rows.push([count, `floor: ${mode} (${m.stdout.trim()})`, m.seconds.toFixed(2), m.peakMiB, load, '-', '-'])
       return m
     }
     const audit = (level: string) => [
@@ -208,6 +226,7 @@ for (const count of sizes) {
       () => rcloneDifferences(join(dir, 'fast-list.txt')),
       sizeExpected,
     )
+    const listFloor = await floor('list')
     const checksum = await run(
       'regops --level checksum',
       process.execPath,
@@ -224,12 +243,15 @@ for (const count of sizes) {
           () => rcloneDifferences(join(dir, 'download.txt')),
           allExpected,
         )
+    const getFloor = await floor('get')
+    const ratio = (a: {seconds: number} | undefined, b: {seconds: number} | undefined) =>
+      a && b ? `${(a.seconds / b.seconds).toFixed(2)}x` : 'skipped'
     process.stderr.write(
-      `${count}: size: regops/fast-list time ${(size.seconds / fastList.seconds).toFixed(2)}x, RSS ${(size.peakMiB / fastList.peakMiB).toFixed(2)}x; regops/size-only time ${sizeOnly ? (size.seconds / sizeOnly.seconds).toFixed(2) + 'x' : 'skipped'}; checksum: regops/download time ${download ? (checksum.seconds / download.seconds).toFixed(2) + 'x' : 'skipped'}\n`,
+      `${count}: size: regops/fast-list time ${ratio(size, fastList)}, RSS ${(size.peakMiB / fastList.peakMiB).toFixed(2)}x (floor ${ratio(listFloor, fastList)}); regops/size-only time ${ratio(size, sizeOnly)}; checksum: regops/download time ${ratio(checksum, download)} (floor ${ratio(getFloor, download)})\n`,
     )
   } finally {
     await rm(dir, {recursive: true, force: true})
     await Promise.all([rgwA.stop(), rgwB.stop()])
   }
 }
-console.log(table(['objects', 'run', 'seconds', 'peak RSS MiB', 'differences', 'as expected'], rows))
+console.log(table(['objects', 'run', 'seconds', 'peak RSS MiB', 'load', 'differences', 'as expected'], rows))

@@ -99,7 +99,7 @@ async function readSource(copier: VerifiedCopier, key: string): Promise<SourceCo
   if (spec.kind === 'blob-data') {
     const info = await copier.source.stat(key)
     if (!info) return {unavailable: `absent in ${copier.source.region}`}
-    if (!(await blobVerifies(copier.source, spec.digest, copier.signal)))
+    if (!(await blobVerifies(copier.source, spec.digest, copier.signal, info.size)))
       return {unavailable: `the copy in ${copier.source.region} does not hash to its digest`}
     return {isBlob: true, digest: spec.digest, size: info.size}
   }
@@ -115,7 +115,10 @@ async function targetHolds(
   key: string,
   source: SourceCopy,
 ): Promise<boolean> {
-  if (source.isBlob) return (await target.stat(key)) !== undefined && blobVerifies(target, source.digest, copier.signal)
+  if (source.isBlob) {
+    const held = await target.stat(key)
+    return held !== undefined && blobVerifies(target, source.digest, copier.signal, held.size)
+  }
   return (await readLink(target, key))?.equals(source.body) ?? false
 }
 
@@ -138,7 +141,7 @@ async function writeJournaled(
   try {
     if (source.isBlob) {
       await copyBetween(copier.source, target, key)
-      if (!(await blobVerifies(target, source.digest, copier.signal)))
+      if (!(await blobVerifies(target, source.digest, copier.signal, source.size)))
         throw new Error(`the copy in ${target.region} does not hash to ${source.digest}`)
     } else {
       await target.write(key, source.body, source.body.length)

@@ -109,7 +109,7 @@ export async function auditIntegrity(opts: AuditIntegrityOptions): Promise<Audit
               await pool.run(async () => {
                 let verifies: boolean
                 try {
-                  verifies = await blobVerifies(opts.driver, digest, job.signal)
+                  verifies = await blobVerifies(opts.driver, digest, job.signal, object.size)
                 } catch (error) {
                   if (job.signal.aborted) throw error
                   problem(object.key, error)

@@ -1,4 +1,5 @@
-import type {ObjectInfo, StorageDriver} from '../storage/driver.js'
+import type {ListOptions, ObjectInfo, StorageDriver} from '../storage/driver.js'
+import {inBatches} from './merge.js'
 
 /** What is read ahead of the prefix being compared: one S3 page per listing (S3 answers at most 1000 keys). */
 const READ_AHEAD_ITEMS = 1000
@@ -15,7 +16,7 @@ interface PrefixListing {
   /** objects read ahead */
   items: ObjectInfo[]
   /** the rest of the prefix, listed when it is compared; undefined when `items` is the whole prefix */
-  rest?: () => AsyncIterator<ObjectInfo>
+  rest?: () => AsyncIterator<ObjectInfo[]>
 }
 
 interface Deferred<T> {
@@ -79,6 +80,11 @@ export class ListAhead {
 
   /** The objects under `blobs/sha256/<prefix>/`, in byte order. Prefixes are to be asked for in order. */
   async *objects(prefix: string): AsyncIterable<ObjectInfo> {
+    for await (const batch of this.batches(prefix)) yield* batch
+  }
+
+  /** The same objects as they were read: what was read ahead at once, then the rest a page at a time. */
+  async *batches(prefix: string): AsyncIterable<ObjectInfo[]> {
     const listing = this.listings.get(prefix)
     if (!listing) throw new Error(`prefix ${prefix} is not among the listed ones`)
     // The prefix being compared is listed now, whatever is in flight ahead of it (nothing waits for it).
@@ -93,14 +99,10 @@ export class ListAhead {
     }
     this.buffered -= taken.items.length
     this.pump()
-    yield* taken.items
+    if (taken.items.length > 0) yield taken.items
     if (!taken.rest) return
     const rest = taken.rest()
-    for (;;) {
-      const next = await rest.next()
-      if (next.done) return
-      yield next.value
-    }
+    yield* {[Symbol.asyncIterator]: () => rest}
   }
 
   private firstPrefix(unit: Unit): string {
@@ -139,25 +141,12 @@ export class ListAhead {
   }
 
   private async listGroup(unit: Extract<Unit, {kind: 'group'}>): Promise<void> {
-    const items: ObjectInfo[] = []
-    let full = false
+    let items: ObjectInfo[]
+    let full: boolean
     try {
-      const iterator = this.driver
-        .list(`blobs/sha256/${unit.digit}`, {signal: this.opts.signal})
-        [Symbol.asyncIterator]()
-      try {
-        for (;;) {
-          const next = await iterator.next()
-          if (next.done) break
-          items.push(next.value)
-          if (items.length >= READ_AHEAD_ITEMS) {
-            full = true
-            break
-          }
-        }
-      } finally {
-        if (full) await iterator.return?.()
-      }
+      const iterator = this.pages(`blobs/sha256/${unit.digit}`)
+      ;({items, full} = await readAhead(iterator))
+      if (full) await iterator.return?.()
     } catch {
       // A failed range says nothing of which prefix broke: each is listed on its own, and fails on its own.
       this.enqueue(unit.prefixes.map((prefix) => ({kind: 'prefix' as const, prefix})))
@@ -188,19 +177,11 @@ export class ListAhead {
 
   /** One prefix: its first page read ahead, the rest left to when it is compared. */
   private async listPrefix(prefix: string, startAfter?: string): Promise<void> {
-    const items: ObjectInfo[] = []
     const iterator = this.iterate(prefix, startAfter)
-    let full = false
+    let items: ObjectInfo[]
+    let full: boolean
     try {
-      for (;;) {
-        const next = await iterator.next()
-        if (next.done) break
-        items.push(next.value)
-        if (items.length >= READ_AHEAD_ITEMS) {
-          full = true
-          break
-        }
-      }
+      ;({items, full} = await readAhead(iterator))
     } catch (error) {
       this.listings.get(prefix)?.reject(error)
       return
@@ -209,7 +190,31 @@ export class ListAhead {
     this.resolve(prefix, {items, rest: full ? () => iterator : undefined})
   }
 
-  private iterate(prefix: string, startAfter?: string): AsyncIterator<ObjectInfo> {
-    return this.driver.list(`blobs/sha256/${prefix}/`, {startAfter, signal: this.opts.signal})[Symbol.asyncIterator]()
+  private iterate(prefix: string, startAfter?: string): AsyncIterator<ObjectInfo[]> {
+    return this.pages(`blobs/sha256/${prefix}/`, startAfter)
+  }
+
+  /** The driver's listing a page at a time: as it reads them when it can (S3), else in batches of a page. */
+  private pages(prefix: string, startAfter?: string): AsyncIterator<ObjectInfo[]> {
+    const options = {startAfter, signal: this.opts.signal}
+    const driver = this.driver as StorageDriver & Partial<PagedListing>
+    const pages = driver.listPages?.(prefix, options) ?? inBatches(driver.list(prefix, options), READ_AHEAD_ITEMS)
+    return pages[Symbol.asyncIterator]()
+  }
+}
+
+/** A driver that hands its listing over a page at a time (the S3 driver: one LIST answer each). */
+interface PagedListing {
+  listPages(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo[]>
+}
+
+/** Pages until a page's worth is read ahead (`full`: there may be more) or the listing ends. */
+async function readAhead(iterator: AsyncIterator<ObjectInfo[]>): Promise<{items: ObjectInfo[]; full: boolean}> {
+  let items: ObjectInfo[] = []
+  for (;;) {
+    const next = await iterator.next()
+    if (next.done) return {items, full: false}
+    items = items.length === 0 ? next.value : items.concat(next.value)
+    if (items.length >= READ_AHEAD_ITEMS) return {items, full: true}
   }
 }

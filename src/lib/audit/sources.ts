@@ -9,6 +9,8 @@ export interface BlobListingSource {
   readonly kind: 'list' | 'inventory'
   /** the blobs under `blobs/sha256/<prefix>/`, in byte order */
   listPrefix(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>
+  /** the same, a batch at a time as the source holds them (a page read ahead): merged without an await each */
+  listPrefixInBatches?(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo[]>
   dispose(): Promise<void>
 }
 
@@ -18,6 +20,7 @@ export function listingSource(driver: StorageDriver, prefixes: string[], options
   return {
     kind: 'list',
     listPrefix: (prefix) => ahead.objects(prefix),
+    listPrefixInBatches: (prefix) => ahead.batches(prefix),
     dispose: async () => {},
   }
 }
@@ -50,21 +53,23 @@ export class LinkSpill {
     this.lines.add(prefix, `${hex}\t${region}\t${key}`)
   }
 
-  async *listPrefix(prefix: string): AsyncIterable<LinkEntryLine> {
+  /** The prefix's links by blob, in one batch: its lines are read whole anyway. */
+  async *listPrefix(prefix: string): AsyncIterable<LinkEntryLine[]> {
     if (!this.named.has(prefix)) return
     const lines = await this.lines.read(prefix)
     lines.sort()
+    const entries: LinkEntryLine[] = []
     let current: LinkEntryLine | undefined
     for (const line of lines) {
       const [hex, region, key] = line.split('\t')
       const blobKey = pathFor({kind: 'blob-data', digest: `sha256:${hex}`})
       if (current?.key !== blobKey) {
-        if (current) yield current
         current = {key: blobKey, links: []}
+        entries.push(current)
       }
       current.links.push({region, key})
     }
-    if (current) yield current
+    yield entries
   }
 
   dispose(): Promise<void> {
@@ -75,8 +80,8 @@ export class LinkSpill {
 /** Rows of the database's blobs table read per page, so a prefix of a huge table never sits in memory. */
 const DATABASE_PAGE = 5000
 
-/** The database's blobs of one prefix as {key, size}, in byte order (the digest column is COLLATE "C"). */
-export async function* databaseBlobs(db: Db, prefix: string): AsyncIterable<{key: string; size: number}> {
+/** The database's blobs of one prefix as {key, size}, in byte order (the digest column is COLLATE "C"), a page at a time. */
+export async function* databaseBlobs(db: Db, prefix: string): AsyncIterable<Array<{key: string; size: number}>> {
   let after = `sha256:${prefix}`
   const upper = `sha256:${prefix}g` // 'g' sorts after every hex digit
   for (;;) {
@@ -84,7 +89,7 @@ export async function* databaseBlobs(db: Db, prefix: string): AsyncIterable<{key
       `SELECT digest, size FROM blobs WHERE digest > $1 AND digest < $2 ORDER BY digest LIMIT ${DATABASE_PAGE}`,
       [after, upper],
     )
-    for (const row of page.rows) yield {key: pathFor({kind: 'blob-data', digest: row.digest}), size: Number(row.size)}
+    yield page.rows.map((row) => ({key: pathFor({kind: 'blob-data', digest: row.digest}), size: Number(row.size)}))
     if (page.rows.length < DATABASE_PAGE) return
     after = page.rows[page.rows.length - 1].digest
   }

@@ -24,6 +24,16 @@ import {
   type MultipartTarget,
 } from './s3-multipart.js'
 
+/**
+ * A copy of `text` that does not keep the string it was cut from alive. V8 cuts a long string by
+ * reference: each key cut from a LIST answer held the whole answer (about 190 KB per page of 390 keys) for
+ * as long as any of its objects lived. The audit's read-ahead of 32k objects at 100k blobs held 15 MiB of
+ * answers that way, and V8 sized its heap to that.
+ */
+function detach(text: string): string {
+  return (' ' + text).slice(1)
+}
+
 /** A multipart upload begun and neither completed nor aborted; `key` relative to the region's root. */
 export interface PendingUpload {
   key: string
@@ -149,6 +159,14 @@ export class S3Driver implements StorageDriver {
   }
 
   async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo> {
+    for await (const page of this.listPages(prefix, options)) yield* page
+  }
+
+  /**
+   * The same listing a LIST answer at a time (up to 1000 objects). The audit merges whole pages: taken
+   * one object at a time, each cost an await, about 6 µs of a 2-core host's CPU per object listed.
+   */
+  async *listPages(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo[]> {
     const order = new KeyOrder(this.region, prefix)
     let token: string | undefined
     do {
@@ -160,10 +178,20 @@ export class S3Driver implements StorageDriver {
           signal: options.signal,
         }),
       )
+      const objects: ObjectInfo[] = []
+      let unsorted: unknown
       for (const object of page.contents) {
-        order.check(object.key)
-        yield {key: this.relativeKey(object.key), size: object.size, lastModified: object.lastModified}
+        try {
+          order.check(object.key)
+        } catch (error) {
+          // The keys before it are handed over first, as a listing object by object would have.
+          unsorted = error
+          break
+        }
+        objects.push({key: detach(this.relativeKey(object.key)), size: object.size, lastModified: object.lastModified})
       }
+      if (objects.length > 0) yield objects
+      if (unsorted !== undefined) throw unsorted
       token = page.nextToken
     } while (token)
   }
@@ -201,10 +229,7 @@ export class S3Driver implements StorageDriver {
   async readSmall(key: string, limit: number): Promise<Buffer> {
     return this.send('read', key, async () => {
       try {
-        const {body} = await this.readPath.get(this.fullKey(key), {limit})
-        const chunks: Buffer[] = []
-        for await (const chunk of body) chunks.push(chunk as Buffer)
-        return Buffer.concat(chunks)
+        return await this.readPath.getWhole(this.fullKey(key), limit)
       } catch (error) {
         if (error instanceof RangeError)
           throw new InvalidInputError(`object is ${error.message} bytes, more than the ${limit} expected`, key, {

@@ -2,8 +2,9 @@
 // the inventory's CSV lines.
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
-import {UNKNOWN, mergeSorted} from '../../../src/lib/audit/merge.js'
+import {UNKNOWN, inBatches, mergeSorted, mergeSortedBatches} from '../../../src/lib/audit/merge.js'
 import {classifyBlob, corruptionBound, type BlobCopy} from '../../../src/lib/audit/classify.js'
+import {Bounded} from '../../../src/lib/audit/verify.js'
 import {parseCsvLine} from '../../../src/lib/storage/inventory.js'
 
 async function* keys(...list: string[]): AsyncIterable<{key: string}> {
@@ -56,6 +57,114 @@ test('merge: a source going backwards is a failure (the merge would pair the wro
   )
 })
 
+async function* pages(...list: Array<string[] | Error>): AsyncIterable<Array<{key: string}>> {
+  for (const page of list) {
+    if (page instanceof Error) throw page
+    yield page.map((key) => ({key}))
+  }
+}
+
+const batchedRows = async (sources: Array<AsyncIterable<Array<{key: string}>>>, failures: unknown[], per = 1000) =>
+  (await collect(mergeSortedBatches(sources, (f) => failures.push(f), per))).map((rows) =>
+    rows.map((r) => `${r.key}:${r.slots.map(show).join('')}`),
+  )
+
+test('batched merge: keys across page boundaries, empty pages, rows handed over in batches', async () => {
+  const failures: unknown[] = []
+  const batches = await batchedRows([pages(['a', 'c'], [], ['e']), pages(['b'], ['c', 'd']), pages()], failures, 2)
+  assert.deepEqual(batches, [['a:+--', 'b:-+-'], ['c:++-', 'd:-+-'], ['e:+--']])
+  assert.deepEqual(failures, [])
+})
+
+test('batched merge: a source failing between pages is unknown from then on; going backwards inside a page fails', async () => {
+  const failures: Array<{source: number}> = []
+  const failed = await batchedRows([pages(['a', 'b', 'c']), pages(['a'], new Error('page 2: 500'))], failures)
+  assert.deepEqual(failed.flat(), ['a:++', 'b:+?', 'c:+?'])
+  assert.deepEqual(
+    failures.map((f) => f.source),
+    [1],
+  )
+  const unsorted: Array<{source: number}> = []
+  const rows = await batchedRows([pages(['a', 'c', 'b', 'd']), pages(['b'], ['d'])], unsorted)
+  assert.deepEqual(rows.flat(), ['a:+-', 'b:-+', 'c:+-', 'd:?+'])
+  assert.deepEqual(
+    unsorted.map((f) => f.source),
+    [0],
+  )
+})
+
+test('inBatches: the items read before a failure are handed over, then the failure', async () => {
+  const seen: string[][] = []
+  await assert.rejects(async () => {
+    for await (const batch of inBatches(failingAfter(['a', 'b', 'c'], new Error('cut')), 2))
+      seen.push(batch.map((b) => b.key))
+  }, /cut/)
+  assert.deepEqual(seen, [['a', 'b'], ['c']])
+})
+
+test('Bounded: never more than its limit at once, with several callers feeding it; wait sees every task and the first error', async () => {
+  const pool = new Bounded(3)
+  let active = 0
+  let peak = 0
+  let done = 0
+  const tick = () => new Promise<void>((resolve) => setImmediate(resolve))
+  const task = (ticks: number) => async () => {
+    peak = Math.max(peak, ++active)
+    for (let i = 0; i < ticks; i++) await tick()
+    active--
+    done++
+  }
+  // Three callers, each starting a task as soon as it gets a slot: a freed slot is contended.
+  await Promise.all(
+    [0, 1, 2].map(async (caller) => {
+      for (let i = 0; i < 40; i++) await pool.run(task(((i * 7 + caller * 3) % 4) + 1))
+    }),
+  )
+  await pool.wait()
+  assert.equal(done, 120)
+  assert.equal(peak, 3)
+  await pool.run(async () => {
+    throw new Error('first')
+  })
+  await pool.run(async () => {
+    await tick()
+    throw new Error('second')
+  })
+  await assert.rejects(pool.wait(), /first/)
+  await pool.wait()
+})
+
+test('Bounded: a freed slot goes to the caller waiting for it, not to one arriving before it resumes', async () => {
+  // A caller arriving a few microtasks after a task ends (as a comparison let go by that end does) must queue.
+  for (let hops = 0; hops < 10; hops++) {
+    const pool = new Bounded(1)
+    let active = 0
+    let peak = 0
+    let open!: () => void
+    const gate = new Promise<void>((resolve) => (open = resolve))
+    const body = async () => {
+      peak = Math.max(peak, ++active)
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      active--
+    }
+    await pool.run(async () => {
+      peak = Math.max(peak, ++active)
+      await gate
+      active--
+    })
+    const waiter = pool.run(body)
+    const arriving = (async () => {
+      await gate
+      for (let i = 0; i < hops; i++) await null
+      await pool.run(body)
+    })()
+    open()
+    await Promise.all([waiter, arriving])
+    await pool.wait()
+    assert.equal(peak, 1, `a caller arriving ${hops} microtasks after the end`)
+  }
+})
+
 const old = new Date('2024-01-01T00:00:00Z')
 const fresh = new Date('2024-01-02T00:00:00Z')
 const cutoff = new Date('2024-01-01T12:00:00Z')
@@ -69,6 +178,7 @@ function verdict(
     databaseSize?: number
     links?: Array<{region: string; key: string}>
     level?: 'presence' | 'size'
+    databaseUsed?: boolean
   } = {},
 ) {
   const row = {
@@ -82,7 +192,7 @@ function verdict(
   return classifyBlob(row, regions, {
     level: extra.level ?? 'size',
     cutoff,
-    databaseUsed: extra.databaseSize !== undefined,
+    databaseUsed: extra.databaseUsed ?? extra.databaseSize !== undefined,
   }).findings.map((f) => `${f.kind}@${f.region}`)
 }
 
@@ -101,6 +211,17 @@ test('classify: the table of rules', () => {
     "unreferenced everywhere is the sweep's business",
   )
   assert.deepEqual(verdict([copy(5), 'unknown', copy(5)]), [], 'an unknown region is never missing')
+  assert.deepEqual(verdict([copy(5), copy(5), copy(5)], {databaseSize: 5}), [], 'everywhere, the size of its row')
+  assert.deepEqual(
+    verdict([copy(5), copy(5), copy(5)], {databaseSize: 7}),
+    ['size_mismatch@eu', 'size_mismatch@us', 'size_mismatch@lab'],
+    'everywhere at one size, not the size of its row',
+  )
+  assert.deepEqual(
+    verdict([copy(5), copy(5), copy(5)], {referenced: false, databaseUsed: true}),
+    ['extra@eu', 'extra@us', 'extra@lab'],
+    'everywhere, with no row in the database and referenced nowhere',
+  )
   assert.deepEqual(
     verdict([copy(5), copy(5), copy(3)]),
     ['size_mismatch@lab'],
