@@ -104,8 +104,12 @@ export async function* listRepositories(
   yield* visit(REPOSITORIES_PREFIX, children(REPOSITORIES_PREFIX))
 }
 
-/** A directory whose one file is a `link`: a revision or a `_layers` link of a repository. */
-const LINK_DIRECTORY = /\/(_layers|_manifests\/revisions)\/[a-z0-9]+\/[0-9a-f]+\/$/
+/** A directory whose one file is a `link`: a revision, a `_layers` link or a tag's current link. */
+const LINK_DIRECTORY =
+  /\/(_layers\/[a-z0-9]+\/[0-9a-f]+|_manifests\/revisions\/[a-z0-9]+\/[0-9a-f]+|_manifests\/tags\/[^/]+\/current)\/$/
+const linkFile = (dir: string) => (LINK_DIRECTORY.test(dir) ? 'link' : undefined)
+/** A tag's index: a link per digest it ever named, which no listing here wants. */
+const TAG_INDEX_DIRECTORY = /\/_manifests\/tags\/[^/]+\/index\/$/
 
 /** Directory listings started ahead of the walk. */
 const LISTING_AHEAD = 16
@@ -141,7 +145,7 @@ async function* listDigestLinks(
   repository: string,
   onProblem: (p: Problem) => void,
 ): AsyncIterable<LinkEntry> {
-  for await (const object of driver.list(prefix)) {
+  for await (const object of driver.list(prefix, {leafFile: linkFile})) {
     const spec = parseKeyOrReport(object.key, onProblem, repository)
     if (!spec) continue
     if (spec.kind !== kind) {
@@ -168,7 +172,12 @@ export async function listTags(
   concurrency = 16,
 ): Promise<TagEntry[]> {
   const links: RepositoryKeys['tagLinks'] = []
-  for await (const object of driver.list(tagsPrefix(repository))) {
+  // Only current links are wanted: a tag's index (every digest it ever named) is not walked.
+  const listing = driver.list(tagsPrefix(repository), {
+    prune: (dir) => TAG_INDEX_DIRECTORY.test(dir),
+    leafFile: linkFile,
+  })
+  for await (const object of listing) {
     const spec = parseKeyOrReport(object.key, onProblem, repository)
     if (spec?.kind === 'tag-current-link')
       links.push({tag: spec.tag, key: object.key, lastModified: object.lastModified})
@@ -300,9 +309,9 @@ export async function* listRepositoryGroups(
 ): AsyncIterable<RepositoryKeys> {
   let current: RepositoryKeys | undefined
   // Uploads never matter here, and tags only when asked: on a filesystem that is half the directories.
-  const prune = (dir: string) => dir.endsWith('/_uploads/') || (!opts.tags && dir.endsWith('/_manifests/tags/'))
-  const leafFile = (dir: string) => (LINK_DIRECTORY.test(dir) ? 'link' : undefined)
-  for await (const object of driver.list(prefix, {signal: opts.signal, prune, leafFile})) {
+  const prune = (dir: string) =>
+    dir.endsWith('/_uploads/') || (opts.tags ? TAG_INDEX_DIRECTORY.test(dir) : dir.endsWith('/_manifests/tags/'))
+  for await (const object of driver.list(prefix, {signal: opts.signal, prune, leafFile: linkFile})) {
     const spec = parseKeyOrReport(object.key, onProblem)
     if (!spec || spec.kind === 'blob-data') continue
     if (current?.repository !== spec.repository) {
