@@ -1,5 +1,4 @@
 import {createHash, randomUUID} from 'node:crypto'
-import {setFlagsFromString} from 'node:v8'
 import type {Db} from '../metadata/db.js'
 import {UsageError, errorMessage} from '../errors.js'
 import {runJob, type RunningJob, type Shard} from '../jobs/runner.js'
@@ -105,11 +104,6 @@ interface AuditCheckpoint {
  */
 export async function auditRegions(opts: AuditRegionsOptions): Promise<AuditRegionsResult> {
   const started = performance.now()
-  // The audit's live set is bounded (the read-ahead, a prefix's rows), but what it allocates per blob is
-  // promoted and dies in the old generation, which V8 lets grow to four times the live set between full
-  // collections: peak RSS at 100k blobs was 1.9x that at 10k (226-246 vs 117-121 MiB). Growing by half
-  // instead: 150 MiB at 100k (1.28x), for 0.1-0.2 s more CPU over the run.
-  setFlagsFromString('--heap-growing-percent=50')
   const regions = opts.drivers.map((d) => d.region)
   if (regions.length < 2)
     throw new UsageError(`an audit compares at least two regions (given: ${regions.join(', ') || 'none'})`)
