@@ -386,15 +386,12 @@ describe('the sweep on S3 (radosgw) through a fault proxy', () => {
     await settle()
     const revision = pathFor({kind: 'manifest-revision-link', repository: 'team/app', digest: untagged.manifestDigest})
     const body =
-      '<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
-      `<Error><Key>${PREFIX}/${revision}</Key><Code>AccessDenied</Code><Message>injected</Message></Error></DeleteResult>`
-    // The first DeleteObjects removes the clock probe's scratch object; manifests are acted on before
-    // blobs, so the second is the manifest's.
-    let deletes = 0
-    const manifestDelete = (r: {method: string; query: URLSearchParams}) =>
-      r.method === 'POST' && r.query.has('delete') && ++deletes === 2
+      '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>injected</Message></Error>'
+    // The one untagged manifest is deleted alone: one DELETE of its revision link, refused here.
+    const manifestDelete = (r: {method: string; path: string}) =>
+      r.method === 'DELETE' && r.path.endsWith(`/${PREFIX}/${revision}`)
     proxy.setRules([
-      {name: 'manifest-delete', match: manifestDelete, action: {kind: 'reply', status: 200, body}, times: 1},
+      {name: 'manifest-delete', match: manifestDelete, action: {kind: 'reply', status: 403, body}, times: 1},
     ])
     const run = await sweep(s.config, '--delete', '--delete-untagged')
     proxy.setRules([])
