@@ -9,7 +9,7 @@
 // Every row is printed as soon as it is measured (a run stopped half way still leaves its figures); the
 // goals come last. Run after a build:
 //   node --import tsx bench/sweep.ts [--sizes 10000,100000] [--s3-size 10000] [--backends fs,s3]
-//     [--fixed 4,8,16,32,64] [--throttle-in-flight 12] [--s3-gc]
+//     [--fixed 4,8,16,32,64] [--throttle-in-flight 12] [--s3-gc] [--metadata-only]
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import {existsSync} from 'node:fs'
 import {tmpdir} from 'node:os'
@@ -36,6 +36,7 @@ const backends = arg('backends', 'fs,s3').split(',')
 const fixed = arg('fixed', '4,8,16,32,64').split(',').map(Number)
 const throttleInFlight = Number(arg('throttle-in-flight', '12'))
 const s3Gc = process.argv.includes('--s3-gc')
+const metadataOnly = process.argv.includes('--metadata-only')
 const BIN = fileURLToPath(new URL('../bin/run.js', import.meta.url))
 const FLOOR = fileURLToPath(new URL('./floor.mjs', import.meta.url))
 if (!existsSync(fileURLToPath(new URL('../dist/commands/sweep/blobs.js', import.meta.url))))
@@ -205,48 +206,54 @@ async function s3Rows(work: string, rgw: RadosgwServer, size: number): Promise<v
   ]
   row(`${name} floor: list blobs/`, await measure(process.execPath, floorArgs('blobs')))
   row(`${name} floor: list everything`, await measure(process.execPath, floorArgs('all')))
-  for (const concurrency of fixed) {
-    const read = await measure(process.execPath, floorArgs('manifests', concurrency))
-    row(
-      `${name} floor: list + GET per manifest @${concurrency}`,
-      read,
-      `${read.stdout.trim().split(' ')[1]} manifests read`,
-    )
-  }
-
-  const [adaptive, found] = await sweep(config, dir)
-  row(`${name} sweep (default)`, adaptive, sweepNote(found, store.orphans))
-  for (const concurrency of fixed) {
-    const [measured, f] = await sweep(config, dir, ['--concurrency', String(concurrency)])
-    row(`${name} sweep @${concurrency}`, measured, sweepNote(f, store.orphans))
-  }
-
-  // The throttling proxy: a server that answers 503 SlowDown past a number of requests in flight and
-  // slows down as it fills, as S3 does per prefix.
-  let proxy: FaultProxy | undefined
-  try {
-    proxy = await startFaultProxy({
-      target: rgw.endpoint,
-      seed: 11,
-      throttle: {maxInFlight: throttleInFlight, baseLatencyMs: 2, latencyPerInFlightMs: 1},
-    })
-    const throttledConfig = join(dir, 'throttled.yaml')
-    await writeFile(throttledConfig, `regions:\n  bench: ${regionYaml(proxy.endpoint)}\n`)
-    const throttled = `${name} throttled@${throttleInFlight}`
-    for (const concurrency of [undefined, ...fixed]) {
-      proxy.setThrottle({maxInFlight: throttleInFlight, baseLatencyMs: 2, latencyPerInFlightMs: 1})
-      const [measured, f] = await sweep(throttledConfig, dir, concurrency ? ['--concurrency', String(concurrency)] : [])
-      const stats = proxy.throttleStats()
+  // The storage strategy's rows (minutes at 100k): left out with --metadata-only.
+  if (!metadataOnly) {
+    for (const concurrency of fixed) {
+      const read = await measure(process.execPath, floorArgs('manifests', concurrency))
       row(
-        `${throttled} sweep ${concurrency ? `@${concurrency}` : '(default)'}`,
-        measured,
-        `${sweepNote(f, store.orphans)}, ${stats.throttled} answered 503, peak ${stats.peakInFlight} in flight`,
+        `${name} floor: list + GET per manifest @${concurrency}`,
+        read,
+        `${read.stdout.trim().split(' ')[1]} manifests read`,
       )
     }
-  } finally {
-    await proxy?.close()
-  }
 
+    const [adaptive, found] = await sweep(config, dir)
+    row(`${name} sweep (default)`, adaptive, sweepNote(found, store.orphans))
+    for (const concurrency of fixed) {
+      const [measured, f] = await sweep(config, dir, ['--concurrency', String(concurrency)])
+      row(`${name} sweep @${concurrency}`, measured, sweepNote(f, store.orphans))
+    }
+
+    // The throttling proxy: a server that answers 503 SlowDown past a number of requests in flight and
+    // slows down as it fills, as S3 does per prefix.
+    let proxy: FaultProxy | undefined
+    try {
+      proxy = await startFaultProxy({
+        target: rgw.endpoint,
+        seed: 11,
+        throttle: {maxInFlight: throttleInFlight, baseLatencyMs: 2, latencyPerInFlightMs: 1},
+      })
+      const throttledConfig = join(dir, 'throttled.yaml')
+      await writeFile(throttledConfig, `regions:\n  bench: ${regionYaml(proxy.endpoint)}\n`)
+      const throttled = `${name} throttled@${throttleInFlight}`
+      for (const concurrency of [undefined, ...fixed]) {
+        proxy.setThrottle({maxInFlight: throttleInFlight, baseLatencyMs: 2, latencyPerInFlightMs: 1})
+        const [measured, f] = await sweep(
+          throttledConfig,
+          dir,
+          concurrency ? ['--concurrency', String(concurrency)] : [],
+        )
+        const stats = proxy.throttleStats()
+        row(
+          `${throttled} sweep ${concurrency ? `@${concurrency}` : '(default)'}`,
+          measured,
+          `${sweepNote(f, store.orphans)}, ${stats.throttled} answered 503, peak ${stats.peakInFlight} in flight`,
+        )
+      }
+    } finally {
+      await proxy?.close()
+    }
+  }
   let database: EmbeddedDatabase | undefined
   // Its own directory under the system's: PostgreSQL runs as its own user, who cannot enter this run's.
   const pgDir = await mkdtemp(join(tmpdir(), 'regops-bench-pg-'))
