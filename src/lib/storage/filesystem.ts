@@ -73,6 +73,10 @@ export class FilesystemDriver implements StorageDriver {
    */
   private async *walk(dirKey: string, namePrefix: string, options: ListOptions): AsyncIterable<ObjectInfo> {
     const startAfter = options.startAfter === undefined ? undefined : Buffer.from(options.startAfter)
+    // Below the walk's first directory, only a directory on the way to startAfter holds keys at or before
+    // it: one entered off that way sorts wholly after it (its parent kept it), and needs no comparison.
+    const reachesStart = (key: string) =>
+      startAfter !== undefined && (key === dirKey || options.startAfter!.startsWith(key))
     const keep = (key: string, entry: DirEntry): boolean => {
       if (startAfter === undefined) return true
       const k = Buffer.from(entry.dir ? `${key}/` : key)
@@ -96,8 +100,9 @@ export class FilesystemDriver implements StorageDriver {
           )
         }
       }
+      const compare = reachesStart(key)
       const entries = (await this.readEntries(key)).filter(
-        (e) => e.name.startsWith(prefix) && keep(`${key}${e.name}`, e),
+        (e) => e.name.startsWith(prefix) && (!compare || keep(`${key}${e.name}`, e)),
       )
       stack.push({dirKey: key, entries, next: 0, target})
     }
@@ -115,7 +120,7 @@ export class FilesystemDriver implements StorageDriver {
         if (options.prune?.(child)) continue
         const leaf = entry.symlink ? undefined : options.leafFile?.(child)
         const info = leaf === undefined ? undefined : this.leafInfo(`${child}${leaf}`)
-        if (info && (startAfter === undefined || Buffer.compare(Buffer.from(info.key), startAfter) > 0)) {
+        if (info && (!reachesStart(child) || Buffer.compare(Buffer.from(info.key), startAfter!) > 0)) {
           order.check(info.key)
           yield info
         } else await push(child, '', entry.symlink)

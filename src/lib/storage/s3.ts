@@ -23,6 +23,12 @@ import {
   writeInParts,
   type MultipartTarget,
 } from './s3-multipart.js'
+import {
+  tlsConnectOptions,
+  untrustedCertificateCode,
+  untrustedCertificateHint,
+  type TlsConnectOptions,
+} from '../config/tls.js'
 
 /**
  * A copy of `text` that does not keep the string it was cut from alive. V8 cuts a long string by
@@ -47,22 +53,16 @@ export interface PendingUploadStore {
   pendingUploadParts(upload: PendingUpload): Promise<{parts: number; bytes: number; lastModified: Date}>
   abortPendingUpload(upload: PendingUpload): Promise<void>
 }
-import {
-  tlsConnectOptions,
-  untrustedCertificateCode,
-  untrustedCertificateHint,
-  type TlsConnectOptions,
-} from '../config/tls.js'
 
-/**
- * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Every request, read
- * (undici) or write (the SDK, held to one attempt), goes through one request limiter: an adaptive
- * concurrency limit up to `concurrency` (or a fixed one), with retries that back off with jitter on
- * 503 SlowDown, other 5xx and connection resets.
- */
 /** Buffers up to this size are written in one signed PUT on the read path's connections, not the SDK. */
 const SMALL_WRITE_BYTES = 1024 * 1024
 
+/**
+ * The distribution layout in an S3 bucket (AWS or compatible: radosgw, MinIO). Every request, a read or
+ * small write (undici) or any other write (the SDK, held to one attempt), goes through one request
+ * limiter: an adaptive concurrency limit up to `concurrency` (or a fixed one), with retries that back off
+ * with jitter on 503 SlowDown, other 5xx and connection resets.
+ */
 export class S3Driver implements StorageDriver {
   readonly kind = 's3' as const
   readonly location: string

@@ -38,7 +38,8 @@ export interface EnumerateOptions {
 }
 
 /** A blob's directory holds its `data` (the one key a listing of blobs wants from it). */
-const blobDataFile = (dir: string) => (/^blobs\/[a-z0-9]+\/[0-9a-f]{2}\/[0-9a-f]+\/$/.test(dir) ? 'data' : undefined)
+const BLOB_DIRECTORY = /^blobs\/[a-z0-9]+\/[0-9a-f]{2}\/[0-9a-f]+\/$/
+const blobDataFile = (dir: string) => (BLOB_DIRECTORY.test(dir) ? 'data' : undefined)
 
 /** A callback per this many blobs: a progress line that moves from the first second, at no cost to the loop. */
 export const LISTED_REPORT_EVERY = 1000

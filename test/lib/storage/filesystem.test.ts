@@ -75,6 +75,10 @@ test('filesystem listing with a leafFile hint: the named file is looked up; with
     const hinted = await list({leafFile: (dir: string) => (/^l\/[a-z]\/$/.test(dir) ? 'link' : undefined)})
     // b has no link (its entries are listed), d's link is a directory (read as usual): the same keys.
     assert.deepEqual(hinted, plain)
+    // startAfter past every key, or before them all: nothing, or everything.
+    assert.deepEqual(await list({startAfter: 'l/z', leafFile: () => 'link'}), [])
+    assert.deepEqual(await list({startAfter: 'm', leafFile: () => 'link'}), [])
+    assert.deepEqual(await list({startAfter: 'a', leafFile: () => 'link'}), plain)
     // startAfter inside the hinted part: only later keys.
     const later = await list({startAfter: 'l/a/link', leafFile: () => 'link'})
     assert.deepEqual(
