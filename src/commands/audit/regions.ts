@@ -68,7 +68,7 @@ Exit 1 on any drift; 3 when a listing, key or region could not be read (named in
     }),
     from: Flags.string({summary: 'The region repairs copy from.', dependsOn: ['repair']}),
     'database-url': databaseUrlFlag,
-    ...requestRateFlags('Re-hashes and copies in flight (and requests in flight per region)'),
+    ...requestRateFlags('Re-hashes, copies and requests in flight, per region'),
     ...metricsFlags,
   }
 
