@@ -20,7 +20,8 @@
 // time's %M), warm-up included: it holds a ~30 MiB transient in the first second, when V8 recompiles undici's
 // WebAssembly HTTP parser with its optimising tier (gone with --liftoff-only), which the 1 s samples mostly miss.
 //
-//   npm run build && node --import tsx bench/loadtest.ts [--seconds 5] [--long 60]
+//   npm run build && node --import tsx bench/loadtest.ts [--seconds 5] [--long 60] [--memory-only RATE]
+// --memory-only skips the peers and the rate search: the long run alone, at RATE, and its memory verdict.
 import {spawn} from 'node:child_process'
 import {existsSync, readFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
@@ -35,6 +36,7 @@ const arg = (name: string, fallback: number) => {
 }
 const seconds = arg('--seconds', 5)
 const longSeconds = arg('--long', 60)
+const memoryOnlyRate = arg('--memory-only', 0)
 const CONNECTIONS = 16
 const BIN = new URL('../bin/run.js', import.meta.url).pathname
 const AUTOCANNON = createRequire(import.meta.url).resolve('autocannon/autocannon.js')
@@ -251,128 +253,138 @@ try {
   await pushImage(registry.url, 'bench/app', 'v1', {layers: 3, seed: 'bench'})
   ;({MANIFEST_ACCEPT} = await import('../src/lib/loadtest/registry-client.js'))
   const manifestUrl = `${registry.url}/v2/bench/app/manifests/v1`
-
-  const before = {wrk: await wrk(manifestUrl), autocannon: await autocannon(manifestUrl)}
-  const p99BoundMs = Math.max(25, 2 * Math.max(before.wrk.p99Ms, before.autocannon.p99Ms))
-  process.stderr.write(
-    `peers: wrk ${Math.round(before.wrk.rate)}/s (p99 ${before.wrk.p99Ms} ms), autocannon ${Math.round(before.autocannon.rate)}/s (p99 ${before.autocannon.p99Ms} ms); regops pull p99 bound ${p99BoundMs} ms\n`,
-  )
-
-  const probes: Probe[] = []
-  const probe = async (rate: number) => {
-    const result = await regops(registry.url, Math.round(rate), seconds, p99BoundMs)
-    const r = result.report
-    process.stderr.write(
-      `regops --rate ${result.rate}: ${r.startedInSpan} on time, ${r.pulls.dropped} dropped, ${r.pulls.failed} failed, ` +
-        `manifest p50 ${r.stages.manifest.p50Ms} ms, pull p99 ${r.stages.pull.p99Ms} ms, max start lag ${r.maxStartLagMs} ms, ` +
-        `${result.run.cpuS.toFixed(2)} s CPU: ${result.ok ? 'sustained' : `NOT sustained (${result.why})`}\n`,
+  if (memoryOnlyRate > 0) {
+    const long = await regops(registry.url, memoryOnlyRate, longSeconds, 100)
+    const memory = judgeMemory(long.run.rssMiB)
+    console.log(
+      `regops ${longSeconds} s at ${memoryOnlyRate}/s: ${long.report.pulls.started} pulls, ${long.ok ? 'sustained' : `NOT sustained (${long.why})`}, ${long.run.cpuS.toFixed(2)} s CPU; ` +
+        `RSS peak ${long.run.peakRssMiB.toFixed(0)} MiB, at ${memory.warmUpS} s ${memory.atWarmUp.toFixed(0)} MiB, ` +
+        `at the end ${memory.end.toFixed(0)} MiB, slope ${memory.slopePerMin.toFixed(2)} MiB/min: ${memory.flat ? 'flat' : 'NOT flat'}`,
     )
-    probes.push(result)
-    return result.ok
-  }
-  // Double from 250/s until a rate is not sustained (or 3x wrk's), then bisect between the last two.
-  let good = 0
-  let bad = 0
-  for (let rate = 250; ; rate *= 2) {
-    if (!(await probe(rate))) {
-      bad = rate
-      break
+    console.log(`RSS each second: ${long.run.rssMiB.map((m) => m.toFixed(0)).join(' ')}`)
+  } else {
+    const before = {wrk: await wrk(manifestUrl), autocannon: await autocannon(manifestUrl)}
+    const p99BoundMs = Math.max(25, 2 * Math.max(before.wrk.p99Ms, before.autocannon.p99Ms))
+    process.stderr.write(
+      `peers: wrk ${Math.round(before.wrk.rate)}/s (p99 ${before.wrk.p99Ms} ms), autocannon ${Math.round(before.autocannon.rate)}/s (p99 ${before.autocannon.p99Ms} ms); regops pull p99 bound ${p99BoundMs} ms\n`,
+    )
+
+    const probes: Probe[] = []
+    const probe = async (rate: number) => {
+      const result = await regops(registry.url, Math.round(rate), seconds, p99BoundMs)
+      const r = result.report
+      process.stderr.write(
+        `regops --rate ${result.rate}: ${r.startedInSpan} on time, ${r.pulls.dropped} dropped, ${r.pulls.failed} failed, ` +
+          `manifest p50 ${r.stages.manifest.p50Ms} ms, pull p99 ${r.stages.pull.p99Ms} ms, max start lag ${r.maxStartLagMs} ms, ` +
+          `${result.run.cpuS.toFixed(2)} s CPU: ${result.ok ? 'sustained' : `NOT sustained (${result.why})`}\n`,
+      )
+      probes.push(result)
+      return result.ok
     }
-    good = rate
-    if (rate > 3 * before.wrk.rate) break
-  }
-  if (bad > 0) {
-    for (let step = 0; step < 3; step++) {
-      const mid = Math.round((good + bad) / 2)
-      if (await probe(mid)) good = mid
-      else bad = mid
+    // Double from 250/s until a rate is not sustained (or 3x wrk's), then bisect between the last two.
+    let good = 0
+    let bad = 0
+    for (let rate = 250; ; rate *= 2) {
+      if (!(await probe(rate))) {
+        bad = rate
+        break
+      }
+      good = rate
+      if (rate > 3 * before.wrk.rate) break
     }
+    if (bad > 0) {
+      for (let step = 0; step < 3; step++) {
+        const mid = Math.round((good + bad) / 2)
+        if (await probe(mid)) good = mid
+        else bad = mid
+      }
+    }
+    const best = probes.filter((p) => p.ok).sort((a, b) => b.rate - a.rate)[0]
+    const bestRate = best?.rate ?? 0
+
+    const closed = await regopsClosed(registry.url)
+    const after = {wrk: await wrk(manifestUrl), autocannon: await autocannon(manifestUrl)}
+    const wrkRate = (before.wrk.rate + after.wrk.rate) / 2
+    const acRate = (before.autocannon.rate + after.autocannon.rate) / 2
+
+    // 80% of the best rate: on a shared host the capacity drifts within a minute, and a backlog's queued pulls
+    // would be measured as memory growth.
+    const longRate = Math.max(Math.round(bestRate * 0.8), 100)
+    const registryCpuBefore = registryCpuS(registry.pid)
+    const long = await regops(registry.url, longRate, longSeconds, p99BoundMs)
+    const registryCpuPct = ((registryCpuS(registry.pid) - registryCpuBefore) / long.run.wallS) * 100
+    const memory = judgeMemory(long.run.rssMiB)
+
+    const cpuPerPull = (probe?: Probe) =>
+      probe ? ((probe.run.cpuS / Math.max(1, probe.report.pulls.completed)) * 1e6).toFixed(0) : '-'
+    console.log(
+      table(
+        ['tool (core 0, 16 connections)', 'manifest GETs/s', 'p99 ms', 'CPU µs/request', 'vs autocannon', 'vs wrk'],
+        [
+          [
+            'wrk -t1 (before, after)',
+            `${Math.round(before.wrk.rate)}, ${Math.round(after.wrk.rate)}`,
+            `${before.wrk.p99Ms}, ${after.wrk.p99Ms}`,
+            Math.round(before.wrk.cpuUsPerRequest),
+            (wrkRate / acRate).toFixed(2),
+            '1.00',
+          ],
+          [
+            'autocannon (before, after)',
+            `${Math.round(before.autocannon.rate)}, ${Math.round(after.autocannon.rate)}`,
+            `${before.autocannon.p99Ms}, ${after.autocannon.p99Ms}`,
+            Math.round(before.autocannon.cpuUsPerRequest),
+            '1.00',
+            (acRate / wrkRate).toFixed(2),
+          ],
+          [
+            'regops --vus 16 (closed, like the peers)',
+            Math.round(closed.rate),
+            closed.p99Ms,
+            Math.round(closed.cpuUsPerRequest),
+            (closed.rate / acRate).toFixed(2),
+            (closed.rate / wrkRate).toFixed(2),
+          ],
+          [
+            'regops open model, sustained',
+            bestRate,
+            best?.report.stages.pull.p99Ms ?? '-',
+            cpuPerPull(best),
+            (bestRate / acRate).toFixed(2),
+            (bestRate / wrkRate).toFixed(2),
+          ],
+        ],
+      ),
+    )
+    console.log(
+      `regops at ${bestRate}/s: manifest p50 ${best?.report.stages.manifest.p50Ms} ms, p99 ${best?.report.stages.manifest.p99Ms} ms; ` +
+        `pull p99 from the intended start ${best?.report.stages.pull.p99Ms} ms (bound ${p99BoundMs} ms); CPU µs/pull includes the CLI's start`,
+    )
+    const lost = probes.filter((p) => !p.ok).sort((a, b) => a.rate - b.rate)[0]
+    if (lost) console.log(`first rate not sustained: ${lost.rate}/s (${lost.why})`)
+    console.log(
+      `regops ${longSeconds} s at ${longRate}/s: ${long.report.pulls.started} pulls, ${long.ok ? 'sustained' : `NOT sustained (${long.why})`}, ` +
+        `CPU ${((long.run.cpuS / long.run.wallS) * 100).toFixed(0)}% of the core, ${cpuPerPull(long)} µs/pull; ` +
+        `RSS peak ${long.run.peakRssMiB.toFixed(0)} MiB (high-water mark; ${memory.peak.toFixed(0)} MiB in the 1 s samples), at ${memory.warmUpS} s ${memory.atWarmUp.toFixed(0)} MiB, ` +
+        `at the end ${memory.end.toFixed(0)} MiB, slope after ${memory.warmUpS} s ${memory.slopePerMin.toFixed(2)} MiB/min`,
+    )
+    // Where a late pull's time went: regops starting it late (start lag), or the answer (manifest, from dispatch,
+    // a wait for one of the 16 connections included) on a registry using its core.
+    console.log(
+      `  pull p99 ${long.report.stages.pull.p99Ms} ms, manifest p99 ${long.report.stages.manifest.p99Ms} ms, ` +
+        `max start lag ${long.report.maxStartLagMs} ms; registry CPU ${registryCpuPct.toFixed(0)}% of its core`,
+    )
+    const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met')
+    console.log(
+      `goals: >= autocannon ${verdict(bestRate >= acRate)}; >= half of wrk ${verdict(bestRate >= wrkRate / 2)}; ` +
+        `memory flat after the ${memory.warmUpS} s warm-up (end within 10% of its RSS, slope under 5% of it a minute) ` +
+        verdict(memory.flat) +
+        // A backlog's pulls hold their requests until answered (at most --max-in-flight of them): memory then
+        // follows the registry's stalls, and the figure says more about the registry than about the client.
+        (long.ok ? '' : ' (on a run that was not sustained: pulls waiting on the registry hold memory)'),
+    )
+    console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
   }
-  const best = probes.filter((p) => p.ok).sort((a, b) => b.rate - a.rate)[0]
-  const bestRate = best?.rate ?? 0
-
-  const closed = await regopsClosed(registry.url)
-  const after = {wrk: await wrk(manifestUrl), autocannon: await autocannon(manifestUrl)}
-  const wrkRate = (before.wrk.rate + after.wrk.rate) / 2
-  const acRate = (before.autocannon.rate + after.autocannon.rate) / 2
-
-  // 80% of the best rate: on a shared host the capacity drifts within a minute, and a backlog's queued pulls
-  // would be measured as memory growth.
-  const longRate = Math.max(Math.round(bestRate * 0.8), 100)
-  const registryCpuBefore = registryCpuS(registry.pid)
-  const long = await regops(registry.url, longRate, longSeconds, p99BoundMs)
-  const registryCpuPct = ((registryCpuS(registry.pid) - registryCpuBefore) / long.run.wallS) * 100
-  const memory = judgeMemory(long.run.rssMiB)
-
-  const cpuPerPull = (probe?: Probe) =>
-    probe ? ((probe.run.cpuS / Math.max(1, probe.report.pulls.completed)) * 1e6).toFixed(0) : '-'
-  console.log(
-    table(
-      ['tool (core 0, 16 connections)', 'manifest GETs/s', 'p99 ms', 'CPU µs/request', 'vs autocannon', 'vs wrk'],
-      [
-        [
-          'wrk -t1 (before, after)',
-          `${Math.round(before.wrk.rate)}, ${Math.round(after.wrk.rate)}`,
-          `${before.wrk.p99Ms}, ${after.wrk.p99Ms}`,
-          Math.round(before.wrk.cpuUsPerRequest),
-          (wrkRate / acRate).toFixed(2),
-          '1.00',
-        ],
-        [
-          'autocannon (before, after)',
-          `${Math.round(before.autocannon.rate)}, ${Math.round(after.autocannon.rate)}`,
-          `${before.autocannon.p99Ms}, ${after.autocannon.p99Ms}`,
-          Math.round(before.autocannon.cpuUsPerRequest),
-          '1.00',
-          (acRate / wrkRate).toFixed(2),
-        ],
-        [
-          'regops --vus 16 (closed, like the peers)',
-          Math.round(closed.rate),
-          closed.p99Ms,
-          Math.round(closed.cpuUsPerRequest),
-          (closed.rate / acRate).toFixed(2),
-          (closed.rate / wrkRate).toFixed(2),
-        ],
-        [
-          'regops open model, sustained',
-          bestRate,
-          best?.report.stages.pull.p99Ms ?? '-',
-          cpuPerPull(best),
-          (bestRate / acRate).toFixed(2),
-          (bestRate / wrkRate).toFixed(2),
-        ],
-      ],
-    ),
-  )
-  console.log(
-    `regops at ${bestRate}/s: manifest p50 ${best?.report.stages.manifest.p50Ms} ms, p99 ${best?.report.stages.manifest.p99Ms} ms; ` +
-      `pull p99 from the intended start ${best?.report.stages.pull.p99Ms} ms (bound ${p99BoundMs} ms); CPU µs/pull includes the CLI's start`,
-  )
-  const lost = probes.filter((p) => !p.ok).sort((a, b) => a.rate - b.rate)[0]
-  if (lost) console.log(`first rate not sustained: ${lost.rate}/s (${lost.why})`)
-  console.log(
-    `regops ${longSeconds} s at ${longRate}/s: ${long.report.pulls.started} pulls, ${long.ok ? 'sustained' : `NOT sustained (${long.why})`}, ` +
-      `CPU ${((long.run.cpuS / long.run.wallS) * 100).toFixed(0)}% of the core, ${cpuPerPull(long)} µs/pull; ` +
-      `RSS peak ${long.run.peakRssMiB.toFixed(0)} MiB (high-water mark; ${memory.peak.toFixed(0)} MiB in the 1 s samples), at ${memory.warmUpS} s ${memory.atWarmUp.toFixed(0)} MiB, ` +
-      `at the end ${memory.end.toFixed(0)} MiB, slope after ${memory.warmUpS} s ${memory.slopePerMin.toFixed(2)} MiB/min`,
-  )
-  // Where a late pull's time went: regops starting it late (start lag), or the answer (manifest, from dispatch,
-  // a wait for one of the 16 connections included) on a registry using its core.
-  console.log(
-    `  pull p99 ${long.report.stages.pull.p99Ms} ms, manifest p99 ${long.report.stages.manifest.p99Ms} ms, ` +
-      `max start lag ${long.report.maxStartLagMs} ms; registry CPU ${registryCpuPct.toFixed(0)}% of its core`,
-  )
-  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met')
-  console.log(
-    `goals: >= autocannon ${verdict(bestRate >= acRate)}; >= half of wrk ${verdict(bestRate >= wrkRate / 2)}; ` +
-      `memory flat after the ${memory.warmUpS} s warm-up (end within 10% of its RSS, slope under 5% of it a minute) ` +
-      verdict(memory.flat) +
-      // A backlog's pulls hold their requests until answered (at most --max-in-flight of them): memory then
-      // follows the registry's stalls, and the figure says more about the registry than about the client.
-      (long.ok ? '' : ' (on a run that was not sustained: pulls waiting on the registry hold memory)'),
-  )
-  console.log(`load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`)
 } finally {
   await registry.stop()
 }

@@ -1,7 +1,7 @@
-import {setFlagsFromString} from 'node:v8'
 import {DatabaseConnectionError, type Db} from '../metadata/db.js'
 import {InterruptedError, JobFailedError, RefusedError, RegopsError, UsageError, errorMessage} from '../errors.js'
 import type {Logger} from '../output/logger.js'
+import {boundOldGenerationGrowth} from '../v8-flags.js'
 import {
   createJob,
   findJobByKey,
@@ -92,7 +92,8 @@ export async function runJob<C, R>(
   spec: JobSpec,
   body: (job: RunningJob<C>) => Promise<JobEnd<R>>,
 ): Promise<R> {
-  boundHeapGrowth()
+  // before the job starts its worker threads, which take it too
+  boundOldGenerationGrowth()
   if (!db) return runWithoutJob(spec, body)
   if (spec.key !== undefined && spec.resume !== undefined)
     throw new UsageError('--job-key and --resume do not go together: a key names the job to resume already')
@@ -313,16 +314,4 @@ export function isBug(error: unknown): boolean {
     error instanceof URIError ||
     (error instanceof Error && (error as {code?: unknown}).code === 'ERR_ASSERTION')
   )
-}
-
-/**
- * A long job's live set is bounded (a prefix's rows, a read-ahead, a directory), but what it allocates per
- * object is promoted and dies in the old generation, which V8 lets grow to about four times the live set
- * between full collections: peak RSS then grows with the registry though the live heap does not (audit at
- * 100k blobs: 226-246 MiB against 117-121 at 10k; live heap 27 MiB). Growing by half instead: audit 150
- * MiB at 100k, filesystem sweep 129 instead of 145, for a few percent more CPU. Process-wide, and set
- * before the job starts its worker threads, which take it too.
- */
-function boundHeapGrowth(): void {
-  setFlagsFromString('--heap-growing-percent=50')
 }

@@ -7,6 +7,7 @@ import {PullError, RegistryClient, isLoopback} from './registry-client.js'
 import {emptyCounts, stagesToReport, type PullReport} from './report.js'
 import {newStageSet} from './stage-stats.js'
 import {evaluateThresholds, type Threshold} from './thresholds.js'
+import {compileWasmBaselineOnly, keepYoungGenerationSmall} from '../v8-flags.js'
 
 /** How long the arrival clock starts overdue pulls before it lets the event loop read the answers in. */
 const MAX_BATCH_MS = 5
@@ -65,6 +66,9 @@ export interface LoadProgress {
  * is what most load tools do and what under-reports a stall; it is here to show the difference.
  */
 export async function runPullLoadtest(options: PullLoadtestOptions): Promise<PullReport> {
+  // A flat memory graph over a long run, and no compile spike at the first connection.
+  keepYoungGenerationSmall()
+  compileWasmBaselineOnly()
   const registryUrl = new URL(options.registry.url)
   if (options.loopbackOnly && !isLoopback(registryUrl.hostname)) {
     throw new RefusedError(`registry ${registryUrl.origin} is outside loopback and REGOPS_LOADTEST_LOOPBACK_ONLY=1`)

@@ -2,9 +2,9 @@ import {createHash} from 'node:crypto'
 import aws4 from 'aws4'
 import {Pool, type Dispatcher} from 'undici'
 import type {Readable} from 'node:stream'
-import {setFlagsFromString} from 'node:v8'
 import type {S3RegionConfig} from '../config/config.js'
 import {resolveS3Endpoint} from './s3-endpoint.js'
+import {compileWasmBaselineOnly} from '../v8-flags.js'
 import type {TlsConnectOptions} from '../config/tls.js'
 
 export interface S3Credentials {
@@ -19,13 +19,8 @@ export interface ListPage {
   nextToken?: string
 }
 
-// undici parses HTTP with llhttp compiled to WebAssembly, on the first connection. V8 compiles it at once
-// with its baseline compiler, then again with its optimizing one once it runs hot: that second compile of
-// llhttp's one giant state-machine function took 35 MiB of compiler memory at its peak (V8's
-// peak_malloced_memory, 6 MiB -> 41 MiB during the first listing), a fifth of a size audit's peak RSS at 10k
-// blobs (137 -> 121 MiB with this flag), and a core for a moment. Baseline code parses a response's headers
-// in a few microseconds either way. It is the process's only WebAssembly besides Node's own module lexer.
-setFlagsFromString('--liftoff-only')
+// The first S3 connection compiles undici's HTTP parser: baseline code only (the reason is with the flag).
+compileWasmBaselineOnly()
 
 /** An S3 error answer: status and the `<Code>` of its XML body. */
 export class S3HttpError extends Error {
