@@ -36,6 +36,10 @@ export interface ProxiedRequest {
   headers: http.IncomingHttpHeaders;
 }
 
+/** A stat: a HEAD, or the GET of the first byte the S3 driver sends instead (radosgw closes after a HEAD). */
+export const isStat = (r: ProxiedRequest): boolean =>
+  r.method === 'HEAD' || (r.method === 'GET' && r.headers.range === 'bytes=0-0');
+
 export interface FaultRule {
   name: string;
   match: (req: ProxiedRequest) => boolean;

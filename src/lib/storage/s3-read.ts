@@ -142,9 +142,46 @@ export class S3ReadPath {
     return parseListBucketResult(await response.body.text())
   }
 
-  /** undefined when the object does not exist */
+  /**
+   * Size and modification time; undefined when the object does not exist. Asked as a GET of the first
+   * byte, not a HEAD: radosgw (Ceph 16) answers every HEAD with `Connection: close`, so a stat per blob
+   * cost a TCP connection per blob (an import of 3,789 manifests made 17,740 connects, and undici built an
+   * error for each closed socket). A ranged GET keeps the connection, is billed as a HEAD is on S3, and
+   * its error answers carry a body with their code (a HEAD's 503 cannot say SlowDown).
+   */
   async head(key: string): Promise<{size: number; lastModified: Date} | undefined> {
-    const response = await this.send('HEAD', this.objectPath(key))
+    const path = this.objectPath(key)
+    const response = await this.send('GET', path, {range: 'bytes=0-0'})
+    const lastModified = () => new Date(String(response.headers['last-modified'] ?? 0))
+    switch (response.statusCode) {
+      case 206: {
+        const total = /\/(\d+)$/.exec(String(response.headers['content-range'] ?? ''))?.[1]
+        await response.body.dump()
+        if (total !== undefined) return {size: Number(total), lastModified: lastModified()}
+        break // a length the server does not know: HEAD says
+      }
+      case 200: {
+        // The whole object: the server ignored the range. Its size is the body's; the body is not wanted.
+        const size = Number(response.headers['content-length'] ?? 0)
+        if (size <= 64 * 1024) await response.body.dump()
+        else response.body.on('error', () => {}).destroy()
+        return {size, lastModified: lastModified()}
+      }
+      case 404:
+        await response.body.dump()
+        return undefined
+      case 416:
+        // An empty object has no first byte.
+        await response.body.dump()
+        break
+      default:
+        return this.fail(response)
+    }
+    return this.headRequest(path)
+  }
+
+  private async headRequest(path: string): Promise<{size: number; lastModified: Date} | undefined> {
+    const response = await this.send('HEAD', path)
     await response.body.dump()
     if (response.statusCode === 404) return undefined
     if (response.statusCode !== 200) throw new S3HttpError(response.statusCode, '', `HTTP ${response.statusCode}`)

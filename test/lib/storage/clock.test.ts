@@ -6,7 +6,7 @@ import {mkdtemp, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js'
-import {startFaultProxy, type FaultProxy} from '../../helpers/fault-proxy.js'
+import {isStat, startFaultProxy, type FaultProxy} from '../../helpers/fault-proxy.js'
 import {FilesystemDriver} from '../../../src/lib/storage/filesystem.js'
 import {S3Driver} from '../../../src/lib/storage/s3.js'
 import type {S3RegionConfig} from '../../../src/lib/config/config.js'
@@ -76,7 +76,7 @@ test('radosgw on this host reads within its second of resolution; shifted 10 min
     assert.ok(Math.abs(clock.offsetMs) <= clock.uncertaintyMs, `offset ${clock.offsetMs} ± ${clock.uncertaintyMs}`)
     assertClockSkewWithin(clock, 300_000, direct.location)
 
-    proxy.setRules([{name: 'ahead', match: (r) => r.method === 'HEAD', action: {kind: 'shift-clock', ms: 600_000}}])
+    proxy.setRules([{name: 'ahead', match: isStat, action: {kind: 'shift-clock', ms: 600_000}}])
     const ahead = await measureStorageClock(skewed)
     assert.ok(Math.abs(ahead.offsetMs - 600_000) <= ahead.uncertaintyMs, `offset ${ahead.offsetMs}`)
     assert.ok(proxy.fired('ahead') >= 1)

@@ -73,6 +73,10 @@ export function storageConformance(
       // overwrite is whole
       await driver.write('w/one', Buffer.from('x'))
       assert.equal((await driver.readSmall('w/one', 100)).toString(), 'x')
+      assert.equal((await driver.stat('w/one'))?.size, 1)
+      // an empty object has no first byte to ask for: still sized
+      await driver.write('w/empty', Buffer.alloc(0))
+      assert.equal((await driver.stat('w/empty'))?.size, 0)
     })
 
     test('missing objects: stat undefined, read NotFoundError, delete counts as done', async () => {

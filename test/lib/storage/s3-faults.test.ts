@@ -4,7 +4,7 @@
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
 import {startRadosgw, type RadosgwServer} from '../../helpers/radosgw.js'
-import {startFaultProxy, type FaultProxy, type FaultRule} from '../../helpers/fault-proxy.js'
+import {isStat, startFaultProxy, type FaultProxy, type FaultRule} from '../../helpers/fault-proxy.js'
 import {S3Driver} from '../../../src/lib/storage/s3.js'
 import type {S3RegionConfig} from '../../../src/lib/config/config.js'
 
@@ -86,7 +86,7 @@ test('a lasting 503 fails with the status after the retry budget, not as a missi
   })
   assert.equal(proxy.fired('always'), 4, 'one try and three retries (maxAttempts 4)')
   // stat of the same object must not read as "not there" either
-  use([{name: 'always-head', match: (r) => r.method === 'HEAD', action: {kind: 'status', status: 503}}])
+  use([{name: 'always-head', match: isStat, action: {kind: 'status', status: 503}}])
   await assert.rejects(viaProxy.stat('blobs/k05'), /503|SlowDown/)
 })
 

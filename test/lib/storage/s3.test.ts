@@ -1,3 +1,4 @@
+import diagnosticsChannel from 'node:diagnostics_channel'
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
 import {sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
@@ -129,4 +130,27 @@ test('a streamed write and a server-side copy above the multipart threshold go i
   assert.deepEqual(pending, [])
   await source.close()
   await target.close()
+})
+
+test('a stat keeps its connection: radosgw closes one after every HEAD, so stat asks for the first byte', async () => {
+  rgw = await sharedRadosgw()
+  const bucket = await rgw.newBucket('stat-conn')
+  const driver = new S3Driver(regionFor(bucket, 'p', {concurrency: 1}))
+  await driver.write('present', Buffer.from('twelve bytes'))
+  await driver.write('empty', Buffer.alloc(0))
+  let connects = 0
+  const connected = () => connects++
+  diagnosticsChannel.subscribe('undici:client:connected', connected)
+  try {
+    for (let i = 0; i < 50; i++) {
+      assert.equal((await driver.stat('present'))?.size, 12)
+      assert.equal(await driver.stat(`absent-${i}`), undefined)
+    }
+    assert.equal((await driver.stat('empty'))?.size, 0)
+    // one stat at a time: one connection serves them all (a HEAD each made 101)
+    assert.ok(connects <= 3, `${connects} connections for 101 stats`)
+  } finally {
+    diagnosticsChannel.unsubscribe('undici:client:connected', connected)
+    await driver.close()
+  }
 })

@@ -10,7 +10,7 @@ import {sharedPostgres} from '../../helpers/postgres.js'
 import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
 import {startRedis} from '../../helpers/redis.js'
 import {startRadosgw} from '../../helpers/radosgw.js'
-import {startFaultProxy} from '../../helpers/fault-proxy.js'
+import {isStat, startFaultProxy} from '../../helpers/fault-proxy.js'
 import {blobExists, deleteManifest, pullImage, pushImage, randomBlob, uploadOrphanBlob} from '../../helpers/images.js'
 import {runCli} from '../../helpers/cli.js'
 import {ageTree} from '../../../src/lib/quickstart/sample.js'
@@ -282,7 +282,7 @@ describe('the storage clock (radosgw, 10 minutes ahead through the fault proxy)'
     cleanups.push(() => rgw.stop())
     const proxy = await startFaultProxy({target: rgw.endpoint, seed: 8})
     cleanups.push(() => proxy.close())
-    proxy.setRules([{name: 'ahead', match: (r) => r.method === 'HEAD', action: {kind: 'shift-clock', ms: 600_000}}])
+    proxy.setRules([{name: 'ahead', match: isStat, action: {kind: 'shift-clock', ms: 600_000}}])
     const driver = new S3Driver({
       kind: 's3',
       name: 'skew',
