@@ -76,7 +76,11 @@ export async function planSweep(ctx: PlanContext): Promise<void> {
     live.marks = marks.count
     ctx.onProgress('mark', 0, live)
   }
+  // The metadata strategy's references are read while the blobs are listed.
+  const fromDb =
+    ctx.strategy === 'metadata' ? new ShardReferenceReader(ctx.db!, todo, {linkedSince: ctx.cutoff}) : undefined
   try {
+    fromDb?.start()
     ctx.onProgress('mark', 0, live)
     // The blob listing runs while the mark does (on a second thread for a filesystem region). Listing
     // first is the safe order anyway: a blob that appears later is not a candidate of this run.
@@ -87,7 +91,7 @@ export async function planSweep(ctx: PlanContext): Promise<void> {
     // against everything written since the original start) and redoes the others.
     if (ctx.job) await dropUnplannedCandidates(ctx.job.db, ctx.job.id, [...planned])
     await recordUntagged(ctx, marked.untagged, report)
-    await mergePrefixes(ctx, todo, new Set(enumerated.completed), marked, listing, planned, report, live)
+    await mergePrefixes(ctx, todo, new Set(enumerated.completed), marked, listing, planned, report, live, fromDb)
     await reportBlindMark(ctx)
   } finally {
     await report?.close()
@@ -196,13 +200,12 @@ async function mergePrefixes(
   planned: Set<string>,
   report: CandidateReport | undefined,
   live: ListingProgress,
+  fromDb: ShardReferenceReader | undefined,
 ): Promise<void> {
   const {result} = ctx
   let checkpointing = Promise.resolve()
   let done = ctx.prefixes.length - todo.length
   ctx.onProgress('plan', done, live)
-  const fromDb =
-    ctx.strategy === 'metadata' ? new ShardReferenceReader(ctx.db!, todo, {linkedSince: ctx.cutoff}) : undefined
   for (const prefix of todo) {
     // A stopped job waits for its checkpoint writes: none lands after the job was marked interrupted.
     if (ctx.signal.aborted) await checkpointing.catch(() => undefined)

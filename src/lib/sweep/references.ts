@@ -53,10 +53,21 @@ async function referencedDigestsInRange(
  * consecutive shards. One query per shard paid the planning and the index probes of seven selects over
  * every partition 256 times: 21x the bare blob listing on a 10k-blob store. A run grows while its rows
  * stay few and shrinks when they are many, so one read holds about `targetRows` digests at any size.
+ *
+ * `start()` begins reading before the merge asks, while the blob listing runs: the queries (planning
+ * alone is 70 ms over 64 partitions) then cost no wall time. What is read ahead stays under about
+ * `targetRows` digests. Reading the database before the listing ends is as safe as after: a reference
+ * added since is to a manifest pushed since, whose blobs are younger than the cutoff or re-checked
+ * against the database just before anything is acted on.
  */
 export class ShardReferenceReader {
   private readonly ahead = new Map<string, string[]>()
+  private aheadRows = 0
   private width = 1
+  /** index in `shards` of the first shard not yet read */
+  private next = 0
+  private reading: Promise<void> | undefined
+  private failure: unknown
 
   constructor(
     private readonly db: Db,
@@ -67,28 +78,73 @@ export class ShardReferenceReader {
     private readonly maxWidth = 64,
   ) {}
 
-  async read(shard: string): Promise<string[]> {
-    const ready = this.ahead.get(shard)
-    if (ready) {
-      this.ahead.delete(shard)
-      return ready
-    }
-    // Read-ahead for shards the merge skipped (their listing did not finish) is dropped once passed.
-    this.ahead.clear()
-    const run = this.runFrom(shard)
-    const digests = await referencedDigestsInRange(this.db, run[0]!, run.at(-1)!, this.opts)
-    for (const s of run) this.ahead.set(s, [])
-    for (const digest of digests) this.ahead.get(shardOfDigest(digest))!.push(digest)
-    if (digests.length < this.targetRows / 4) this.width = Math.min(this.width * 2, this.maxWidth)
-    else if (digests.length > this.targetRows) this.width = Math.max(1, Math.floor(this.width / 2))
-    return this.read(shard)
+  /** Digests read and not yet handed out. */
+  get heldDigests(): number {
+    return this.aheadRows
   }
 
-  /** `shard` and the shards after it in the merge's order that follow it without a gap, up to the width. */
-  private runFrom(shard: string): string[] {
-    const run = [shard]
-    let i = this.shards.indexOf(shard)
-    if (i < 0) return run
+  /** Starts reading ahead now; `read` does the same on its first call. */
+  start(): void {
+    this.readAhead()
+  }
+
+  async read(shard: string): Promise<string[]> {
+    for (;;) {
+      if (this.failure !== undefined) throw this.failure
+      const ready = this.ahead.get(shard)
+      if (ready) {
+        // Shards read ahead before this one were skipped by the merge (their listing did not finish).
+        for (const [passed, digests] of this.ahead) {
+          this.ahead.delete(passed)
+          this.aheadRows -= digests.length
+          if (passed === shard) break
+        }
+        this.readAhead()
+        return ready
+      }
+      const index = this.shards.indexOf(shard)
+      if (index < 0) throw new Error(`shard ${shard} is not one this reader was made for`)
+      if (!this.reading) {
+        // Asked past what was read ahead: the shards in between were skipped.
+        this.dropAhead()
+        this.next = index
+      }
+      this.readAhead()
+      await this.reading
+    }
+  }
+
+  private dropAhead(): void {
+    this.ahead.clear()
+    this.aheadRows = 0
+  }
+
+  private readAhead(): void {
+    if (this.reading || this.failure !== undefined || this.next >= this.shards.length) return
+    if (this.aheadRows >= this.targetRows) return
+    const run = this.runFrom(this.next)
+    this.next += run.length
+    this.reading = referencedDigestsInRange(this.db, run[0]!, run.at(-1)!, this.opts).then(
+      (digests) => {
+        this.reading = undefined
+        for (const s of run) this.ahead.set(s, [])
+        for (const digest of digests) this.ahead.get(shardOfDigest(digest))!.push(digest)
+        this.aheadRows += digests.length
+        if (digests.length < this.targetRows / 4) this.width = Math.min(this.width * 2, this.maxWidth)
+        else if (digests.length > this.targetRows) this.width = Math.max(1, Math.floor(this.width / 2))
+        this.readAhead()
+      },
+      (error: unknown) => {
+        this.reading = undefined
+        this.failure = error
+      },
+    )
+  }
+
+  /** The shard at `index` and those after it that follow it without a gap, up to the width. */
+  private runFrom(index: number): string[] {
+    const run = [this.shards[index]!]
+    let i = index
     while (run.length < this.width && i + 1 < this.shards.length) {
       const next = this.shards[++i]!
       if (parseInt(next, 16) !== parseInt(run.at(-1)!, 16) + 1) break

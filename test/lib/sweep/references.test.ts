@@ -79,3 +79,34 @@ test('holes in the shard list (a resumed or sharded sweep): a run never crosses 
   assert.deepEqual(await reader.read('05'), expected.get('05') ?? [])
   assert.deepEqual(await reader.read('ff'), expected.get('ff') ?? [])
 })
+
+test('start() reads ahead before anything asks, and stops at about targetRows digests', async () => {
+  const targetRows = 40
+  const reader = new ShardReferenceReader(
+    db,
+    [...ALL_SHARDS],
+    {linkedSince: new Date(Date.now() + 86_400_000)},
+    targetRows,
+  )
+  reader.start()
+  // read ahead with nothing asked: it stops once it holds the target (a run can overshoot it by itself)
+  let held = -1
+  for (let settled = 0; settled < 5;) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    settled = reader.heldDigests === held ? settled + 1 : 0
+    held = reader.heldDigests
+  }
+  assert.ok(held >= targetRows, `${held} digests read ahead`)
+  assert.ok(held < 4 * targetRows, `${held} digests read ahead of a target of ${targetRows}`)
+  for (const shard of ALL_SHARDS)
+    assert.deepEqual(await reader.read(shard), expected.get(shard) ?? [], `shard ${shard}`)
+  assert.equal(reader.heldDigests, 0)
+})
+
+test('a failed read ahead is thrown by the read that needs it, not lost', async () => {
+  const closed = openDatabase(await (await sharedPostgres()).createDatabase(), {max: 1})
+  await closed.close()
+  const reader = new ShardReferenceReader(closed, [...ALL_SHARDS], {linkedSince: new Date()})
+  reader.start()
+  await assert.rejects(reader.read('00'))
+})
