@@ -60,6 +60,11 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       min: 1,
       max: 10_000,
     }),
+    'blob-listing': Flags.boolean({
+      summary:
+        'List blobs/ once first instead of a stat per new blob (default: on for S3 when importing every repository, off for a filesystem or --repository).',
+      allowNo: true,
+    }),
     ...metricsFlags,
   }
   protected readonly formatter = formatter
@@ -101,6 +106,7 @@ Unreadable input (corrupt link, garbage manifest, missing manifest blob, unknown
       concurrency: requestsToQueue(rates, this.configuration().regions[driver.region]),
       repositoryConcurrency,
       batchSize: flags['batch-size'],
+      blobListing: flags['blob-listing'],
       logger: this.logger,
       signal: this.interruptible(),
       onProgress: (p) =>

@@ -62,6 +62,8 @@ export function render(r: ImportResult): string {
     `job ${r.jobId} (group ${r.group}): wrote ${w.manifests} manifests, ${w.blobs} blobs, ${w.layers} layers, ${w.references} references, ` +
       `${w.tagsInserted + w.tagsUpdated} tags, ${w.repositoryBlobs} layer links${removed}`,
   )
+  if (r.blobsListed !== null)
+    lines.push(`blobs/ listed first: ${r.blobsListed} blobs (a stat only for a blob the listing did not have)`)
   if (r.failed.length > 0)
     lines.push(`partial: ${r.failed.length} repositories failed; resume with --resume ${r.jobId}`)
   return lines.join('\n')

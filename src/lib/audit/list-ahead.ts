@@ -1,5 +1,4 @@
-import type {ListOptions, ObjectInfo, StorageDriver} from '../storage/driver.js'
-import {inBatches} from './merge.js'
+import {listInPages, type ListOptions, type ObjectInfo, type StorageDriver} from '../storage/driver.js'
 
 /** What is read ahead of the prefix being compared: one S3 page per listing (S3 answers at most 1000 keys). */
 const READ_AHEAD_ITEMS = 1000
@@ -196,16 +195,9 @@ export class ListAhead {
 
   /** The driver's listing a page at a time: as it reads them when it can (S3), else in batches of a page. */
   private pages(prefix: string, startAfter?: string): AsyncIterator<ObjectInfo[]> {
-    const options = {startAfter, signal: this.opts.signal}
-    const driver = this.driver as StorageDriver & Partial<PagedListing>
-    const pages = driver.listPages?.(prefix, options) ?? inBatches(driver.list(prefix, options), READ_AHEAD_ITEMS)
+    const pages = listInPages(this.driver, prefix, {startAfter, signal: this.opts.signal}, READ_AHEAD_ITEMS)
     return pages[Symbol.asyncIterator]()
   }
-}
-
-/** A driver that hands its listing over a page at a time (the S3 driver: one LIST answer each). */
-interface PagedListing {
-  listPages(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo[]>
 }
 
 /** Pages until a page's worth is read ahead (`full`: there may be more) or the listing ends. */

@@ -18,6 +18,8 @@ export interface SourceFailure {
 /** Rows handed over at once by the batched merge: about a listing page's worth. */
 const ROWS_PER_BATCH = 1000
 
+export {inBatches} from '../storage/driver.js'
+
 /**
  * K-way merge of sorted key streams (one per region, plus the database): yields each key once, with what
  * every source holds for it. Memory is one pending entry per source. A source that throws is reported
@@ -124,22 +126,4 @@ export async function* mergeSortedBatches<T extends {key: string}>(
     }
   }
   if (rows.length > 0) yield rows
-}
-
-/** An item stream in batches of up to `size` (the items read before a failure are handed over first). */
-export async function* inBatches<T>(source: AsyncIterable<T>, size = ROWS_PER_BATCH): AsyncIterable<T[]> {
-  let batch: T[] = []
-  try {
-    for await (const item of source) {
-      batch.push(item)
-      if (batch.length >= size) {
-        yield batch
-        batch = []
-      }
-    }
-  } catch (error) {
-    if (batch.length > 0) yield batch
-    throw error
-  }
-  if (batch.length > 0) yield batch
 }

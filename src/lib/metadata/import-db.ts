@@ -12,6 +12,7 @@
  *   touch the same rows.
  */
 import pLimit from 'p-limit'
+import {listedBlobs} from './import-blob-listing.js'
 import type {Db, DbClient, QueryResult, QueryResultRow} from './db.js'
 import type {StorageDriver} from '../storage/driver.js'
 import {pathFor} from '../storage/layout.js'
@@ -188,6 +189,8 @@ export async function ensureBlobs(
   driver: StorageDriver,
   wants: Map<string, BlobWant>,
   concurrency: number,
+  /** the import job whose blob listing answers before a stat does */
+  listingJobId?: string,
 ): Promise<Map<string, BlobKnown>> {
   const known = new Map<string, BlobKnown>()
   if (wants.size === 0) return known
@@ -211,24 +214,25 @@ export async function ensureBlobs(
       rows.push({digest: row.digest, size: Number(row.size), mediaTypeId: want.mediaTypeId, createdAt: null})
     }
   }
+  const unknown = digests.filter((digest) => !known.has(digest))
+  // Listed: present as the listing saw it. Not listed: written since, or missing; storage says which.
+  const listed = listingJobId ? await listedBlobs(db, listingJobId, unknown) : undefined
   const limit = pLimit(concurrency)
   await Promise.all(
-    digests
-      .filter((digest) => !known.has(digest))
-      .map((digest) =>
-        limit(async () => {
-          const want = wants.get(digest)!
-          const info = await driver.stat(pathFor({kind: 'blob-data', digest}))
-          if (info) {
-            known.set(digest, {size: info.size, present: true, inserted: false})
-            rows.push({digest, size: info.size, mediaTypeId: want.mediaTypeId, createdAt: info.lastModified})
-          } else if (!want.linkOnly) {
-            const size = want.size ?? 0
-            known.set(digest, {size, present: false, inserted: false})
-            rows.push({digest, size, mediaTypeId: want.mediaTypeId, createdAt: null})
-          }
-        }),
-      ),
+    unknown.map((digest) =>
+      limit(async () => {
+        const want = wants.get(digest)!
+        const info = listed?.get(digest) ?? (await driver.stat(pathFor({kind: 'blob-data', digest})))
+        if (info) {
+          known.set(digest, {size: info.size, present: true, inserted: false})
+          rows.push({digest, size: info.size, mediaTypeId: want.mediaTypeId, createdAt: info.lastModified})
+        } else if (!want.linkOnly) {
+          const size = want.size ?? 0
+          known.set(digest, {size, present: false, inserted: false})
+          rows.push({digest, size, mediaTypeId: want.mediaTypeId, createdAt: null})
+        }
+      }),
+    ),
   )
   if (rows.length === 0) return known
   rows.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0))

@@ -183,7 +183,7 @@ export async function writeGroup(
   for (const scan of scans)
     for (const link of scan.layerLinks)
       if (!wants.has(link.digest)) wants.set(link.digest, {mediaTypeId: null, linkOnly: true})
-  const known = await ensureBlobs(db, driver, wants, shared.concurrency)
+  const known = await ensureBlobs(db, driver, wants, shared.concurrency, shared.blobListingJobId)
   for (const blob of known.values()) {
     if (!blob.inserted) continue
     written.blobs++

@@ -147,7 +147,7 @@ async function ensureManifestBlobs(
       want(m.config.digest, validSize(m.config.size), mediaTypes.idOrNull(cleanMediaType(m.config.mediaType)))
     for (const l of m.layers) want(l.digest, validSize(l.size), mediaTypes.id(layerMediaType(m, l.mediaType)))
   }
-  const known = await ensureBlobs(shared.db!, shared.driver, wants, shared.concurrency)
+  const known = await ensureBlobs(shared.db!, shared.driver, wants, shared.concurrency, shared.blobListingJobId)
   const repository = parsed[0].read.repository
   for (const [digest, blob] of known) {
     if (blob.inserted) {

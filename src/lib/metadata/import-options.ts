@@ -30,6 +30,8 @@ export interface ImportResult extends ImportCounts {
   /** the first maxProblems problems */
   problems: ImportProblem[]
   problemCount: number
+  /** blobs/ listed before the repositories (null: not listed, each blob the database lacked was stat'ed) */
+  blobsListed: number | null
   durationMs: number
 }
 
@@ -66,6 +68,12 @@ export interface ImportOptions {
   batchSize?: number
   /** problems kept in the result (all are counted); default 1000 */
   maxProblems?: number
+  /**
+   * list blobs/ once before the repositories, instead of a stat per blob the database lacks; default:
+   * on for object storage when importing the whole store (a stat is one request there), off for a
+   * filesystem (a stat is a system call) and for --repository (a few repositories' blobs)
+   */
+  blobListing?: boolean
   /** minimum interval between checkpoint writes (default 500 ms) */
   checkpointEveryMs?: number
   logger?: Logger

@@ -43,6 +43,8 @@ export interface ImportShared {
   report: (p: ImportProblem) => void
   progress: () => void
   live: {manifests: number; blobs: number}
+  /** set when this run listed blobs/ first (see import-blob-listing.ts): the job whose listing it is */
+  blobListingJobId?: string
 }
 
 export interface RepositoryOutcome {
@@ -208,7 +210,7 @@ class RepositoryImport {
       )
     const wants = new Map<string, BlobWant>()
     for (const l of chunk) wants.set(l.digest, {mediaTypeId: null, linkOnly: true})
-    const known = await ensureBlobs(this.db, shared.driver, wants, shared.concurrency)
+    const known = await ensureBlobs(this.db, shared.driver, wants, shared.concurrency, shared.blobListingJobId)
     const present: Array<{digest: string; createdAt: Date}> = []
     for (const l of chunk) {
       const blob = known.get(l.digest)

@@ -19,6 +19,7 @@ import {importRepository, type ImportShared, type RepositoryOutcome} from './imp
 import {dryRunRepository} from './import-dry-run.js'
 import {scanRepository, writeGroup, type LargeRepository, type RepositoryScan} from './import-group.js'
 import {removeVanishedRepositories} from './import-vanished.js'
+import {dropBlobListing, listBlobsForImport} from './import-blob-listing.js'
 import {CheckpointWindow, type Slot} from './import-window.js'
 import {
   compareRepositories,
@@ -157,6 +158,7 @@ class ImportRun {
       removedRepositories: [],
       problems: [],
       problemCount: 0,
+      blobsListed: null,
       durationMs: 0,
     }
     this.shared = this.makeShared()
@@ -197,7 +199,13 @@ class ImportRun {
 
   async run(): Promise<JobEnd<ImportResult>> {
     const {result, job} = this
-    await this.walk()
+    try {
+      await this.listBlobs()
+      await this.walk()
+    } finally {
+      if (this.shared.blobListingJobId !== undefined)
+        await dropBlobListing(this.opts.db!, this.shared.blobListingJobId).catch(() => undefined)
+    }
     await this.removeVanished()
     this.advance()
     await this.save(true)
@@ -223,6 +231,30 @@ class ImportRun {
         ? `${result.failed.length} repositories failed; resume with --resume ${job.id}`
         : undefined
     return {result, stats, failure}
+  }
+
+  /**
+   * Lists blobs/ into the database first (see import-blob-listing.ts): on object storage a stat is a
+   * request, and an import stat'ed every blob its manifests named that the database lacked (3,789
+   * manifests on radosgw: 17,673 stats, 22.5 s; without them 8.8 s). A resumed run lists again: the
+   * listing is fresh, and costs a thousandth of the stats it saves. A listing that fails part way is
+   * used as far as it got; what it did not reach is stat'ed as before.
+   */
+  private async listBlobs(): Promise<void> {
+    const {opts, job, result, logger} = this
+    const wanted = opts.blobListing ?? (opts.driver.kind !== 'file' && !result.filters)
+    if (!wanted || this.dryRun || !opts.db || job.id === null) return
+    const started = Date.now()
+    this.shared.blobListingJobId = job.id
+    try {
+      result.blobsListed = await listBlobsForImport(opts.db, opts.driver, job.id, job.signal)
+      logger.info('blobs listed', {blobs: result.blobsListed, ms: Date.now() - started})
+    } catch (error) {
+      job.signal.throwIfAborted()
+      logger.warn("listing blobs/ failed: blobs it did not reach are stat'ed one by one", {
+        error: errorMessage(error),
+      })
+    }
   }
 
   /**

@@ -161,3 +161,37 @@ export class RegionUnavailableError extends StorageError {
     super(message, where, {code: 'REGION_UNAVAILABLE', ...options})
   }
 }
+
+/** A driver that hands its listing over a page at a time (the S3 driver: one LIST answer each). */
+interface PagedListing {
+  listPages(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo[]>
+}
+
+/** The listing a page at a time: as the driver reads it when it can (S3), else in batches of `size`. */
+export function listInPages(
+  driver: StorageDriver,
+  prefix: string,
+  options: ListOptions = {},
+  size = 1000,
+): AsyncIterable<ObjectInfo[]> {
+  const paged = driver as StorageDriver & Partial<PagedListing>
+  return paged.listPages?.(prefix, options) ?? inBatches(driver.list(prefix, options), size)
+}
+
+/** An item stream in batches of up to `size` (the items read before a failure are handed over first). */
+export async function* inBatches<T>(source: AsyncIterable<T>, size = 1000): AsyncIterable<T[]> {
+  let batch: T[] = []
+  try {
+    for await (const item of source) {
+      batch.push(item)
+      if (batch.length >= size) {
+        yield batch
+        batch = []
+      }
+    }
+  } catch (error) {
+    if (batch.length > 0) yield batch
+    throw error
+  }
+  if (batch.length > 0) yield batch
+}

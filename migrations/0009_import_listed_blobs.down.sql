@@ -1,0 +1,1 @@
+DROP TABLE regops_import_listed_blobs;
