@@ -35,13 +35,21 @@ export async function acquireJobLock(db: Db, scope: LockScope): Promise<HeldLock
   }
   client.on('error', onError)
   try {
+    // Acquisitions take turns, holding a transaction-scoped lock while they try theirs: two at once would
+    // interleave over the same names, each get some and miss others, and both be refused (seen: two
+    // sweeps started together, 256 prefixes each, exit 4 and 4). Trying never waits, so a turn is short.
+    await client.query('BEGIN')
+    await client.query(`SELECT pg_advisory_xact_lock(hashtextextended('regops:lock-acquisition', 0))`)
     const result = await client.query<{got: boolean}>(
       `SELECT pg_try_advisory_lock_shared(hashtextextended(k, 0)) AS got FROM unnest($1::text[]) AS k
        UNION ALL SELECT pg_try_advisory_lock(hashtextextended(k, 0)) FROM unnest($2::text[]) AS k`,
       [scope.shared, scope.exclusive],
     )
-    if (result.rows.some((row) => !row.got)) {
-      await client.query('SELECT pg_advisory_unlock_all()')
+    const refused = result.rows.some((row) => !row.got)
+    // session locks (taken or not) outlive the transaction; its turn ends with it
+    if (refused) await client.query('SELECT pg_advisory_unlock_all()')
+    await client.query('COMMIT')
+    if (refused) {
       throw new RefusedError(
         `another job is acting on ${scope.what}: only one may act on a region's objects at a time`,
         {
@@ -53,7 +61,9 @@ export async function acquireJobLock(db: Db, scope: LockScope): Promise<HeldLock
   } catch (error) {
     released = true
     client.off('error', onError)
-    client.release()
+    if (error instanceof RefusedError) client.release()
+    // A failure part way may leave the transaction open or locks taken: the connection goes, and they with it.
+    else client.release(error instanceof Error ? error : new Error(String(error)))
     throw error
   }
   return {
