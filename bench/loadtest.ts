@@ -6,7 +6,7 @@
 //     rate it sustains, found by doubling then bisecting;
 //   - regops --vus 16, the closed model the peers run, for the client's own throughput and CPU per request;
 //   - peers again after the search (the machine is shared: both figures are shown, ratios use their mean);
-//   - a --long run of regops at 80% of that rate: RSS sampled every second, the registry's CPU, regops' start lag.
+//   - a --long run of regops at two thirds of that rate: RSS sampled every second, the registry's CPU, regops' start lag.
 // "Sustained" for regops: at least 98% of the scheduled pulls started on time, none dropped, failed or cut
 // off, and the pull p99 (from each pull's intended start, queueing for a connection included) within twice
 // the worse p99 the peers saw at their own top rate (at least 25 ms): a backlog that grows breaks it.
@@ -307,9 +307,11 @@ try {
     const wrkRate = (before.wrk.rate + after.wrk.rate) / 2
     const acRate = (before.autocannon.rate + after.autocannon.rate) / 2
 
-    // 80% of the best rate: on a shared host the capacity drifts within a minute, and a backlog's queued pulls
-    // would be measured as memory growth.
-    const longRate = Math.max(Math.round(bestRate * 0.8), 100)
+    // Two thirds of the best rate: the run judges the client's memory, and a backlog's queued pulls would be
+    // measured as memory growth. On this shared host the registry's capacity drifts within a minute: at 80%
+    // (700/s of 875) two 60 s runs out of three had pull p99 of 264-736 ms against a 144 ms bound, and RSS
+    // followed the queue (95 -> 106 MiB); at 600/s, 2/2 runs were sustained and flat at 98-99 MiB.
+    const longRate = Math.max(Math.round((bestRate * 2) / 3), 100)
     const registryCpuBefore = registryCpuS(registry.pid)
     const long = await regops(registry.url, longRate, longSeconds, p99BoundMs)
     const registryCpuPct = ((registryCpuS(registry.pid) - registryCpuBefore) / long.run.wallS) * 100
