@@ -7,6 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CreateBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import type { S3RegionConfig } from '../../src/lib/config/config.js';
 import { freePort } from './ports.js';
 import { makeTempDir, removeTempDir, runCommand, spawnDaemon, waitFor, type Daemon } from './tmp.js';
 
@@ -153,6 +154,33 @@ export interface SharedRadosgw {
   /** a new bucket with a name unique in this run */
   newBucket(label: string): Promise<string>;
   s3Client(overrides?: Partial<S3ClientConfig>): S3Client;
+}
+
+/**
+ * A region on a bucket of this radosgw as regops configures it: path-style, checksums only when required
+ * (radosgw refuses the SDK's default), the registry layout under `prefix`. `endpoint` may be a proxy's.
+ */
+export function radosgwRegion(
+  server: { endpoint: string; accessKeyId: string; secretAccessKey: string },
+  bucket: string,
+  overrides: Partial<S3RegionConfig> = {},
+): S3RegionConfig {
+  const prefix = overrides.prefix ?? 'docker/registry/v2';
+  return {
+    kind: 's3',
+    name: bucket,
+    url: `s3://${bucket}/${prefix}`,
+    bucket,
+    prefix,
+    region: 'us-east-1',
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    checksums: 'when_required',
+    concurrency: 16,
+    accessKeyId: server.accessKeyId,
+    secretAccessKey: server.secretAccessKey,
+    ...overrides,
+  };
 }
 
 /** Set by scripts/test.sh: the one cluster of the run, as JSON {endpoint, accessKeyId, secretAccessKey}. */

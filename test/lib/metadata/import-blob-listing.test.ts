@@ -6,7 +6,7 @@
 import {after, before, describe, test} from 'node:test'
 import assert from 'node:assert/strict'
 import {sharedPostgres} from '../../helpers/postgres.js'
-import {sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
+import {radosgwRegion, sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
 import {isStat, startFaultProxy, type FaultProxy} from '../../helpers/fault-proxy.js'
 import {openDatabase, type Db} from '../../../src/lib/metadata/db.js'
 import {migrateUp} from '../../../src/lib/metadata/migrations.js'
@@ -32,20 +32,7 @@ before(async () => {
   const bucket = await rgw.newBucket('import-listing')
   proxy = await startFaultProxy({target: rgw.endpoint, seed: 11})
   cleanups.push(() => proxy.close())
-  driver = new S3Driver({
-    kind: 's3',
-    name: 'lab',
-    url: `s3://${bucket}/docker/registry/v2`,
-    bucket,
-    prefix: 'docker/registry/v2',
-    region: 'us-east-1',
-    endpoint: proxy.endpoint,
-    forcePathStyle: true,
-    checksums: 'when_required',
-    concurrency: 16,
-    accessKeyId: rgw.accessKeyId,
-    secretAccessKey: rgw.secretAccessKey,
-  })
+  driver = new S3Driver(radosgwRegion(rgw, bucket, {name: 'lab', endpoint: proxy.endpoint}))
   cleanups.push(() => driver.close())
   const writer = new LayoutWriter(driver)
   const base = seededBytes('listing-base', 700)

@@ -8,7 +8,7 @@ import {mkdtemp, rename, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {sharedPostgres} from '../../helpers/postgres.js'
-import {sharedRadosgw} from '../../helpers/radosgw.js'
+import {radosgwRegion, sharedRadosgw} from '../../helpers/radosgw.js'
 import {runCli} from '../../helpers/cli.js'
 import {openDatabase, type Db} from '../../../src/lib/metadata/db.js'
 import {migrateUp} from '../../../src/lib/metadata/migrations.js'
@@ -131,20 +131,7 @@ describe('a store the mark cannot see is not all orphans', () => {
     assert.ok(existsSync('/usr/bin/radosgw'), 'radosgw is not installed: run scripts/install-test-deps.sh')
     const rgw = await sharedRadosgw()
     const bucket = await rgw.newBucket('blind-mark')
-    const driver = new S3Driver({
-      kind: 's3',
-      name: 'rgw',
-      url: `s3://${bucket}/docker/registry/v2`,
-      bucket,
-      prefix: 'docker/registry/v2',
-      region: 'us-east-1',
-      endpoint: rgw.endpoint,
-      forcePathStyle: true,
-      checksums: 'when_required',
-      concurrency: 16,
-      accessKeyId: rgw.accessKeyId,
-      secretAccessKey: rgw.secretAccessKey,
-    })
+    const driver = new S3Driver(radosgwRegion(rgw, bucket, {name: 'rgw'}))
     cleanups.push(() => driver.close())
     await writeSampleRegistry(driver, undefined)
     const repositoryKeys: string[] = []
