@@ -1,7 +1,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel'
 import {test} from 'node:test'
 import assert from 'node:assert/strict'
-import {sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
+import {radosgwRegion, sharedRadosgw, type SharedRadosgw} from '../../helpers/radosgw.js'
 import {S3Driver} from '../../../src/lib/storage/s3.js'
 import type {S3RegionConfig} from '../../../src/lib/config/config.js'
 import {NotFoundError, StorageError} from '../../../src/lib/errors.js'
@@ -10,21 +10,7 @@ import {storageConformance} from './conformance.js'
 let rgw: SharedRadosgw
 
 function regionFor(bucket: string, prefix: string, extra: Partial<S3RegionConfig> = {}): S3RegionConfig {
-  return {
-    kind: 's3',
-    name: bucket,
-    url: `s3://${bucket}/${prefix}`,
-    bucket,
-    prefix,
-    region: 'us-east-1',
-    endpoint: rgw.endpoint,
-    forcePathStyle: true,
-    checksums: 'when_required',
-    concurrency: 16,
-    accessKeyId: rgw.accessKeyId,
-    secretAccessKey: rgw.secretAccessKey,
-    ...extra,
-  }
+  return radosgwRegion(rgw, bucket, {prefix, ...extra})
 }
 
 storageConformance('s3 (radosgw)', async () => {
