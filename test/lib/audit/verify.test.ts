@@ -4,7 +4,7 @@
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {sharedRadosgw} from '../../helpers/radosgw.js'
+import {sharedRadosgw, radosgwRegion} from '../../helpers/radosgw.js'
 import {startFaultProxy, type FaultProxy} from '../../helpers/fault-proxy.js'
 import {S3Driver} from '../../../src/lib/storage/s3.js'
 import {WHOLE_READ_LIMIT, blobVerifies} from '../../../src/lib/audit/verify.js'
@@ -20,20 +20,9 @@ before(async () => {
   const rgw = await sharedRadosgw()
   const bucket = await rgw.newBucket('verify')
   proxy = await startFaultProxy({target: rgw.endpoint, seed: 9})
-  driver = new S3Driver({
-    kind: 's3',
-    name: 'eu',
-    url: `s3://${bucket}/v2`,
-    bucket,
-    prefix: 'v2',
-    region: 'us-east-1',
-    endpoint: proxy.endpoint,
-    forcePathStyle: true,
-    checksums: 'when_required',
-    concurrency: 4,
-    accessKeyId: rgw.accessKeyId,
-    secretAccessKey: rgw.secretAccessKey,
-  })
+  driver = new S3Driver(
+    radosgwRegion(rgw, bucket, {name: 'eu', prefix: 'v2', endpoint: proxy.endpoint, concurrency: 4}),
+  )
   await driver.write(keyOf(DIGEST), BODY)
 })
 after(async () => {

@@ -4,12 +4,13 @@
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import {freePort} from '../../helpers/ports.js'
+import {listenOnLoopback} from '../../helpers/ports.js'
 import {runPullLoadtest, type LoadProgress} from '../../../src/lib/loadtest/run-pull.js'
 import {loadOptions, openModel} from './options.js'
 
 let server: http.Server
 let url: string
+let close: () => Promise<void>
 let held = 0
 let mostHeld = 0
 before(async () => {
@@ -20,14 +21,9 @@ before(async () => {
     mostHeld = Math.max(mostHeld, held)
     res.on('close', () => held--)
   })
-  const port = await freePort()
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
-  url = `http://127.0.0.1:${port}`
+  ;({url, close} = await listenOnLoopback(server))
 })
-after(async () => {
-  server.closeAllConnections()
-  await new Promise((resolve) => server.close(resolve))
-})
+after(() => close())
 
 test('a registry that stalls: arrivals over --max-in-flight are dropped and counted, never queued', async () => {
   const MAX_IN_FLIGHT = 20

@@ -5,7 +5,7 @@ import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import http from 'node:http'
-import {freePort} from '../../helpers/ports.js'
+import {listenOnLoopback} from '../../helpers/ports.js'
 import {runPullLoadtest} from '../../../src/lib/loadtest/run-pull.js'
 import {loadOptions, openModel} from './options.js'
 
@@ -25,6 +25,7 @@ const loopDigest = 'sha256:' + 'cd'.repeat(32)
 
 let server: http.Server
 let url: string
+let close: () => Promise<void>
 before(async () => {
   server = http.createServer((req, res) => {
     const path = req.url ?? ''
@@ -54,14 +55,9 @@ before(async () => {
       return res.writeHead(302, {location: `/v2/loop/blobs/${loopDigest}?hop=${Math.random()}`}).end()
     res.writeHead(404, {'content-type': 'application/json'}).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
   })
-  const port = await freePort()
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
-  url = `http://127.0.0.1:${port}`
+  ;({url, close} = await listenOnLoopback(server))
 })
-after(async () => {
-  server.closeAllConnections()
-  await new Promise((resolve) => server.close(resolve))
-})
+after(() => close())
 
 test('every kind of bad answer is counted as its kind, the good image still pulls, and the run ends on time', async () => {
   const images = ['good', 'garbage', 'short', 'loop', 'missing', 'silent'].map((repository) => ({

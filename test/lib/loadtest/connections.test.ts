@@ -3,7 +3,7 @@
 import {after, before, test} from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import {freePort} from '../../helpers/ports.js'
+import {listenOnLoopback} from '../../helpers/ports.js'
 import {runPullLoadtest} from '../../../src/lib/loadtest/run-pull.js'
 import {loadOptions, openModel} from './options.js'
 
@@ -17,6 +17,7 @@ const ANSWER_MS = 50
 
 let server: http.Server
 let url: string
+let close: () => Promise<void>
 let open = 0
 let mostOpen = 0
 before(async () => {
@@ -36,14 +37,9 @@ before(async () => {
     mostOpen = Math.max(mostOpen, open)
     socket.on('close', () => open--)
   })
-  const port = await freePort()
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
-  url = `http://127.0.0.1:${port}`
+  ;({url, close} = await listenOnLoopback(server))
 })
-after(async () => {
-  server.closeAllConnections()
-  await new Promise((resolve) => server.close(resolve))
-})
+after(() => close())
 
 const run = (connections?: number) =>
   runPullLoadtest(

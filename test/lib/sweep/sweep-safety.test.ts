@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import {sharedPostgres} from '../../helpers/postgres.js'
 import {startRegistry, type RegistryServer} from '../../helpers/registry.js'
 import {startRedis} from '../../helpers/redis.js'
-import {startRadosgw} from '../../helpers/radosgw.js'
+import {startRadosgw, radosgwRegion} from '../../helpers/radosgw.js'
 import {isStat, startFaultProxy} from '../../helpers/fault-proxy.js'
 import {blobExists, deleteManifest, pullImage, pushImage, randomBlob, uploadOrphanBlob} from '../../helpers/images.js'
 import {runCli} from '../../helpers/cli.js'
@@ -283,20 +283,7 @@ describe('the storage clock (radosgw, 10 minutes ahead through the fault proxy)'
     const proxy = await startFaultProxy({target: rgw.endpoint, seed: 8})
     cleanups.push(() => proxy.close())
     proxy.setRules([{name: 'ahead', match: isStat, action: {kind: 'shift-clock', ms: 600_000}}])
-    const driver = new S3Driver({
-      kind: 's3',
-      name: 'skew',
-      url: 's3://skew/v2',
-      bucket: 'skew',
-      prefix: 'v2',
-      region: 'us-east-1',
-      endpoint: proxy.endpoint,
-      forcePathStyle: true,
-      checksums: 'when_required',
-      concurrency: 4,
-      accessKeyId: rgw.accessKeyId,
-      secretAccessKey: rgw.secretAccessKey,
-    })
+    const driver = new S3Driver(radosgwRegion(rgw, 'skew', {prefix: 'v2', endpoint: proxy.endpoint, concurrency: 4}))
     cleanups.push(() => driver.close())
     const {db} = await freshDb()
     await assert.rejects(
