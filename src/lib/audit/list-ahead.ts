@@ -6,7 +6,10 @@ const READ_AHEAD_ITEMS = 1000
 export interface ListAheadOptions {
   /** listings in flight at once (the driver caps its own requests too) */
   inFlight: number
-  /** objects held ahead of the prefix being compared, over every listing */
+  /**
+   * Objects held ahead of the prefix being compared, over every listing: those read, and a page for each
+   * listing in flight (a page being read is held as a whole, as text and then as objects).
+   */
   maxBuffered: number
   signal?: AbortSignal
 }
@@ -109,8 +112,17 @@ export class ListAhead {
   }
 
   private pump(): void {
-    while (this.queue.length > 0 && this.running < this.opts.inFlight && this.buffered < this.opts.maxBuffered)
+    while (
+      this.queue.length > 0 &&
+      this.running < this.opts.inFlight &&
+      this.buffered + (this.running + 1) * READ_AHEAD_ITEMS <= this.opts.maxBuffered
+    )
       this.start(this.queue.shift()!)
+  }
+
+  /** Listings in flight now, for tests of the bound. */
+  get listingsInFlight(): number {
+    return this.running
   }
 
   private start(unit: Unit): void {

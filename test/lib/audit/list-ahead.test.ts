@@ -69,3 +69,31 @@ for (const [name, prefixes] of [
     assert.ok(total > 1000, `listed ${total}: a range larger than a page`)
   })
 }
+
+test('read ahead holds at most maxBuffered objects, counting a page for each listing in flight', async () => {
+  // A listing counts from its first read to its end. Nothing here is parked mid-prefix (no prefix fills a
+  // page), so the listings open at once are the ones in flight.
+  let open = 0
+  let peak = 0
+  const counting = {
+    list(prefix: string, options?: Parameters<FilesystemDriver['list']>[1]) {
+      const source = driver.list(prefix, options)
+      return (async function* () {
+        open++
+        peak = Math.max(peak, open)
+        try {
+          yield* source
+        } finally {
+          open--
+        }
+      })()
+    },
+  } as unknown as FilesystemDriver
+  // Room for one page ahead: the prefix being compared, and at most one listing ahead of it.
+  const ahead = new ListAhead(counting, [...ALL_SHARDS], {inFlight: 16, maxBuffered: 1000})
+  for (const prefix of ALL_SHARDS) {
+    const expected = await keysOf(driver.list(`blobs/sha256/${prefix}/`))
+    assert.deepEqual(await keysOf(ahead.objects(prefix)), expected, `prefix ${prefix}`)
+  }
+  assert.ok(peak >= 1 && peak <= 2, `${peak} listings in flight at once, for room of one page ahead`)
+})
