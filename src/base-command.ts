@@ -8,7 +8,7 @@ import {startProgress, type Progress} from './lib/output/progress.js'
 import {configSearchPaths, loadConfig, locateConfigFile, type RegopsConfig} from './lib/config/config.js'
 import {openConfiguredDatabase} from './lib/metadata/connect.js'
 import {assertSchemaCurrent} from './lib/metadata/migrations.js'
-import {interruptOnSignals} from './lib/jobs/signals.js'
+import {REQUEST_LISTENERS_PER_SIGNAL, interruptOnSignals} from './lib/jobs/signals.js'
 import {resolveTimeBox, type DailyWindow, type TimeBox} from './lib/jobs/time-box.js'
 import {openDescriptorCache, type DescriptorCache} from './lib/registry/descriptor-cache.js'
 import type {Db} from './lib/metadata/db.js'
@@ -216,10 +216,9 @@ export abstract class RegopsCommand<T extends CommandResult> extends Command {
   protected interruptible(): AbortSignal {
     const interrupt = interruptOnSignals(this.timeBox)
     this.onRelease(() => interrupt.dispose())
-    // Every request in flight listens on this one signal (undici and the SDK each add an abort listener
-    // per request), so a metadata sweep's mark and listing at --concurrency 32 pass Node's leak-warning
-    // threshold of 10 without any leak. The bound stays finite, above 3 phases x the 1024 concurrency cap.
-    setMaxListeners(4096, interrupt.signal)
+    // Every request in flight listens on this one signal: a metadata sweep's mark and listing at
+    // --concurrency 32 would pass Node's leak-warning threshold without any leak.
+    setMaxListeners(REQUEST_LISTENERS_PER_SIGNAL, interrupt.signal)
     return interrupt.signal
   }
 

@@ -20,6 +20,7 @@ import {UNKNOWN, inBatches, mergeSorted, mergeSortedBatches, type Slot} from './
 import {RegionRepair, type RepairCounts} from './repair.js'
 import {LinkSpill, blobPrefix, databaseBlobs, listingSource, type BlobListingSource} from './sources.js'
 import {Bounded, blobVerifies, sampler} from './verify.js'
+import {anySignal} from '../jobs/signals.js'
 
 export const AUDIT_REGIONS_KIND = 'audit-regions'
 const MAX_PROBLEMS_IN_RESULT = 100
@@ -285,7 +286,7 @@ class RegionsAudit {
   async run(started: number): Promise<AuditRegionsResult> {
     const links = LinkSpill.create(this.shards)
     const remaining = this.shards.slice(this.state.prefixesDone)
-    const listingSignal = AbortSignal.any([this.job.signal, this.stopListing.signal])
+    const listingSignal = anySignal([this.job.signal, this.stopListing.signal])
     const listings = this.opts.drivers.map(
       (d) =>
         this.opts.listings?.[d.region] ??

@@ -5,6 +5,7 @@ import {RegionUnavailableError, type StorageDriver} from '../storage/driver.js'
 import {blobAlgorithmPrefix} from '../storage/layout.js'
 import {parseKeyOrReport, problemOf, type Problem} from '../storage/repositories.js'
 import {ShardLines} from './spill.js'
+import {anySignal} from '../jobs/signals.js'
 
 export interface EnumerateResult {
   /** shards whose listing is complete on disk */
@@ -68,7 +69,7 @@ export async function enumerateBlobs(
   // One range that finds the region unreachable stops the others: the outage is one error, not one
   // problem per range after each has spent the whole retry budget.
   const stop = new AbortController()
-  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal
+  const signal = opts.signal ? anySignal([opts.signal, stop.signal]) : stop.signal
   let regionFailure: RegionUnavailableError | undefined
   await Promise.all(
     ranges.map(async (range) => {

@@ -1,6 +1,7 @@
 import pLimit from 'p-limit'
 import {RegionUnavailableError, type StorageDriver} from '../storage/driver.js'
 import {REPOSITORIES_PREFIX} from '../storage/layout.js'
+import {anySignal} from '../jobs/signals.js'
 import {
   listRepositoryGroups,
   problemOf,
@@ -79,7 +80,7 @@ export async function markFromStorage(driver: StorageDriver, opts: StorageMarkOp
   // A region that cannot be read stops the mark at the first sign, as one error: as a problem per
   // namespace and repository it would read like a finding, repeated, after every retry budget ran out.
   const stop = new AbortController()
-  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal
+  const signal = opts.signal ? anySignal([opts.signal, stop.signal]) : stop.signal
   let regionFailure: RegionUnavailableError | undefined
   const failed = (error: unknown): boolean => {
     if (opts.signal?.aborted) throw error
