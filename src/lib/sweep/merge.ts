@@ -11,7 +11,7 @@ export interface PrefixMerge {
 }
 
 /**
- * Decides one digest prefix: its blob listing (lines `<hex> <size> <mtime ms>`, in byte order) against
+ * Decides one digest prefix, or a run of one (the sweep merges a sixteenth of a prefix at a time): its blob listing (lines `<hex> <size> <mtime ms>`, in byte order) against
  * the referenced digests (`sha256:<hex>`, sorted, unique) walked in step, so the cost is one pass over
  * each. A blob is referenced if it is in `references` or in `delta` (references found by re-walking
  * storage since an import), too young if modified at or after the cutoff, else a candidate. Both inputs
@@ -66,6 +66,6 @@ export function mergePrefix(
 
 function unsorted(what: string, before: string, after: string): RefusedError {
   return new RefusedError(
-    `the ${what} is not in strictly increasing byte order ('${before}' then '${after}'): no blob of this prefix is decided on`,
+    `the ${what} is not in strictly increasing byte order ('${before}' then '${after}'): the sweep stops, and decides nothing from there on`,
   )
 }

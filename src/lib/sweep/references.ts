@@ -1,10 +1,21 @@
 import type {Db} from '../metadata/db.js'
-import {shardOfDigest} from '../storage/layout.js'
 
-/** The digest range of one two-hex shard, as bounds for a C-collated text comparison. */
-export function shardRange(shard: string): [string, string] {
-  const next = parseInt(shard, 16) + 1
-  return [`sha256:${shard}`, next === 256 ? 'sha256:g' : `sha256:${next.toString(16).padStart(2, '0')}`]
+/**
+ * The digest range of the digests whose hex starts with `unit` (a two-hex shard, or a longer part of
+ * one), as bounds for a C-collated text comparison.
+ */
+export function shardRange(unit: string): [string, string] {
+  const next = parseInt(unit, 16) + 1
+  const end = next === 16 ** unit.length ? 'g' : next.toString(16).padStart(unit.length, '0')
+  return [`sha256:${unit}`, `sha256:${end}`]
+}
+
+/** Hex characters of the unit the merge and the reader work in: a sixteenth of a two-hex shard. */
+export const MERGE_UNIT_LENGTH = 3
+
+/** The merge units of a two-hex shard, in order: `ab` -> `ab0` … `abf`. */
+export function mergeUnitsOf(shard: string): string[] {
+  return Array.from({length: 16}, (_, i) => shard + i.toString(16))
 }
 
 export interface ReferenceQueryOptions {
@@ -49,8 +60,9 @@ async function referencedDigestsInRange(
 }
 
 /**
- * The metadata strategy's references, shard by shard in listing order, read ahead over runs of
- * consecutive shards. One query per shard paid the planning and the index probes of seven selects over
+ * The metadata strategy's references, unit by unit in listing order, read ahead over runs of
+ * consecutive units. A unit is a prefix of the digest's hex, all of one length: a two-hex shard, or a
+ * sixteenth of one (the merge's unit), so that a shard of millions of digests is not read at once. One query per shard paid the planning and the index probes of seven selects over
  * every partition 256 times: 21x the bare blob listing on a 10k-blob store. A run grows while its rows
  * stay few and shrinks when they are many, so one read holds about `targetRows` digests at any size.
  *
@@ -63,7 +75,8 @@ async function referencedDigestsInRange(
 export class ShardReferenceReader {
   private readonly ahead = new Map<string, string[]>()
   private aheadRows = 0
-  private width = 1
+  /** units in the next query: starts at one two-hex shard's worth, then follows the rows each run returns */
+  private width: number
   /** index in `shards` of the first shard not yet read */
   private next = 0
   private reading: Promise<void> | undefined
@@ -75,8 +88,11 @@ export class ShardReferenceReader {
     private readonly shards: readonly string[],
     private readonly opts: ReferenceQueryOptions,
     private readonly targetRows = 50_000,
-    private readonly maxWidth = 64,
-  ) {}
+    /** units in one query at most: 64 two-hex shards' worth */
+    private readonly maxWidth = shards.length > 0 ? 64 * 16 ** (shards[0]!.length - 2) : 64,
+  ) {
+    this.width = shards.length > 0 ? 16 ** (shards[0]!.length - 2) : 1
+  }
 
   /** Digests read and not yet handed out. */
   get heldDigests(): number {
@@ -128,7 +144,8 @@ export class ShardReferenceReader {
       (digests) => {
         this.reading = undefined
         for (const s of run) this.ahead.set(s, [])
-        for (const digest of digests) this.ahead.get(shardOfDigest(digest))!.push(digest)
+        const unitLength = run[0]!.length
+        for (const digest of digests) this.ahead.get(digest.slice(7, 7 + unitLength))!.push(digest)
         this.aheadRows += digests.length
         if (digests.length < this.targetRows / 4) this.width = Math.min(this.width * 2, this.maxWidth)
         else if (digests.length > this.targetRows) this.width = Math.max(1, Math.floor(this.width / 2))

@@ -1,8 +1,8 @@
-import {appendFileSync, mkdtempSync} from 'node:fs'
+import {appendFileSync, createReadStream, mkdtempSync} from 'node:fs'
 import {readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {ExitCode, RegopsError, errorMessage} from '../errors.js'
+import {ExitCode, RefusedError, RegopsError, errorMessage} from '../errors.js'
 import {shardOfDigest} from '../storage/layout.js'
 
 /**
@@ -112,18 +112,74 @@ export class ShardLines {
     try {
       written = (await readFile(file, 'utf8')).split('\n').filter(Boolean)
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
-        throw new RegopsError(`cannot read the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
-          code: 'SPILL_UNREADABLE',
-          cause: error,
-        })
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw spillUnreadable(file, error)
     }
     return written.length === 0 ? [...held] : held.length === 0 ? written : [...written, ...held]
+  }
+
+  /**
+   * The shard's lines a unit at a time, for lines in byte order (a blob listing): each unit is the lines
+   * sharing their first `unitLength` characters, in increasing order, read from the shard's file as a
+   * stream. Only one unit's lines are held, however large the shard: a shard of 10^9 / 256 blobs read
+   * whole held 1.3 GiB of heap in its merge. A unit after a larger one is refused (the lines are not in
+   * byte order), as the merge refuses an unsorted listing.
+   */
+  async *readUnits(shard: string, unitLength: number): AsyncIterable<{unit: string; lines: string[]}> {
+    let unit = ''
+    let lines: string[] = []
+    const take = (line: string): {unit: string; lines: string[]} | undefined => {
+      const next = line.slice(0, unitLength)
+      if (next === unit) {
+        lines.push(line)
+        return undefined
+      }
+      if (next < unit)
+        throw new RefusedError(
+          `the blob listing is not in strictly increasing byte order ('${lines[lines.length - 1]}' then '${line}'): the sweep stops, and decides nothing from there on`,
+        )
+      const done = lines.length > 0 ? {unit, lines} : undefined
+      unit = next
+      lines = [line]
+      return done
+    }
+    if (this.spilling) {
+      const file = join(this.dir, shard + this.suffix)
+      let rest = ''
+      try {
+        for await (const chunk of createReadStream(file, {encoding: 'utf8', highWaterMark: 1 << 20})) {
+          const parts = (rest + (chunk as string)).split('\n')
+          rest = parts.pop()!
+          for (const line of parts) {
+            if (line === '') continue
+            const done = take(line)
+            if (done) yield done
+          }
+        }
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw spillUnreadable(file, error)
+      }
+      if (rest !== '') {
+        const done = take(rest)
+        if (done) yield done
+      }
+    }
+    for (const line of this.pending.get(shard) ?? []) {
+      const done = take(line)
+      if (done) yield done
+    }
+    if (lines.length > 0) yield {unit, lines}
   }
 
   async dispose(): Promise<void> {
     await rm(this.dir, {recursive: true, force: true})
   }
+}
+
+function spillUnreadable(file: string, error: unknown): RegopsError {
+  return new RegopsError(`cannot read the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
+    code: 'SPILL_UNREADABLE',
+    cause: error,
+  })
 }
 
 /** The mark set: referenced sha256 digests, read back sorted and deduplicated. */

@@ -13,7 +13,7 @@ import {importStorage} from '../../../src/lib/metadata/import.js'
 import {FilesystemDriver} from '../../../src/lib/storage/filesystem.js'
 import {LayoutWriter} from '../../../src/lib/sample/layout-writer.js'
 import {ALL_SHARDS, shardOfDigest} from '../../../src/lib/storage/layout.js'
-import {ShardReferenceReader} from '../../../src/lib/sweep/references.js'
+import {ShardReferenceReader, mergeUnitsOf, shardRange} from '../../../src/lib/sweep/references.js'
 
 let root: string
 let db: Db
@@ -109,4 +109,27 @@ test('a failed read ahead is thrown by the read that needs it, not lost', async 
   const reader = new ShardReferenceReader(closed, [...ALL_SHARDS], {linkedSince: new Date()})
   reader.start()
   await assert.rejects(reader.read('00'))
+})
+
+test('units of three hex characters (the merge reads a sixteenth of a shard at a time) get exactly their digests', async () => {
+  const units = ALL_SHARDS.flatMap(mergeUnitsOf)
+  assert.equal(units.length, 4096)
+  const expectedByUnit = new Map<string, string[]>()
+  for (const digests of expected.values())
+    for (const digest of digests) {
+      const unit = digest.slice(7, 10)
+      expectedByUnit.set(unit, [...(expectedByUnit.get(unit) ?? []), digest])
+    }
+  for (const targetRows of [50_000, 4]) {
+    const read = await readAll(units, targetRows)
+    for (const unit of units)
+      assert.deepEqual(read.get(unit), expectedByUnit.get(unit) ?? [], `unit ${unit}, target ${targetRows}`)
+  }
+  // the merge asks only for the units its listing has lines in: the others are passed over
+  const reader = new ShardReferenceReader(db, units, {linkedSince: new Date(Date.now() + 86_400_000)})
+  const some = [...expectedByUnit.keys()].sort().filter((_, i) => i % 3 === 0)
+  for (const unit of some) assert.deepEqual(await reader.read(unit), expectedByUnit.get(unit), `unit ${unit}`)
+  assert.deepEqual(shardRange('fff'), ['sha256:fff', 'sha256:g'])
+  assert.deepEqual(shardRange('ab9'), ['sha256:ab9', 'sha256:aba'])
+  assert.deepEqual(shardRange('ff'), ['sha256:ff', 'sha256:g'])
 })

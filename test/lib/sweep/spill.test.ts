@@ -91,3 +91,48 @@ test('the filesystem listing worker hands back the same listing whether it held 
     assert.equal(files.length > 0, memoryLines < 1_000_000, `files written with memoryLines ${memoryLines}`)
   }
 })
+
+test('readUnits hands a shard back a unit at a time, the same lines in the same order, held or spilled', async () => {
+  // Sorted lines of shard ab over a few units, with the last ones still buffered when read (spilled
+  // mode keeps up to a flush's worth in memory): readUnits must join the file and the buffer.
+  const hexes = Array.from({length: 3000}, (_, i) => `ab${((i * 7919) % 4096).toString(16).padStart(3, '0')}${i}`)
+  const sorted = [...new Set(hexes)].sort()
+  const lines = sorted.map((hex) => `${hex} 10 1700000000000`)
+  for (const memoryLines of [1_000_000, 100, 0]) {
+    const spill = ShardLines.create(SHARDS, 'unittest', memoryLines)
+    cleanups.push(() => spill.dispose())
+    for (const line of lines) spill.add('ab', line)
+    const units: string[] = []
+    const back: string[] = []
+    let largest = 0
+    for await (const {unit, lines: unitLines} of spill.readUnits('ab', 3)) {
+      units.push(unit)
+      largest = Math.max(largest, unitLines.length)
+      for (const line of unitLines) {
+        assert.equal(line.slice(0, 3), unit, `line ${line} handed in unit ${unit}`)
+        back.push(line)
+      }
+    }
+    assert.deepEqual(back, lines, `memoryLines ${memoryLines}`)
+    assert.deepEqual(units, [...new Set(lines.map((line) => line.slice(0, 3)))], 'each unit once, in order')
+    assert.equal(units.length, 16)
+    assert.ok(largest < lines.length / 8, `${largest} lines held at once of ${lines.length}`)
+    assert.deepEqual(await spill.read('ab'), lines, 'read() still gives the whole shard')
+  }
+})
+
+test('readUnits refuses a shard whose units go backwards (an unsorted listing), spilled or held', async () => {
+  for (const memoryLines of [1_000_000, 0]) {
+    const spill = ShardLines.create(SHARDS, 'unittest', memoryLines)
+    cleanups.push(() => spill.dispose())
+    for (const hex of ['ab1', 'ab2', 'ab1f']) spill.add('ab', `${hex} 1 1`)
+    await assert.rejects(
+      async () => {
+        for await (const unit of spill.readUnits('ab', 3)) void unit
+      },
+      (error: Error & {exitCode?: number}) =>
+        /not in strictly increasing byte order \('ab2 1 1' then 'ab1f 1 1'\)/.test(error.message) &&
+        error.exitCode === 4,
+    )
+  }
+})
