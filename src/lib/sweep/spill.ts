@@ -1,5 +1,6 @@
-import {appendFileSync, createReadStream, mkdtempSync} from 'node:fs'
-import {readFile, rm} from 'node:fs/promises'
+import {appendFileSync, mkdtempSync} from 'node:fs'
+import {open, readFile, rm, type FileHandle} from 'node:fs/promises'
+import {StringDecoder} from 'node:string_decoder'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {ExitCode, RefusedError, RegopsError, errorMessage} from '../errors.js'
@@ -15,6 +16,8 @@ import {shardOfDigest} from '../storage/layout.js'
  */
 /** Lines buffered per shard once spilling: at most 256 × this many lines are in memory. */
 const FLUSH_LINES = 128
+/** Bytes read from a shard's file at a time by readUnits. */
+const READ_CHUNK = 64 * 1024
 /** Lines held in memory before any file is written: a few MiB, the whole of a registry of ~30k blobs. */
 export const MEMORY_LINES = 32_768
 
@@ -128,11 +131,11 @@ export class ShardLines {
     let unit = ''
     let lines: string[] = []
     const take = (line: string): {unit: string; lines: string[]} | undefined => {
-      const next = line.slice(0, unitLength)
-      if (next === unit) {
+      if (unit !== '' && line.startsWith(unit)) {
         lines.push(line)
         return undefined
       }
+      const next = line.slice(0, unitLength)
       if (next < unit)
         throw new RefusedError(
           `the blob listing is not in strictly increasing byte order ('${lines[lines.length - 1]}' then '${line}'): the sweep stops, and decides nothing from there on`,
@@ -144,23 +147,43 @@ export class ShardLines {
     }
     if (this.spilling) {
       const file = join(this.dir, shard + this.suffix)
-      let rest = ''
+      let handle: FileHandle | undefined
       try {
-        for await (const chunk of createReadStream(file, {encoding: 'utf8', highWaterMark: 1 << 20})) {
-          const parts = (rest + (chunk as string)).split('\n')
-          rest = parts.pop()!
-          for (const line of parts) {
-            if (line === '') continue
-            const done = take(line)
-            if (done) yield done
-          }
-        }
+        handle = await open(file, 'r')
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw spillUnreadable(file, error)
       }
-      if (rest !== '') {
-        const done = take(rest)
-        if (done) yield done
+      if (handle) {
+        try {
+          // A small buffer per call: a read stream's 1 MiB buffer for each prefix file (35 KB each at 100k
+          // blobs) cost a 100k-blob sweep 0.4 s of CPU.
+          const buffer = Buffer.allocUnsafe(READ_CHUNK)
+          const decoder = new StringDecoder('utf8')
+          let rest = ''
+          for (;;) {
+            let bytesRead: number
+            try {
+              ;({bytesRead} = await handle.read(buffer, 0, buffer.length, null))
+            } catch (error) {
+              throw spillUnreadable(file, error)
+            }
+            if (bytesRead === 0) break
+            const parts = (rest + decoder.write(buffer.subarray(0, bytesRead))).split('\n')
+            rest = parts.pop()!
+            for (const line of parts) {
+              if (line === '') continue
+              const done = take(line)
+              if (done) yield done
+            }
+          }
+          rest += decoder.end()
+          if (rest !== '') {
+            const done = take(rest)
+            if (done) yield done
+          }
+        } finally {
+          await handle.close()
+        }
       }
     }
     for (const line of this.pending.get(shard) ?? []) {

@@ -122,10 +122,17 @@ test('readUnits hands a shard back a unit at a time, the same lines in the same 
 })
 
 test('readUnits refuses a shard whose units go backwards (an unsorted listing), spilled or held', async () => {
-  for (const memoryLines of [1_000_000, 0]) {
+  // Held in memory, in the buffered tail of a spilled shard, and inside its file (past a flush's worth).
+  for (const [memoryLines, before] of [
+    [1_000_000, 0],
+    [0, 0],
+    [0, 300],
+  ] as const) {
     const spill = ShardLines.create(SHARDS, 'unittest', memoryLines)
     cleanups.push(() => spill.dispose())
+    for (let i = 0; i < before; i++) spill.add('ab', `ab0${i.toString(16).padStart(4, '0')} 1 1`)
     for (const hex of ['ab1', 'ab2', 'ab1f']) spill.add('ab', `${hex} 1 1`)
+    for (let i = 0; i < before; i++) spill.add('ab', `ab3${i.toString(16).padStart(4, '0')} 1 1`)
     await assert.rejects(
       async () => {
         for await (const unit of spill.readUnits('ab', 3)) void unit
