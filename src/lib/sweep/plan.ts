@@ -252,8 +252,8 @@ async function mergePrefixes(
  * One prefix merged a sixteenth at a time (ShardLines.readUnits), a result per unit: one unit's listing
  * lines, and for the metadata strategy its references, are held at once, so a prefix of millions of blobs
  * (10^9 / 256) is not read whole. The merge alone of 4M blobs and 3.6M references peaked at 1.3 GiB
- * of RSS read whole, 290 MiB by units. The storage strategy's marks of the prefix are still read whole: they are spilled in
- * walk order and sorted when read.
+ * of RSS read whole, 230 MiB by units. The storage strategy's marks of the prefix are still read whole:
+ * they are spilled in walk order and sorted when read.
  */
 async function* mergeByUnits(
   ctx: PlanContext,
