@@ -120,11 +120,6 @@ export class ListAhead {
       this.start(this.queue.shift()!)
   }
 
-  /** Listings in flight now, for tests of the bound. */
-  get listingsInFlight(): number {
-    return this.running
-  }
-
   private start(unit: Unit): void {
     this.running++
     const done = unit.kind === 'group' ? this.listGroup(unit) : this.listPrefix(unit.prefix, unit.startAfter)

@@ -62,9 +62,10 @@ async function referencedDigestsInRange(
 /**
  * The metadata strategy's references, unit by unit in listing order, read ahead over runs of
  * consecutive units. A unit is a prefix of the digest's hex, all of one length: a two-hex shard, or a
- * sixteenth of one (the merge's unit), so that a shard of millions of digests is not read at once. One query per shard paid the planning and the index probes of seven selects over
- * every partition 256 times: 21x the bare blob listing on a 10k-blob store. A run grows while its rows
- * stay few and shrinks when they are many, so one read holds about `targetRows` digests at any size.
+ * sixteenth of one (the merge's unit), so that a shard of millions of digests is not read at once. One
+ * query per shard paid the planning and the index probes of seven selects over every partition 256
+ * times: 21x the bare blob listing on a 10k-blob store. A run grows while its rows stay few and shrinks
+ * when they are many, so one read holds about `targetRows` digests at any size (or one unit's, if more).
  *
  * `start()` begins reading before the merge asks, while the blob listing runs: the queries (planning
  * alone is 70 ms over 64 partitions) then cost no wall time. What is read ahead stays under about

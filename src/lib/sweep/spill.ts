@@ -9,8 +9,9 @@ import {shardOfDigest} from '../storage/layout.js'
 /**
  * Lines kept per two-hex shard: the mark set of a storage walk, and the blob listing taken while the
  * mark runs. They stay in memory while few (a small registry pays no file per shard), and past
- * MEMORY_LINES go to a file per shard; the sweep reads back one shard at a time, so memory is then one
- * shard's worth, about 1/256 of the whole, however large the registry is. Lines are buffered and
+ * MEMORY_LINES go to a file per shard; the sweep reads the blob listing back a sixteenth of a shard at a
+ * time (readUnits), and a shard's marks whole (read), so memory is then a part of a shard, however large
+ * the registry is. Lines are buffered and
  * appended in chunks (a write per line costs more than the walk that produced it). Appends are
  * synchronous so that another thread (the filesystem listing worker) can share the directory.
  */
