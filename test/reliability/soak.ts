@@ -80,8 +80,8 @@ export interface SoakFigures {
   /**
    * Pushes refused (MANIFEST_BLOB_UNKNOWN) for a deleted image's blob they had found present by HEAD, and
    * that a sweep took between that HEAD and their manifest PUT; each is pushed again, as a client does.
-   * Only a registry without a blob-descriptor cache refuses them: with one, the cache still answers for
-   * the blob, the PUT succeeds, and the sweep's post-check moves the blob back.
+   * A HEAD leaves nothing a sweep could see, and a cache does not help: the sweep evicts the registry's
+   * cached descriptor of every blob it takes, so the PUT looks in storage.
    */
   headPutRaces: number
   sweepExits: Record<string, number>
@@ -218,7 +218,7 @@ export async function soakOnce(
     )
     const url = registry.url
     const state = new RegistryState()
-    const pusher = new Pusher(url, state, prng(seed), figures, fail, !redis)
+    const pusher = new Pusher(url, state, prng(seed), figures, fail)
     // A registry with no manifest at all is one the sweep refuses to act on: start from a few images, and
     // from one deleted image per repository, so that the first sweep already has orphans to take.
     for (const repository of REPOSITORIES) {
@@ -284,8 +284,6 @@ class Pusher {
     private readonly random: () => number,
     private readonly figures: SoakFigures,
     private readonly fail: (line: string) => void,
-    /** the registry has no blob-descriptor cache: the HEAD-to-PUT race is refused, then pushed again */
-    private readonly uncached: boolean,
   ) {}
 
   private pick<T>(items: T[]): T {
@@ -386,7 +384,7 @@ class Pusher {
           const unknown = /MANIFEST_BLOB_UNKNOWN/.test(firstLine(e))
             ? /sha256:[0-9a-f]{64}/.exec(firstLine(e))?.[0]
             : undefined
-          if (this.uncached && attempt === 1 && unknown !== undefined && skippedOrphans.has(unknown)) {
+          if (attempt === 1 && unknown !== undefined && skippedOrphans.has(unknown)) {
             this.figures.headPutRaces++
             continue
           }
@@ -744,7 +742,7 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       command: `sweep blobs --quarantine --min-age ${GRACE} --force --max-deletes 100000; sweep purge --delete --hold-for ${HOLD} --force`,
       ...trials,
       criterion:
-        'no pull fails (a tag moved or deleted during its pull is not a failure), no "blob unknown" on a pull or a push, no push refused, every sweep and purge exits 0, and every tag left at the end pulls in full; the one exception, counted: without a blob-descriptor cache, a push refused for a deleted image\'s blob it had found by HEAD and a sweep took before its PUT, which must then succeed when pushed again',
+        'no pull fails (a tag moved or deleted during its pull is not a failure), no "blob unknown" on a pull or a push, no push refused, every sweep and purge exits 0, and every tag left at the end pulls in full; the one exception, counted: a push refused for a deleted image\'s blob it had found by HEAD and a sweep took before its PUT, which must then succeed when pushed again',
       figures: f
         ? {
             events: f.events,
@@ -791,9 +789,9 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       'events count pushes, deletes, pulls, blobs verified, sweeps, purges and blobs quarantined or purged. ' +
       '`npm test` soaks the two filesystem rows for seconds each. The anchor: Quay\'s soak of its garbage collector logged 40 client-visible "manifest blob unknown" ' +
       'errors in about 104k events (quay/quay#6318). The goal here is zero, with one exception no sweep can prevent: ' +
-      "on a registry without a blob-descriptor cache, a push that found a deleted image's blob by HEAD, and lost it to a " +
-      'sweep before its manifest PUT, is refused (a HEAD leaves no trace a sweep could see; with a cache the PUT succeeds ' +
-      'and the post-check moves the blob back). It is counted, and pushed again as a client would, which must succeed.',
+      "a push that found a deleted image's blob by HEAD, and lost it to a sweep before its manifest PUT, is refused " +
+      '(a HEAD leaves no trace a sweep could see, and the sweep evicts the cached descriptor of each blob it takes, so ' +
+      'the PUT looks in storage). It is counted, and pushed again as a client would, which must succeed.',
     seed,
     scale,
     seconds: (Date.now() - started) / 1000,
