@@ -27,6 +27,9 @@ import {startCli, type CliRun} from '../helpers/cli.js'
 import {makeTempDir, removeTempDir, sleep} from '../helpers/tmp.js'
 import {openDatabase} from '../../src/lib/metadata/db.js'
 import {migrateUp} from '../../src/lib/metadata/migrations.js'
+import {loadConfig} from '../../src/lib/config/config.js'
+import {openRegion, type StorageDriver} from '../../src/lib/storage/index.js'
+import {pathFor} from '../../src/lib/storage/layout.js'
 import {runTrials, type ReliabilityRow, type Suite, type SuiteOptions} from './suite.js'
 
 /** How the registry under soak caches blob descriptors: the row's configuration. */
@@ -59,8 +62,12 @@ export interface SoakFigures {
   retags: number
   indexes: number
   manifestDeletes: number
-  /** blobs a push skipped because HEAD found them, of images deleted earlier: the dangerous case */
-  reusedOrphans: number
+  /**
+   * blobs of images deleted earlier that a push reused, the dangerous case: the registry told it it held
+   * them (HEAD found one, a mount from another repository linked one, or an upload of content already
+   * stored was accepted without writing it), by how
+   */
+  reusedOrphans: Record<BlobSource, number>
   pulls: number
   /** pulls whose tag was moved or deleted during the pull */
   pullsOfMovedTags: number
@@ -78,12 +85,14 @@ export interface SoakFigures {
   /** BLOB_UNKNOWN on a pull, MANIFEST_BLOB_UNKNOWN on a push (other than the race below) */
   blobUnknown: number
   /**
-   * Pushes refused (MANIFEST_BLOB_UNKNOWN) for a deleted image's blob they had found present by HEAD, and
-   * that a sweep took between that HEAD and their manifest PUT; each is pushed again, as a client does.
-   * A HEAD leaves nothing a sweep could see, and a cache does not help: the sweep evicts the registry's
-   * cached descriptor of every blob it takes, so the PUT looks in storage.
+   * Pushes refused (MANIFEST_BLOB_UNKNOWN) for a deleted image's blob the registry had told them it held
+   * (above), and that a sweep took between then and their manifest PUT, by how they reused it; each is
+   * pushed again, as a client does. A HEAD leaves nothing a sweep could see; a mount or an upload of
+   * stored content leaves only a new `_layers` link, which the sweep's re-check sees if it is written
+   * before the re-check reads that repository, not after. A cache does not help: the sweep evicts the
+   * registry's cached descriptor of every blob it takes, so the PUT looks in storage.
    */
-  headPutRaces: number
+  reuseRaces: Record<BlobSource, number>
   sweepExits: Record<string, number>
   purgeExits: Record<string, number>
   peakSweepRssMiB: number
@@ -94,6 +103,15 @@ export interface SoakFigures {
   failureCount: number
   /** the first few, in words */
   failures: string[]
+}
+
+/** How a push obtained a blob, as a client does: HEAD found it, a mount linked it, or it was uploaded. */
+type BlobSource = 'head' | 'mount' | 'upload'
+
+const noBlobSources = (): Record<BlobSource, number> => ({head: 0, mount: 0, upload: 0})
+
+function total(counts: Record<BlobSource, number>): number {
+  return counts.head + counts.mount + counts.upload
 }
 
 interface Layer {
@@ -145,7 +163,7 @@ export async function soakOnce(
     retags: 0,
     indexes: 0,
     manifestDeletes: 0,
-    reusedOrphans: 0,
+    reusedOrphans: noBlobSources(),
     pulls: 0,
     pullsOfMovedTags: 0,
     tagReadErrors: 0,
@@ -159,7 +177,7 @@ export async function soakOnce(
     failedPulls: 0,
     failedPushes: 0,
     blobUnknown: 0,
-    headPutRaces: 0,
+    reuseRaces: noBlobSources(),
     sweepExits: {},
     purgeExits: {},
     peakSweepRssMiB: 0,
@@ -178,6 +196,7 @@ export async function soakOnce(
   const dir = makeTempDir('soak')
   let redis: RedisServer | undefined
   let registry: RegistryServer | undefined
+  let storageDriver: StorageDriver | undefined
   try {
     if (cache === 'redis') redis = await startRedis()
     const registryCache = redis ? {redis: redis.addr} : undefined
@@ -218,7 +237,10 @@ export async function soakOnce(
     )
     const url = registry.url
     const state = new RegistryState()
-    const pusher = new Pusher(url, state, prng(seed), figures, fail)
+    const driver = await openRegion(loadConfig({file: config}))
+    storageDriver = driver
+    const stored = async (digest: string) => (await driver.stat(pathFor({kind: 'blob-data', digest}))) !== undefined
+    const pusher = new Pusher(url, state, prng(seed), figures, fail, stored)
     // A registry with no manifest at all is one the sweep refuses to act on: start from a few images, and
     // from one deleted image per repository, so that the first sweep already has orphans to take.
     for (const repository of REPOSITORIES) {
@@ -268,6 +290,7 @@ export async function soakOnce(
       figures.purged
     return figures
   } finally {
+    await storageDriver?.close()
     await registry?.stop()
     await redis?.stop()
     await removeTempDir(dir)
@@ -284,6 +307,8 @@ class Pusher {
     private readonly random: () => number,
     private readonly figures: SoakFigures,
     private readonly fail: (line: string) => void,
+    /** whether the registry's storage holds a blob's content (read directly, not through the registry) */
+    private readonly stored: (digest: string) => Promise<boolean>,
   ) {}
 
   private pick<T>(items: T[]): T {
@@ -325,17 +350,30 @@ class Pusher {
 
   /**
    * A blob as a client pushes it: HEAD in the repository (present: skip), else a mount from a repository
-   * that had it, else an upload. True when it skipped a deleted image's blob.
+   * that had it, else an upload. Returns how, and whether the blob was a deleted image's: the registry
+   * then answered from content a sweep may take before the manifest PUT (an upload of content it already
+   * stores links it and writes nothing).
    */
-  private async pushBlobLikeAClient(repository: string, layer: Layer, content: () => Buffer): Promise<boolean> {
-    if (await blobExists(this.url, repository, layer.digest)) {
-      if (layer.orphaned) this.figures.reusedOrphans++
-      return layer.orphaned
+  private async pushBlobLikeAClient(
+    repository: string,
+    layer: Layer,
+    content: () => Buffer,
+  ): Promise<{source: BlobSource; orphaned: boolean}> {
+    let orphaned = layer.orphaned
+    let source: BlobSource
+    if (await blobExists(this.url, repository, layer.digest)) source = 'head'
+    else {
+      const from = [...layer.repositories].find((r) => r !== repository)
+      if (from && (await mountBlob(this.url, repository, layer.digest, from))) source = 'mount'
+      else {
+        // Uploaded content a sweep had already taken is written anew: a new blob, which no sweep may take.
+        if (orphaned) orphaned = await this.stored(layer.digest)
+        await pushBlob(this.url, repository, content())
+        source = 'upload'
+      }
     }
-    const from = [...layer.repositories].find((r) => r !== repository)
-    if (from && (await mountBlob(this.url, repository, layer.digest, from))) return false
-    await pushBlob(this.url, repository, content())
-    return false
+    if (orphaned) this.figures.reusedOrphans[source]++
+    return {source, orphaned}
   }
 
   async pushImage(repository: string, tag: string | undefined): Promise<Image | undefined> {
@@ -369,25 +407,33 @@ class Pusher {
     const digest = digestOf(manifestBytes)
     try {
       for (let attempt = 1; ; attempt++) {
-        const skippedOrphans = new Set<string>()
+        const obtained = new Map<string, {source: BlobSource; orphaned: boolean}>()
         try {
-          await this.pushBlobLikeAClient(repository, config, () => configBytes)
+          obtained.set(config.digest, await this.pushBlobLikeAClient(repository, config, () => configBytes))
           for (const layer of layers) {
-            if (await this.pushBlobLikeAClient(repository, layer, () => randomBlob(layer.size, layer.label)))
-              skippedOrphans.add(layer.digest)
+            const how = await this.pushBlobLikeAClient(repository, layer, () => randomBlob(layer.size, layer.label))
+            obtained.set(layer.digest, how)
           }
           await putManifest(this.url, repository, tag ?? digest, MT.dockerManifest, manifestBytes)
           break
         } catch (e) {
-          // A deleted image's blob this push found present, taken by a sweep before the PUT: no sweep can
-          // see a HEAD. Counted, and pushed again once as a client does (HEAD now 404: it uploads).
+          // The refused blob is the error's detail (the message names the manifest's digest first when
+          // pushed by digest, as an index's children are).
           const unknown = /MANIFEST_BLOB_UNKNOWN/.test(firstLine(e))
-            ? /sha256:[0-9a-f]{64}/.exec(firstLine(e))?.[0]
+            ? /"detail":"(sha256:[0-9a-f]{64})"/.exec(firstLine(e))?.[1]
             : undefined
-          if (attempt === 1 && unknown !== undefined && skippedOrphans.has(unknown)) {
-            this.figures.headPutRaces++
+          const how = unknown === undefined ? undefined : obtained.get(unknown)
+          // A deleted image's blob the registry said it held, taken by a sweep before the PUT: counted, and
+          // pushed again once as a client does (HEAD now 404: it uploads).
+          if (attempt === 1 && how?.orphaned) {
+            this.figures.reuseRaces[how.source]++
             continue
           }
+          // Any other refusal is a failure; it says how the push had obtained the blob.
+          if (unknown !== undefined)
+            throw new Error(
+              `${firstLine(e)} (attempt ${attempt}; the push had ${how ? `${describeSource(how.source)} it${how.orphaned ? ", a deleted image's blob" : ''}` : 'not pushed that blob'})`,
+            )
           throw e
         }
       }
@@ -473,6 +519,14 @@ class Pusher {
     if (/BLOB_UNKNOWN/.test(message)) this.figures.blobUnknown++
     this.fail(`${what}: ${message}`)
   }
+}
+
+function sourcesText(counts: Record<BlobSource, number>): string {
+  return `${counts.head} by HEAD, ${counts.mount} mounted, ${counts.upload} uploaded`
+}
+
+function describeSource(source: BlobSource): string {
+  return {head: 'found by HEAD', mount: 'mounted', upload: 'uploaded'}[source]
 }
 
 function asPushedImage(image: Image, n: number): PushedImage {
@@ -722,8 +776,9 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       const f = figures
       log(
         `${configuration.storage}, ${configuration.cache}: ${f.events} events, ${f.pushes} pushes, ${f.pulls} pulls, ${f.blobsVerified} blobs verified, ` +
-          `${f.sweeps} sweeps, ${f.quarantined} quarantined, ${f.purged} purged, ${f.reusedOrphans} reuses of deleted ` +
-          `images' blobs, ${f.headPutRaces} pushes refused for one swept between their HEAD and PUT (pushed again), ` +
+          `${f.sweeps} sweeps, ${f.quarantined} quarantined, ${f.purged} purged, ${total(f.reusedOrphans)} reuses of deleted ` +
+          `images' blobs (${sourcesText(f.reusedOrphans)}), ${total(f.reuseRaces)} pushes refused for one swept between ` +
+          `then and their PUT (${sourcesText(f.reuseRaces)}; pushed again), ` +
           `${f.failedPulls} failed pulls, ${f.blobUnknown} blob unknown, ${f.failedPushes} failed pushes; ` +
           `seconds: setup ${f.seconds.setup.toFixed(1)}, soak ${f.seconds.soak.toFixed(1)}, final pulls ${f.seconds.finalPulls.toFixed(1)}`,
       )
@@ -742,7 +797,7 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       command: `sweep blobs --quarantine --min-age ${GRACE} --force --max-deletes 100000; sweep purge --delete --hold-for ${HOLD} --force`,
       ...trials,
       criterion:
-        'no pull fails (a tag moved or deleted during its pull is not a failure), no "blob unknown" on a pull or a push, no push refused, every sweep and purge exits 0, and every tag left at the end pulls in full; the one exception, counted: a push refused for a deleted image\'s blob it had found by HEAD and a sweep took before its PUT, which must then succeed when pushed again',
+        'no pull fails (a tag moved or deleted during its pull is not a failure), no "blob unknown" on a pull or a push, no push refused, every sweep and purge exits 0, and every tag left at the end pulls in full; the one exception, counted: a push refused for a deleted image\'s blob the registry had said it held (by HEAD, a mount, or an upload of content it stored) and a sweep took before the manifest PUT, which must then succeed when pushed again',
       figures: f
         ? {
             events: f.events,
@@ -750,8 +805,10 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
             're-tags': f.retags,
             indexes: f.indexes,
             'manifests deleted': f.manifestDeletes,
-            'pushes that skipped a blob of a deleted image': f.reusedOrphans,
-            'of which refused, the blob swept between their HEAD and PUT, and pushed again': f.headPutRaces,
+            "deleted images' blobs reused by a push (found by HEAD, mounted, uploaded though stored)": sourcesText(
+              f.reusedOrphans,
+            ),
+            'of which refused, the blob swept before the manifest PUT, and pushed again': sourcesText(f.reuseRaces),
             pulls: f.pulls,
             'pulls of a tag moved meanwhile': f.pullsOfMovedTags,
             'of which the registry answered 500 reading the tag it was rewriting': f.tagReadErrors,
@@ -789,9 +846,12 @@ export const runSoak: Suite = async ({seed, scale, log}: SuiteOptions) => {
       'events count pushes, deletes, pulls, blobs verified, sweeps, purges and blobs quarantined or purged. ' +
       '`npm test` soaks the two filesystem rows for seconds each. The anchor: Quay\'s soak of its garbage collector logged 40 client-visible "manifest blob unknown" ' +
       'errors in about 104k events (quay/quay#6318). The goal here is zero, with one exception no sweep can prevent: ' +
-      "a push that found a deleted image's blob by HEAD, and lost it to a sweep before its manifest PUT, is refused " +
-      '(a HEAD leaves no trace a sweep could see, and the sweep evicts the cached descriptor of each blob it takes, so ' +
-      'the PUT looks in storage). It is counted, and pushed again as a client would, which must succeed.',
+      "a push told a deleted image's blob is there (HEAD found it, a mount linked it, or an upload of content " +
+      'already stored was accepted without writing it), which a sweep took after its re-check and before the ' +
+      "push's manifest PUT, is refused (a HEAD leaves no trace, and a mount's or an upload's new link is seen only " +
+      'if it is written before the re-check reads that repository; the sweep evicts the cached descriptor of each ' +
+      'blob it takes, so the PUT looks in storage). It is counted, and pushed again as a client would, which must ' +
+      'succeed.',
     seed,
     scale,
     seconds: (Date.now() - started) / 1000,
