@@ -27,7 +27,7 @@ for (const backend of backends) {
     try {
       const run = await runOracle(seed, backend, {bulkBlobs: Number(values.bulk)})
       const ok =
-        [run.storage, run.metadata].every((d) => d.missing.length === 0 && d.extra.length === 0) &&
+        [run.storage, run.storageSplit, run.metadata].every((d) => d.missing.length === 0 && d.extra.length === 0) &&
         run.unpullable.length === 0
       const hits16 = run.scenario.deletedChildrenOfTaggedIndexes.length > 0
       if (hits16) issue16.push(`${backend}/${seed}`)

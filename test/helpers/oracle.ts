@@ -32,6 +32,8 @@ export interface OracleRun {
   /** what garbage-collect --dry-run names, less the subjects of kept referrers (regops keeps those) */
   expected: string[];
   storage: SetDiff;
+  /** the storage strategy with every spill on disk and every shard's marks split by unit */
+  storageSplit: SetDiff;
   metadata: SetDiff;
   importExit: number | null;
   /** tags that no longer pull in full (none expected: nothing was deleted) */
@@ -111,34 +113,53 @@ export async function runOracle(seed: number, backend: Backend, opts: { bulkBlob
     const gc = await registry.garbageCollect({ dryRun: true });
     if (gc.exitCode !== 0) throw new Error(`seed ${seed}: garbage-collect failed\n${gc.output}`);
     const expected = gc.eligibleBlobs.filter((d) => !scenario.subjectsKept.includes(d));
-    const sweep = async (strategy: 'storage' | 'metadata'): Promise<string[]> => {
-      const report = path.join(dir, `${strategy}.jsonl`);
-      const res = await runCli([
-        'sweep',
-        'blobs',
-        '--config',
-        config,
-        '--strategy',
-        strategy,
-        '--min-age',
-        '0s',
-        '--force',
-        '--report',
-        report,
-        '--json',
-      ]);
+    const sweep = async (strategy: 'storage' | 'metadata', env: Record<string, string> = {}): Promise<string[]> => {
+      const report = path.join(dir, `${strategy}${Object.keys(env).length}.jsonl`);
+      const res = await runCli(
+        [
+          'sweep',
+          'blobs',
+          '--config',
+          config,
+          '--strategy',
+          strategy,
+          '--min-age',
+          '0s',
+          '--force',
+          '--report',
+          report,
+          '--json',
+        ],
+        { env },
+      );
       if (res.code !== 0 && res.code !== 1)
         throw new Error(`seed ${seed}: sweep --strategy ${strategy} exited ${res.code}\n${res.stdout}${res.stderr}`);
       return reportDigests(report);
     };
     const storage = diff(expected, await sweep('storage'));
+    // The storage strategy again with every shard's marks split by unit before they are sorted (as a
+    // shard of millions of marks is), spilled from the first line.
+    const storageSplit = diff(
+      expected,
+      await sweep('storage', { REGOPS_SPLIT_MARKS_BYTES: '0', REGOPS_SPILL_MEMORY_LINES: '0' }),
+    );
     const metadata = diff(expected, await sweep('metadata'));
     const unpullable: string[] = [];
     for (const { repo, tag } of scenario.pullable) {
       const pulled = await pullImage(registry.url, repo, tag);
       if (!pulled.ok) unpullable.push(`${repo}:${tag} (${pulled.errors.join('; ')})`);
     }
-    return { seed, backend, scenario, expected, storage, metadata, importExit: imported.code, unpullable };
+    return {
+      seed,
+      backend,
+      scenario,
+      expected,
+      storage,
+      storageSplit,
+      metadata,
+      importExit: imported.code,
+      unpullable,
+    };
   } finally {
     client?.destroy();
     await registry?.stop();
@@ -151,6 +172,7 @@ export function describeRun(run: OracleRun): string {
   return [
     `seed ${run.seed} on ${run.backend}: ${run.expected.length} expected candidates`,
     `  storage strategy:  missing ${JSON.stringify(run.storage.missing)} extra ${JSON.stringify(run.storage.extra)}`,
+    `  storage strategy, marks split by unit:  missing ${JSON.stringify(run.storageSplit.missing)} extra ${JSON.stringify(run.storageSplit.extra)}`,
     `  metadata strategy: missing ${JSON.stringify(run.metadata.missing)} extra ${JSON.stringify(run.metadata.extra)}`,
     ...(run.unpullable.length ? [`  unpullable: ${run.unpullable.join(', ')}`] : []),
     `  operations:`,

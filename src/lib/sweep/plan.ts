@@ -250,10 +250,10 @@ async function mergePrefixes(
 
 /**
  * One prefix merged a sixteenth at a time (ShardLines.readUnits), a result per unit: one unit's listing
- * lines, and for the metadata strategy its references, are held at once, so a prefix of millions of blobs
- * (10^9 / 256) is not read whole. The merge alone of 4M blobs and 3.6M references peaked at 1.3 GiB
- * of RSS read whole, 230 MiB by units. The storage strategy's marks of the prefix are still read whole:
- * they are spilled in walk order and sorted when read.
+ * lines and its references are held at once, so a prefix of millions of blobs (10^9 / 256) is not read
+ * whole. The merge alone of 4M blobs and 3.6M references peaked at 1.3 GiB of RSS read whole, 230 MiB
+ * by units. References come from the database in units (metadata strategy, shared marks), or from this
+ * walk's marks, which a large prefix splits by unit first (MarkSpill.units).
  */
 async function* mergeByUnits(
   ctx: PlanContext,
@@ -262,24 +262,19 @@ async function* mergeByUnits(
   marked: Marked,
   fromDb: ShardReferenceReader | undefined,
 ): AsyncIterable<PrefixMerge> {
-  const marks =
-    ctx.strategy === 'storage'
-      ? ctx.sharedMarks
-        ? await readSharedMarks(ctx.db!, ctx.sharedMarks.id, prefix)
-        : await marked.marks.read(prefix)
-      : undefined
-  let nextMark = 0
-  /** the marks of one unit: a run of the sorted marks, units asked for in increasing order */
-  const marksOf = (unit: string): string[] => {
-    const low = `sha256:${unit}`
-    while (nextMark < marks!.length && marks![nextMark]! < low) nextMark++
-    const first = nextMark
-    while (nextMark < marks!.length && marks![nextMark]!.startsWith(low)) nextMark++
-    return marks!.slice(first, nextMark)
-  }
-  for await (const {unit, lines} of listing.readUnits(prefix, MERGE_UNIT_LENGTH)) {
-    const references = marks ? marksOf(unit) : await fromDb!.read(unit)
-    yield mergePrefix(lines, references, ctx.cutoff.getTime(), marked.delta)
+  const local =
+    ctx.strategy === 'storage' && !ctx.sharedMarks ? await marked.marks.units(prefix, MERGE_UNIT_LENGTH) : undefined
+  try {
+    for await (const {unit, lines} of listing.readUnits(prefix, MERGE_UNIT_LENGTH)) {
+      const references = local
+        ? await local.read(unit)
+        : ctx.sharedMarks
+          ? await readSharedMarks(ctx.db!, ctx.sharedMarks.id, unit)
+          : await fromDb!.read(unit)
+      yield mergePrefix(lines, references, ctx.cutoff.getTime(), marked.delta)
+    }
+  } finally {
+    await local?.dispose()
   }
 }
 

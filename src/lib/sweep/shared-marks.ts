@@ -253,9 +253,9 @@ export async function readMarkRun(db: Db, runId: string, region: string, cutoff:
   }
 }
 
-/** The marks of one two-hex prefix, sorted in storage byte order (the digest is COLLATE "C"). */
-export async function readSharedMarks(db: Db, runId: string, prefix: string): Promise<string[]> {
-  const [low, high] = shardRange(prefix)
+/** The marks of one unit (a two-hex prefix, or a merge unit of it), sorted in storage byte order (the digest is COLLATE "C"). */
+export async function readSharedMarks(db: Db, runId: string, unit: string): Promise<string[]> {
+  const [low, high] = shardRange(unit)
   const result = await db.query<{digest: string}>(
     'SELECT digest FROM regops_marks WHERE run_id = $1 AND digest >= $2 AND digest < $3 ORDER BY digest',
     [runId, low, high],

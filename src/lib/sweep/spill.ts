@@ -1,5 +1,5 @@
 import {appendFileSync, mkdtempSync} from 'node:fs'
-import {open, readFile, rm, type FileHandle} from 'node:fs/promises'
+import {appendFile, mkdir, open, readFile, rm, stat, type FileHandle} from 'node:fs/promises'
 import {StringDecoder} from 'node:string_decoder'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -19,8 +19,12 @@ import {shardOfDigest} from '../storage/layout.js'
 const FLUSH_LINES = 128
 /** Bytes read from a shard's file at a time by readUnits. */
 const READ_CHUNK = 64 * 1024
-/** Lines held in memory before any file is written: a few MiB, the whole of a registry of ~30k blobs. */
-export const MEMORY_LINES = 32_768
+/**
+ * Lines held in memory before any file is written: a few MiB, the whole of a registry of ~30k blobs.
+ * REGOPS_SPILL_MEMORY_LINES sets it (0: files from the first line), for the tests that compare the
+ * spilled paths against the registry's GC on small stores.
+ */
+export const MEMORY_LINES = sizeFromEnvironment('REGOPS_SPILL_MEMORY_LINES', 32_768)
 
 export class ShardLines {
   private readonly pending = new Map<string, string[]>()
@@ -131,21 +135,42 @@ export class ShardLines {
   async *readUnits(shard: string, unitLength: number): AsyncIterable<{unit: string; lines: string[]}> {
     let unit = ''
     let lines: string[] = []
-    const take = (line: string): {unit: string; lines: string[]} | undefined => {
-      if (unit !== '' && line.startsWith(unit)) {
-        lines.push(line)
-        return undefined
+    for await (const chunk of this.lineChunks(shard)) {
+      for (const line of chunk) {
+        if (unit !== '' && line.startsWith(unit)) {
+          lines.push(line)
+          continue
+        }
+        const next = line.slice(0, unitLength)
+        if (next < unit)
+          throw new RefusedError(
+            `the blob listing is not in strictly increasing byte order ('${lines[lines.length - 1]}' then '${line}'): the sweep stops, and decides nothing from there on`,
+          )
+        if (lines.length > 0) yield {unit, lines}
+        unit = next
+        lines = [line]
       }
-      const next = line.slice(0, unitLength)
-      if (next < unit)
-        throw new RefusedError(
-          `the blob listing is not in strictly increasing byte order ('${lines[lines.length - 1]}' then '${line}'): the sweep stops, and decides nothing from there on`,
-        )
-      const done = lines.length > 0 ? {unit, lines} : undefined
-      unit = next
-      lines = [line]
-      return done
     }
+    if (lines.length > 0) yield {unit, lines}
+  }
+
+  /** Bytes of the shard's file (0 when it has none): what read() would load. */
+  async fileSize(shard: string): Promise<number> {
+    if (!this.spilling) return 0
+    const file = join(this.dir, shard + this.suffix)
+    try {
+      return (await stat(file)).size
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0
+      throw spillUnreadable(file, error)
+    }
+  }
+
+  /**
+   * The shard's lines in the order written, a chunk at a time: its file read as a stream, then the lines
+   * still buffered. A missing file is no lines; any other failure stops the sweep (see read()).
+   */
+  async *lineChunks(shard: string): AsyncIterable<string[]> {
     if (this.spilling) {
       const file = join(this.dir, shard + this.suffix)
       let handle: FileHandle | undefined
@@ -171,27 +196,18 @@ export class ShardLines {
             if (bytesRead === 0) break
             const parts = (rest + decoder.write(buffer.subarray(0, bytesRead))).split('\n')
             rest = parts.pop()!
-            for (const line of parts) {
-              if (line === '') continue
-              const done = take(line)
-              if (done) yield done
-            }
+            // Only the caller's own refusals may leave this loop from a yield, never as a read failure.
+            yield parts.filter(Boolean)
           }
           rest += decoder.end()
-          if (rest !== '') {
-            const done = take(rest)
-            if (done) yield done
-          }
+          if (rest !== '') yield [rest]
         } finally {
           await handle.close()
         }
       }
     }
-    for (const line of this.pending.get(shard) ?? []) {
-      const done = take(line)
-      if (done) yield done
-    }
-    if (lines.length > 0) yield {unit, lines}
+    const held = this.pending.get(shard)
+    if (held && held.length > 0) yield [...held]
   }
 
   async dispose(): Promise<void> {
@@ -199,11 +215,43 @@ export class ShardLines {
   }
 }
 
+function spillUnwritable(file: string, error: unknown): RegopsError {
+  return new RegopsError(`cannot write the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
+    code: 'SPILL_UNWRITABLE',
+    cause: error,
+  })
+}
+
 function spillUnreadable(file: string, error: unknown): RegopsError {
   return new RegopsError(`cannot read the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
     code: 'SPILL_UNREADABLE',
     cause: error,
   })
+}
+
+/**
+ * A shard's marks file larger than this is split into a file per merge unit before it is sorted, so that
+ * a unit's marks are sorted at once rather than the shard's: about 60,000 marks. At 10^9 blobs a shard
+ * has millions (a few hundred MiB of strings, and the sort's copy); a smaller file is read whole, which
+ * spares a small registry 16 files per shard. REGOPS_SPLIT_MARKS_BYTES sets it (0: split every spilled
+ * shard), for the tests that compare both ways against the registry's GC.
+ */
+export const SPLIT_MARKS_BYTES = sizeFromEnvironment('REGOPS_SPLIT_MARKS_BYTES', 4 * 1024 * 1024)
+
+/** A non-negative integer from the environment, or the default when unset or not one. */
+function sizeFromEnvironment(name: string, fallback: number): number {
+  const text = process.env[name]
+  const value = Number(text)
+  return text !== undefined && text !== '' && Number.isSafeInteger(value) && value >= 0 ? value : fallback
+}
+
+/** Lines buffered per unit while a shard's marks are split by unit. */
+const SPLIT_FLUSH_LINES = 4096
+
+/** A shard's marks, sorted and deduplicated, handed out a unit at a time (units asked in increasing order). */
+export interface UnitMarks {
+  read(unit: string): Promise<string[]>
+  dispose(): Promise<void>
 }
 
 /** The mark set: referenced sha256 digests, read back sorted and deduplicated. */
@@ -219,10 +267,78 @@ export class MarkSpill {
   }
 
   async read(shard: string): Promise<string[]> {
-    const hexes = await this.lines.read(shard)
-    hexes.sort()
-    const out: string[] = []
-    for (const hex of hexes) if (out[out.length - 1] !== `sha256:${hex}`) out.push(`sha256:${hex}`)
-    return out
+    return sortedDigests(await this.lines.read(shard))
   }
+
+  /**
+   * The shard's marks a unit (its first `unitLength` hex characters) at a time. Marks are written in walk
+   * order, so a unit's marks are anywhere in the shard's file: a large file is first split into a file
+   * per unit (one pass, buffered appends), then each unit's file is read and sorted when asked for.
+   */
+  async units(shard: string, unitLength: number, splitBytes = SPLIT_MARKS_BYTES): Promise<UnitMarks> {
+    const size = await this.lines.fileSize(shard)
+    if (size === 0 || size <= splitBytes) {
+      const marks = await this.read(shard)
+      let next = 0
+      return {
+        read: async (unit) => {
+          const low = `sha256:${unit}`
+          while (next < marks.length && marks[next]! < low) next++
+          const first = next
+          while (next < marks.length && marks[next]!.startsWith(low)) next++
+          return marks.slice(first, next)
+        },
+        dispose: async () => {},
+      }
+    }
+    const dir = join(this.lines.dir, `${shard}.units`)
+    try {
+      await mkdir(dir, {recursive: true})
+    } catch (error) {
+      throw spillUnwritable(dir, error)
+    }
+    const buffered = new Map<string, string[]>()
+    const write = async (unit: string, lines: string[]): Promise<void> => {
+      const file = join(dir, unit)
+      try {
+        await appendFile(file, lines.join('\n') + '\n')
+      } catch (error) {
+        throw spillUnwritable(file, error)
+      }
+      lines.length = 0
+    }
+    for await (const chunk of this.lines.lineChunks(shard)) {
+      for (const hex of chunk) {
+        const unit = hex.slice(0, unitLength)
+        let lines = buffered.get(unit)
+        if (!lines) buffered.set(unit, (lines = []))
+        lines.push(hex)
+        if (lines.length >= SPLIT_FLUSH_LINES) await write(unit, lines)
+      }
+    }
+    for (const [unit, lines] of buffered) if (lines.length > 0) await write(unit, lines)
+    return {
+      read: async (unit) => {
+        if (!buffered.has(unit)) return []
+        const file = join(dir, unit)
+        let text: string
+        try {
+          text = await readFile(file, 'utf8')
+        } catch (error) {
+          throw spillUnreadable(file, error)
+        }
+        await rm(file, {force: true})
+        return sortedDigests(text.split('\n').filter(Boolean))
+      },
+      dispose: () => rm(dir, {recursive: true, force: true}),
+    }
+  }
+}
+
+/** Hex digests as sorted, deduplicated `sha256:` digests. */
+function sortedDigests(hexes: string[]): string[] {
+  hexes.sort()
+  const out: string[] = []
+  for (const hex of hexes) if (out[out.length - 1] !== `sha256:${hex}`) out.push(`sha256:${hex}`)
+  return out
 }

@@ -15,6 +15,7 @@ describe('seeded oracle: sweep vs garbage-collect --dry-run (s3)', () => {
       const message = describeRun(run)
       assert.ok(run.expected.length > 150, message)
       assert.deepEqual(run.storage, {missing: [], extra: []}, message)
+      assert.deepEqual(run.storageSplit, {missing: [], extra: []}, message)
       assert.deepEqual(run.metadata, {missing: [], extra: []}, message)
       assert.deepEqual(run.unpullable, [], message)
     })

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import {mkdtemp, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {ShardLines} from '../../../src/lib/sweep/spill.js'
+import {MarkSpill, ShardLines} from '../../../src/lib/sweep/spill.js'
 import {enumerateBlobs} from '../../../src/lib/sweep/enumerate.js'
 import {FilesystemDriver} from '../../../src/lib/storage/filesystem.js'
 import {writeSampleRegistry} from '../../../src/lib/quickstart/sample.js'
@@ -141,5 +141,67 @@ test('readUnits refuses a shard whose units go backwards (an unsorted listing), 
         /not in strictly increasing byte order \('ab2 1 1' then 'ab1f 1 1'\)/.test(error.message) &&
         error.exitCode === 4,
     )
+  }
+})
+
+test('marks handed out a unit at a time: sorted, deduplicated, the same whether the shard is split by unit or read whole', async () => {
+  // Marks in walk order: shuffled, with repeats (a layer many manifests share), over every unit of shard
+  // ab but one (af: never marked), and a few in another shard.
+  const random = (() => {
+    let x = 7
+    return () => (x = (x * 48271) % 2147483647) / 2147483647
+  })()
+  const hexOf = (i: number) => `ab${((i * 7919) % 4096).toString(16).padStart(3, '0')}${String(i).padStart(59, '0')}`
+  const marks: string[] = []
+  for (let i = 0; i < 5000; i++) {
+    const hex = hexOf(Math.floor(random() * 2500))
+    if (!hex.startsWith('abf')) marks.push(`sha256:${hex}`)
+  }
+  const expected = [...new Set(marks)].sort()
+  for (const [memoryLines, splitBytes] of [
+    [1_000_000, 0],
+    [0, 1 << 30],
+    [0, 0],
+    [100, 0],
+  ] as const) {
+    const spill = new MarkSpill(ShardLines.create(SHARDS, 'marks', memoryLines))
+    cleanups.push(() => spill.lines.dispose())
+    for (const digest of marks) spill.add(digest)
+    spill.add(`sha256:cd${'0'.repeat(62)}`)
+    // 100: the last lines are still buffered in memory when the shard is split (not flushed).
+    if (memoryLines !== 100) spill.lines.flushAll()
+    const split = memoryLines < 1_000_000 && splitBytes === 0
+    const units = await spill.units('ab', 3, splitBytes)
+    const back: string[] = []
+    let largest = 0
+    // Every other unit is skipped, as the merge skips units without blobs: skipping loses nothing after.
+    for (let u = 0; u < 16; u += u === 4 ? 2 : 1) {
+      const unit = `ab${u.toString(16)}`
+      const got = await units.read(unit)
+      assert.deepEqual(
+        got,
+        expected.filter((d) => d.startsWith(`sha256:${unit}`)),
+        `unit ${unit}, ${memoryLines}/${splitBytes}`,
+      )
+      largest = Math.max(largest, got.length)
+      back.push(...got)
+    }
+    assert.deepEqual(
+      back,
+      expected.filter((d) => !d.startsWith('sha256:ab5')),
+    )
+    assert.ok(largest < expected.length / 8, `${largest} marks at once of ${expected.length}`)
+    const unitDir = join(spill.lines.dir, 'ab.units')
+    assert.equal(
+      await readdir(unitDir).then(
+        () => true,
+        () => false,
+      ),
+      split,
+      `unit files written: ${split}`,
+    )
+    await units.dispose()
+    await assert.rejects(readdir(unitDir), /ENOENT/, 'the unit files go with the shard')
+    assert.deepEqual(await spill.read('cd'), [`sha256:cd${'0'.repeat(62)}`], 'other shards untouched')
   }
 })
