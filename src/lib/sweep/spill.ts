@@ -129,7 +129,7 @@ export class ShardLines {
    * The shard's lines a unit at a time, for lines in byte order (a blob listing): each unit is the lines
    * sharing their first `unitLength` characters, in increasing order, read from the shard's file as a
    * stream. Only one unit's lines are held, however large the shard: a shard of 10^9 / 256 blobs read
-   * whole held 1.3 GiB of heap in its merge. A unit after a larger one is refused (the lines are not in
+   * whole peaked at 1.3 GiB of RSS in its merge. A unit after a larger one is refused (the lines are not in
    * byte order), as the merge refuses an unsorted listing.
    */
   async *readUnits(shard: string, unitLength: number): AsyncIterable<{unit: string; lines: string[]}> {
