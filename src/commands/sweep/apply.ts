@@ -29,7 +29,7 @@ Each candidate is still re-checked just before it is touched: one referenced aga
     ...requestRateFlags(),
     'registry-read-only': Flags.boolean({
       summary:
-        'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards).',
+        'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards), and batches are not re-walked (one walk after the last checks it).',
     }),
   }
   protected readonly formatter = formatter

@@ -93,7 +93,7 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     }),
     'registry-read-only': Flags.boolean({
       summary:
-        'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards).',
+        'State that the registry is read-only or stopped: allows acting with registry.cache inmemory (restart it afterwards), and batches are not re-walked (one walk after the last checks it).',
     }),
     'max-clock-skew': durationFlag({
       summary: "Refuse to act when the storage's clock is further than this from this host's (default 5m).",

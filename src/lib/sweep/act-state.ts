@@ -26,6 +26,11 @@ export interface ActContext {
   /** how much earlier than an instant a "written since" walk starts: the clock's uncertainty, with room */
   sinceMarginMs: number
   registryCache: DescriptorCache
+  /**
+   * the operator stated that the registry takes no writes while this runs (--registry-read-only): nothing
+   * can become referenced, so batches are not re-walked; one walk after the last batch checks the statement
+   */
+  registryReadOnly?: boolean
   concurrency: number
   batchSize: number
   signal: AbortSignal

@@ -15,6 +15,9 @@ import type {ActingMode, SweepBlobsResult} from './types.js'
 import {recordOutcome, storageNow, type ActContext, type ActedBatch, type ActState} from './act-state.js'
 import {keepReferencesOf, postCheck, recheckRows} from './recheck.js'
 
+/** Blobs acted on that may wait for a post-check together (about 15 MB of what undoing them needs). */
+export const POST_CHECK_AFTER_BLOBS = 50_000
+
 /**
  * The act phase: the job's pending candidates in batches, manifests first (a removed manifest frees its
  * blobs). Each batch is re-checked, its intents journaled, then acted on and each outcome journaled.
@@ -44,6 +47,10 @@ export async function actOnCandidates(ctx: ActContext): Promise<void> {
           if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
         }
       }
+      // Batches no re-check walks after them (a registry stated read-only, an authoritative database) wait
+      // for one post-check together, but not the whole job's: memory would grow with every blob acted on.
+      if (state.unchecked.reduce((sum, batch) => sum + batch.acted.size, 0) >= POST_CHECK_AFTER_BLOBS)
+        await postCheck(ctx, state)
       ctx.onBatch()
     }
   }

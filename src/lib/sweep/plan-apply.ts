@@ -175,6 +175,7 @@ export async function applyPlan(opts: ApplyPlanOptions): Promise<SweepApplyResul
         storageOffsetMs: clock.offsetMs,
         sinceMarginMs: maxClockSkewMs,
         registryCache: opts.registryCache ?? openDescriptorCache(undefined),
+        registryReadOnly: opts.registryReadOnly,
         concurrency: opts.concurrency ?? 32,
         batchSize: opts.batchSize ?? 500,
         signal: job.signal,

@@ -53,13 +53,17 @@ export async function recheckRows(
  * Marks found by re-walking what changed in storage since the mark, and (metadata) by re-querying. The
  * walk also serves the post-check of every batch acted on before it: it reads everything written since
  * the mark started, which covers what was written since each earlier batch's re-check began.
+ *
+ * The walk lists every repository, once per batch: on S3 about what the mark's listing costs (a 100k-blob
+ * store on radosgw: quarantining about 2,900 blobs in 6 batches took 34.6 s, 19.6 s with one walk in all).
+ * On a registry stated read-only nothing can become referenced, so batches skip it and postCheck walks once.
  */
 async function recheckReferences(ctx: ActContext, state: ActState, digests: string[]): Promise<Set<string>> {
   const keep = new Set<string>()
   const checking = state.unchecked.splice(0)
   if (ctx.strategy === 'metadata')
     for (const d of await referencedAmong(ctx.db, digests, {linkedSince: ctx.cutoff})) keep.add(d)
-  if (ctx.strategy === 'storage' || !ctx.metadataAuthoritative) {
+  if ((ctx.strategy === 'storage' || !ctx.metadataAuthoritative) && !ctx.registryReadOnly) {
     const wanted = new Set(digests)
     const found = await walkWrittenSince(
       ctx,

@@ -319,6 +319,7 @@ async function planAndAct(
       storageOffsetMs: clock?.offsetMs ?? 0,
       sinceMarginMs: maxClockSkewMs,
       registryCache: opts.registryCache ?? openDescriptorCache(undefined),
+      registryReadOnly: opts.registryReadOnly,
       concurrency,
       batchSize: opts.batchSize ?? 500,
       signal: job.signal,

@@ -218,6 +218,53 @@ describe('act phase on a live registry (filesystem)', () => {
     })
   }
 
+  test('--registry-read-only: batches are not re-walked, and one walk after the last still catches a push it did not expect', async () => {
+    const {root, registry, driver, db} = await liveRegistry()
+    const orphans: Array<{digest: string}> = []
+    for (let i = 0; i < 6; i++) orphans.push(await uploadOrphanBlob(registry.url, 'team/app', 1900 + i, `ro-${i}`))
+    await ageTree(root, new Date(Date.now() - 3 * DAY))
+    // Every walk of the repositories starts with one listing of repositories/.
+    let walks = 0
+    const counted = new Proxy(driver, {
+      get(target, name, receiver) {
+        if (name === 'listDirectories')
+          return (prefix: string, opts?: object) => {
+            if (prefix === 'repositories/') walks++
+            return target.listDirectories(prefix, opts)
+          }
+        const value = Reflect.get(target, name, receiver)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+    let pushed = false
+    const result = await sweepBlobs({
+      ...settings,
+      driver: counted,
+      db,
+      mode: 'quarantine',
+      batchSize: 2,
+      registryReadOnly: true,
+      hooks: {
+        // The statement is wrong once: a push reuses the first batch's first orphan after its re-check.
+        afterRecheck: async ({kind, digests}) => {
+          if (kind !== 'blob' || pushed) return
+          pushed = true
+          const size = 1900 + orphans.findIndex((o) => o.digest === digests[0])
+          await pushImage(registry.url, 'team/app', 'late', {
+            layers: [randomBlob(size, `ro-${size - 1900}`)],
+            seed: 'ro-late',
+          })
+        },
+      },
+    })
+    assert.ok(pushed)
+    assert.equal(result.window.batches, 3)
+    assert.equal(result.acted.quarantined, 6)
+    assert.equal(walks, 2, 'the mark and one post-check, no walk per batch (5 without --registry-read-only)')
+    assert.equal(result.postCheck.movedBack, 1, 'the final walk found the push and moved its blob back')
+    await assertPulls(registry, 'team/app', 'late')
+  })
+
   test('one actor per region and prefix: a second acting sweep or a purge is refused while one acts', async () => {
     const {root, registry, driver, db} = await liveRegistry()
     await uploadOrphanBlob(registry.url, 'team/app', 900, 'lock-orphan')
