@@ -33,6 +33,8 @@ export interface ActContext {
   registryReadOnly?: boolean
   concurrency: number
   batchSize: number
+  /** see POST_CHECK_AFTER_BLOBS */
+  postCheckAfterBlobs?: number
   signal: AbortSignal
   result: SweepBlobsResult
   hooks?: ActHooks

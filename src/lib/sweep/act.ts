@@ -49,8 +49,8 @@ export async function actOnCandidates(ctx: ActContext): Promise<void> {
       }
       // Batches no re-check walks after them (a registry stated read-only, an authoritative database) wait
       // for one post-check together, but not the whole job's: memory would grow with every blob acted on.
-      if (state.unchecked.reduce((sum, batch) => sum + batch.acted.size, 0) >= POST_CHECK_AFTER_BLOBS)
-        await postCheck(ctx, state)
+      const waiting = state.unchecked.reduce((sum, batch) => sum + batch.acted.size, 0)
+      if (waiting >= (ctx.postCheckAfterBlobs ?? POST_CHECK_AFTER_BLOBS)) await postCheck(ctx, state)
       ctx.onBatch()
     }
   }

@@ -322,6 +322,7 @@ async function planAndAct(
       registryReadOnly: opts.registryReadOnly,
       concurrency,
       batchSize: opts.batchSize ?? 500,
+      postCheckAfterBlobs: opts.postCheckAfterBlobs,
       signal: job.signal,
       hooks: opts.hooks,
       result,

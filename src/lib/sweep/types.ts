@@ -39,6 +39,8 @@ export interface SweepRunOptions {
   reportFile?: string | ReportTarget
   concurrency?: number
   batchSize?: number
+  /** blobs acted on that may wait for one post-check together when batches are not re-walked (default 50,000) */
+  postCheckAfterBlobs?: number
   logger: Logger
   signal?: AbortSignal
   onProgress?: (progress: SweepProgress) => void
@@ -46,7 +48,10 @@ export interface SweepRunOptions {
   now?: Date
   /** the registry's blob-descriptor cache (registry.cache); default none */
   registryCache?: DescriptorCache
-  /** the operator states the registry is read-only or stopped: acting with an in-memory cache is allowed */
+  /**
+   * the operator states the registry is read-only or stopped: acting with an in-memory cache is allowed,
+   * and batches are not re-walked (one walk after the last checks the statement)
+   */
   registryReadOnly?: boolean
   /** refuse to act when the storage's clock is further than this from this host's; default 5 min */
   maxClockSkewMs?: number

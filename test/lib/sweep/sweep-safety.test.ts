@@ -263,6 +263,22 @@ describe('act phase on a live registry (filesystem)', () => {
     assert.equal(walks, 2, 'the mark and one post-check, no walk per batch (5 without --registry-read-only)')
     assert.equal(result.postCheck.movedBack, 1, 'the final walk found the push and moved its blob back')
     await assertPulls(registry, 'team/app', 'late')
+
+    // Batches waiting for that walk are bounded: past the bound (here 4 blobs) they are walked at once.
+    for (let i = 0; i < 6; i++) await uploadOrphanBlob(registry.url, 'team/app', 2000 + i, `ro-bound-${i}`)
+    await ageTree(root, new Date(Date.now() - 3 * DAY))
+    walks = 0
+    const bounded = await sweepBlobs({
+      ...settings,
+      driver: counted,
+      db,
+      mode: 'quarantine',
+      batchSize: 2,
+      registryReadOnly: true,
+      postCheckAfterBlobs: 4,
+    })
+    assert.equal(bounded.acted.quarantined, 6)
+    assert.equal(walks, 3, 'the mark, a walk once 4 blobs wait, and one for the last 2')
   })
 
   test('one actor per region and prefix: a second acting sweep or a purge is refused while one acts', async () => {
