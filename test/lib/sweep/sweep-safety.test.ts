@@ -236,14 +236,17 @@ describe('act phase on a live registry (filesystem)', () => {
         return typeof value === 'function' ? value.bind(target) : value
       },
     })
-    let pushed = false
-    const result = await sweepBlobs({
+    const readOnly = {
       ...settings,
       driver: counted,
       db,
-      mode: 'quarantine',
+      mode: 'quarantine' as const,
       batchSize: 2,
       registryReadOnly: true,
+    }
+    let pushed = false
+    const result = await sweepBlobs({
+      ...readOnly,
       hooks: {
         // The statement is wrong once: a push reuses the first batch's first orphan after its re-check.
         afterRecheck: async ({kind, digests}) => {
@@ -268,15 +271,7 @@ describe('act phase on a live registry (filesystem)', () => {
     for (let i = 0; i < 6; i++) await uploadOrphanBlob(registry.url, 'team/app', 2000 + i, `ro-bound-${i}`)
     await ageTree(root, new Date(Date.now() - 3 * DAY))
     walks = 0
-    const bounded = await sweepBlobs({
-      ...settings,
-      driver: counted,
-      db,
-      mode: 'quarantine',
-      batchSize: 2,
-      registryReadOnly: true,
-      postCheckAfterBlobs: 4,
-    })
+    const bounded = await sweepBlobs({...readOnly, postCheckAfterBlobs: 4})
     assert.equal(bounded.acted.quarantined, 6)
     assert.equal(walks, 3, 'the mark, a walk once 4 blobs wait, and one for the last 2')
   })
