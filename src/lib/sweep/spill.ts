@@ -196,7 +196,7 @@ export class ShardLines {
             if (bytesRead === 0) break
             const parts = (rest + decoder.write(buffer.subarray(0, bytesRead))).split('\n')
             rest = parts.pop()!
-            // Only the caller's own refusals may leave this loop from a yield, never as a read failure.
+            // The yield is outside the read's catch: what the caller throws there is not an unreadable file.
             yield parts.filter(Boolean)
           }
           rest += decoder.end()
@@ -215,16 +215,12 @@ export class ShardLines {
   }
 }
 
-function spillUnwritable(file: string, error: unknown): RegopsError {
-  return new RegopsError(`cannot write the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
-    code: 'SPILL_UNWRITABLE',
-    cause: error,
-  })
-}
+const spillUnreadable = (file: string, error: unknown) => spillFailure('read', file, error)
+const spillUnwritable = (file: string, error: unknown) => spillFailure('write', file, error)
 
-function spillUnreadable(file: string, error: unknown): RegopsError {
-  return new RegopsError(`cannot read the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
-    code: 'SPILL_UNREADABLE',
+function spillFailure(action: 'read' | 'write', file: string, error: unknown): RegopsError {
+  return new RegopsError(`cannot ${action} the sweep's spill file ${file}: ${errorMessage(error)}`, ExitCode.Partial, {
+    code: action === 'read' ? 'SPILL_UNREADABLE' : 'SPILL_UNWRITABLE',
     cause: error,
   })
 }
