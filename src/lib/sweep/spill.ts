@@ -272,8 +272,7 @@ export class MarkSpill {
    * per unit (one pass, buffered appends), then each unit's file is read and sorted when asked for.
    */
   async units(shard: string, unitLength: number, splitBytes = SPLIT_MARKS_BYTES): Promise<UnitMarks> {
-    const size = await this.lines.fileSize(shard)
-    if (size === 0 || size <= splitBytes) {
+    if ((await this.lines.fileSize(shard)) <= splitBytes) {
       const marks = await this.read(shard)
       let next = 0
       return {
