@@ -1,16 +1,4 @@
-import {
-  mkdir,
-  open,
-  readdir,
-  rename,
-  rm,
-  rmdir,
-  stat,
-  unlink,
-  copyFile,
-  writeFile,
-  type FileHandle,
-} from 'node:fs/promises'
+import {mkdir, open, readdir, rename, rm, rmdir, unlink, copyFile, writeFile, type FileHandle} from 'node:fs/promises'
 import {lstatSync, readdirSync, readFileSync, realpathSync, statSync, type Dirent} from 'node:fs'
 import {dirname, join} from 'node:path'
 import {pipeline} from 'node:stream/promises'
@@ -271,10 +259,15 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
+  /**
+   * Synchronous, as readSmall: on local disk a stat is a few microseconds in the kernel, while the
+   * promise, the queue and the thread-pool hop around it cost about 16 µs of the main thread each (an
+   * import of 10,000 manifests stats about 37,000 blobs: 0.64 s of its main thread, profiled).
+   */
   async stat(key: string): Promise<ObjectInfo | undefined> {
     try {
-      const st = await this.limit(() => stat(this.pathOf(key)))
-      if (!st.isFile()) return undefined
+      const st = statSync(this.pathOf(key), {throwIfNoEntry: false})
+      if (!st?.isFile()) return undefined
       return {key, size: st.size, lastModified: st.mtime}
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
