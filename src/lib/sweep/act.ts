@@ -10,7 +10,7 @@ import {
   skippedCounts,
   type CandidateRow,
 } from './candidates.js'
-import {deleteManifestLinks, moveBack, quarantineBlob} from './vacuum.js'
+import {deleteManifestLinks, deleteObjects, moveBack, quarantineBlob} from './vacuum.js'
 import type {ActingMode, SweepBlobsResult} from './types.js'
 import {recordOutcome, storageNow, type ActContext, type ActedBatch, type ActState} from './act-state.js'
 import {keepReferencesOf, postCheck, recheckRows} from './recheck.js'
@@ -35,16 +35,19 @@ export async function actOnCandidates(ctx: ActContext): Promise<void> {
       ctx.signal.throwIfAborted()
       const rows = await pendingCandidates(ctx.db, ctx.jobId, kind, ctx.batchSize)
       if (rows.length === 0) break
-      const recheckStart = storageNow(ctx)
-      const go = await recheckBatch(ctx, state, kind, rows)
-      const recheckEnd = performance.now()
-      await ctx.hooks?.afterRecheck?.({kind, digests: go.map((row) => row.digest)})
-      if (go.length > 0) {
-        const intents = await journalBatchIntents(ctx, kind, go)
-        const acted = await actOnBatch(ctx, kind, go, intents)
-        if (kind === 'blob') {
-          state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
-          if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
+      if (kind === 'blob' && ctx.mode === 'quarantine') await quarantineCopyFirst(ctx, state, rows)
+      else {
+        const recheckStart = storageNow(ctx)
+        const go = await recheckBatch(ctx, state, kind, rows)
+        const recheckEnd = performance.now()
+        await ctx.hooks?.afterRecheck?.({kind, digests: go.map((row) => row.digest)})
+        if (go.length > 0) {
+          const intents = await journalBatchIntents(ctx, kind, go)
+          const acted = await actOnBatch(ctx, kind, go, intents)
+          if (kind === 'blob') {
+            state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
+            if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
+          }
         }
       }
       // Batches no re-check walks after them (a registry stated read-only, an authoritative database) wait
@@ -65,6 +68,94 @@ export function windowSummary(samples: number[]): SweepBlobsResult['window'] {
   const sorted = [...samples].sort((a, b) => a - b)
   const at = (q: number) => Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)])
   return {batches: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Math.round(sorted[sorted.length - 1])}
+}
+
+/**
+ * A quarantine batch, copied before its re-check: intents, then every blob copied to its quarantine key
+ * (the blob still in place), then the re-check, then one batched delete of the originals that passed it.
+ * Copying after the re-check, as a delete has no copy to make, left each blob in place for its own copy's
+ * time after the re-check had read the repositories: a push that mounted or HEADed it in that time was
+ * missed by the re-check and then refused (the soak on S3: 5 of 73 such reuses). Now the window is the
+ * batch's delete request. The intents come first so that no copy exists that the journal does not name: a
+ * run killed after the copies is resumed like any unfinished intent, and a copy of a blob the re-check
+ * keeps is removed (its outcome `skipped`).
+ */
+async function quarantineCopyFirst(ctx: ActContext, state: ActState, rows: CandidateRow[]): Promise<void> {
+  const intents = await journalBatchIntents(ctx, 'blob', rows)
+  const targets = rows.map((row) => jobQuarantineKey(ctx.quarantinePrefix, ctx.jobId, row.digest))
+  const copied = await copyAhead(ctx, rows, targets)
+  const recheckStart = storageNow(ctx)
+  const skips = await recheckRows(ctx, state, 'blob', rows, false)
+  const recheckEnd = performance.now()
+  const go: CandidateRow[] = []
+  const goIntents: string[] = []
+  for (const [i, row] of rows.entries()) {
+    const skip = skips[i]
+    if (skip === undefined) {
+      go.push(row)
+      goIntents.push(intents[i])
+    } else await keepQuarantined(ctx, row, targets[i], intents[i], skip, false)
+  }
+  await ctx.hooks?.afterRecheck?.({kind: 'blob', digests: go.map((row) => row.digest)})
+  if (go.length === 0) return
+  const acted = await actOnBatch(ctx, 'blob', go, goIntents, undefined, copied)
+  state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
+  if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
+}
+
+/**
+ * Copies each blob to its quarantine key and checks the copy's size; returns the keys whose copy is
+ * complete. A copy that fails is left to the action, which copies again (and reports what fails then).
+ */
+async function copyAhead(ctx: ActContext, rows: CandidateRow[], targets: string[]): Promise<Set<string>> {
+  const copied = new Set<string>()
+  // The driver caps the requests in flight. Settled: a stopped job returns once no copy is still running.
+  await Promise.allSettled(
+    rows.map(async (row, i) => {
+      ctx.signal.throwIfAborted()
+      await ctx.driver.copy(row.key, targets[i])
+      const copy = await ctx.driver.stat(targets[i])
+      if (copy && copy.size === Number(row.size)) copied.add(row.key)
+    }),
+  )
+  ctx.signal.throwIfAborted()
+  return copied
+}
+
+/**
+ * A quarantine intent the re-check keeps: the intent ends `skipped` and its copy is removed. The blob
+ * itself is left as it is, unless a killed run (`recovered`) had already removed it: then the copy is
+ * moved back. A copy that cannot be removed is reported and named in the outcome.
+ */
+async function keepQuarantined(
+  ctx: ActContext,
+  row: CandidateRow,
+  quarantineKey: string,
+  intentId: string,
+  reason: string,
+  recovered: boolean,
+): Promise<void> {
+  let failure: unknown
+  try {
+    const inPlace = !recovered || (await ctx.driver.stat(row.key)) !== undefined
+    if (inPlace) await deleteObjects(ctx.driver, [quarantineKey])
+    else if (await ctx.driver.stat(quarantineKey))
+      await moveBack(ctx.driver, {key: row.key, quarantineKey, size: Number(row.size)})
+  } catch (error) {
+    failure = error
+    ctx.onProblem(problemOf(error, 'storage-error', quarantineKey, {digest: row.digest}))
+  }
+  await recordOutcome(
+    ctx,
+    intentId,
+    'skipped',
+    {
+      ...(recovered ? {recovered: true} : {}),
+      reason,
+      ...(failure === undefined ? {} : {copyLeft: quarantineKey, error: errorMessage(failure)}),
+    },
+    {kind: 'blob', key: row.key, state: 'skipped', note: reason},
+  )
 }
 
 /** Re-checks a batch just before acting; records the ones it keeps and returns the others. */
@@ -138,6 +229,8 @@ async function actOnBatch(
   go: CandidateRow[],
   intents: string[],
   recovered?: {quarantineKeys: Map<string, string>},
+  /** keys of blobs already copied to their quarantine key: only the originals are left to delete */
+  copied?: Set<string>,
 ): Promise<ActedBatch['acted'] & {actedAt?: number}> {
   const detail = recovered ? {recovered: true} : {}
   const {driver} = ctx
@@ -148,12 +241,13 @@ async function actOnBatch(
   await evict(ctx, go)
   ctx.signal.throwIfAborted()
   // Deletes go to storage as one batched request (S3 DeleteObjects takes 1,000 keys); each outcome is
-  // still journaled per object.
+  // still journaled per object. So do the originals of blobs copied to quarantine ahead.
+  const batchDeleted = action === 'delete' ? go : go.filter((row) => copied?.has(row.key))
   const deleteErrors =
-    action === 'delete'
+    batchDeleted.length > 0
       ? await deleteBatch(
           driver,
-          go.map((row) => row.key),
+          batchDeleted.map((row) => row.key),
         )
       : new Map<string, string>()
   const acted: ActedBatch['acted'] & {actedAt?: number} = new Map()
@@ -170,7 +264,7 @@ async function actOnBatch(
       const act =
         action === 'delete-manifest'
           ? () => deleteManifestLinks(driver, row.repository!, row.digest, row.key)
-          : action === 'quarantine'
+          : action === 'quarantine' && !copied?.has(row.key)
             ? () => quarantineBlob(driver, row.key, target!, ctx.signal)
             : async () => {
                 const error = deleteErrors.get(row.key)
@@ -276,6 +370,11 @@ async function recoverUnfinished(ctx: ActContext, state: ActState): Promise<void
         if (skip === undefined) {
           go.push(rows[j])
           goIntents.push(intent.id)
+          continue
+        }
+        // A quarantine may have been copied, or even moved, before the run was killed.
+        if (intent.action === 'quarantine' && intent.detail.quarantineKey) {
+          await keepQuarantined(ctx, rows[j], String(intent.detail.quarantineKey), intent.id, skip, true)
           continue
         }
         await recordOutcome(

@@ -65,9 +65,12 @@ export interface SweepRunOptions {
 
 /** Called by the act phase at fixed points of each batch; a test holds them to interleave a push. */
 export interface ActHooks {
-  /** after a batch's re-check, before its intents are journaled */
+  /**
+   * after a batch's re-check, before anything is removed: before its intents are journaled, or, for a
+   * quarantine of blobs, after its intents and copies
+   */
   afterRecheck?: (batch: {kind: 'blob' | 'manifest'; digests: string[]}) => Promise<void>
-  /** after the intents are journaled, before any object is touched (a throw here is a crash in between) */
+  /** after the intents are journaled, before anything is removed (a throw here is a crash in between) */
   afterIntents?: (batch: {kind: 'blob' | 'manifest'; digests: string[]}) => Promise<void>
 }
 

@@ -20,6 +20,7 @@ import {FilesystemDriver} from '../../../src/lib/storage/filesystem.js'
 import {S3Driver} from '../../../src/lib/storage/s3.js'
 import {pathFor} from '../../../src/lib/storage/layout.js'
 import {sweepBlobs} from '../../../src/lib/sweep/sweep-blobs.js'
+import {jobQuarantineKey} from '../../../src/lib/sweep/act.js'
 import {purgeQuarantine, restoreQuarantine} from '../../../src/lib/sweep/restore-purge.js'
 import {exitCode as sweepExitCode} from '../../../src/formatters/sweep-blobs.js'
 import {Logger} from '../../../src/lib/output/logger.js'
@@ -217,6 +218,100 @@ describe('act phase on a live registry (filesystem)', () => {
       }
     })
   }
+
+  test('--quarantine copies before the re-check: a copy is not in the window, and a blob mounted while it is copied is kept without a copy left', async () => {
+    const {root, registry, driver, db} = await liveRegistry()
+    const reused = await uploadOrphanBlob(registry.url, 'team/app', 2100, 'ahead-reused')
+    const other = await uploadOrphanBlob(registry.url, 'team/app', 2200, 'ahead-other')
+    await ageTree(root, new Date(Date.now() - 3 * DAY))
+    // Slow copies, as of large blobs on S3; while the reused blob is being copied, a push mounts it.
+    const COPY_MS = 400
+    let pushed = false
+    const slowCopies = new Proxy(driver, {
+      get(target, name, receiver) {
+        if (name !== 'copy') return Reflect.get(target, name, receiver)
+        return async (source: string, destination: string) => {
+          if (source === blobKey(reused.digest) && !pushed) {
+            pushed = true
+            await pushImage(registry.url, 'team/other', 'late', {
+              layers: [randomBlob(2100, 'ahead-reused')],
+              seed: 'ahead-late',
+            })
+          }
+          await new Promise((resolve) => setTimeout(resolve, COPY_MS))
+          return target.copy(source, destination)
+        }
+      },
+    })
+    const result = await sweepBlobs({...settings, driver: slowCopies, db, mode: 'quarantine'})
+    assert.ok(pushed)
+    assert.equal(result.acted.quarantined, 1)
+    assert.equal(result.skipped.referencedAgain, 1, 'the re-check saw the push made during the copies')
+    assert.equal(result.postCheck.movedBack, 0, 'nothing had to be moved back')
+    assert.ok(
+      result.window.maxMs < COPY_MS,
+      `the window (${result.window.maxMs} ms) is the delete, not a ${COPY_MS} ms copy`,
+    )
+    const job = (await db.query(`SELECT id FROM regops_jobs WHERE kind = 'sweep-blobs' ORDER BY id DESC LIMIT 1`))
+      .rows[0].id as string
+    assert.ok(await driver.stat(blobKey(reused.digest)), 'the reused blob is in place')
+    assert.equal(
+      await driver.stat(jobQuarantineKey('_regops/quarantine', job, reused.digest)),
+      undefined,
+      'its copy is gone',
+    )
+    assert.equal(await driver.stat(blobKey(other.digest)), undefined)
+    assert.ok(await driver.stat(jobQuarantineKey('_regops/quarantine', job, other.digest)))
+    const outcomes = await db.query(
+      `SELECT digest, phase, detail->>'reason' AS reason FROM regops_journal WHERE job_id = $1 AND phase <> 'intent' ORDER BY digest`,
+      [job],
+    )
+    assert.deepEqual(
+      outcomes.rows.map((r) => [r.digest, r.phase, r.reason]).sort(),
+      [
+        [other.digest, 'done', null],
+        [reused.digest, 'skipped', 'referenced again'],
+      ].sort(),
+    )
+    await assertPulls(registry, 'team/other', 'late')
+  })
+
+  test('--quarantine killed after an original went, then the blob linked again: the resume moves it back', async () => {
+    const {root, registry, driver, db} = await liveRegistry()
+    const orphan = await uploadOrphanBlob(registry.url, 'team/app', 2300, 'killed-moved')
+    await ageTree(root, new Date(Date.now() - 3 * DAY))
+    const crash = new Error('killed between the batch delete and its outcomes')
+    await assert.rejects(
+      sweepBlobs({
+        ...settings,
+        driver,
+        db,
+        mode: 'quarantine',
+        hooks: {afterIntents: async () => Promise.reject(crash)},
+      }),
+      (e: Error) => e instanceof RegopsError && /killed between/.test(e.message),
+    )
+    const job = (await db.query(`SELECT id FROM regops_jobs WHERE kind = 'sweep-blobs' ORDER BY id DESC LIMIT 1`))
+      .rows[0].id as string
+    const copy = jobQuarantineKey('_regops/quarantine', job, orphan.digest)
+    assert.ok(await driver.stat(copy), 'the copy was made before the re-check')
+    // As if the delete had gone through before the kill, and a push had then mounted the blob (a mount
+    // writes only the repository's link).
+    await driver.deleteMany([blobKey(orphan.digest)])
+    await driver.write(
+      pathFor({kind: 'layer-link', repository: 'team/other', digest: orphan.digest}),
+      Buffer.from(orphan.digest),
+    )
+    const resumed = await sweepBlobs({driver, db, logger, resume: String(job)})
+    assert.equal(resumed.acted.quarantined, 0)
+    assert.equal((await driver.stat(blobKey(orphan.digest)))?.size, 2300, 'the blob is back in place')
+    assert.equal(await driver.stat(copy), undefined)
+    const outcome = await db.query(
+      `SELECT phase, detail->>'reason' AS reason, detail->>'recovered' AS recovered FROM regops_journal WHERE job_id = $1 AND phase <> 'intent'`,
+      [job],
+    )
+    assert.deepEqual(outcome.rows, [{phase: 'skipped', reason: 'referenced again', recovered: 'true'}])
+  })
 
   test('--registry-read-only: batches are not re-walked, and one walk after the last still catches a push it did not expect', async () => {
     const {root, registry, driver, db} = await liveRegistry()
