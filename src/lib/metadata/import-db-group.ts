@@ -399,57 +399,110 @@ export async function replaceGroupUnreadableRevisions(
  * current link is gone, manifests whose revision link is gone with their edges, layers and tags,
  * repository_blobs whose _layers link is gone). Each repository's lists are complete: a listing that
  * failed failed its repository instead.
+ *
+ * The group's rows are read one repository's index range at a time and compared with the lists here;
+ * only what storage no longer has is deleted, by primary key. One anti-join statement per table made a
+ * re-import quadratic: the planner joined the whole table by hash and re-scanned the listed pairs for
+ * every row (repository_blobs of a 30k-manifest store: 620 ms a group of 100 repositories, against 25 ms
+ * this way; the second import of 100k manifests took 74 s, the first 47 s).
  */
 export async function pruneGroup(
   client: DbClient,
   repos: Array<{repo: GroupRepository; tags: string[]; manifests: string[]; layerLinks: string[]}>,
 ): Promise<{manifests: number; tags: number; repositoryBlobs: number}> {
   if (repos.length === 0) return {manifests: 0, tags: 0, repositoryBlobs: 0}
-  const group = [repos.map((r) => r.repo.namespaceId), repos.map((r) => r.repo.repositoryId)]
-  const pairs = (pick: (r: (typeof repos)[number]) => string[]): [string[], string[]] => {
-    const ids: string[] = []
-    const values: string[] = []
-    for (const r of repos)
-      for (const v of pick(r)) {
-        ids.push(r.repo.repositoryId)
-        values.push(v)
-      }
-    return [ids, values]
+  const listed = (pick: (r: (typeof repos)[number]) => string[]) => {
+    const keys = new Set<string>()
+    for (const r of repos) for (const value of pick(r)) keys.add(`${r.repo.repositoryId} ${value}`)
+    return keys
   }
-  const tags = await run(
+  const tags = await deleteRows(
     client,
-    'group_prune_tags',
-    `DELETE FROM tags t USING unnest($1::bigint[], $2::bigint[]) AS g(ns, repo)
-      WHERE t.top_level_namespace_id = g.ns AND t.repository_id = g.repo
-        AND NOT EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::text[]) AS k(repo, name) WHERE k.repo = t.repository_id AND k.name = t.name)`,
-    [...group, ...pairs((r) => r.tags)],
+    'tags',
+    await unlisted(
+      client,
+      repos,
+      'tags',
+      'name',
+      listed((r) => r.tags),
+    ),
   )
-  const gone = `SELECT m.id FROM manifests m, unnest($1::bigint[], $2::bigint[]) AS g(ns, repo)
-                 WHERE m.top_level_namespace_id = g.ns AND m.repository_id = g.repo
-                   AND NOT EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::text[]) AS k(repo, digest) WHERE k.repo = m.repository_id AND k.digest = m.digest)`
-  const manifestPairs = pairs((r) => r.manifests)
+  const goneManifests = await unlisted(
+    client,
+    repos,
+    'manifests',
+    'digest',
+    listed((r) => r.manifests),
+  )
   // A child that is gone takes its edges with it (the child foreign key has no ON DELETE).
-  await run(
+  for (const [repo, ids] of goneManifests)
+    await run(
+      client,
+      'group_prune_references',
+      `DELETE FROM manifest_references WHERE top_level_namespace_id = $1 AND repository_id = $2 AND child_id = ANY($3::bigint[])`,
+      [repo.namespaceId, repo.repositoryId, ids],
+    )
+  const manifests = await deleteRows(client, 'manifests', goneManifests)
+  const repositoryBlobs = await deleteRows(
     client,
-    'group_prune_references',
-    `DELETE FROM manifest_references mr WHERE (mr.top_level_namespace_id, mr.repository_id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
-        AND mr.child_id IN (${gone})`,
-    [...group, ...manifestPairs],
+    'repository_blobs',
+    await unlisted(
+      client,
+      repos,
+      'repository_blobs',
+      'blob_digest',
+      listed((r) => r.layerLinks),
+    ),
   )
-  const manifests = await run(
+  return {manifests, tags, repositoryBlobs}
+}
+
+type PrunedTable = 'tags' | 'manifests' | 'repository_blobs'
+
+/**
+ * Ids of the rows of the group's repositories whose `column` is not listed (`${repositoryId} ${value}`),
+ * by repository. OFFSET 0 keeps the LATERAL subquery a per-repository index scan (one partition each,
+ * pruned at run time) instead of letting the planner flatten it into a hash join over the whole table.
+ */
+async function unlisted(
+  client: DbClient,
+  repos: Array<{repo: GroupRepository}>,
+  table: PrunedTable,
+  column: 'name' | 'digest' | 'blob_digest',
+  listedKeys: Set<string>,
+): Promise<Map<GroupRepository, string[]>> {
+  const rows = await run<{repository_id: string; id: string; value: string}>(
     client,
-    'group_prune_manifests',
-    `DELETE FROM manifests WHERE (top_level_namespace_id, repository_id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
-        AND id IN (${gone})`,
-    [...group, ...manifestPairs],
+    `group_existing_${table}`,
+    `SELECT x.repository_id, x.id, x.value
+       FROM unnest($1::bigint[], $2::bigint[]) AS g(ns, repo)
+       CROSS JOIN LATERAL (SELECT t.repository_id, t.id, t.${column}::text AS value FROM ${table} t
+                            WHERE t.top_level_namespace_id = g.ns AND t.repository_id = g.repo OFFSET 0) x`,
+    [repos.map((r) => r.repo.namespaceId), repos.map((r) => r.repo.repositoryId)],
   )
-  const blobs = await run(
-    client,
-    'group_prune_repository_blobs',
-    `DELETE FROM repository_blobs rb USING unnest($1::bigint[], $2::bigint[]) AS g(ns, repo)
-      WHERE rb.top_level_namespace_id = g.ns AND rb.repository_id = g.repo
-        AND NOT EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::text[]) AS k(repo, digest) WHERE k.repo = rb.repository_id AND k.digest = rb.blob_digest)`,
-    [...group, ...pairs((r) => r.layerLinks)],
-  )
-  return {manifests: manifests.rowCount ?? 0, tags: tags.rowCount ?? 0, repositoryBlobs: blobs.rowCount ?? 0}
+  const byId = new Map(repos.map((r) => [r.repo.repositoryId, r.repo]))
+  const gone = new Map<GroupRepository, string[]>()
+  for (const row of rows.rows) {
+    if (listedKeys.has(`${row.repository_id} ${row.value}`)) continue
+    const repo = byId.get(String(row.repository_id))!
+    const ids = gone.get(repo) ?? []
+    ids.push(String(row.id))
+    gone.set(repo, ids)
+  }
+  return gone
+}
+
+/** Deletes rows by primary key, one statement per repository (rare: only what storage no longer has). */
+async function deleteRows(client: DbClient, table: PrunedTable, gone: Map<GroupRepository, string[]>): Promise<number> {
+  let deleted = 0
+  for (const [repo, ids] of gone) {
+    const result = await run(
+      client,
+      `group_prune_${table}`,
+      `DELETE FROM ${table} WHERE top_level_namespace_id = $1 AND repository_id = $2 AND id = ANY($3::bigint[])`,
+      [repo.namespaceId, repo.repositoryId, ids],
+    )
+    deleted += result.rowCount ?? 0
+  }
+  return deleted
 }

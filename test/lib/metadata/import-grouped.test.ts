@@ -114,10 +114,17 @@ describe('regops import: grouped and per-repository writes', () => {
     assert.ok(dump.dangling_manifest_references.length > 0 && dump.unreadable_revisions.length > 0)
     assert.deepEqual(await logicalDump(single), dump)
 
-    // storage changes: a tag deleted, a revision link removed, a new image; the re-import follows them
+    // storage changes: a tag deleted, a revision link removed, a _layers link removed, a new image; the
+    // re-import follows them
+    let layerLink: string | undefined
+    for await (const object of driver.list('repositories/alpha/web/_layers/')) {
+      layerLink ??= object.key
+    }
+    assert.ok(layerLink, 'alpha/web links a blob')
     await driver.deleteMany([
       pathFor({kind: 'tag-current-link', repository: 'alpha/web', tag: dropTag}),
       pathFor({kind: 'manifest-revision-link', repository: 'gamma/tools', digest: dropRevision}),
+      layerLink,
     ])
     await new LayoutWriter(driver).writeImage({
       repository: 'beta',
@@ -129,6 +136,7 @@ describe('regops import: grouped and per-repository writes', () => {
     const [again, againSingle] = await importBoth()
     assert.equal(again.written.deleted.tags, 1)
     assert.equal(again.written.deleted.manifests, 1)
+    assert.equal(again.written.deleted.repositoryBlobs, 1)
     assert.equal(again.written.manifests, 1)
     assert.deepEqual(outcome(againSingle), outcome(again))
     assert.deepEqual(await logicalDump(single), await logicalDump(grouped))
