@@ -150,7 +150,6 @@ describe('static scan: no SQL built from a variable', () => {
       'a constant unnest(...) JOIN fragment of the same function; every value is a $n array parameter',
     'src/lib/metadata/import-db-group.ts: edgeRows': 'a constant unnest(...) fragment; values are $n array parameters',
     'src/lib/metadata/import-db-group.ts: child': 'a constant correlated subquery of the same function',
-    'src/lib/metadata/import-db-group.ts: gone': 'a constant subquery of the same function, itself using $n',
     'src/lib/metadata/migrations.ts: MIGRATIONS_TABLE': 'a constant identifier (the migrations table name)',
     'src/lib/metadata/migrations.ts: MIGRATION_LOCK_KEY': 'a constant bigint advisory lock key',
     "src/lib/sweep/journal.ts: opts.oldestFirst ? 'ASC' : 'DESC'": 'one of two keywords, chosen by a boolean',

@@ -416,24 +416,11 @@ export async function pruneGroup(
     for (const r of repos) for (const value of pick(r)) keys.add(`${r.repo.repositoryId} ${value}`)
     return keys
   }
-  const tags = await deleteRows(
-    client,
-    'tags',
-    await unlisted(
-      client,
-      repos,
-      'tags',
-      'name',
-      listed((r) => r.tags),
-    ),
-  )
-  const goneManifests = await unlisted(
-    client,
-    repos,
-    'manifests',
-    'digest',
-    listed((r) => r.manifests),
-  )
+  const listedTags = listed((r) => r.tags)
+  const listedManifests = listed((r) => r.manifests)
+  const listedLinks = listed((r) => r.layerLinks)
+  const tags = await deleteRows(client, 'tags', await unlisted(client, repos, 'tags', listedTags))
+  const goneManifests = await unlisted(client, repos, 'manifests', listedManifests)
   // A child that is gone takes its edges with it (the child foreign key has no ON DELETE).
   for (const [repo, ids] of goneManifests)
     await run(
@@ -443,41 +430,50 @@ export async function pruneGroup(
       [repo.namespaceId, repo.repositoryId, ids],
     )
   const manifests = await deleteRows(client, 'manifests', goneManifests)
-  const repositoryBlobs = await deleteRows(
-    client,
-    'repository_blobs',
-    await unlisted(
-      client,
-      repos,
-      'repository_blobs',
-      'blob_digest',
-      listed((r) => r.layerLinks),
-    ),
-  )
+  const links = await unlisted(client, repos, 'repository_blobs', listedLinks)
+  const repositoryBlobs = await deleteRows(client, 'repository_blobs', links)
   return {manifests, tags, repositoryBlobs}
 }
 
-type PrunedTable = 'tags' | 'manifests' | 'repository_blobs'
-
 /**
- * Ids of the rows of the group's repositories whose `column` is not listed (`${repositoryId} ${value}`),
- * by repository. OFFSET 0 keeps the LATERAL subquery a per-repository index scan (one partition each,
- * pruned at run time) instead of letting the planner flatten it into a hash join over the whole table.
+ * Per pruned table: the id and compared value of its rows in the group's repositories, and the delete of
+ * one repository's rows by id. OFFSET 0 keeps each LATERAL subquery a per-repository index scan (one
+ * partition each, pruned at run time) instead of letting the planner flatten it into a hash join over the
+ * whole table. Written out per table: no identifier is interpolated into SQL.
  */
+const PRUNE = {
+  tags: {
+    existing: `SELECT x.repository_id, x.id, x.value FROM unnest($1::bigint[], $2::bigint[]) AS g(ns, repo)
+                 CROSS JOIN LATERAL (SELECT t.repository_id, t.id, t.name AS value FROM tags t
+                                      WHERE t.top_level_namespace_id = g.ns AND t.repository_id = g.repo OFFSET 0) x`,
+    delete: `DELETE FROM tags WHERE top_level_namespace_id = $1 AND repository_id = $2 AND id = ANY($3::bigint[])`,
+  },
+  manifests: {
+    existing: `SELECT x.repository_id, x.id, x.value FROM unnest($1::bigint[], $2::bigint[]) AS g(ns, repo)
+                 CROSS JOIN LATERAL (SELECT m.repository_id, m.id, m.digest::text AS value FROM manifests m
+                                      WHERE m.top_level_namespace_id = g.ns AND m.repository_id = g.repo OFFSET 0) x`,
+    delete: `DELETE FROM manifests WHERE top_level_namespace_id = $1 AND repository_id = $2 AND id = ANY($3::bigint[])`,
+  },
+  repository_blobs: {
+    existing: `SELECT x.repository_id, x.id, x.value FROM unnest($1::bigint[], $2::bigint[]) AS g(ns, repo)
+                 CROSS JOIN LATERAL (SELECT rb.repository_id, rb.id, rb.blob_digest::text AS value FROM repository_blobs rb
+                                      WHERE rb.top_level_namespace_id = g.ns AND rb.repository_id = g.repo OFFSET 0) x`,
+    delete: `DELETE FROM repository_blobs WHERE top_level_namespace_id = $1 AND repository_id = $2 AND id = ANY($3::bigint[])`,
+  },
+} as const
+type PrunedTable = keyof typeof PRUNE
+
+/** Ids of the rows of the group's repositories whose value is not listed (`${repositoryId} ${value}`), by repository. */
 async function unlisted(
   client: DbClient,
   repos: Array<{repo: GroupRepository}>,
   table: PrunedTable,
-  column: 'name' | 'digest' | 'blob_digest',
   listedKeys: Set<string>,
 ): Promise<Map<GroupRepository, string[]>> {
   const rows = await run<{repository_id: string; id: string; value: string}>(
     client,
     `group_existing_${table}`,
-    `SELECT x.repository_id, x.id, x.value
-       FROM unnest($1::bigint[], $2::bigint[]) AS g(ns, repo)
-       CROSS JOIN LATERAL (SELECT t.repository_id, t.id, t.${column}::text AS value FROM ${table} t
-                            WHERE t.top_level_namespace_id = g.ns AND t.repository_id = g.repo OFFSET 0) x`,
+    PRUNE[table].existing,
     [repos.map((r) => r.repo.namespaceId), repos.map((r) => r.repo.repositoryId)],
   )
   const byId = new Map(repos.map((r) => [r.repo.repositoryId, r.repo]))
@@ -496,12 +492,11 @@ async function unlisted(
 async function deleteRows(client: DbClient, table: PrunedTable, gone: Map<GroupRepository, string[]>): Promise<number> {
   let deleted = 0
   for (const [repo, ids] of gone) {
-    const result = await run(
-      client,
-      `group_prune_${table}`,
-      `DELETE FROM ${table} WHERE top_level_namespace_id = $1 AND repository_id = $2 AND id = ANY($3::bigint[])`,
-      [repo.namespaceId, repo.repositoryId, ids],
-    )
+    const result = await run(client, `group_prune_${table}`, PRUNE[table].delete, [
+      repo.namespaceId,
+      repo.repositoryId,
+      ids,
+    ])
     deleted += result.rowCount ?? 0
   }
   return deleted
