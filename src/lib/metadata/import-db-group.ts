@@ -143,8 +143,10 @@ export async function upsertGroupManifests(
     const r = await run<{id: string; repository_id: string; digest: string}>(
       client,
       'group_manifest_ids',
+      // A probe per manifest (see blobs_existing in import-db.ts: a plain join hash-joins the whole table).
       `SELECT m.id, m.repository_id, m.digest FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS t(ns, repo, d)
-         JOIN manifests m ON m.top_level_namespace_id = t.ns AND m.repository_id = t.repo AND m.digest = t.d`,
+         CROSS JOIN LATERAL (SELECT m.id, m.repository_id, m.digest FROM manifests m
+                              WHERE m.top_level_namespace_id = t.ns AND m.repository_id = t.repo AND m.digest = t.d OFFSET 0) m`,
       [rest.map((r) => r.repo.namespaceId), rest.map((r) => r.repo.repositoryId), rest.map((r) => r.digest)],
     )
     for (const row of r.rows) ids.set(manifestKey(String(row.repository_id), row.digest), String(row.id))
@@ -218,8 +220,10 @@ export async function upsertGroupTags(
     tags.map((t) => t.digest),
     tags.map((t) => t.createdAt),
   ]
+  // A probe per tag's manifest (see blobs_existing in import-db.ts: a plain join hash-joins the whole table).
   const source = `unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS t(ns, repo, name, digest, ca)
-       JOIN manifests m ON m.top_level_namespace_id = t.ns AND m.repository_id = t.repo AND m.digest = t.digest`
+       CROSS JOIN LATERAL (SELECT m.id FROM manifests m
+                            WHERE m.top_level_namespace_id = t.ns AND m.repository_id = t.repo AND m.digest = t.digest OFFSET 0) m`
   const ins = await run(
     client,
     'group_tags_insert',
@@ -278,7 +282,7 @@ export async function insertGroupReferences(
       client,
       'group_references_resolved',
       `SELECT DISTINCT e.ns, e.repo, e.parent_id, m.id AS child_id FROM ${edgeRows}
-         JOIN manifests m ON m.top_level_namespace_id = e.ns AND m.repository_id = e.repo AND m.digest = e.child_digest
+         CROSS JOIN LATERAL (${child} OFFSET 0) m
         WHERE m.id <> e.parent_id`,
       params,
     )
