@@ -13,7 +13,6 @@ import {
   insertGroupReferences,
   insertGroupRepositoryBlobs,
   manifestKey,
-  pruneGroup,
   replaceGroupUnreadableRevisions,
   upsertGroupManifests,
   upsertGroupTags,
@@ -22,6 +21,7 @@ import {
   type GroupRepository,
   type GroupUnreadableRow,
 } from './import-db-group.js'
+import {pruneGroup} from './import-prune.js'
 import type {UnreadableRevision} from './import-db-repository.js'
 import {
   layerMediaType,
