@@ -44,10 +44,7 @@ export async function actOnCandidates(ctx: ActContext): Promise<void> {
         if (go.length > 0) {
           const intents = await journalBatchIntents(ctx, kind, go)
           const acted = await actOnBatch(ctx, kind, go, intents)
-          if (kind === 'blob') {
-            state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
-            if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
-          }
+          if (kind === 'blob') noteActedBlobs(state, acted, recheckStart, recheckEnd)
         }
       }
       // Batches no re-check walks after them (a registry stated read-only, an authoritative database) wait
@@ -99,6 +96,16 @@ async function quarantineCopyFirst(ctx: ActContext, state: ActState, rows: Candi
   await ctx.hooks?.afterRecheck?.({kind: 'blob', digests: go.map((row) => row.digest)})
   if (go.length === 0) return
   const acted = await actOnBatch(ctx, 'blob', go, goIntents, undefined, copied)
+  noteActedBlobs(state, acted, recheckStart, recheckEnd)
+}
+
+/** A blob batch acted on: its window (re-check end to last action), and its wait for a post-check. */
+function noteActedBlobs(
+  state: ActState,
+  acted: ActedBatch['acted'] & {actedAt?: number},
+  recheckStart: Date,
+  recheckEnd: number,
+): void {
   state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
   if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
 }
@@ -394,10 +401,7 @@ async function recoverUnfinished(ctx: ActContext, state: ActState): Promise<void
           .map((intent) => [intent.key, String(intent.detail.quarantineKey)]),
       )
       const acted = await actOnBatch(ctx, kind, go, goIntents, {quarantineKeys})
-      if (kind === 'blob') {
-        state.windowsMs.push((acted.actedAt ?? performance.now()) - recheckEnd)
-        if (acted.size > 0) state.unchecked.push({since: recheckStart, acted})
-      }
+      if (kind === 'blob') noteActedBlobs(state, acted, recheckStart, recheckEnd)
     }
   }
   // A rescue of the post-check that did not finish: the blob is wanted, so finish moving it back.
