@@ -19,12 +19,41 @@ export function boundOldGenerationGrowth(): void {
  * allocation rate by doubling the young generation up to 32 MiB, at whatever moment of the run it
  * decides to: RSS steps from 99 to 110 MiB 10-30 s in, which reads as growth on a memory graph. Kept at
  * its initial size, a 60 s run at 600 pulls/s stayed at 98-99 MiB throughout, for the same CPU (7.95 s
- * against 8.05). Only a load test takes this: the filesystem sweep's young generation grew to 32 MiB with it
- * anyway, and in the audit bench (one run each way) it lowered peaks by 9-23 MiB but the 10k checksum
- * audit took 11.6 s against 9.1 s: not a clear gain for the jobs, so they do without.
+ * against 8.05). The sweep takes it too, from its first line (below). In the audit bench (one run each way)
+ * it lowered peaks by 9-23 MiB but the 10k checksum audit took 11.6 s against 9.1 s: not a clear gain, so
+ * the audit and the import do without.
  */
 export function keepYoungGenerationSmall(): void {
+  youngGenerationKeptSmall = true
   setFlagsFromString('--semi-space-growth-factor=1')
+}
+let youngGenerationKeptSmall = false
+
+/**
+ * Starting a worker thread puts --semi-space-growth-factor back to its default for the whole process (V8
+ * configures the new isolate's heap): a test script's young generation stayed at 2 MiB without a worker and
+ * grew to 32 MiB after an empty one had run. The sweep's main thread did the same once its listing worker
+ * was up. So whoever starts a worker calls this once the worker is running.
+ */
+export function restoreFlagsAfterWorkerStart(): void {
+  if (youngGenerationKeptSmall) setFlagsFromString('--semi-space-growth-factor=1')
+}
+
+/** The command topics whose young generation stays at its initial size from the process's first line. */
+const SMALL_YOUNG_GENERATION_FROM_START = new Set(['sweep'])
+
+/**
+ * V8 already doubles the young generation while oclif loads, in the first 200 ms, and never shrinks it, so
+ * bin/run.js calls this before anything loads. The filesystem sweep at 100k blobs, three runs each:
+ * default 125-131 MiB peak RSS; kept small from the job runner (and after the worker starts) 102-112; from
+ * the first line 99-102 (10k: 96-98 -> 86-87), the same time and CPU. On radosgw at 10k blobs: storage
+ * strategy 118-120 -> 108-110 MiB, 1.70-1.79 s -> 1.77-2.03 s; metadata strategy 117-120 -> 95-97 MiB, the
+ * same time. Not the import: what it allocates per manifest then outlives the small young generation and
+ * is promoted, and 30k manifests took 14.2-15.3 s against 12.5-13.3 (a CPU second more).
+ */
+export function applyStartupFlags(argv: readonly string[]): void {
+  const topic = argv.find((arg) => !arg.startsWith('-'))?.split(':')[0]
+  if (topic !== undefined && SMALL_YOUNG_GENERATION_FROM_START.has(topic)) keepYoungGenerationSmall()
 }
 
 /**

@@ -91,6 +91,13 @@ describe('flags validate their input', () => {
     assert.match(res.json.error.message, /say 48h or 48s/)
   })
 
+  test('--metadata-authoritative without --strategy metadata names the flag it needs', async () => {
+    const res = await runCli(['sweep', 'blobs', '--config', config, '--metadata-authoritative', '--json'])
+    assert.equal(res.code, 2, res.stdout + res.stderr)
+    assert.equal(res.json.error.code, 'USAGE')
+    assert.match(res.json.error.message, /--metadata-authoritative goes with --strategy metadata/)
+  })
+
   test('below 1h needs --force, and the value understood is echoed', async () => {
     const refused = await runCli(['sweep', 'blobs', '--config', config, '--min-age', '30m', '--json'])
     assert.equal(refused.code, 4, refused.stdout + refused.stderr)

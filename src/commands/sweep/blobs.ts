@@ -14,6 +14,7 @@ import {
   sizeFlag,
 } from '../../flags.js'
 import {applyRequestRates, requestsToQueue} from '../../lib/storage/index.js'
+import {UsageError} from '../../lib/errors.js'
 import {formatDurationSpec} from '../../lib/config/duration.js'
 import {sweepBlobs, type SweepProgress} from '../../lib/sweep/sweep-blobs.js'
 import {resolveQuarantine} from '../../lib/sweep/quarantine-prefix.js'
@@ -82,9 +83,6 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
     }),
     'metadata-authoritative': Flags.boolean({
       summary: 'With --strategy metadata: the registry writes the database itself, so no storage re-walk is needed.',
-      relationships: [
-        {type: 'some', flags: [{name: 'strategy', when: async (flags) => flags.strategy === 'metadata'}]},
-      ],
     }),
     marks: Flags.string({
       summary:
@@ -105,6 +103,10 @@ So does a plan that would act on more than 50% of the scanned blobs (10% on a re
   protected async execute(): Promise<formatter.SweepBlobsCommandResult> {
     const {flags, metadata} = await this.parse(SweepBlobs)
     const config = this.configuration()
+    // Checked here, not as an oclif relationship: that one's message named no flag ("One of the following
+    // must be provided when using --metadata-authoritative: ").
+    if (flags['metadata-authoritative'] && flags.strategy !== 'metadata')
+      throw new UsageError('--metadata-authoritative goes with --strategy metadata (add --strategy metadata)')
     const mode = flags.delete ? 'delete' : flags.quarantine ? 'quarantine' : 'dry-run'
     const minAgeMs = flags['min-age']?.ms ?? config.sweep.minAgeMs
     // Acting journals every action; the metadata strategy reads references; a resumed job lives in the database.

@@ -6,6 +6,7 @@ import {blobAlgorithmPrefix} from '../storage/layout.js'
 import {parseKeyOrReport, problemOf, type Problem} from '../storage/repositories.js'
 import {ShardLines} from './spill.js'
 import {anySignal} from '../jobs/signals.js'
+import {restoreFlagsAfterWorkerStart} from '../v8-flags.js'
 
 export interface EnumerateResult {
   /** shards whose listing is complete on disk */
@@ -151,6 +152,7 @@ export async function enumerateBlobsInWorker(
     // grow, V8's reached 16 MiB, and peak RSS of a 100k-blob sweep went from 138 to 171 MiB (10k: 101 to 109).
     resourceLimits: {maxYoungGenerationSizeMb: LISTING_YOUNG_GENERATION_MB},
   })
+  worker.once('online', restoreFlagsAfterWorkerStart)
   const abort = () => void worker.terminate()
   opts.signal?.addEventListener('abort', abort, {once: true})
   try {
