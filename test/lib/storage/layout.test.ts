@@ -61,6 +61,12 @@ test('unparsable keys give a LayoutError that carries the key', () => {
     'blobs/sha256/ab/' + HEX, // no /data
     'blobs/md5/ab/abcdef/data',
     'blobs/sha256/ab/ABCDEF' + HEX.slice(6) + '/data', // upper-case hex
+    // the length of a sha256 blob's data key, each wrong in one place (its fast path must not take them)
+    'blobs/sha256/ab/' + HEX.slice(0, 63) + 'g/data',
+    'blobs/sha256/ab/' + HEX + '/datx',
+    'blobs/sha256/ab' + HEX + '//data',
+    'blobs/sha256/ba/' + HEX + '/data',
+    'blobs/sha257/ab/' + HEX + '/data',
     'repositories/UPPER/_layers/sha256/' + HEX + '/link',
     'repositories/_layers/sha256/' + HEX + '/link', // no name
     'repositories/a/_manifests/tags/-bad/current/link',
