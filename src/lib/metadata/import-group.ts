@@ -64,6 +64,20 @@ export interface RepositoryScan {
   bytes: number
 }
 
+/** A repository's _layers links, or undefined once there are more than a small repository holds. */
+async function listLayerLinksOfSmall(
+  driver: ImportShared['driver'],
+  name: string,
+  onProblem: (p: ImportProblem) => void,
+): Promise<LinkEntry[] | undefined> {
+  const links: LinkEntry[] = []
+  for await (const link of listLayerLinks(driver, name, onProblem)) {
+    links.push(link)
+    if (links.length > SMALL_REPOSITORY_LAYER_LINKS) return undefined
+  }
+  return links
+}
+
 /** Too large to hold: imported on its own, streaming, in its own transaction. */
 export interface LargeRepository {
   kind: 'large'
@@ -97,8 +111,17 @@ export async function scanRepository(shared: ImportShared, name: string): Promis
       if (revisions.length > shared.batchSize) return large
     }
     shared.signal.throwIfAborted()
+    // The _layers links and the tags are listed while the manifests are read: on S3 each listing is a
+    // round trip or more of its own, and one after the other they left the connections idle between.
+    // Their problems are kept in the order they had when the three ran one after the other.
     const limit = pLimit(shared.concurrency)
-    const reads = await Promise.all(revisions.map((link) => limit(() => readRevision(driver, name, link))))
+    const layerProblems: ImportProblem[] = []
+    const tagProblems: ImportProblem[] = []
+    const [reads, layerLinks, tags] = await Promise.all([
+      Promise.all(revisions.map((link) => limit(() => readRevision(driver, name, link)))),
+      listLayerLinksOfSmall(driver, name, (p) => layerProblems.push(p)),
+      listTags(driver, name, (p) => tagProblems.push(p), shared.concurrency),
+    ])
     let bytes = 0
     for (const read of reads) bytes += read.payload?.length ?? 0
     if (bytes > SMALL_REPOSITORY_BYTES) return large
@@ -107,13 +130,8 @@ export async function scanRepository(shared: ImportShared, name: string): Promis
       const cause = unreadableOf(read)
       if (cause) unreadable.push(cause)
     }
-    const layerLinks: LinkEntry[] = []
-    for await (const link of listLayerLinks(driver, name, keep)) {
-      layerLinks.push(link)
-      if (layerLinks.length > SMALL_REPOSITORY_LAYER_LINKS) return large
-    }
-    const tagProblems: ImportProblem[] = []
-    const tags = await listTags(driver, name, (p) => tagProblems.push(p), shared.concurrency)
+    for (const p of layerProblems) keep(p)
+    if (!layerLinks) return large
     for (const p of tagProblems) keep(p)
     flush()
     return {kind: 'small', name, reads, revisions, layerLinks, tags, unreadable, manifests: reads.length, bytes}
