@@ -1,3 +1,4 @@
+import {setMaxListeners} from 'node:events'
 import {DatabaseConnectionError, type Db} from '../metadata/db.js'
 import {InterruptedError, JobFailedError, RefusedError, RegopsError, UsageError, errorMessage} from '../errors.js'
 import type {Logger} from '../output/logger.js'
@@ -12,7 +13,7 @@ import {
   startHeartbeat,
   type Job,
 } from './store.js'
-import {stopSignalOf, timeBoxOf} from './signals.js'
+import {REQUEST_LISTENERS_PER_SIGNAL, stopSignalOf, timeBoxOf} from './signals.js'
 import {TimeBoxError} from './time-box.js'
 import {acquireJobLock, type HeldLock, type LockScope} from './lock.js'
 
@@ -132,6 +133,8 @@ export async function runJob<C, R>(
   }
   if (resume) spec.logger.info(`resuming ${spec.kind}`, {jobId: job.id})
   const controller = new AbortController()
+  // the job's requests in flight share it (an import's repositories list and read at once)
+  setMaxListeners(REQUEST_LISTENERS_PER_SIGNAL, controller.signal)
   lock?.onLost((reason) => {
     spec.logger.error('job lock lost: stopping so that no other worker acts beside this one', {
       jobId: job.id,
