@@ -87,6 +87,13 @@ export function reportFilePath(target: string | ReportTarget): string | undefine
 }
 
 /**
+ * What a report file buffers before its writer waits for the disk. At the stream's default of 16 KiB a
+ * sweep's merge waited for a write every 64 candidates (23,264 of them at 100k blobs: about 360 waits, each
+ * a turn of the thread pool, in a phase that is otherwise CPU work).
+ */
+const REPORT_BUFFER_BYTES = 1024 * 1024
+
+/**
  * Writes a report's lines to its target with backpressure. An s3:// report is spooled to a temporary file
  * and put as one object on close: @aws-sdk/lib-storage (a streamed multipart upload) is not a dependency,
  * and a PutObject needs its length before the first byte. Nothing is in the bucket until the report is whole.
@@ -113,14 +120,20 @@ export class ReportWriter {
         throw new UsageError(`cannot create a spool directory for ${target.location}: ${errorMessage(error)}`)
       }
       const file = join(dir, 'report')
-      return new ReportWriter(target, createWriteStream(file, {flags: 'w'}), {dir, file})
+      return new ReportWriter(target, createWriteStream(file, {flags: 'w', highWaterMark: REPORT_BUFFER_BYTES}), {
+        dir,
+        file,
+      })
     }
     try {
       mkdirSync(dirname(target.path), {recursive: true})
     } catch (error) {
       throw new UsageError(`cannot create the report directory for ${target.location}: ${errorMessage(error)}`)
     }
-    return new ReportWriter(target, createWriteStream(target.path, {flags: options.append ? 'a' : 'w'}))
+    return new ReportWriter(
+      target,
+      createWriteStream(target.path, {flags: options.append ? 'a' : 'w', highWaterMark: REPORT_BUFFER_BYTES}),
+    )
   }
 
   /** Resolves once the file is open; a file that cannot be written is a usage error, before any work. */

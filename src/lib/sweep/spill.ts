@@ -1,5 +1,5 @@
-import {appendFileSync, mkdtempSync} from 'node:fs'
-import {appendFile, mkdir, open, readFile, rm, stat, type FileHandle} from 'node:fs/promises'
+import {appendFileSync, closeSync, mkdtempSync, openSync, readSync} from 'node:fs'
+import {appendFile, mkdir, readFile, rm, stat} from 'node:fs/promises'
 import {StringDecoder} from 'node:string_decoder'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -173,13 +173,16 @@ export class ShardLines {
   async *lineChunks(shard: string): AsyncIterable<string[]> {
     if (this.spilling) {
       const file = join(this.dir, shard + this.suffix)
-      let handle: FileHandle | undefined
+      // Read synchronously, as they were written: this process's own files in the temp directory, a page
+      // cache read of 64 KiB at most per call. Through the thread pool, an open, a read or two and a close
+      // per prefix left the merge waiting: 256 prefixes at 100k blobs on S3, most of its 0.45 s idle.
+      let fd: number | undefined
       try {
-        handle = await open(file, 'r')
+        fd = openSync(file, 'r')
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw spillUnreadable(file, error)
       }
-      if (handle) {
+      if (fd !== undefined) {
         try {
           // A small buffer per call: a read stream's 1 MiB buffer for each prefix file (35 KB each at 100k
           // blobs) cost a 100k-blob sweep 0.4 s of CPU.
@@ -189,7 +192,7 @@ export class ShardLines {
           for (;;) {
             let bytesRead: number
             try {
-              ;({bytesRead} = await handle.read(buffer, 0, buffer.length, null))
+              bytesRead = readSync(fd, buffer, 0, buffer.length, null)
             } catch (error) {
               throw spillUnreadable(file, error)
             }
@@ -202,7 +205,7 @@ export class ShardLines {
           rest += decoder.end()
           if (rest !== '') yield [rest]
         } finally {
-          await handle.close()
+          closeSync(fd)
         }
       }
     }
