@@ -14,6 +14,9 @@ export function boundOldGenerationGrowth(): void {
   setFlagsFromString('--heap-growing-percent=50')
 }
 
+/** set by keepYoungGenerationSmall, for restoreFlagsAfterWorkerStart */
+let youngGenerationKeptSmall = false
+
 /**
  * A load test allocates a few objects per request at hundreds of requests a second; V8 answers the
  * allocation rate by doubling the young generation up to 32 MiB, at whatever moment of the run it
@@ -27,13 +30,13 @@ export function keepYoungGenerationSmall(): void {
   youngGenerationKeptSmall = true
   setFlagsFromString('--semi-space-growth-factor=1')
 }
-let youngGenerationKeptSmall = false
 
 /**
- * Starting a worker thread puts --semi-space-growth-factor back to its default for the whole process (V8
- * configures the new isolate's heap): a test script's young generation stayed at 2 MiB without a worker and
- * grew to 32 MiB after an empty one had run. The sweep's main thread did the same once its listing worker
- * was up. So whoever starts a worker calls this once the worker is running.
+ * Starting a worker thread puts --semi-space-growth-factor back to its default for the whole process
+ * (measured, not traced to its line in V8: the new isolate's heap set-up is the likely place): a test
+ * script's young generation stayed at 2 MiB without a worker and grew to 32 MiB after an empty one had run.
+ * The sweep's main thread did the same once its listing worker was up. So whoever starts a worker calls
+ * this once the worker is running.
  */
 export function restoreFlagsAfterWorkerStart(): void {
   if (youngGenerationKeptSmall) setFlagsFromString('--semi-space-growth-factor=1')

@@ -143,7 +143,6 @@ export class LayoutError extends InvalidInputError {
   }
 }
 
-/** key → spec. Throws LayoutError (with the key) for anything that is not a known layout path. */
 const SHA256_HEX_RE = /^[0-9a-f]{64}$/
 const SHA256_BLOBS = 'blobs/sha256/'
 
@@ -160,6 +159,7 @@ export function sha256BlobDataHex(key: string): string | undefined {
   return SHA256_HEX_RE.test(hex) ? hex : undefined
 }
 
+/** key → spec. Throws LayoutError (with the key) for anything that is not a known layout path. */
 export function parseKey(key: string): PathSpec {
   const hex = sha256BlobDataHex(key)
   if (hex !== undefined) return {kind: 'blob-data', digest: `sha256:${hex}`}
