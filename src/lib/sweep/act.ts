@@ -10,7 +10,7 @@ import {
   skippedCounts,
   type CandidateRow,
 } from './candidates.js'
-import {deleteManifestLinks, deleteObjects, moveBack, quarantineBlob} from './vacuum.js'
+import {copyChecked, deleteManifestLinks, deleteObjects, moveBack, quarantineBlob} from './vacuum.js'
 import type {ActingMode, SweepBlobsResult} from './types.js'
 import {recordOutcome, storageNow, type ActContext, type ActedBatch, type ActState} from './act-state.js'
 import {keepReferencesOf, postCheck, recheckRows} from './recheck.js'
@@ -120,9 +120,7 @@ async function copyAhead(ctx: ActContext, rows: CandidateRow[], targets: string[
   await Promise.allSettled(
     rows.map(async (row, i) => {
       ctx.signal.throwIfAborted()
-      await ctx.driver.copy(row.key, targets[i])
-      const copy = await ctx.driver.stat(targets[i])
-      if (copy && copy.size === Number(row.size)) copied.add(row.key)
+      if (await copyChecked(ctx.driver, row.key, targets[i], Number(row.size))) copied.add(row.key)
     }),
   )
   ctx.signal.throwIfAborted()

@@ -12,6 +12,13 @@ export async function deleteObjects(driver: StorageDriver, keys: string[]): Prom
   if (outcome.errors.length > 0) throw new Error(outcome.errors[0].message)
 }
 
+/** Copies `from` to `to` and says whether the copy landed whole (its size is `size`). */
+export async function copyChecked(driver: StorageDriver, from: string, to: string, size: number): Promise<boolean> {
+  await driver.copy(from, to)
+  const copy = await driver.stat(to)
+  return copy !== undefined && copy.size === size
+}
+
 /**
  * Moves a blob to its quarantine key: copy, check the copy's size, then delete the original. `signal`
  * is checked before the original is touched, so a stopped job leaves it in place.
@@ -25,9 +32,7 @@ export async function quarantineBlob(
   const source = await driver.stat(key)
   if (source) {
     signal?.throwIfAborted()
-    await driver.copy(key, quarantineKey)
-    const copy = await driver.stat(quarantineKey)
-    if (!copy || copy.size !== source.size)
+    if (!(await copyChecked(driver, key, quarantineKey, source.size)))
       throw new Error(`quarantine copy ${quarantineKey} is not complete; the blob was left in place`)
     signal?.throwIfAborted()
     await deleteObjects(driver, [key])
@@ -44,9 +49,7 @@ export async function moveBack(
 ): Promise<void> {
   const present = await driver.stat(item.key)
   if (!present || present.size !== item.size) {
-    await driver.copy(item.quarantineKey, item.key)
-    const back = await driver.stat(item.key)
-    if (!back || back.size !== item.size)
+    if (!(await copyChecked(driver, item.quarantineKey, item.key, item.size)))
       throw new Error(`restored copy of ${item.key} has the wrong size; the quarantine copy was kept`)
   }
   await deleteObjects(driver, [item.quarantineKey])
